@@ -1,0 +1,168 @@
+//! Signed bearer tokens (JWT, HS256). Accounts come later; for now a token names its user
+//! (`sub`) and expires (`exp`), and no write is accepted without a valid one.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gallery_schemas::{IdError, UserId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Shortest signing secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why a request is not authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token (send `Authorization: Bearer <token>`)")]
+    Missing,
+    #[error("malformed Authorization header: expected `Bearer <token>`")]
+    Malformed,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is invalid")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    #[error("token subject is not a valid user id")]
+    BadSubject(#[source] IdError),
+    #[error("signing secret must be at least {MIN_SECRET_LEN} bytes, got {len}")]
+    WeakSecret { len: usize },
+    #[error("could not sign token")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// The keys that sign and check tokens. The secret never appears in `Debug` output.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(<redacted>)")
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TokenKeys {
+    pub fn from_secret(secret: &[u8]) -> Result<Self, AuthError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(AuthError::WeakSecret { len: secret.len() });
+        }
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        })
+    }
+
+    /// Issues a token for `user`, valid for `ttl`.
+    pub fn issue(&self, user: &UserId, ttl: Duration) -> Result<String, AuthError> {
+        let iat = now_secs();
+        let claims = Claims {
+            sub: user.as_str().to_owned(),
+            iat,
+            exp: iat.saturating_add(ttl.as_secs()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(AuthError::Sign)
+    }
+
+    /// Checks a token's signature and expiry and returns its user.
+    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(e),
+            },
+        )?;
+        UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)
+    }
+
+    /// Reads the user from an `Authorization` header value (`None` when absent).
+    pub fn verify_header(&self, header: Option<&str>) -> Result<UserId, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Malformed)?;
+        self.verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> TokenKeys {
+        TokenKeys::from_secret(secret.as_bytes()).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    fn user() -> UserId {
+        UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn an_issued_token_verifies_to_its_user() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let token = k.issue(&user(), Duration::from_secs(60));
+        let verified = token.and_then(|t| k.verify_header(Some(&format!("Bearer {t}"))));
+        assert_eq!(verified.ok(), Some(user()));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let token = keys("0123456789abcdef0123456789abcdef")
+            .issue(&user(), Duration::from_secs(60))
+            .unwrap_or_default();
+        let other = keys("fedcba9876543210fedcba9876543210");
+        assert!(matches!(other.verify(&token), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let claims = Claims {
+            sub: "ada".into(),
+            iat: 1,
+            exp: 2,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
+            .unwrap_or_default();
+        assert!(matches!(k.verify(&token), Err(AuthError::Expired)));
+    }
+
+    #[test]
+    fn missing_and_malformed_headers_are_told_apart() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        assert!(matches!(k.verify_header(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            k.verify_header(Some("Basic abc")),
+            Err(AuthError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert!(matches!(
+            TokenKeys::from_secret(b"short"),
+            Err(AuthError::WeakSecret { len: 5 })
+        ));
+    }
+}

@@ -1,0 +1,13 @@
+//! The write side of Gallery: authenticated, validated commands that become durable Kafka
+//! events. Usable as a library ([`Commands`]) and as an HTTP service ([`http::router`]).
+
+pub mod auth;
+mod error;
+pub mod http;
+mod kafka;
+mod service;
+
+pub use auth::{AuthError, TokenKeys};
+pub use error::CommandError;
+pub use kafka::{KafkaPublisher, ProducerConfig};
+pub use service::{Accepted, Commands, EventPublisher, PublishError, PublishFuture};

@@ -1,0 +1,35 @@
+//! The one error type of the projections.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("postgres: {context}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("kafka: {context}")]
+    Kafka {
+        context: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("schema registry unavailable while decoding")]
+    Registry(#[source] gallery_schemas::CodecError),
+    #[error(
+        "topic {topic} does not exist (create it first; `gallery` creates its topics on start)"
+    )]
+    MissingTopic { topic: String },
+    #[error("metadata lookup task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl ProjectionError {
+    pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        move |source| ProjectionError::Postgres { context, source }
+    }
+
+    pub(crate) fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
+        move |source| ProjectionError::Kafka { context, source }
+    }
+}

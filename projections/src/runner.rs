@@ -1,0 +1,280 @@
+//! The projector loop: read a batch, decode, dead-letter what is invalid, apply the rest and
+//! the offsets in one Postgres transaction. Any infrastructure error restarts the session,
+//! which seeks back to the offsets stored in Postgres, so nothing is skipped or applied twice.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use gallery_schemas::{Event, EventCodec, Topics};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_postgres::{Client, NoTls};
+
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::error::ProjectionError;
+use crate::postgres::{Batch, PostgresStore, migrate};
+
+/// How a projector connects and batches.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    pub brokers: String,
+    pub postgres_url: String,
+    pub topics: Topics,
+    /// Name under which offsets are stored; a new name replays from the start.
+    pub projection: String,
+    pub max_batch: usize,
+    /// How long to wait for more messages once a batch has begun.
+    pub batch_linger: Duration,
+}
+
+impl ProjectorConfig {
+    pub fn new(brokers: String, postgres_url: String, topics: Topics) -> Self {
+        Self {
+            brokers,
+            postgres_url,
+            topics,
+            projection: "likes".to_owned(),
+            max_batch: 1000,
+            batch_linger: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Folds interaction facts into the Postgres read model.
+#[derive(Debug)]
+pub struct Projector {
+    config: ProjectorConfig,
+    codec: EventCodec,
+    store: PostgresStore,
+    dead_letters: DeadLetterSink,
+}
+
+impl Projector {
+    pub fn new(config: ProjectorConfig, codec: EventCodec) -> Result<Self, ProjectionError> {
+        let dead_letters = DeadLetterSink::new(
+            &config.brokers,
+            config.topics.dead_letters(),
+            format!("projection:{}", config.projection),
+        )?;
+        Ok(Self {
+            store: PostgresStore::new(config.projection.clone()),
+            config,
+            codec,
+            dead_letters,
+        })
+    }
+
+    /// Runs until `shutdown` resolves. Errors restart the session after a pause; they never
+    /// end the loop.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut pause = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    tracing::info!(projection = %self.config.projection, "projector stopped");
+                    return;
+                }
+                result = self.session() => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "projector session failed; restarting");
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn session(&self) -> Result<(), ProjectionError> {
+        let mut client = connect(&self.config.postgres_url).await?;
+        migrate(&mut client).await?;
+        let topic = self.config.topics.interactions();
+        let partitions = partitions_of(&self.config.brokers, &topic).await?;
+        let stored = self.store.offsets(&client, &topic).await?;
+
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set(
+                "group.id",
+                format!(
+                    "{}projection-{}",
+                    self.config.topics.prefix(),
+                    self.config.projection
+                ),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(ProjectionError::kafka("create consumer"))?;
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            let offset = stored
+                .get(p)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            assignment
+                .add_partition_offset(&topic, *p, offset)
+                .map_err(ProjectionError::kafka("build assignment"))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(ProjectionError::kafka("assign partitions"))?;
+        tracing::info!(%topic, partitions = partitions.len(), projection = %self.config.projection, "projector assigned");
+
+        loop {
+            let messages = self.next_batch(&consumer).await?;
+            let committed = self.process(&mut client, &topic, messages).await?;
+            advise(&consumer, &topic, &committed);
+        }
+    }
+
+    async fn next_batch(
+        &self,
+        consumer: &StreamConsumer,
+    ) -> Result<Vec<OwnedMessage>, ProjectionError> {
+        let first = consumer
+            .recv()
+            .await
+            .map_err(ProjectionError::kafka("receive"))?
+            .detach();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+        while batch.len() < self.config.max_batch {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => {
+                    batch.push(message.map_err(ProjectionError::kafka("receive"))?.detach())
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn process(
+        &self,
+        client: &mut Client,
+        topic: &str,
+        messages: Vec<OwnedMessage>,
+    ) -> Result<HashMap<i32, i64>, ProjectionError> {
+        let mut decoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            let event = match self.codec.decode(message.payload()).await {
+                Ok(event) => Ok(event),
+                Err(e) if e.is_transient() => return Err(ProjectionError::Registry(e)),
+                Err(e) => Err(e.to_string()),
+            };
+            decoded.push((message, event));
+        }
+        let partitions: Vec<i32> = decoded
+            .iter()
+            .map(|(m, _)| m.partition())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+
+        let tx = client
+            .transaction()
+            .await
+            .map_err(ProjectionError::pg("begin batch"))?;
+        let applied_up_to = self.store.lock_offsets(&tx, topic, &partitions).await?;
+        let mut batch = Batch::default();
+        for (message, event) in &decoded {
+            let (partition, offset) = (message.partition(), message.offset());
+            if offset < applied_up_to.get(&partition).copied().unwrap_or(0) {
+                continue; // applied before this session
+            }
+            match event {
+                Ok(Event::LikeSet(fact)) => batch.likes.add(fact),
+                Err(reason) => {
+                    self.dead_letters
+                        .send(&DeadLetter {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset,
+                            key: message.key().map(<[u8]>::to_vec),
+                            payload: message.payload().map(<[u8]>::to_vec),
+                            reason: reason.clone(),
+                        })
+                        .await?;
+                }
+            }
+            let next = batch.next_offsets.entry(partition).or_insert(0);
+            *next = (*next).max(offset + 1);
+        }
+        if batch.next_offsets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.store.apply(&tx, topic, &batch).await?;
+        tx.commit()
+            .await
+            .map_err(ProjectionError::pg("commit batch"))?;
+        tracing::debug!(%topic, offsets = ?batch.next_offsets, "batch applied");
+        Ok(batch.next_offsets)
+    }
+}
+
+/// Commits the offsets to Kafka's group as well, so lag shows in Kafka's tools. Advisory only:
+/// the offsets in Postgres are the ones the projector seeks to.
+fn advise(consumer: &StreamConsumer, topic: &str, next_offsets: &HashMap<i32, i64>) {
+    if next_offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in next_offsets {
+        if tpl
+            .add_partition_offset(topic, *p, Offset::Offset(*o))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "advisory offset commit failed");
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, ProjectionError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(ProjectionError::pg("connect"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The partitions of `topic`, from the cluster's metadata.
+async fn partitions_of(brokers: &str, topic: &str) -> Result<Vec<i32>, ProjectionError> {
+    let brokers = brokers.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .map_err(ProjectionError::kafka("create metadata client"))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(ProjectionError::kafka("fetch metadata"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(ProjectionError::MissingTopic { topic });
+        }
+        Ok(partitions)
+    })
+    .await
+    .map_err(ProjectionError::Task)?
+}

@@ -1,0 +1,111 @@
+//! Identifiers carried by events, parsed once at the edge.
+
+use std::fmt;
+
+/// Longest identifier accepted, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is {len} bytes long, at most {MAX_ID_LEN} are allowed")]
+    TooLong { kind: &'static str, len: usize },
+    #[error("{kind} may contain only ASCII letters, digits, '-' and '_' (found {found:?})")]
+    BadChar { kind: &'static str, found: char },
+}
+
+fn check(kind: &'static str, raw: &str) -> Result<(), IdError> {
+    if raw.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if raw.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong {
+            kind,
+            len: raw.len(),
+        });
+    }
+    if let Some(found) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(IdError::BadChar { kind, found });
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a raw string: 1 to 64 ASCII letters, digits, `-` or `_`.
+            pub fn parse(raw: &str) -> Result<Self, IdError> {
+                check($kind, raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = IdError;
+            fn try_from(raw: &str) -> Result<Self, IdError> {
+                Self::parse(raw)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The id of an artwork; the Kafka key of every interaction with it.
+    ArtworkId,
+    "artwork id"
+);
+id_type!(
+    /// The id of a user (the subject of their token).
+    UserId,
+    "user id"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rejects_empty_long_and_odd_characters() {
+        assert_eq!(
+            ArtworkId::parse(""),
+            Err(IdError::Empty { kind: "artwork id" })
+        );
+        assert!(matches!(
+            ArtworkId::parse(&"a".repeat(65)),
+            Err(IdError::TooLong { len: 65, .. })
+        ));
+        assert!(matches!(
+            UserId::parse("a/b"),
+            Err(IdError::BadChar { found: '/', .. })
+        ));
+        assert!(UserId::parse("ada_lovelace-1815").is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn valid_ids_round_trip(raw in "[A-Za-z0-9_-]{1,64}") {
+            let id = ArtworkId::parse(&raw).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(id.as_str(), raw.as_str());
+        }
+    }
+}

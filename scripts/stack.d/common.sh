@@ -1,0 +1,105 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/stack. Sourced, not run.
+# Layout under $GALLERY_STACK_DIR:
+#   dist/<service>/   downloaded or built artefacts (cached across runs)
+#   data/<service>/   service state
+#   run/<service>.pid pid of the process this script started
+#   log/<service>.log its output
+GALLERY_STACK_DIR="${GALLERY_STACK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gallery/stack}"
+STACK_DIST="$GALLERY_STACK_DIR/dist"
+STACK_DATA="$GALLERY_STACK_DIR/data"
+STACK_RUN="$GALLERY_STACK_DIR/run"
+STACK_LOG="$GALLERY_STACK_DIR/log"
+mkdir -p "$STACK_DIST" "$STACK_DATA" "$STACK_RUN" "$STACK_LOG"
+
+# Ports, overridable from the environment.
+GALLERY_KAFKA_PORT="${GALLERY_KAFKA_PORT:-9092}"
+GALLERY_KAFKA_CONTROLLER_PORT="${GALLERY_KAFKA_CONTROLLER_PORT:-9093}"
+GALLERY_PG_PORT="${GALLERY_PG_PORT:-5432}"
+GALLERY_REGISTRY_PORT="${GALLERY_REGISTRY_PORT:-8081}"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+# as_root CMD...: run as root (directly, or through sudo when not root).
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PKG...: install Debian packages that are missing.
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid_alive NAME: true when run/NAME.pid names a live process.
+pid_alive() {
+  local f="$STACK_RUN/$1.pid"
+  [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# start_bg NAME CMD...: start CMD detached, output to log/NAME.log, pid to run/NAME.pid.
+start_bg() {
+  local name="$1"; shift
+  log "$name: starting (log: $STACK_LOG/$name.log)"
+  setsid nohup "$@" >>"$STACK_LOG/$name.log" 2>&1 </dev/null &
+  echo $! >"$STACK_RUN/$name.pid"
+}
+
+# forget_stale_pid NAME PATTERN: drop run/NAME.pid when its process is gone or its command
+# line does not match the extended regex PATTERN (the pid was reused, e.g. after a reboot),
+# so that nobody else's process is waited for or stopped.
+forget_stale_pid() {
+  local f="$STACK_RUN/$1.pid" pattern="$2" pid cmdline
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f")"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    [[ "$cmdline" =~ $pattern ]] && return 0
+  fi
+  rm -f "$f"
+}
+
+# stop_pid NAME [SIGNAL]: stop the process named by run/NAME.pid (SIGNAL, default TERM,
+# then KILL after 30 s).
+stop_pid() {
+  local name="$1" f="$STACK_RUN/$1.pid" sig="${2:-TERM}" pid
+  if ! pid_alive "$name"; then
+    rm -f "$f"
+    log "$name: not running (started by this script)"
+    return 0
+  fi
+  pid="$(cat "$f")"
+  log "$name: stopping pid $pid"
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$f"; return 0; }
+    sleep 0.5
+  done
+  log "$name: still alive after 30 s, sending KILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$f"
+}
+
+# wait_ready NAME CHECK_FN TIMEOUT_SECONDS
+wait_ready() {
+  local name="$1" check="$2" timeout="$3" waited=0
+  until "$check"; do
+    if (( waited >= timeout )); then
+      tail -n 40 "$STACK_LOG/$name.log" >&2 2>/dev/null || true
+      die "$name did not answer within ${timeout}s (log: $STACK_LOG/$name.log)"
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  log "$name: ready after ${waited}s"
+}

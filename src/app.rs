@@ -1,0 +1,249 @@
+//! Starting and stopping the roles.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use gallery_commands::{Commands, KafkaPublisher, ProducerConfig, TokenKeys};
+use gallery_projections::{Projector, ProjectorConfig};
+use gallery_schemas::EventCodec;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+
+/// Which roles one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub commands: bool,
+    pub projections: bool,
+    pub query_api: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        commands: true,
+        projections: true,
+        query_api: true,
+    };
+    pub const NONE: Roles = Roles {
+        commands: false,
+        projections: false,
+        query_api: false,
+    };
+}
+
+/// Why a role could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Kafka at {brokers}: {source}")]
+    Kafka {
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("schema registry client: {0}")]
+    Codec(#[from] gallery_schemas::CodecError),
+    #[error("signing keys: {0}")]
+    Auth(#[from] gallery_commands::AuthError),
+    #[error("Postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("Postgres read model: {0}")]
+    Projection(#[from] gallery_projections::ProjectionError),
+    #[error("Postgres pool: {0}")]
+    Pool(#[from] deadpool_postgres::BuildError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Running roles. Dropping it does not stop them; call [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    /// Where the command service listens, if it runs.
+    pub commands_addr: Option<SocketAddr>,
+    /// Where the GraphQL API listens, if it runs.
+    pub query_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Asks every role to stop and waits for them (in-flight requests finish first).
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+fn kafka_error(config: &Config) -> impl FnOnce(rdkafka::error::KafkaError) -> StartError + '_ {
+    |source| StartError::Kafka {
+        brokers: config.kafka.brokers.clone(),
+        source,
+    }
+}
+
+/// Starts `roles`. Creates missing topics and brings the read model up to date first.
+pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
+    if config.uses_dev_secret() && (roles.commands || roles.query_api) {
+        tracing::warn!(
+            "auth.jwt_secret is the built-in development secret; set GALLERY_AUTH__JWT_SECRET in production"
+        );
+    }
+    crate::topics::ensure_topics(config)
+        .await
+        .map_err(kafka_error(config))?;
+    let codec = EventCodec::new(&config.registry())?;
+    let keys = Arc::new(TokenKeys::from_secret(
+        config.auth.jwt_secret.expose().as_bytes(),
+    )?);
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut running_commands = None;
+    let mut running_query = None;
+
+    if roles.projections || roles.query_api {
+        let (mut client, connection) =
+            tokio_postgres::connect(config.postgres.url.expose(), NoTls).await?;
+        let conn = tokio::spawn(connection);
+        gallery_projections::migrate(&mut client).await?;
+        drop(client);
+        let _ = conn.await;
+    }
+
+    if roles.commands {
+        let publisher = KafkaPublisher::new(
+            &ProducerConfig {
+                brokers: config.kafka.brokers.clone(),
+                delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
+            },
+            codec.clone(),
+            config.topics(),
+        )
+        .map_err(kafka_error(config))?;
+        let state = gallery_commands::http::HttpState {
+            commands: Commands::new(Arc::new(publisher)),
+            keys: keys.clone(),
+        };
+        let listener = bind(config.commands.listen).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.commands.listen,
+            source,
+        })?;
+        let app = gallery_commands::http::router(state);
+        let stop = stopped(rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "command service failed");
+            }
+        });
+        tracing::info!("commands listening on http://{addr}");
+        running_commands = Some(addr);
+    }
+
+    if roles.query_api {
+        let pg: tokio_postgres::Config = config.postgres.url.expose().parse()?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.postgres.pool_size)
+            .build()?;
+        let state = gallery_query_api::ApiState {
+            schema: gallery_query_api::build_schema(pool),
+            keys: keys.clone(),
+        };
+        let listener = bind(config.query_api.listen).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.query_api.listen,
+            source,
+        })?;
+        let app = gallery_query_api::router(state);
+        let stop = stopped(rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "query api failed");
+            }
+        });
+        tracing::info!("GraphQL listening on http://{addr}/graphql");
+        running_query = Some(addr);
+    }
+
+    if roles.projections {
+        let projector = Projector::new(
+            ProjectorConfig::new(
+                config.kafka.brokers.clone(),
+                config.postgres.url.expose().to_owned(),
+                config.topics(),
+            ),
+            codec.clone(),
+        )?;
+        tasks.spawn(projector.run(stopped(rx.clone())));
+        tracing::info!("projector running");
+    }
+
+    Ok(Running {
+        commands_addr: running_commands,
+        query_addr: running_query,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Prints a token for `user` (the `gallery token` command).
+pub fn print_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<()> {
+    let user = gallery_schemas::UserId::parse(user)?;
+    let keys = TokenKeys::from_secret(config.auth.jwt_secret.expose().as_bytes())?;
+    println!("{}", keys.issue(&user, ttl)?);
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,307 @@
+//! Typed, layered configuration: built-in defaults, then an optional TOML file, then
+//! `GALLERY_*` environment variables (sections split by `__`, e.g.
+//! `GALLERY_KAFKA__BROKERS`), then command-line flags. Validated once, at start.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A development signing secret, used when none is configured (with a warning at start).
+pub const DEV_JWT_SECRET: &str = "gallery-development-secret-change-me-please";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub registry: RegistryConfig,
+    pub postgres: PostgresConfig,
+    pub commands: ListenConfig,
+    pub query_api: ListenConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Prefix of every topic name.
+    pub topic_prefix: String,
+    /// Partitions of topics Gallery creates.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// How long a command waits for Kafka to acknowledge its event before failing.
+    pub delivery_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL of the Confluent-compatible schema registry API.
+    pub url: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub url: Secret,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 signing secret, at least 32 bytes.
+    pub jwt_secret: Secret,
+}
+
+/// A string that never prints (connection strings with passwords, signing keys).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConfig {
+                brokers: "127.0.0.1:9092".into(),
+                topic_prefix: gallery_schemas::Topics::DEFAULT_PREFIX.into(),
+                partitions: 6,
+                replication_factor: 1,
+                delivery_timeout_ms: 10_000,
+            },
+            registry: RegistryConfig {
+                url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
+                timeout_ms: 5_000,
+            },
+            postgres: PostgresConfig {
+                url: Secret::new("postgres://gallery:gallery@127.0.0.1:5432/gallery"),
+                pool_size: 16,
+            },
+            commands: ListenConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            },
+            query_api: ListenConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            },
+            auth: AuthConfig {
+                jwt_secret: Secret::new(DEV_JWT_SECRET),
+            },
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Values given as command-line flags, the last layer.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<UrlOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<UrlOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<ListenConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_api: Option<ListenConfig>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct KafkaOverrides {
+    pub brokers: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct UrlOverride {
+    pub url: String,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment, then `overrides`, and
+    /// validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "config file",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("GALLERY_")
+                    .split("__")
+                    .ignore(&["log", "config"]),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must name at least one broker"));
+        }
+        let prefix_ok = self
+            .kafka
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !prefix_ok || self.kafka.topic_prefix.len() > 100 {
+            return Err(invalid(
+                "kafka.topic_prefix",
+                "may hold only ASCII letters, digits, '.', '_' and '-' (at most 100)",
+            ));
+        }
+        if !(1..=1000).contains(&self.kafka.partitions) {
+            return Err(invalid("kafka.partitions", "must be between 1 and 1000"));
+        }
+        if self.kafka.replication_factor < 1 {
+            return Err(invalid("kafka.replication_factor", "must be at least 1"));
+        }
+        if self.kafka.delivery_timeout_ms < 100 {
+            return Err(invalid("kafka.delivery_timeout_ms", "must be at least 100"));
+        }
+        if !(self.registry.url.starts_with("http://") || self.registry.url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "registry.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        tokio_postgres::Config::from_str(self.postgres.url.expose())
+            .map_err(|e| invalid("postgres.url", e.to_string()))?;
+        if self.postgres.pool_size == 0 {
+            return Err(invalid("postgres.pool_size", "must be at least 1"));
+        }
+        let secret_len = self.auth.jwt_secret.expose().len();
+        if secret_len < gallery_commands::auth::MIN_SECRET_LEN {
+            return Err(invalid(
+                "auth.jwt_secret",
+                format!(
+                    "must be at least {} bytes, got {secret_len}",
+                    gallery_commands::auth::MIN_SECRET_LEN
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn topics(&self) -> gallery_schemas::Topics {
+        gallery_schemas::Topics::new(self.kafka.topic_prefix.clone())
+    }
+
+    pub fn registry(&self) -> gallery_schemas::RegistryConfig {
+        gallery_schemas::RegistryConfig {
+            url: self.registry.url.clone(),
+            timeout: Duration::from_millis(self.registry.timeout_ms),
+        }
+    }
+
+    pub fn uses_dev_secret(&self) -> bool {
+        self.auth.jwt_secret.expose() == DEV_JWT_SECRET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_with_its_key() {
+        let mut c = Config::default();
+        c.auth.jwt_secret = Secret::new("short");
+        let err = c.validate().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("configuration key auth.jwt_secret: must be at least 32 bytes, got 5".into())
+        );
+    }
+
+    #[test]
+    fn a_bad_topic_prefix_is_refused() {
+        let mut c = Config::default();
+        c.kafka.topic_prefix = "bad prefix".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "kafka.topic_prefix",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let shown = format!("{:?}", Config::default());
+        assert!(!shown.contains(DEV_JWT_SECRET));
+        assert!(!shown.contains("gallery:gallery@"));
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let overrides = Overrides {
+            kafka: Some(KafkaOverrides {
+                brokers: "10.0.0.1:9092".into(),
+            }),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &overrides).map(|c| c.kafka.brokers);
+        assert_eq!(c.ok().as_deref(), Some("10.0.0.1:9092"));
+    }
+}

@@ -1,0 +1,112 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gallery::config::{KafkaOverrides, ListenConfig, Overrides, UrlOverride};
+use gallery::{Config, Roles};
+
+/// Gallery: an event-sourced virtual art exhibition backend.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML configuration file (layered over the defaults, under GALLERY_* variables).
+    #[arg(long, global = true, env = "GALLERY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long, global = true)]
+    kafka_brokers: Option<String>,
+    /// Schema registry URL (Confluent API).
+    #[arg(long, global = true)]
+    registry_url: Option<String>,
+    /// Postgres connection URL.
+    #[arg(long, global = true)]
+    postgres_url: Option<String>,
+    /// Address of the command service.
+    #[arg(long, global = true)]
+    commands_listen: Option<std::net::SocketAddr>,
+    /// Address of the GraphQL API.
+    #[arg(long, global = true)]
+    query_listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    role: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role in one process.
+    Up,
+    /// Run the command service (HTTP writes).
+    Commands,
+    /// Run the projectors (events into read models).
+    Projections,
+    /// Run the GraphQL API.
+    QueryApi,
+    /// Print a signed bearer token for a user (development and testing).
+    Token {
+        /// The user id the token names.
+        #[arg(long)]
+        user: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+    },
+    /// Print the effective configuration (secrets redacted).
+    Config,
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            kafka: self
+                .kafka_brokers
+                .clone()
+                .map(|brokers| KafkaOverrides { brokers }),
+            registry: self.registry_url.clone().map(|url| UrlOverride { url }),
+            postgres: self.postgres_url.clone().map(|url| UrlOverride { url }),
+            commands: self.commands_listen.map(|listen| ListenConfig { listen }),
+            query_api: self.query_listen.map(|listen| ListenConfig { listen }),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GALLERY_LOG")
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref(), &cli.overrides())?;
+    let roles = match cli.role {
+        Command::Up => Roles::ALL,
+        Command::Commands => Roles {
+            commands: true,
+            ..Roles::NONE
+        },
+        Command::Projections => Roles {
+            projections: true,
+            ..Roles::NONE
+        },
+        Command::QueryApi => Roles {
+            query_api: true,
+            ..Roles::NONE
+        },
+        Command::Token { user, hours } => {
+            return gallery::app::print_token(&config, &user, Duration::from_secs(hours * 3600));
+        }
+        Command::Config => {
+            println!("{config:#?}");
+            return Ok(());
+        }
+    };
+    let running = gallery::start(&config, roles)
+        .await
+        .context("could not start")?;
+    gallery::app::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}

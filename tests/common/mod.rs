@@ -1,0 +1,244 @@
+//! Shared helpers of the end-to-end tests. They run against the real local stack
+//! (`scripts/stack up`), each test in its own topics (a random prefix) and its own database.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gallery::config::{ListenConfig, Secret};
+use gallery::{Config, Roles, Running};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+/// The stack's defaults, overridable with the same variables `gallery` reads.
+pub fn base_config() -> Config {
+    Config::load(None, &Default::default()).expect("configuration")
+}
+
+/// A fresh deployment: its own topic prefix and database.
+pub struct TestEnv {
+    pub config: Config,
+    pub db_name: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let mut config = base_config();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        config.kafka.topic_prefix = format!("test-{id}.");
+        config.kafka.partitions = 3;
+        let db_name = format!("gallery_test_{id}");
+        let admin = connect(config.postgres.url.expose()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("create test database");
+        let mut pg: tokio_postgres::Config = config.postgres.url.expose().parse().unwrap();
+        pg.dbname(&db_name);
+        config.postgres.url = Secret::new(pg_url(&pg));
+        config.commands = ListenConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        config.query_api = ListenConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        Self { config, db_name }
+    }
+
+    pub async fn start(&self, roles: Roles) -> App {
+        let running = gallery::start(&self.config, roles)
+            .await
+            .expect("start roles");
+        App {
+            running: Some(running),
+            http: reqwest::Client::new(),
+            config: self.config.clone(),
+        }
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(self.config.postgres.url.expose()).await
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        let keys = gallery_commands::TokenKeys::from_secret(
+            self.config.auth.jwt_secret.expose().as_bytes(),
+        )
+        .unwrap();
+        keys.issue(
+            &gallery_schemas::UserId::parse(user).unwrap(),
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    /// Waits until the `likes` projection has applied `offset` of `partition`.
+    pub async fn wait_projected(&self, topic: &str, partition: i32, offset: i64) {
+        let db = self.db().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let row = db
+                .query_opt(
+                    "SELECT next_offset FROM projection_offsets
+                     WHERE projection = 'likes' AND topic = $1 AND partition = $2",
+                    &[&topic, &partition],
+                )
+                .await
+                .ok()
+                .flatten();
+            if row.is_some_and(|r| r.get::<_, i64>(0) > offset) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "projection did not reach {topic}/{partition}@{offset} within 90 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every position in `highest` (partition -> offset) is projected.
+    pub async fn wait_all_projected(&self, topic: &str, highest: &HashMap<i32, i64>) {
+        for (p, o) in highest {
+            self.wait_projected(topic, *p, *o).await;
+        }
+    }
+
+    /// End offsets (high watermarks) of every partition of `topic`.
+    pub fn end_offsets(&self, topic: &str) -> HashMap<i32, i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.kafka.brokers)
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut out = HashMap::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .unwrap();
+                out.insert(p.id(), high);
+            }
+        }
+        out
+    }
+}
+
+pub fn pg_url(pg: &tokio_postgres::Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let user = pg.get_user().unwrap_or("gallery");
+    let password = pg
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let db = pg.get_dbname().unwrap_or("gallery");
+    format!("postgres://{user}:{password}@{host}:{port}/{db}")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to postgres (is `scripts/stack up` running?)");
+    tokio::spawn(connection);
+    client
+}
+
+/// Roles running in this process, plus an HTTP client for them.
+pub struct App {
+    running: Option<Running>,
+    pub http: reqwest::Client,
+    pub config: Config,
+}
+
+/// A 202 from the command service.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub event_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl App {
+    pub fn commands_url(&self, path: &str) -> String {
+        let addr = self.running.as_ref().unwrap().commands_addr.unwrap();
+        format!("http://{addr}{path}")
+    }
+
+    pub fn graphql_url(&self) -> String {
+        let addr = self.running.as_ref().unwrap().query_addr.unwrap();
+        format!("http://{addr}/graphql")
+    }
+
+    /// PUT (like) or DELETE (unlike) with `token`; returns the status and the JSON body.
+    pub async fn set_like(&self, token: Option<&str>, artwork: &str, liked: bool) -> (u16, Value) {
+        let url = self.commands_url(&format!("/v1/artworks/{artwork}/like"));
+        let mut req = if liked {
+            self.http.put(url)
+        } else {
+            self.http.delete(url)
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("command request");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Like or unlike, asserting a 202.
+    pub async fn accept_like(&self, token: &str, artwork: &str, liked: bool) -> Accepted {
+        let (status, body) = self.set_like(Some(token), artwork, liked).await;
+        assert_eq!(status, 202, "unexpected response {body}");
+        Accepted {
+            event_id: body["eventId"].as_str().unwrap().to_owned(),
+            topic: body["position"]["topic"].as_str().unwrap().to_owned(),
+            partition: i32::try_from(body["position"]["partition"].as_i64().unwrap()).unwrap(),
+            offset: body["position"]["offset"].as_i64().unwrap(),
+        }
+    }
+
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .http
+            .post(self.graphql_url())
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// (likeCount, viewerHasLiked) of `artwork` as `token`'s user sees it.
+    pub async fn artwork_likes(&self, token: Option<&str>, artwork: &str) -> (i64, bool) {
+        let body = self
+            .graphql(
+                token,
+                "query($id: ID!) { artwork(id: $id) { id likeCount viewerHasLiked } }",
+                json!({"id": artwork}),
+            )
+            .await;
+        assert!(body.get("errors").is_none(), "graphql errors: {body}");
+        let a = &body["data"]["artwork"];
+        (
+            a["likeCount"].as_i64().unwrap(),
+            a["viewerHasLiked"].as_bool().unwrap(),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! One like travelling from the command service through Kafka and the projector to GraphQL,
+//! against the real stack.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::TestEnv;
+use gallery::Roles;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn like_like_unlike_unlike_counts_1_1_0_0_and_never_negative() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::ALL).await;
+    let ada = env.token("ada");
+
+    assert_eq!(
+        app.artwork_likes(Some(&ada), "sunflowers").await,
+        (0, false)
+    );
+    let mut seen = vec![];
+    for liked in [true, true, false, false] {
+        let accepted = app.accept_like(&ada, "sunflowers", liked).await;
+        env.wait_projected(&accepted.topic, accepted.partition, accepted.offset)
+            .await;
+        seen.push(app.artwork_likes(Some(&ada), "sunflowers").await);
+    }
+    assert_eq!(seen, vec![(1, true), (1, true), (0, false), (0, false)]);
+    // Another viewer sees the count but not ada's like; an anonymous one likewise.
+    assert_eq!(
+        app.artwork_likes(Some(&env.token("bob")), "sunflowers")
+            .await,
+        (0, false)
+    );
+    assert_eq!(app.artwork_likes(None, "sunflowers").await, (0, false));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_users_liking_concurrently_count_two_hundred() {
+    let env = TestEnv::new().await;
+    let app = std::sync::Arc::new(env.start(Roles::ALL).await);
+    let tokens: Vec<String> = (0..200)
+        .map(|i| env.token(&format!("visitor-{i}")))
+        .collect();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for token in tokens.clone() {
+        let app = app.clone();
+        tasks.spawn(async move { app.accept_like(&token, "starry-night", true).await });
+    }
+    let mut highest: HashMap<i32, i64> = HashMap::new();
+    let mut topic = String::new();
+    let mut event_ids = std::collections::HashSet::new();
+    while let Some(accepted) = tasks.join_next().await {
+        let accepted = accepted.unwrap();
+        let h = highest.entry(accepted.partition).or_insert(-1);
+        *h = (*h).max(accepted.offset);
+        event_ids.insert(accepted.event_id.clone());
+        topic = accepted.topic;
+    }
+    assert_eq!(event_ids.len(), 200, "every command has its own event");
+    env.wait_all_projected(&topic, &highest).await;
+
+    let (count, viewer_liked) = app.artwork_likes(Some(&tokens[7]), "starry-night").await;
+    assert_eq!(count, 200);
+    assert!(viewer_liked);
+    std::sync::Arc::into_inner(app).unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_commands_write_nothing() {
+    let env = TestEnv::new().await;
+    let app = env
+        .start(Roles {
+            commands: true,
+            ..Roles::NONE
+        })
+        .await;
+    let topic = env.config.topics().interactions();
+    let before = env.end_offsets(&topic);
+
+    let (status, body) = app.set_like(None, "a1", true).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+
+    let tampered = format!("{}x", env.token("ada"));
+    let (status, _) = app.set_like(Some(&tampered), "a1", true).await;
+    assert_eq!(status, 401);
+
+    let mut other = env.config.clone();
+    other.auth.jwt_secret = gallery::config::Secret::new("another-secret-another-secret-123456");
+    let foreign =
+        gallery_commands::TokenKeys::from_secret(other.auth.jwt_secret.expose().as_bytes())
+            .unwrap()
+            .issue(
+                &gallery_schemas::UserId::parse("ada").unwrap(),
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap();
+    let (status, _) = app.set_like(Some(&foreign), "a1", true).await;
+    assert_eq!(status, 401);
+
+    let (status, body) = app
+        .set_like(Some(&env.token("ada")), "not%20valid", true)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_INPUT"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("artwork id")
+    );
+
+    assert_eq!(env.end_offsets(&topic), before, "no event may be written");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_rejects_bad_ids_and_bad_tokens_with_codes() {
+    let env = TestEnv::new().await;
+    let app = env
+        .start(Roles {
+            query_api: true,
+            ..Roles::NONE
+        })
+        .await;
+    let body = app
+        .graphql(
+            None,
+            "{ artwork(id: \"no spaces\") { likeCount } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+
+    let body = app
+        .graphql(
+            Some("not-a-token"),
+            "{ artwork(id: \"a1\") { likeCount } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    app.stop().await;
+}
