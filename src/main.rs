@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GALLERY_LOG")
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+                .unwrap_or_else(|_| "info,rdkafka=warn,tokio_postgres=warn".into()),
         )
         .init();
     let cli = Cli::parse();

@@ -222,11 +222,20 @@ async fn apply_likes(tx: &Transaction<'_>, likes: &LikeBatch) -> Result<(), Proj
             .iter()
             .map(|(a, d)| (a.as_str(), *d))
             .unzip();
+        // Create missing rows at 0, then add: a CHECK holds at every step, so a count can
+        // never be written below zero.
         tx.execute(
-            "INSERT INTO artwork_stats (artwork_id, like_count)
-             SELECT * FROM unnest($1::text[], $2::bigint[])
-             ON CONFLICT (artwork_id) DO UPDATE
-             SET like_count = artwork_stats.like_count + excluded.like_count",
+            "INSERT INTO artwork_stats (artwork_id)
+             SELECT unnest($1::text[]) ORDER BY 1
+             ON CONFLICT (artwork_id) DO NOTHING",
+            &[&artworks],
+        )
+        .await
+        .map_err(ProjectionError::pg("create like counts"))?;
+        tx.execute(
+            "UPDATE artwork_stats s SET like_count = s.like_count + d.delta
+             FROM unnest($1::text[], $2::bigint[]) AS d(artwork_id, delta)
+             WHERE s.artwork_id = d.artwork_id",
             &[&artworks, &deltas],
         )
         .await

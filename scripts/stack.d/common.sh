@@ -57,7 +57,8 @@ start_bg() {
 
 # forget_stale_pid NAME PATTERN: drop run/NAME.pid when its process is gone or its command
 # line does not match the extended regex PATTERN (the pid was reused, e.g. after a reboot),
-# so that nobody else's process is waited for or stopped.
+# so that nobody else's process is waited for or stopped. Call it before starting or
+# stopping, not right after start_bg: until the exec the pid still shows this script's line.
 forget_stale_pid() {
   local f="$STACK_RUN/$1.pid" pattern="$2" pid cmdline
   [[ -f "$f" ]] || return 0

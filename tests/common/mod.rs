@@ -26,6 +26,14 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        // Logs of the roles under test, shown for failing tests; GALLERY_LOG filters them.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("GALLERY_LOG")
+                    .unwrap_or_else(|_| "info,rdkafka=warn,tokio_postgres=warn".into()),
+            )
+            .try_init();
         let mut config = base_config();
         let id = uuid::Uuid::new_v4().simple().to_string();
         config.kafka.topic_prefix = format!("test-{id}.");
@@ -98,6 +106,18 @@ impl TestEnv {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// How many messages the `likes` projection has applied, over all partitions.
+    pub async fn projected_count(&self) -> i64 {
+        let db = self.db().await;
+        db.query_one(
+            "SELECT COALESCE(sum(next_offset), 0)::bigint FROM projection_offsets
+             WHERE projection = 'likes'",
+            &[],
+        )
+        .await
+        .map_or(0, |r| r.get(0))
     }
 
     /// Waits until every position in `highest` (partition -> offset) is projected.
