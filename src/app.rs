@@ -39,23 +39,23 @@ impl Roles {
 /// Why a role could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("Kafka at {brokers}: {source}")]
+    #[error("Kafka at {brokers}")]
     Kafka {
         brokers: String,
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    #[error("schema registry client: {0}")]
+    #[error("schema registry client")]
     Codec(#[from] gallery_schemas::CodecError),
-    #[error("signing keys: {0}")]
+    #[error("signing keys")]
     Auth(#[from] gallery_commands::AuthError),
-    #[error("Postgres: {0}")]
+    #[error("Postgres")]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("Postgres read model: {0}")]
+    #[error("Postgres read model")]
     Projection(#[from] gallery_projections::ProjectionError),
-    #[error("Postgres pool: {0}")]
+    #[error("Postgres pool")]
     Pool(#[from] deadpool_postgres::BuildError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         #[source]

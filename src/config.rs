@@ -123,7 +123,7 @@ impl Default for Config {
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration could not be read: {0}")]
+    #[error("configuration could not be read")]
     Load(#[from] Box<figment::Error>),
     #[error("configuration key {key}: {reason}")]
     Invalid { key: &'static str, reason: String },

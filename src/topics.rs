@@ -30,7 +30,9 @@ pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
             .set("min.insync.replicas", "1")
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(15)))
+        .request_timeout(Some(Duration::from_secs(15)));
     for result in admin.create_topics(&new, &options).await? {
         match result {
             Ok(name) => tracing::info!(topic = %name, "created topic"),

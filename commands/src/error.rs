@@ -13,7 +13,7 @@ use crate::service::PublishError;
 pub enum CommandError {
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
-    #[error("{field}: {source}")]
+    #[error("{field} is invalid")]
     InvalidInput {
         field: &'static str,
         #[source]
@@ -53,7 +53,7 @@ impl CommandError {
                 "internal error".to_owned()
             }
             CommandError::Unauthenticated(e) => e.to_string(),
-            CommandError::InvalidInput { .. } => self.to_string(),
+            CommandError::InvalidInput { field, source } => format!("{field}: {source}"),
             CommandError::Publish(PublishError::Unavailable { .. }) => {
                 "the event store is unavailable; retry later".to_owned()
             }

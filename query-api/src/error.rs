@@ -4,9 +4,9 @@ use async_graphql::ErrorExtensions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("{0}")]
+    #[error(transparent)]
     BadInput(#[from] gallery_schemas::IdError),
-    #[error("{0}")]
+    #[error(transparent)]
     Unauthenticated(#[from] gallery_commands::AuthError),
     #[error("read model unavailable")]
     Pool(#[from] deadpool_postgres::PoolError),
