@@ -10,13 +10,13 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
 
-/// Creates the interaction and dead-letter topics unless they exist.
+/// Creates every topic of the deployment that does not exist yet.
 pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .create()?;
     let topics = config.topics();
-    let names = [topics.interactions(), topics.dead_letters()];
+    let names = topics.all();
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {

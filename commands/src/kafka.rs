@@ -57,9 +57,7 @@ impl KafkaPublisher {
     }
 
     fn topic_of(&self, event: &Event) -> String {
-        match event {
-            Event::LikeSet(_) => self.topics.interactions(),
-        }
+        self.topics.of(event.stream())
     }
 
     async fn send(&self, event: &Event) -> Result<Position, PublishError> {
@@ -76,7 +74,8 @@ impl KafkaPublisher {
                     message: other.to_string(),
                 },
             })?;
-        let record = FutureRecord::to(&topic).key(event.key()).payload(&payload);
+        let key = event.key();
+        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
         let delivered = self
             .producer
             .send(record, self.delivery_timeout)

@@ -64,7 +64,7 @@ pub fn decide_like(
         user_id: user.clone(),
         artwork_id: artwork.clone(),
         liked,
-        occurred_at_ms: now_ms,
+        occurred_at: now_ms,
     })
 }
 
@@ -108,7 +108,7 @@ mod tests {
                 user_id: user,
                 artwork_id: artwork,
                 liked: false,
-                occurred_at_ms: 42
+                occurred_at: 42
             })
         );
         assert_eq!(event.key(), "a");

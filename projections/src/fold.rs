@@ -34,7 +34,7 @@ impl LikeBatch {
             LatestLike {
                 liked: fact.liked,
                 event_id: fact.event_id,
-                occurred_at_ms: fact.occurred_at_ms,
+                occurred_at_ms: fact.occurred_at,
             },
         );
     }
@@ -93,7 +93,7 @@ mod tests {
             user_id: UserId::parse(user).unwrap_or_else(|e| unreachable!("{e}")),
             artwork_id: ArtworkId::parse(artwork).unwrap_or_else(|e| unreachable!("{e}")),
             liked,
-            occurred_at_ms: 0,
+            occurred_at: 0,
         }
     }
 

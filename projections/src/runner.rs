@@ -192,6 +192,8 @@ impl Projector {
             }
             match event {
                 Ok(Event::LikeSet(fact)) => batch.likes.add(fact),
+                // Other facts are read models of their own (favorites, comments, views).
+                Ok(_) => {}
                 Err(reason) => {
                     self.dead_letters
                         .send(&DeadLetter {

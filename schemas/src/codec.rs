@@ -2,7 +2,8 @@
 //! endian), then the Avro body. Schemas are registered under the topic-record-name strategy
 //! (`<topic>-<record full name>`), so one topic can carry several event types.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use apache_avro::types::Value;
@@ -12,13 +13,61 @@ use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
-use uuid::Uuid;
 
-use crate::events::{Event, LikeSet};
-use crate::ids::{ArtworkId, IdError, UserId};
+use crate::events::{
+    ArtworkAdded, ArtworkRemoved, ArtworkViewed, CommentDeleted, CommentPosted, Event,
+    ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet, GenerationCancelled,
+    GenerationRequested, LikeSet, UserRegistered,
+};
 
-const LIKE_SET_SCHEMA: &str = include_str!("../avro/gallery.interactions.LikeSet.avsc");
-const LIKE_SET_NAME: &str = "gallery.interactions.LikeSet";
+macro_rules! schema {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../avro/", $name, ".avsc")))
+    };
+}
+
+/// Applies `$body` to the inner record of an [`Event`], whatever its type.
+macro_rules! with_record {
+    ($event:expr, |$e:ident| $body:expr) => {
+        match $event {
+            Event::UserRegistered($e) => $body,
+            Event::ExhibitionCreated($e) => $body,
+            Event::ArtworkAdded($e) => $body,
+            Event::ArtworkRemoved($e) => $body,
+            Event::ExhibitionPublished($e) => $body,
+            Event::ExhibitionClosed($e) => $body,
+            Event::LikeSet($e) => $body,
+            Event::FavoriteSet($e) => $body,
+            Event::CommentPosted($e) => $body,
+            Event::CommentDeleted($e) => $body,
+            Event::ArtworkViewed($e) => $body,
+            Event::GenerationRequested($e) => $body,
+            Event::GenerationCancelled($e) => $body,
+        }
+    };
+}
+
+/// Every record's schema, by full name: the `.avsc` files under `avro/`.
+pub const SCHEMAS: &[(&str, &str)] = &[
+    schema!("gallery.users.UserRegistered"),
+    schema!("gallery.catalog.ExhibitionCreated"),
+    schema!("gallery.catalog.ArtworkAdded"),
+    schema!("gallery.catalog.ArtworkRemoved"),
+    schema!("gallery.catalog.ExhibitionPublished"),
+    schema!("gallery.catalog.ExhibitionClosed"),
+    schema!("gallery.interactions.LikeSet"),
+    schema!("gallery.interactions.FavoriteSet"),
+    schema!("gallery.interactions.CommentPosted"),
+    schema!("gallery.interactions.CommentDeleted"),
+    schema!("gallery.interactions.ArtworkViewed"),
+    schema!("gallery.generation.GenerationRequested"),
+    schema!("gallery.generation.GenerationCancelled"),
+];
+
+/// The schema text of a record, by full name.
+pub fn schema_of(record: &str) -> Option<&'static str> {
+    SCHEMAS.iter().find(|(n, _)| *n == record).map(|(_, s)| *s)
+}
 
 /// Where the registry is and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -37,12 +86,6 @@ pub enum CodecError {
     /// The bytes are not a valid event: a poison message, to be dead-lettered.
     #[error("invalid event: {reason}")]
     Invalid { reason: String },
-    #[error("event field {field} is invalid")]
-    Field {
-        field: &'static str,
-        #[source]
-        source: IdError,
-    },
     #[error("record {name} is not an event this version of Gallery knows")]
     UnknownRecord { name: String },
     #[error("could not set up the schema registry client: {message}")]
@@ -95,14 +138,16 @@ impl EventCodec {
 
     /// Frames `event` for `topic`, registering its schema on first use.
     pub async fn encode(&self, topic: &str, event: &Event) -> Result<Vec<u8>, CodecError> {
-        let (name, schema, fields) = match event {
-            Event::LikeSet(e) => (LIKE_SET_NAME, LIKE_SET_SCHEMA, like_set_fields(e)),
-        };
+        let name = event.record_name();
+        let schema = schema_of(name).ok_or_else(|| CodecError::UnknownRecord {
+            name: name.to_owned(),
+        })?;
+        let value = to_avro(event)?;
         let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
             topic.to_owned(),
             SuppliedSchema::new(Some(name.to_owned()), SchemaType::Avro, schema.to_owned()),
         );
-        let result = self.encoder.encode(fields, strategy).await;
+        let result = self.encoder.encode_value(value, &strategy).await;
         if result.is_err() {
             // A registry outage must not stick: forget cached failures so the next call retries.
             self.encoder.remove_errors_from_cache();
@@ -127,154 +172,71 @@ impl EventCodec {
             .name
             .map(|n| n.fullname(None).to_string())
             .unwrap_or_default();
-        match name.as_str() {
-            LIKE_SET_NAME => like_set_from(decoded.value).map(Event::LikeSet),
-            _ => Err(CodecError::UnknownRecord { name }),
-        }
+        from_avro(&name, &decoded.value)
     }
 }
 
-fn like_set_fields(e: &LikeSet) -> Vec<(&'static str, Value)> {
-    vec![
-        ("event_id", Value::Uuid(e.event_id)),
-        ("user_id", Value::String(e.user_id.as_str().to_owned())),
-        (
-            "artwork_id",
-            Value::String(e.artwork_id.as_str().to_owned()),
-        ),
-        ("liked", Value::Boolean(e.liked)),
-        ("occurred_at", Value::TimestampMillis(e.occurred_at_ms)),
-    ]
-}
-
-/// Reads the named fields of a decoded record.
-struct Record(Vec<(String, Value)>);
-
-impl Record {
-    fn from_value(value: Value) -> Result<Self, CodecError> {
-        match value {
-            Value::Record(fields) => Ok(Record(fields)),
-            other => Err(CodecError::Invalid {
-                reason: format!("expected a record, found {other:?}"),
-            }),
-        }
-    }
-
-    fn take(&mut self, field: &'static str) -> Result<Value, CodecError> {
-        let pos =
-            self.0
-                .iter()
-                .position(|(n, _)| n == field)
-                .ok_or_else(|| CodecError::Invalid {
-                    reason: format!("field {field} is missing"),
-                })?;
-        Ok(self.0.swap_remove(pos).1)
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, CodecError> {
-        match self.take(field)? {
-            Value::String(s) => Ok(s),
-            other => Err(wrong_type(field, "string", &other)),
-        }
-    }
-
-    fn uuid(&mut self, field: &'static str) -> Result<Uuid, CodecError> {
-        match self.take(field)? {
-            Value::Uuid(u) => Ok(u),
-            Value::String(s) => Uuid::parse_str(&s).map_err(|e| CodecError::Invalid {
-                reason: format!("field {field} is not a UUID: {e}"),
-            }),
-            other => Err(wrong_type(field, "uuid", &other)),
-        }
-    }
-
-    fn boolean(&mut self, field: &'static str) -> Result<bool, CodecError> {
-        match self.take(field)? {
-            Value::Boolean(b) => Ok(b),
-            other => Err(wrong_type(field, "boolean", &other)),
-        }
-    }
-
-    fn timestamp_ms(&mut self, field: &'static str) -> Result<i64, CodecError> {
-        match self.take(field)? {
-            Value::TimestampMillis(t) | Value::Long(t) => Ok(t),
-            other => Err(wrong_type(field, "timestamp-millis", &other)),
-        }
-    }
-}
-
-fn wrong_type(field: &'static str, expected: &str, found: &Value) -> CodecError {
-    CodecError::Invalid {
-        reason: format!("field {field}: expected {expected}, found {found:?}"),
-    }
-}
-
-fn like_set_from(value: Value) -> Result<LikeSet, CodecError> {
-    let mut r = Record::from_value(value)?;
-    let user_id = r.string("user_id")?;
-    let artwork_id = r.string("artwork_id")?;
-    Ok(LikeSet {
-        event_id: r.uuid("event_id")?,
-        user_id: UserId::parse(&user_id).map_err(|source| CodecError::Field {
-            field: "user_id",
-            source,
-        })?,
-        artwork_id: ArtworkId::parse(&artwork_id).map_err(|source| CodecError::Field {
-            field: "artwork_id",
-            source,
-        })?,
-        liked: r.boolean("liked")?,
-        occurred_at_ms: r.timestamp_ms("occurred_at")?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_set_fields_round_trip_through_the_record_reader() {
-        let event = LikeSet {
-            event_id: Uuid::now_v7(),
-            user_id: UserId::parse("u1").unwrap_or_else(|e| unreachable!("{e}")),
-            artwork_id: ArtworkId::parse("a1").unwrap_or_else(|e| unreachable!("{e}")),
-            liked: true,
-            occurred_at_ms: 1_700_000_000_000,
-        };
-        let value = Value::Record(
-            like_set_fields(&event)
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect(),
-        );
-        assert_eq!(like_set_from(value).ok(), Some(event));
-    }
-
-    #[test]
-    fn the_schema_parses_and_names_the_record() {
-        let schema = apache_avro::Schema::parse_str(LIKE_SET_SCHEMA);
-        let name = schema.ok().and_then(|s| match s {
-            apache_avro::Schema::Record(r) => Some(r.name.fullname(None).to_string()),
-            _ => None,
-        });
-        assert_eq!(name.as_deref(), Some(LIKE_SET_NAME));
-    }
-
-    #[test]
-    fn a_record_with_a_bad_artwork_id_is_rejected() {
-        let value = Value::Record(vec![
-            ("event_id".into(), Value::Uuid(Uuid::nil())),
-            ("user_id".into(), Value::String("u".into())),
-            ("artwork_id".into(), Value::String("no spaces".into())),
-            ("liked".into(), Value::Boolean(true)),
-            ("occurred_at".into(), Value::TimestampMillis(0)),
-        ]);
-        assert!(matches!(
-            like_set_from(value),
-            Err(CodecError::Field {
-                field: "artwork_id",
-                ..
+/// Parsed schemas, by full name (parsed once).
+static PARSED: LazyLock<HashMap<&'static str, Result<apache_avro::Schema, String>>> =
+    LazyLock::new(|| {
+        SCHEMAS
+            .iter()
+            .map(|(name, text)| {
+                (
+                    *name,
+                    apache_avro::Schema::parse_str(text).map_err(|e| e.to_string()),
+                )
             })
-        ));
+            .collect()
+    });
+
+/// The Avro value of an event's record, resolved against its schema (logical types such as
+/// `uuid` and `timestamp-millis` in place).
+pub fn to_avro(event: &Event) -> Result<Value, CodecError> {
+    let name = event.record_name();
+    let invalid = |reason: String| CodecError::Invalid {
+        reason: format!("{name}: {reason}"),
+    };
+    let schema = match PARSED.get(name) {
+        Some(Ok(schema)) => schema,
+        Some(Err(e)) => return Err(invalid(format!("schema does not parse: {e}"))),
+        None => {
+            return Err(CodecError::UnknownRecord {
+                name: name.to_owned(),
+            });
+        }
+    };
+    with_record!(event, |e| apache_avro::to_value(e))
+        .and_then(|v| v.resolve(schema))
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// An event from a decoded Avro record of the given full name. Ids and texts are checked as
+/// a command would check them.
+pub fn from_avro(name: &str, value: &Value) -> Result<Event, CodecError> {
+    fn read<T: serde::de::DeserializeOwned>(name: &str, value: &Value) -> Result<T, CodecError> {
+        apache_avro::from_value(value).map_err(|e| CodecError::Invalid {
+            reason: format!("{name}: {e}"),
+        })
     }
+    Ok(match name {
+        UserRegistered::RECORD => Event::UserRegistered(read(name, value)?),
+        ExhibitionCreated::RECORD => Event::ExhibitionCreated(read(name, value)?),
+        ArtworkAdded::RECORD => Event::ArtworkAdded(read(name, value)?),
+        ArtworkRemoved::RECORD => Event::ArtworkRemoved(read(name, value)?),
+        ExhibitionPublished::RECORD => Event::ExhibitionPublished(read(name, value)?),
+        ExhibitionClosed::RECORD => Event::ExhibitionClosed(read(name, value)?),
+        LikeSet::RECORD => Event::LikeSet(read(name, value)?),
+        FavoriteSet::RECORD => Event::FavoriteSet(read(name, value)?),
+        CommentPosted::RECORD => Event::CommentPosted(read(name, value)?),
+        CommentDeleted::RECORD => Event::CommentDeleted(read(name, value)?),
+        ArtworkViewed::RECORD => Event::ArtworkViewed(read(name, value)?),
+        GenerationRequested::RECORD => Event::GenerationRequested(read(name, value)?),
+        GenerationCancelled::RECORD => Event::GenerationCancelled(read(name, value)?),
+        _ => {
+            return Err(CodecError::UnknownRecord {
+                name: name.to_owned(),
+            });
+        }
+    })
 }

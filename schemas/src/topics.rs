@@ -1,6 +1,8 @@
 //! Topic names. Every topic name starts with a configurable prefix, so that several
 //! deployments (or tests) can share one Kafka cluster without seeing each other's events.
 
+use crate::events::Stream;
+
 /// The topics of one Gallery deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -21,10 +23,46 @@ impl Topics {
         &self.prefix
     }
 
-    /// Interaction facts (likes; later favorites, comments, views). Key: artwork id, so every
-    /// fact about one artwork lands on one partition, in order.
+    /// Accounts' public facts. Key: user id.
+    pub fn users(&self) -> String {
+        format!("{}users", self.prefix)
+    }
+
+    /// Exhibitions and their artworks. Key: exhibition id.
+    pub fn catalog(&self) -> String {
+        format!("{}catalog", self.prefix)
+    }
+
+    /// Interaction facts (likes, favorites, comments, views). Key: artwork id, so every fact
+    /// about one artwork lands on one partition, in order.
     pub fn interactions(&self) -> String {
         format!("{}interactions", self.prefix)
+    }
+
+    /// Generation requests, cancellations and (from the workers) results. Key: request id.
+    pub fn generation(&self) -> String {
+        format!("{}generation", self.prefix)
+    }
+
+    /// The topic of a stream.
+    pub fn of(&self, stream: Stream) -> String {
+        match stream {
+            Stream::Users => self.users(),
+            Stream::Catalog => self.catalog(),
+            Stream::Interactions => self.interactions(),
+            Stream::Generation => self.generation(),
+        }
+    }
+
+    /// Every topic a deployment uses.
+    pub fn all(&self) -> Vec<String> {
+        vec![
+            self.users(),
+            self.catalog(),
+            self.interactions(),
+            self.generation(),
+            self.dead_letters(),
+        ]
     }
 
     /// Messages a consumer could not process, with the reason and the original position in

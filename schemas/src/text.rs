@@ -1,0 +1,166 @@
+//! Bounded, printable text carried by events (titles, comments, prompts), parsed once at the
+//! edge. Deserialising an event checks the same rules, so a consumer never sees text a
+//! command would have refused.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a string is not acceptable text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is {len} characters long, at most {max} are allowed")]
+    TooLong {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{kind} must not contain control characters (found U+{code:04X})")]
+    Control { kind: &'static str, code: u32 },
+}
+
+/// Checks length (in characters) and content. Newlines are allowed only in multi-line text.
+fn check(
+    kind: &'static str,
+    raw: &str,
+    min: usize,
+    max: usize,
+    multiline: bool,
+) -> Result<(), TextError> {
+    let len = raw.chars().count();
+    if len < min || (min > 0 && raw.trim().is_empty()) {
+        return Err(TextError::Empty { kind });
+    }
+    if len > max {
+        return Err(TextError::TooLong { kind, len, max });
+    }
+    if let Some(c) = raw
+        .chars()
+        .find(|c| c.is_control() && !(multiline && (*c == '\n' || *c == '\r' || *c == '\t')))
+    {
+        return Err(TextError::Control {
+            kind,
+            code: u32::from(c),
+        });
+    }
+    Ok(())
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, min = $min:expr, max = $max:expr, multiline = $ml:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Longest value accepted, in characters.
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(raw: impl Into<String>) -> Result<Self, TextError> {
+                let raw = raw.into();
+                check($kind, &raw, $min, $max, $ml)?;
+                Ok(Self(raw))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = TextError;
+            fn try_from(raw: String) -> Result<Self, TextError> {
+                Self::parse(raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(t: $name) -> String {
+                t.0
+            }
+        }
+    };
+}
+
+text_type!(
+    /// A title of an exhibition or an artwork.
+    Title, "title", min = 1, max = 200, multiline = false
+);
+text_type!(
+    /// A longer description; may be empty, may span lines.
+    Description, "description", min = 0, max = 5000, multiline = true
+);
+text_type!(
+    /// The text of a comment.
+    CommentBody, "comment", min = 1, max = 2000, multiline = true
+);
+text_type!(
+    /// A person's name (an artist, a user's display name).
+    PersonName, "name", min = 1, max = 120, multiline = false
+);
+text_type!(
+    /// The name of a style ("impressionism", "the-starry-night").
+    StyleName, "style", min = 1, max = 64, multiline = false
+);
+text_type!(
+    /// A text-to-image prompt or negative prompt.
+    Prompt, "prompt", min = 1, max = 1000, multiline = true
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn limits_are_counted_in_characters_not_bytes() {
+        assert!(Title::parse("é".repeat(200)).is_ok());
+        assert_eq!(
+            Title::parse("é".repeat(201)),
+            Err(TextError::TooLong {
+                kind: "title",
+                len: 201,
+                max: 200
+            })
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_newlines_only_where_multiline() {
+        assert!(CommentBody::parse("two\nlines").is_ok());
+        assert!(matches!(
+            Title::parse("two\nlines"),
+            Err(TextError::Control { code: 0x0A, .. })
+        ));
+        assert!(matches!(
+            CommentBody::parse("bell\u{7}"),
+            Err(TextError::Control { code: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn blank_required_text_is_empty() {
+        assert_eq!(
+            CommentBody::parse("   "),
+            Err(TextError::Empty { kind: "comment" })
+        );
+        assert!(Description::parse("").is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn printable_text_within_limits_is_accepted(s in "[^\\p{Cc}]{1,200}") {
+            prop_assume!(!s.trim().is_empty());
+            prop_assert!(Title::parse(s.clone()).is_ok());
+        }
+    }
+}
