@@ -55,6 +55,8 @@ pub enum StartError {
     Projection(#[from] gallery_projections::ProjectionError),
     #[error("Postgres pool")]
     Pool(#[from] deadpool_postgres::BuildError),
+    #[error("write-side database")]
+    CommandsDb(#[from] gallery_commands::db::DbError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -118,11 +120,12 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let mut running_commands = None;
     let mut running_query = None;
 
-    if roles.projections || roles.query_api {
+    if roles.projections || roles.query_api || roles.commands {
         let (mut client, connection) =
             tokio_postgres::connect(config.postgres.url.expose(), NoTls).await?;
         let conn = tokio::spawn(connection);
         gallery_projections::migrate(&mut client).await?;
+        gallery_commands::db::migrate(&mut client).await?;
         drop(client);
         let _ = conn.await;
     }
@@ -217,10 +220,16 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 }
 
 /// Prints a token for `user` (the `gallery token` command).
-pub fn print_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<()> {
+pub fn print_token(
+    config: &Config,
+    user: &str,
+    role: gallery_schemas::Role,
+    ttl: Duration,
+) -> anyhow::Result<()> {
     let user = gallery_schemas::UserId::parse(user)?;
     let keys = TokenKeys::from_secret(config.auth.jwt_secret.expose().as_bytes())?;
-    println!("{}", keys.issue(&user, ttl)?);
+    let who = gallery_commands::Principal::new(user, role);
+    println!("{}", keys.issue(&who, ttl)?);
     Ok(())
 }
 

@@ -51,9 +51,30 @@ enum Command {
         /// Lifetime in hours.
         #[arg(long, default_value_t = 24)]
         hours: u64,
+        /// The role the token grants.
+        #[arg(long, value_enum, default_value_t = RoleArg::Visitor)]
+        role: RoleArg,
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+}
+
+/// A role, as given on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Visitor,
+    Curator,
+    Admin,
+}
+
+impl From<RoleArg> for gallery_schemas::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Visitor => Self::Visitor,
+            RoleArg::Curator => Self::Curator,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
 }
 
 impl Cli {
@@ -112,8 +133,13 @@ async fn run() -> anyhow::Result<()> {
             query_api: true,
             ..Roles::NONE
         },
-        Command::Token { user, hours } => {
-            return gallery::app::print_token(&config, &user, Duration::from_secs(hours * 3600));
+        Command::Token { user, hours, role } => {
+            return gallery::app::print_token(
+                &config,
+                &user,
+                role.into(),
+                Duration::from_secs(hours.saturating_mul(3600)),
+            );
         }
         Command::Config => {
             println!("{config:#?}");

@@ -97,7 +97,10 @@ async fn refused_commands_write_nothing() {
         gallery_commands::TokenKeys::from_secret(other.auth.jwt_secret.expose().as_bytes())
             .unwrap()
             .issue(
-                &gallery_schemas::UserId::parse("ada").unwrap(),
+                &gallery_commands::Principal::new(
+                    gallery_schemas::UserId::parse("ada").unwrap(),
+                    gallery_schemas::Role::Visitor,
+                ),
                 std::time::Duration::from_secs(60),
             )
             .unwrap();

@@ -1,9 +1,9 @@
-//! Signed bearer tokens (JWT, HS256). Accounts come later; for now a token names its user
-//! (`sub`) and expires (`exp`), and no write is accepted without a valid one.
+//! Signed bearer tokens (JWT, HS256): a token names its user (`sub`) and role, and expires
+//! (`exp`). No write is accepted without a valid one, and a user acts only as themselves.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gallery_schemas::{IdError, UserId};
+use gallery_schemas::{IdError, Role, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +32,31 @@ pub enum AuthError {
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    role: Role,
     iat: u64,
     exp: u64,
+}
+
+/// Who is acting: the user a valid token names, and their role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn new(user: UserId, role: Role) -> Self {
+        Self { user, role }
+    }
+
+    /// Curators and admins build exhibitions.
+    pub fn is_curator(&self) -> bool {
+        matches!(self.role, Role::Curator | Role::Admin)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
 }
 
 /// The keys that sign and check tokens. The secret never appears in `Debug` output.
@@ -67,11 +90,12 @@ impl TokenKeys {
         })
     }
 
-    /// Issues a token for `user`, valid for `ttl`.
-    pub fn issue(&self, user: &UserId, ttl: Duration) -> Result<String, AuthError> {
+    /// Issues a token for `who`, valid for `ttl`.
+    pub fn issue(&self, who: &Principal, ttl: Duration) -> Result<String, AuthError> {
         let iat = now_secs();
         let claims = Claims {
-            sub: user.as_str().to_owned(),
+            sub: who.user.as_str().to_owned(),
+            role: who.role,
             iat,
             exp: iat.saturating_add(ttl.as_secs()),
         };
@@ -79,8 +103,8 @@ impl TokenKeys {
             .map_err(AuthError::Sign)
     }
 
-    /// Checks a token's signature and expiry and returns its user.
-    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    /// Checks a token's signature and expiry and returns who it names.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -90,11 +114,12 @@ impl TokenKeys {
                 _ => AuthError::Invalid(e),
             },
         )?;
-        UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)
+        let user = UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)?;
+        Ok(Principal::new(user, data.claims.role))
     }
 
-    /// Reads the user from an `Authorization` header value (`None` when absent).
-    pub fn verify_header(&self, header: Option<&str>) -> Result<UserId, AuthError> {
+    /// Reads who is acting from an `Authorization` header value (`None` when absent).
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix("Bearer ")
@@ -114,8 +139,11 @@ mod tests {
         TokenKeys::from_secret(secret.as_bytes()).unwrap_or_else(|e| unreachable!("{e}"))
     }
 
-    fn user() -> UserId {
-        UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}"))
+    fn user() -> Principal {
+        Principal::new(
+            UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}")),
+            Role::Curator,
+        )
     }
 
     #[test]
@@ -140,6 +168,7 @@ mod tests {
         let k = keys("0123456789abcdef0123456789abcdef");
         let claims = Claims {
             sub: "ada".into(),
+            role: Role::Visitor,
             iat: 1,
             exp: 2,
         };

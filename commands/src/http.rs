@@ -61,7 +61,7 @@ fn user(state: &HttpState, headers: &HeaderMap) -> Result<UserId, CommandError> 
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    Ok(state.keys.verify_header(header)?)
+    Ok(state.keys.verify_header(header)?.user)
 }
 
 fn artwork(raw: &str) -> Result<ArtworkId, CommandError> {

@@ -2,12 +2,13 @@
 //! events. Usable as a library ([`Commands`]) and as an HTTP service ([`http::router`]).
 
 pub mod auth;
+pub mod db;
 mod error;
 pub mod http;
 mod kafka;
 mod service;
 
-pub use auth::{AuthError, TokenKeys};
+pub use auth::{AuthError, Principal, TokenKeys};
 pub use error::CommandError;
 pub use kafka::{KafkaPublisher, ProducerConfig};
 pub use service::{Accepted, Commands, EventPublisher, PublishError, PublishFuture};

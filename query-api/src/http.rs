@@ -48,7 +48,7 @@ async fn graphql(
     let viewer = match headers.get(header::AUTHORIZATION) {
         None => Viewer(None),
         Some(value) => match state.keys.verify_header(value.to_str().ok()) {
-            Ok(user) => Viewer(Some(user)),
+            Ok(principal) => Viewer(Some(principal.user)),
             Err(e) => {
                 let error = QueryError::from(e).extend();
                 let server_error = ServerError {

@@ -72,15 +72,17 @@ impl TestEnv {
     }
 
     pub fn token(&self, user: &str) -> String {
+        self.token_as(user, gallery_schemas::Role::Visitor)
+    }
+
+    pub fn token_as(&self, user: &str, role: gallery_schemas::Role) -> String {
         let keys = gallery_commands::TokenKeys::from_secret(
             self.config.auth.jwt_secret.expose().as_bytes(),
         )
         .unwrap();
-        keys.issue(
-            &gallery_schemas::UserId::parse(user).unwrap(),
-            Duration::from_secs(3600),
-        )
-        .unwrap()
+        let who =
+            gallery_commands::Principal::new(gallery_schemas::UserId::parse(user).unwrap(), role);
+        keys.issue(&who, Duration::from_secs(3600)).unwrap()
     }
 
     /// Waits until the `likes` projection has applied `offset` of `partition`.

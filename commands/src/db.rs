@@ -1,0 +1,82 @@
+//! The write side's own state in Postgres (schema `commands`): accounts, idempotency keys and
+//! the little aggregate state commands are decided on. Read models live elsewhere.
+
+use tokio_postgres::Client;
+
+/// Schema changes of the `commands` schema, applied in order, each once. Append only.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE commands.idempotency_keys (
+         user_id      text        NOT NULL,
+         key          text        NOT NULL,
+         request_hash text        NOT NULL,
+         response     jsonb,
+         created_at   timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (user_id, key)
+     );",
+)];
+
+/// Key of the advisory lock that serialises migrations between processes.
+const MIGRATION_LOCK: i64 = 0x0063_6f6d_6d61_6e64;
+
+/// Why the write side's database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("postgres: {context}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("postgres pool")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl DbError {
+    pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        move |source| DbError::Postgres { context, source }
+    }
+}
+
+/// Brings the `commands` schema up to date. Safe to call from several processes at once.
+pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::pg("begin migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(DbError::pg("lock migrations"))?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS commands;
+         CREATE TABLE IF NOT EXISTS commands.schema_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(DbError::pg("create commands schema"))?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM commands.schema_migrations", &[])
+        .await
+        .map_err(DbError::pg("read migrations"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(DbError::pg("apply migration"))?;
+        tx.execute(
+            "INSERT INTO commands.schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(DbError::pg("record migration"))?;
+        tracing::info!(version, "applied commands migration");
+    }
+    tx.commit().await.map_err(DbError::pg("commit migration"))
+}
