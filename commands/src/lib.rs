@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod decide;
 mod error;
 pub mod http;
 mod kafka;
