@@ -101,6 +101,21 @@ fn kafka_error(config: &Config) -> impl FnOnce(rdkafka::error::KafkaError) -> St
     }
 }
 
+/// A connection pool for the configured database (connections open on first use).
+fn pool(config: &Config) -> Result<Pool, StartError> {
+    let pg: tokio_postgres::Config = config.postgres.url.expose().parse()?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(config.postgres.pool_size)
+        .build()?)
+}
+
 /// Starts `roles`. Creates missing topics and brings the read model up to date first.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     if config.uses_dev_secret() && (roles.commands || roles.query_api) {
@@ -141,7 +156,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         )
         .map_err(kafka_error(config))?;
         let state = gallery_commands::http::HttpState {
-            commands: Commands::new(Arc::new(publisher)),
+            commands: Commands::new(Arc::new(publisher), pool(config)?),
             keys: keys.clone(),
         };
         let listener = bind(config.commands.listen).await?;
@@ -164,17 +179,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
 
     if roles.query_api {
-        let pg: tokio_postgres::Config = config.postgres.url.expose().parse()?;
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.postgres.pool_size)
-            .build()?;
+        let pool = pool(config)?;
         let state = gallery_query_api::ApiState {
             schema: gallery_query_api::build_schema(pool),
             keys: keys.clone(),

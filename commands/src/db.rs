@@ -4,17 +4,44 @@
 use tokio_postgres::Client;
 
 /// Schema changes of the `commands` schema, applied in order, each once. Append only.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE commands.idempotency_keys (
-         user_id      text        NOT NULL,
-         key          text        NOT NULL,
-         request_hash text        NOT NULL,
-         response     jsonb,
-         created_at   timestamptz NOT NULL DEFAULT now(),
-         PRIMARY KEY (user_id, key)
-     );",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE commands.idempotency_keys (
+             user_id      text        NOT NULL,
+             key          text        NOT NULL,
+             request_hash text        NOT NULL,
+             response     jsonb,
+             created_at   timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (user_id, key)
+         );",
+    ),
+    (
+        2,
+        "CREATE TABLE commands.exhibitions (
+             exhibition_id uuid PRIMARY KEY,
+             curator_id    text NOT NULL,
+             status        text NOT NULL CHECK (status IN ('draft', 'published', 'closed')),
+             artworks      bigint NOT NULL DEFAULT 0 CHECK (artworks >= 0)
+         );
+         CREATE TABLE commands.artworks (
+             artwork_id    text PRIMARY KEY,
+             exhibition_id uuid NOT NULL,
+             removed       boolean NOT NULL DEFAULT false
+         );
+         CREATE TABLE commands.comments (
+             comment_id uuid PRIMARY KEY,
+             artwork_id text NOT NULL,
+             author_id  text NOT NULL,
+             deleted    boolean NOT NULL DEFAULT false
+         );
+         CREATE TABLE commands.generations (
+             request_id uuid PRIMARY KEY,
+             user_id    text NOT NULL,
+             cancelled  boolean NOT NULL DEFAULT false
+         );",
+    ),
+];
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x0063_6f6d_6d61_6e64;

@@ -7,6 +7,9 @@ use gallery_schemas::IdError;
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::db::DbError;
+use crate::decide::Refusal;
+use crate::idempotency::BadKey;
 use crate::service::PublishError;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +22,28 @@ pub enum CommandError {
         #[source]
         source: IdError,
     },
+    /// The request body is not what the endpoint takes (bad JSON, a missing field, a bad
+    /// multipart form).
+    #[error("invalid request body: {message}")]
+    BadBody { code: &'static str, message: String },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    BadIdempotencyKey(#[from] BadKey),
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
+    #[error("the stored result of an idempotent command is unreadable")]
+    StoredResult(#[source] serde_json::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error("write-side database")]
+    Db(#[from] DbError),
+    #[error("the generation backlog is full")]
+    Overloaded { retry_after: u64 },
+    #[error("no image store is configured")]
+    NoImageStore,
 }
 
 impl CommandError {
@@ -29,19 +52,60 @@ impl CommandError {
         match self {
             CommandError::Unauthenticated(_) => "UNAUTHENTICATED",
             CommandError::InvalidInput { .. } => "INVALID_INPUT",
-            CommandError::Publish(PublishError::Unavailable { .. }) => "UNAVAILABLE",
-            CommandError::Publish(PublishError::Encode { .. }) => "INTERNAL",
+            CommandError::BadBody { code, .. } => code,
+            CommandError::Refused(r) => match r {
+                Refusal::NotFound { .. } => "NOT_FOUND",
+                Refusal::Forbidden { .. } => "FORBIDDEN",
+                Refusal::Conflict { .. } => "CONFLICT",
+                _ => "INVALID_INPUT",
+            },
+            CommandError::BadIdempotencyKey(_) => "INVALID_IDEMPOTENCY_KEY",
+            CommandError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
+            CommandError::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
+            CommandError::Publish(PublishError::Unavailable { .. }) | CommandError::Db(_) => {
+                "UNAVAILABLE"
+            }
+            CommandError::Overloaded { .. } => "OVERLOADED",
+            CommandError::StoredResult(_)
+            | CommandError::NoImageStore
+            | CommandError::Publish(PublishError::Encode { .. }) => "INTERNAL",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             CommandError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            CommandError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            CommandError::Publish(PublishError::Unavailable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            CommandError::InvalidInput { .. }
+            | CommandError::BadBody { .. }
+            | CommandError::BadIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            CommandError::Refused(r) => match r {
+                Refusal::NotFound { .. } => StatusCode::NOT_FOUND,
+                Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,
+                Refusal::Conflict { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            CommandError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            CommandError::IdempotencyInProgress => StatusCode::CONFLICT,
+            CommandError::Publish(PublishError::Unavailable { .. })
+            | CommandError::Db(_)
+            | CommandError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::StoredResult(_)
+            | CommandError::NoImageStore
+            | CommandError::Publish(PublishError::Encode { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
             }
-            CommandError::Publish(PublishError::Encode { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the errors where retrying helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            CommandError::Overloaded { retry_after } => Some(*retry_after),
+            CommandError::Publish(PublishError::Unavailable { .. }) | CommandError::Db(_) => {
+                Some(1)
+            }
+            CommandError::IdempotencyInProgress => Some(1),
+            _ => None,
         }
     }
 
@@ -52,12 +116,13 @@ impl CommandError {
             CommandError::Unauthenticated(AuthError::WeakSecret { .. } | AuthError::Sign(_)) => {
                 "internal error".to_owned()
             }
-            CommandError::Unauthenticated(e) => e.to_string(),
             CommandError::InvalidInput { field, source } => format!("{field}: {source}"),
-            CommandError::Publish(PublishError::Unavailable { .. }) => {
+            CommandError::Publish(PublishError::Unavailable { .. }) | CommandError::Db(_) => {
                 "the event store is unavailable; retry later".to_owned()
             }
-            CommandError::Publish(PublishError::Encode { .. }) => "internal error".to_owned(),
+            CommandError::Overloaded { .. } => "the AI painter is busy; retry later".to_owned(),
+            e if e.status().is_server_error() => "internal error".to_owned(),
+            other => other.to_string(),
         }
     }
 }
@@ -72,19 +137,17 @@ impl IntoResponse for CommandError {
             "error": { "code": self.code(), "message": self.public_message() }
         }));
         let mut response = (status, body).into_response();
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"gallery\""),
-                );
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gallery\""),
+            );
+        }
+        if let Some(v) = self
+            .retry_after()
+            .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }

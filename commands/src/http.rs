@@ -1,17 +1,32 @@
-//! The write side over HTTP (JSON under `/v1`).
+//! The write side over HTTP: JSON (and multipart for uploads) under `/v1`. Every write needs a
+//! bearer token; every write takes an optional `Idempotency-Key` header. Accepted commands
+//! answer `202` with the event id and its position.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, put};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use gallery_schemas::{ArtworkId, UserId};
-use serde::Serialize;
+use gallery_schemas::{ArtworkId, GenerationMode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
-use crate::auth::TokenKeys;
+use crate::auth::{Principal, TokenKeys};
+use crate::decide::Refusal;
+use crate::decide::catalog::{NewArtwork, NewExhibition};
+use crate::decide::generation::Params;
 use crate::error::CommandError;
-use crate::service::{Accepted, Commands};
+use crate::idempotency::IdempotencyKey;
+use crate::ops::{ArtworkUpload, GenerationInput};
+use crate::service::{Accepted, Commands, Context};
+
+/// Largest request body of an upload (the image limit plus the form's other fields).
+pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -22,46 +37,114 @@ pub struct HttpState {
 
 /// The routes of the command service.
 pub fn router(state: HttpState) -> Router {
+    let uploads = Router::new()
+        .route("/v1/exhibitions/{id}/artworks", post(add_artwork))
+        .route("/v1/generations/image-to-image", post(image_to_image))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES));
     Router::new()
         .route("/v1/artworks/{id}/like", put(like).delete(unlike))
+        .route(
+            "/v1/artworks/{id}/favorite",
+            put(favorite).delete(unfavorite),
+        )
+        .route("/v1/artworks/{id}/comments", post(post_comment))
+        .route(
+            "/v1/artworks/{id}/comments/{comment}",
+            delete(delete_comment),
+        )
+        .route("/v1/artworks/{id}/views", post(record_view))
+        .route("/v1/exhibitions", post(create_exhibition))
+        .route(
+            "/v1/exhibitions/{id}/artworks/{artwork}",
+            delete(remove_artwork),
+        )
+        .route("/v1/exhibitions/{id}/publish", post(publish_exhibition))
+        .route("/v1/exhibitions/{id}/close", post(close_exhibition))
+        .route("/v1/generations", post(text_to_image))
+        .route("/v1/generations/{id}/cancel", post(cancel_generation))
+        .merge(uploads)
+        .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(|| async { "ok" }))
+        .fallback(not_found)
         .with_state(state)
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PositionBody {
-    topic: String,
-    partition: i32,
-    offset: i64,
+async fn not_found() -> Response {
+    CommandError::Refused(Refusal::NotFound { what: "route" }).into_response()
 }
 
-/// The body of a 202: the event's id and where it landed.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AcceptedBody {
-    event_id: String,
-    position: PositionBody,
+/// A 202 with the accepted command.
+struct AcceptedResponse(Accepted);
+
+impl IntoResponse for AcceptedResponse {
+    fn into_response(self) -> Response {
+        (StatusCode::ACCEPTED, Json(self.0)).into_response()
+    }
 }
 
-impl From<Accepted> for AcceptedBody {
-    fn from(a: Accepted) -> Self {
-        Self {
-            event_id: a.event_id.to_string(),
-            position: PositionBody {
-                topic: a.position.topic,
-                partition: a.position.partition,
-                offset: a.position.offset,
-            },
+type Reply = Result<AcceptedResponse, CommandError>;
+
+/// JSON bodies whose rejections are errors in the API's shape.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = CommandError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
         }
     }
 }
 
-fn user(state: &HttpState, headers: &HeaderMap) -> Result<UserId, CommandError> {
+fn json_rejection(rejection: &JsonRejection) -> CommandError {
+    let code = match rejection {
+        JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
+        JsonRejection::JsonDataError(_) => "INVALID_INPUT",
+        _ => "INVALID_JSON",
+    };
+    CommandError::BadBody {
+        code,
+        message: rejection.body_text(),
+    }
+}
+
+fn principal(state: &HttpState, headers: &HeaderMap) -> Result<Principal, CommandError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    Ok(state.keys.verify_header(header)?.user)
+    Ok(state.keys.verify_header(header)?)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, CommandError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| IdempotencyKey::parse(v.to_str().unwrap_or("")))
+        .transpose()
+        .map_err(CommandError::from)
+}
+
+/// The caller and their idempotency key.
+struct Caller {
+    who: Principal,
+    key: Option<IdempotencyKey>,
+}
+
+impl Caller {
+    fn of(state: &HttpState, headers: &HeaderMap) -> Result<Self, CommandError> {
+        Ok(Self {
+            who: principal(state, headers)?,
+            key: idempotency_key(headers)?,
+        })
+    }
+
+    fn cx(&self) -> Context<'_> {
+        Context {
+            who: &self.who,
+            key: self.key.as_ref(),
+        }
+    }
 }
 
 fn artwork(raw: &str) -> Result<ArtworkId, CommandError> {
@@ -71,32 +154,369 @@ fn artwork(raw: &str) -> Result<ArtworkId, CommandError> {
     })
 }
 
-async fn set_like(
-    state: HttpState,
+fn uuid(field: &'static str, raw: &str) -> Result<Uuid, CommandError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        CommandError::Refused(Refusal::Rule {
+            field,
+            rule: "must be a UUID",
+        })
+    })
+}
+
+macro_rules! set_fact {
+    ($name:ident, $method:ident, $value:expr) => {
+        #[tracing::instrument(skip_all, fields(artwork = %id))]
+        async fn $name(
+            State(state): State<HttpState>,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+        ) -> Reply {
+            let caller = Caller::of(&state, &headers)?;
+            let artwork = artwork(&id)?;
+            let done = state
+                .commands
+                .$method(&caller.cx(), &artwork, $value)
+                .await?;
+            Ok(AcceptedResponse(done))
+        }
+    };
+}
+
+set_fact!(like, set_like, true);
+set_fact!(unlike, set_like, false);
+set_fact!(favorite, set_favorite, true);
+set_fact!(unfavorite, set_favorite, false);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    body: String,
+}
+
+#[tracing::instrument(skip_all, fields(artwork = %id))]
+async fn post_comment(
+    State(state): State<HttpState>,
     headers: HeaderMap,
-    id: String,
-    liked: bool,
-) -> Result<(StatusCode, Json<AcceptedBody>), CommandError> {
-    let user = user(&state, &headers)?;
+    Path(id): Path<String>,
+    Body(input): Body<CommentBody>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
     let artwork = artwork(&id)?;
-    let accepted = state.commands.set_like(&user, &artwork, liked).await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted.into())))
+    let done = state
+        .commands
+        .post_comment(&caller.cx(), &artwork, &input.body)
+        .await?;
+    Ok(AcceptedResponse(done))
 }
 
+#[tracing::instrument(skip_all, fields(artwork = %id, comment = %comment))]
+async fn delete_comment(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path((id, comment)): Path<(String, String)>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let artwork = artwork(&id)?;
+    let comment = uuid("comment id", &comment)?;
+    let done = state
+        .commands
+        .delete_comment(&caller.cx(), &artwork, comment)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+/// Views may be anonymous; a token, when sent, must be valid.
 #[tracing::instrument(skip_all, fields(artwork = %id))]
-async fn like(
+async fn record_view(
     State(state): State<HttpState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<AcceptedBody>), CommandError> {
-    set_like(state, headers, id, true).await
+) -> Reply {
+    let viewer = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(_) => Some(principal(&state, &headers)?),
+    };
+    let artwork = artwork(&id)?;
+    let done = state
+        .commands
+        .record_view(viewer.as_ref(), &artwork)
+        .await?;
+    Ok(AcceptedResponse(done))
 }
 
-#[tracing::instrument(skip_all, fields(artwork = %id))]
-async fn unlike(
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExhibitionBody {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(with = "time::serde::rfc3339")]
+    opens_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    closes_at: time::OffsetDateTime,
+}
+
+fn millis(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+#[tracing::instrument(skip_all)]
+async fn create_exhibition(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Body(input): Body<ExhibitionBody>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let input = NewExhibition {
+        title: input.title,
+        description: input.description,
+        opens_at: millis(input.opens_at),
+        closes_at: millis(input.closes_at),
+    };
+    let done = state
+        .commands
+        .create_exhibition(&caller.cx(), &input)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+/// The fields of a multipart form: text fields by name, and one file.
+#[derive(Debug, Default)]
+struct Form {
+    fields: std::collections::HashMap<String, String>,
+    file: Option<Vec<u8>>,
+}
+
+impl Form {
+    async fn read(
+        mut multipart: Multipart,
+        file_field: &'static str,
+    ) -> Result<Self, CommandError> {
+        let mut form = Form::default();
+        let bad = |e: axum::extract::multipart::MultipartError| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                CommandError::BadBody {
+                    code: "PAYLOAD_TOO_LARGE",
+                    message: format!("the upload exceeds {MAX_UPLOAD_BYTES} bytes"),
+                }
+            } else {
+                CommandError::BadBody {
+                    code: "INVALID_BODY",
+                    message: e.body_text(),
+                }
+            }
+        };
+        while let Some(field) = multipart.next_field().await.map_err(bad)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == file_field {
+                form.file = Some(field.bytes().await.map_err(bad)?.to_vec());
+            } else {
+                let text = field.text().await.map_err(bad)?;
+                form.fields.insert(name, text);
+            }
+        }
+        Ok(form)
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.fields.get(name).cloned()
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, CommandError> {
+        self.text(name).ok_or(CommandError::BadBody {
+            code: "INVALID_INPUT",
+            message: format!("missing form field `{name}`"),
+        })
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, CommandError> {
+        match self.text(name).filter(|s| !s.trim().is_empty()) {
+            None => Ok(None),
+            Some(raw) => raw.trim().parse().map(Some).map_err(|_| {
+                CommandError::Refused(Refusal::Rule {
+                    field: name,
+                    rule: "must be a whole number",
+                })
+            }),
+        }
+    }
+
+    fn file(&mut self, name: &'static str) -> Result<Vec<u8>, CommandError> {
+        self.file.take().ok_or(CommandError::BadBody {
+            code: "INVALID_INPUT",
+            message: format!("missing file field `{name}`"),
+        })
+    }
+}
+
+fn multipart_rejection(rejection: &MultipartRejection) -> CommandError {
+    CommandError::BadBody {
+        code: "UNSUPPORTED_MEDIA_TYPE",
+        message: rejection.body_text(),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(exhibition = %id))]
+async fn add_artwork(
     State(state): State<HttpState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<AcceptedBody>), CommandError> {
-    set_like(state, headers, id, false).await
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let exhibition = uuid("exhibition id", &id)?;
+    let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
+    let mut form = Form::read(multipart, "image").await?;
+    let upload = ArtworkUpload {
+        details: NewArtwork {
+            title: form.required("title")?,
+            artist: form.required("artist")?,
+            year: form.number("year")?,
+            style: form.text("style").filter(|s| !s.is_empty()),
+            description: form.text("description").unwrap_or_default(),
+        },
+        image: form.file("image")?,
+    };
+    let done = state
+        .commands
+        .add_artwork(&caller.cx(), exhibition, upload)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+#[tracing::instrument(skip_all, fields(exhibition = %id, artwork = %art))]
+async fn remove_artwork(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path((id, art)): Path<(String, String)>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let exhibition = uuid("exhibition id", &id)?;
+    let artwork = artwork(&art)?;
+    let done = state
+        .commands
+        .remove_artwork(&caller.cx(), exhibition, &artwork)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+#[tracing::instrument(skip_all, fields(exhibition = %id))]
+async fn publish_exhibition(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let exhibition = uuid("exhibition id", &id)?;
+    let done = state
+        .commands
+        .publish_exhibition(&caller.cx(), exhibition)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+#[tracing::instrument(skip_all, fields(exhibition = %id))]
+async fn close_exhibition(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let exhibition = uuid("exhibition id", &id)?;
+    let done = state
+        .commands
+        .close_exhibition(&caller.cx(), exhibition)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TextToImageBody {
+    prompt: String,
+    negative_prompt: Option<String>,
+    style: String,
+    seed: Option<i64>,
+    steps: Option<i32>,
+    width: Option<i32>,
+    height: Option<i32>,
+    request_id: Option<Uuid>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn text_to_image(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Body(input): Body<TextToImageBody>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let request = GenerationInput {
+        mode: GenerationMode::TextToImage,
+        params: Params {
+            prompt: Some(input.prompt),
+            negative_prompt: input.negative_prompt,
+            style: input.style,
+            seed: input.seed,
+            steps: input.steps,
+            width: input.width,
+            height: input.height,
+        },
+        photo: None,
+        request_id: input.request_id,
+    };
+    let done = state
+        .commands
+        .request_generation(&caller.cx(), request)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+#[tracing::instrument(skip_all)]
+async fn image_to_image(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
+    let mut form = Form::read(multipart, "photo").await?;
+    let request_id = form
+        .text("requestId")
+        .filter(|s| !s.is_empty())
+        .map(|raw| uuid("requestId", &raw))
+        .transpose()?;
+    let request = GenerationInput {
+        mode: GenerationMode::ImageToImage,
+        params: Params {
+            prompt: form.text("prompt"),
+            negative_prompt: form.text("negativePrompt"),
+            style: form.required("style")?,
+            seed: form.number("seed")?,
+            steps: form.number("steps")?,
+            width: form.number("width")?,
+            height: form.number("height")?,
+        },
+        photo: Some(form.file("photo")?),
+        request_id,
+    };
+    let done = state
+        .commands
+        .request_generation(&caller.cx(), request)
+        .await?;
+    Ok(AcceptedResponse(done))
+}
+
+#[tracing::instrument(skip_all, fields(request = %id))]
+async fn cancel_generation(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let caller = Caller::of(&state, &headers)?;
+    let request = uuid("request id", &id)?;
+    let done = state
+        .commands
+        .cancel_generation(&caller.cx(), request)
+        .await?;
+    Ok(AcceptedResponse(done))
 }

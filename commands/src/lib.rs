@@ -6,10 +6,18 @@ pub mod db;
 pub mod decide;
 mod error;
 pub mod http;
+pub mod idempotency;
 mod kafka;
+pub mod openapi;
+mod ops;
 mod service;
+mod state;
 
 pub use auth::{AuthError, Principal, TokenKeys};
 pub use error::CommandError;
 pub use kafka::{KafkaPublisher, ProducerConfig};
-pub use service::{Accepted, Commands, EventPublisher, PublishError, PublishFuture};
+pub use ops::{ArtworkUpload, GenerationInput};
+pub use service::{
+    Accepted, AcceptedPosition, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher,
+    ImageFuture, ImageKind, ImageStore, PublishError, PublishFuture,
+};

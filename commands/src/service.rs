@@ -1,14 +1,22 @@
 //! The command library: decide which event a command produces, then publish it durably.
+//! HTTP handlers and GraphQL mutations both call [`Commands`].
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gallery_schemas::{ArtworkId, Event, LikeSet, Position, UserId};
+use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
+use gallery_schemas::{Event, ImageRef, Position};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::auth::Principal;
+use crate::db::DbError;
+use crate::decide::generation::{Admission, Bounds};
 use crate::error::CommandError;
+use crate::idempotency::{Claim, ClaimError, Idempotency, IdempotencyKey, Ids, fingerprint};
 
 /// Why an event could not be made durable.
 #[derive(Debug, thiserror::Error)]
@@ -30,87 +38,232 @@ pub trait EventPublisher: Send + Sync + std::fmt::Debug {
     fn publish<'a>(&'a self, event: &'a Event) -> PublishFuture<'a>;
 }
 
-/// What a client gets back for an accepted command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What kind of image is being stored (they have different limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// A curator's artwork image.
+    Artwork,
+    /// A visitor's photo for image-to-image.
+    Photo,
+}
+
+pub type ImageFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ImageRef, CommandError>> + Send + 'a>>;
+
+/// Checks an uploaded image by its content and stores it, content-addressed.
+pub trait ImageStore: Send + Sync + std::fmt::Debug {
+    fn put_image(&self, bytes: Vec<u8>, kind: ImageKind) -> ImageFuture<'_>;
+}
+
+/// Admits generation requests given the backlog.
+pub trait AdmissionPolicy: Send + Sync + std::fmt::Debug {
+    /// `Err(retry_after_secs)` refuses the request for now.
+    fn admit(&self) -> Result<Admission, u64>;
+}
+
+/// Admits everything normally.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysAdmit;
+
+impl AdmissionPolicy for AlwaysAdmit {
+    fn admit(&self) -> Result<Admission, u64> {
+        Ok(Admission::Normal)
+    }
+}
+
+/// What a client gets back for an accepted command; also what an idempotent retry replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Accepted {
     pub event_id: Uuid,
-    pub position: Position,
+    pub position: AcceptedPosition,
+    /// The id of what the command created (a comment, an exhibition, an artwork, a
+    /// generation request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// For generation requests: whether the request was scaled down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
 }
 
-/// The write side as a library: the HTTP service and GraphQL mutations both call this.
+/// Where the event landed: a read-your-writes token for the read side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl From<Position> for AcceptedPosition {
+    fn from(p: Position) -> Self {
+        Self {
+            topic: p.topic,
+            partition: p.partition,
+            offset: p.offset,
+        }
+    }
+}
+
+/// Who acts, and the idempotency key they sent, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub who: &'a Principal,
+    pub key: Option<&'a IdempotencyKey>,
+}
+
+/// The write side as a library.
 #[derive(Debug, Clone)]
 pub struct Commands {
-    publisher: Arc<dyn EventPublisher>,
+    pub(crate) publisher: Arc<dyn EventPublisher>,
+    pub(crate) pool: Pool,
+    pub(crate) idempotency: Idempotency,
+    pub(crate) images: Option<Arc<dyn ImageStore>>,
+    pub(crate) admission: Arc<dyn AdmissionPolicy>,
+    pub(crate) bounds: Bounds,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-/// Decides the fact a like or unlike command produces. Pure: the caller supplies the id and
-/// the clock.
-pub fn decide_like(
-    user: &UserId,
-    artwork: &ArtworkId,
-    liked: bool,
-    event_id: Uuid,
-    now_ms: i64,
-) -> Event {
-    Event::LikeSet(LikeSet {
-        event_id,
-        user_id: user.clone(),
-        artwork_id: artwork.clone(),
-        liked,
-        occurred_at: now_ms,
-    })
-}
-
 impl Commands {
-    pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { publisher }
+    pub fn new(publisher: Arc<dyn EventPublisher>, pool: Pool) -> Self {
+        Self {
+            publisher,
+            idempotency: Idempotency::new(pool.clone()),
+            pool,
+            images: None,
+            admission: Arc::new(AlwaysAdmit),
+            bounds: Bounds::default(),
+        }
     }
 
-    /// `user` sets their like of `artwork` to `liked`.
-    #[tracing::instrument(skip(self), fields(user = %user, artwork = %artwork))]
-    pub async fn set_like(
+    /// Where uploaded images go; without one, commands that carry images are unavailable.
+    pub fn with_images(mut self, images: Arc<dyn ImageStore>) -> Self {
+        self.images = Some(images);
+        self
+    }
+
+    pub fn with_admission(mut self, admission: Arc<dyn AdmissionPolicy>) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Publishes a stateless event.
+    pub(crate) async fn publish(
         &self,
-        user: &UserId,
-        artwork: &ArtworkId,
-        liked: bool,
+        event: Event,
+        id: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        let event = decide_like(user, artwork, liked, Uuid::now_v7(), now_ms());
         let position = self.publisher.publish(&event).await?;
-        tracing::debug!(topic = %position.topic, partition = position.partition, offset = position.offset, "like fact durable");
-        Ok(Accepted {
-            event_id: event.event_id(),
-            position,
-        })
+        Ok(accepted(&event, position, id))
+    }
+
+    /// Publishes `event`, records its effect on the aggregate state, and commits `tx`. The
+    /// row locks taken while deciding are held until the event is durable.
+    pub(crate) async fn publish_in(
+        &self,
+        tx: Transaction<'_>,
+        event: Event,
+        id: Option<String>,
+    ) -> Result<Accepted, CommandError> {
+        let position = self.publisher.publish(&event).await?;
+        crate::state::record(&tx, &event).await?;
+        if let Err(e) = tx.commit().await {
+            // The event is durable; a retry with the same key re-sends the same event id,
+            // which every consumer applies once.
+            tracing::error!(error = %e, event_id = %event.event_id(), "event published but state not recorded");
+            return Err(DbError::pg("commit command state")(e).into());
+        }
+        Ok(accepted(&event, position, id))
+    }
+
+    /// Runs `run` once per idempotency key: a retry with the same key and request replays the
+    /// stored result; the same key with another request is refused.
+    pub(crate) async fn once<F, Fut>(
+        &self,
+        cx: &Context<'_>,
+        command: &str,
+        request: serde_json::Value,
+        run: F,
+    ) -> Result<Accepted, CommandError>
+    where
+        F: FnOnce(Ids) -> Fut,
+        Fut: Future<Output = Result<Accepted, CommandError>>,
+    {
+        let Some(key) = cx.key else {
+            return run(Ids::fresh()).await;
+        };
+        let user = &cx.who.user;
+        let hash = fingerprint(command, request.to_string().as_bytes());
+        match self.idempotency.claim(user, key, &hash).await {
+            Ok(Claim::Replay(stored)) => {
+                return serde_json::from_value(stored).map_err(CommandError::StoredResult);
+            }
+            Ok(Claim::Fresh) => {}
+            Err(ClaimError::Mismatch) => return Err(CommandError::IdempotencyMismatch),
+            Err(ClaimError::InProgress) => return Err(CommandError::IdempotencyInProgress),
+            Err(ClaimError::Db(e)) => return Err(e.into()),
+        }
+        match run(Ids::keyed(user, key)).await {
+            Ok(done) => {
+                let stored = serde_json::to_value(&done).map_err(CommandError::StoredResult)?;
+                if let Err(e) = self.idempotency.complete(user, key, &stored).await {
+                    // The command is done; a retry after the claim goes stale repeats it with
+                    // the same ids, which consumers apply once.
+                    tracing::warn!(error = %e, "could not store an idempotent result");
+                }
+                Ok(done)
+            }
+            Err(e) => {
+                if let Err(release) = self.idempotency.release(user, key).await {
+                    tracing::warn!(error = %release, "could not release an idempotency key");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn begin<'c>(
+        client: &'c mut deadpool_postgres::Object,
+    ) -> Result<Transaction<'c>, CommandError> {
+        Ok(client
+            .transaction()
+            .await
+            .map_err(DbError::pg("begin command"))?)
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, CommandError> {
+        Ok(self.pool.get().await.map_err(DbError::from)?)
+    }
+
+    pub(crate) fn images(&self) -> Result<&Arc<dyn ImageStore>, CommandError> {
+        self.images.as_ref().ok_or(CommandError::NoImageStore)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn given_a_user_and_artwork_when_unliking_then_the_fact_is_liked_false() {
-        let user = UserId::parse("u").unwrap_or_else(|e| unreachable!("{e}"));
-        let artwork = ArtworkId::parse("a").unwrap_or_else(|e| unreachable!("{e}"));
-        let id = Uuid::now_v7();
-        let event = decide_like(&user, &artwork, false, id, 42);
-        assert_eq!(
-            event,
-            Event::LikeSet(LikeSet {
-                event_id: id,
-                user_id: user,
-                artwork_id: artwork,
-                liked: false,
-                occurred_at: 42
-            })
-        );
-        assert_eq!(event.key(), "a");
+fn accepted(event: &Event, position: Position, id: Option<String>) -> Accepted {
+    let degraded = match event {
+        Event::GenerationRequested(r) => Some(r.degraded),
+        _ => None,
+    };
+    tracing::debug!(
+        event_id = %event.event_id(), record = event.record_name(),
+        topic = %position.topic, partition = position.partition, offset = position.offset,
+        "event durable"
+    );
+    Accepted {
+        event_id: event.event_id(),
+        position: position.into(),
+        id,
+        degraded,
     }
 }

@@ -1,0 +1,111 @@
+//! Likes, favorites, comments and views.
+
+use gallery_schemas::ArtworkId;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::decide::interactions as rules;
+use crate::error::CommandError;
+use crate::service::{Accepted, Commands, Context, now_ms};
+use crate::state;
+
+impl Commands {
+    /// The caller sets their like of `artwork`.
+    #[tracing::instrument(skip(self, cx), fields(user = %cx.who.user))]
+    pub async fn set_like(
+        &self,
+        cx: &Context<'_>,
+        artwork: &ArtworkId,
+        liked: bool,
+    ) -> Result<Accepted, CommandError> {
+        let request = json!({"artwork": artwork.as_str(), "liked": liked});
+        self.once(cx, "set_like", request, |ids| async move {
+            let event = rules::like(&cx.who.user, artwork, liked, ids.id("event"), now_ms());
+            self.publish(event, None).await
+        })
+        .await
+    }
+
+    /// The caller sets their favorite of `artwork`.
+    #[tracing::instrument(skip(self, cx), fields(user = %cx.who.user))]
+    pub async fn set_favorite(
+        &self,
+        cx: &Context<'_>,
+        artwork: &ArtworkId,
+        favorited: bool,
+    ) -> Result<Accepted, CommandError> {
+        let request = json!({"artwork": artwork.as_str(), "favorited": favorited});
+        self.once(cx, "set_favorite", request, |ids| async move {
+            let event =
+                rules::favorite(&cx.who.user, artwork, favorited, ids.id("event"), now_ms());
+            self.publish(event, None).await
+        })
+        .await
+    }
+
+    /// The caller comments on `artwork`; the result's `id` is the comment's id.
+    #[tracing::instrument(skip(self, cx, body), fields(user = %cx.who.user))]
+    pub async fn post_comment(
+        &self,
+        cx: &Context<'_>,
+        artwork: &ArtworkId,
+        body: &str,
+    ) -> Result<Accepted, CommandError> {
+        let request = json!({"artwork": artwork.as_str(), "body": body});
+        self.once(cx, "post_comment", request, |ids| async move {
+            let comment_id = ids.id("comment");
+            let event = rules::post_comment(
+                &cx.who.user,
+                artwork,
+                body,
+                comment_id,
+                ids.id("event"),
+                now_ms(),
+            )?;
+            let mut client = self.client().await?;
+            let tx = Self::begin(&mut client).await?;
+            self.publish_in(tx, event, Some(comment_id.to_string()))
+                .await
+        })
+        .await
+    }
+
+    /// The caller (its author or an admin) deletes a comment.
+    #[tracing::instrument(skip(self, cx), fields(user = %cx.who.user))]
+    pub async fn delete_comment(
+        &self,
+        cx: &Context<'_>,
+        artwork: &ArtworkId,
+        comment_id: Uuid,
+    ) -> Result<Accepted, CommandError> {
+        let request = json!({"artwork": artwork.as_str(), "comment": comment_id});
+        self.once(cx, "delete_comment", request, |ids| async move {
+            let mut client = self.client().await?;
+            let tx = Self::begin(&mut client).await?;
+            let current = state::comment(&tx, comment_id).await?;
+            let event = rules::delete_comment(
+                cx.who,
+                artwork,
+                comment_id,
+                current.as_ref(),
+                ids.id("event"),
+                now_ms(),
+            )?;
+            self.publish_in(tx, event, Some(comment_id.to_string()))
+                .await
+        })
+        .await
+    }
+
+    /// Records a view of `artwork`, by a signed-in viewer or anonymously.
+    #[tracing::instrument(skip(self, viewer))]
+    pub async fn record_view(
+        &self,
+        viewer: Option<&Principal>,
+        artwork: &ArtworkId,
+    ) -> Result<Accepted, CommandError> {
+        let event = rules::view(viewer.map(|p| &p.user), artwork, Uuid::now_v7(), now_ms());
+        self.publish(event, None).await
+    }
+}

@@ -1,0 +1,198 @@
+//! The aggregate state commands are decided on, kept by the write side in Postgres. Each
+//! stateful command locks its row, decides, publishes, records the change, then commits, so
+//! concurrent commands on one aggregate are decided one after the other.
+
+use gallery_schemas::{ArtworkId, Event, UserId};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::db::DbError;
+use crate::decide::catalog::{ExhibitionState, Status};
+use crate::decide::generation::RequestState;
+use crate::decide::interactions::CommentState;
+
+pub async fn exhibition(
+    tx: &Transaction<'_>,
+    id: Uuid,
+) -> Result<Option<ExhibitionState>, DbError> {
+    let row = tx
+        .query_opt(
+            "SELECT curator_id, status, artworks FROM commands.exhibitions
+             WHERE exhibition_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(DbError::pg("read exhibition"))?;
+    Ok(row.and_then(|r| {
+        let curator = UserId::parse(r.get::<_, &str>(0)).ok()?;
+        let status = Status::parse(r.get(1))?;
+        Some(ExhibitionState {
+            curator,
+            status,
+            artworks: r.get(2),
+        })
+    }))
+}
+
+/// The exhibition an artwork is in now (None when unknown or removed).
+pub async fn artwork_exhibition(
+    tx: &Transaction<'_>,
+    artwork: &ArtworkId,
+) -> Result<Option<Uuid>, DbError> {
+    let row = tx
+        .query_opt(
+            "SELECT exhibition_id FROM commands.artworks
+             WHERE artwork_id = $1 AND NOT removed FOR UPDATE",
+            &[&artwork.as_str()],
+        )
+        .await
+        .map_err(DbError::pg("read artwork"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub async fn comment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<CommentState>, DbError> {
+    let row = tx
+        .query_opt(
+            "SELECT artwork_id, author_id, deleted FROM commands.comments
+             WHERE comment_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(DbError::pg("read comment"))?;
+    Ok(row.and_then(|r| {
+        Some(CommentState {
+            artwork_id: ArtworkId::parse(r.get::<_, &str>(0)).ok()?,
+            author: UserId::parse(r.get::<_, &str>(1)).ok()?,
+            deleted: r.get(2),
+        })
+    }))
+}
+
+pub async fn generation(tx: &Transaction<'_>, id: Uuid) -> Result<Option<RequestState>, DbError> {
+    let row = tx
+        .query_opt(
+            "SELECT user_id, cancelled FROM commands.generations
+             WHERE request_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(DbError::pg("read generation"))?;
+    Ok(row.and_then(|r| {
+        Some(RequestState {
+            user: UserId::parse(r.get::<_, &str>(0)).ok()?,
+            cancelled: r.get(1),
+        })
+    }))
+}
+
+/// Records what an accepted event changes in the aggregate state. Idempotent, so a replayed
+/// event leaves the same state.
+pub async fn record(tx: &Transaction<'_>, event: &Event) -> Result<(), DbError> {
+    let (sql, what): (&str, &'static str) = match event {
+        Event::ExhibitionCreated(_) => (
+            "INSERT INTO commands.exhibitions (exhibition_id, curator_id, status)
+             VALUES ($1, $2, 'draft') ON CONFLICT DO NOTHING",
+            "record exhibition",
+        ),
+        Event::ArtworkAdded(_) => (
+            "WITH a AS (
+                 INSERT INTO commands.artworks (artwork_id, exhibition_id) VALUES ($2, $1)
+                 ON CONFLICT (artwork_id) DO UPDATE SET removed = false
+                 WHERE commands.artworks.removed RETURNING 1)
+             UPDATE commands.exhibitions SET artworks = artworks + (SELECT count(*) FROM a)
+             WHERE exhibition_id = $1",
+            "record artwork",
+        ),
+        Event::ArtworkRemoved(_) => (
+            "WITH a AS (
+                 UPDATE commands.artworks SET removed = true
+                 WHERE artwork_id = $2 AND exhibition_id = $1 AND NOT removed RETURNING 1)
+             UPDATE commands.exhibitions SET artworks = artworks - (SELECT count(*) FROM a)
+             WHERE exhibition_id = $1",
+            "record removal",
+        ),
+        Event::ExhibitionPublished(_) => (
+            "UPDATE commands.exhibitions SET status = 'published'
+             WHERE exhibition_id = $1 AND status = 'draft' AND $2::text IS NOT NULL",
+            "record publication",
+        ),
+        Event::ExhibitionClosed(_) => (
+            "UPDATE commands.exhibitions SET status = 'closed'
+             WHERE exhibition_id = $1 AND $2::text IS NOT NULL",
+            "record closing",
+        ),
+        Event::CommentPosted(_) => (
+            "INSERT INTO commands.comments (comment_id, artwork_id, author_id)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "record comment",
+        ),
+        Event::CommentDeleted(_) => (
+            "UPDATE commands.comments SET deleted = true
+             WHERE comment_id = $1 AND $2::text IS NOT NULL",
+            "record comment deletion",
+        ),
+        Event::GenerationCancelled(_) => (
+            "UPDATE commands.generations SET cancelled = true
+             WHERE request_id = $1 AND $2::text IS NOT NULL",
+            "record cancellation",
+        ),
+        // Recorded before publishing (its unique id guards against reuse), or stateless.
+        _ => return Ok(()),
+    };
+    let result = match event {
+        Event::ExhibitionCreated(e) => {
+            tx.execute(sql, &[&e.exhibition_id, &e.curator_id.as_str()])
+                .await
+        }
+        Event::ArtworkAdded(e) => {
+            tx.execute(sql, &[&e.exhibition_id, &e.artwork_id.as_str()])
+                .await
+        }
+        Event::ArtworkRemoved(e) => {
+            tx.execute(sql, &[&e.exhibition_id, &e.artwork_id.as_str()])
+                .await
+        }
+        Event::ExhibitionPublished(e) => {
+            tx.execute(sql, &[&e.exhibition_id, &e.published_by.as_str()])
+                .await
+        }
+        Event::ExhibitionClosed(e) => {
+            tx.execute(sql, &[&e.exhibition_id, &e.closed_by.as_str()])
+                .await
+        }
+        Event::CommentPosted(e) => {
+            tx.execute(
+                sql,
+                &[&e.comment_id, &e.artwork_id.as_str(), &e.user_id.as_str()],
+            )
+            .await
+        }
+        Event::CommentDeleted(e) => {
+            tx.execute(sql, &[&e.comment_id, &e.deleted_by.as_str()])
+                .await
+        }
+        Event::GenerationCancelled(e) => {
+            tx.execute(sql, &[&e.request_id, &e.user_id.as_str()]).await
+        }
+        _ => return Ok(()),
+    };
+    result.map(|_| ()).map_err(DbError::pg(what))
+}
+
+/// Reserves a generation request id for `user` before its event is published. False when
+/// the id is taken (by anyone).
+pub async fn reserve_generation(
+    tx: &Transaction<'_>,
+    request_id: Uuid,
+    user: &UserId,
+) -> Result<bool, DbError> {
+    let n = tx
+        .execute(
+            "INSERT INTO commands.generations (request_id, user_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&request_id, &user.as_str()],
+        )
+        .await
+        .map_err(DbError::pg("reserve generation"))?;
+    Ok(n == 1)
+}
