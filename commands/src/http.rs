@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use gallery_schemas::{ArtworkId, UserId};
 use serde::Serialize;
 
+use crate::accounts::{self, Accounts};
 use crate::auth::TokenKeys;
 use crate::error::CommandError;
 use crate::service::{Accepted, Commands};
@@ -18,6 +19,13 @@ use crate::service::{Accepted, Commands};
 pub struct HttpState {
     pub commands: Commands,
     pub keys: Arc<TokenKeys>,
+    pub accounts: Accounts,
+}
+
+impl FromRef<HttpState> for Accounts {
+    fn from_ref(state: &HttpState) -> Self {
+        state.accounts.clone()
+    }
 }
 
 /// The routes of the command service.
@@ -25,6 +33,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/v1/artworks/{id}/like", put(like).delete(unlike))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(accounts::http::routes())
         .with_state(state)
 }
 
