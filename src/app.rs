@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use gallery_commands::{Commands, KafkaPublisher, ProducerConfig, TokenKeys};
+use gallery_commands::{Accounts, Commands, KafkaPublisher, ProducerConfig, TokenKeys};
 use gallery_projections::{Projector, ProjectorConfig};
 use gallery_schemas::EventCodec;
 use tokio::net::TcpListener;
@@ -57,6 +57,8 @@ pub enum StartError {
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("write-side database")]
     CommandsDb(#[from] gallery_commands::db::DbError),
+    #[error("password hashing settings")]
+    Accounts(#[from] gallery_commands::accounts::HashError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -101,8 +103,8 @@ fn kafka_error(config: &Config) -> impl FnOnce(rdkafka::error::KafkaError) -> St
     }
 }
 
-/// A connection pool for the configured database (connections open on first use).
-fn pool(config: &Config) -> Result<Pool, StartError> {
+/// A connection pool to the configured Postgres database (connections open on first use).
+fn pg_pool(config: &Config) -> Result<Pool, StartError> {
     let pg: tokio_postgres::Config = config.postgres.url.expose().parse()?;
     let manager = Manager::from_config(
         pg,
@@ -155,9 +157,18 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             config.topics(),
         )
         .map_err(kafka_error(config))?;
+        let publisher = Arc::new(publisher);
+        let pool = pg_pool(config)?;
+        let accounts = Accounts::new(
+            pool.clone(),
+            publisher.clone(),
+            keys.clone(),
+            config.account_settings(),
+        )?;
         let state = gallery_commands::http::HttpState {
-            commands: Commands::new(Arc::new(publisher), pool(config)?),
+            commands: Commands::new(publisher, pool),
             keys: keys.clone(),
+            accounts,
         };
         let listener = bind(config.commands.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
@@ -179,9 +190,8 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
 
     if roles.query_api {
-        let pool = pool(config)?;
         let state = gallery_query_api::ApiState {
-            schema: gallery_query_api::build_schema(pool),
+            schema: gallery_query_api::build_schema(pg_pool(config)?),
             keys: keys.clone(),
         };
         let listener = bind(config.query_api.listen).await?;
@@ -236,6 +246,24 @@ pub fn print_token(
     let who = gallery_commands::Principal::new(user, role);
     println!("{}", keys.issue(&who, ttl)?);
     Ok(())
+}
+
+/// Sets a user's role directly in the accounts store (the `gallery users set-role` command,
+/// which makes the first admin). Brings the `commands` schema up to date first.
+pub async fn set_user_role(
+    config: &Config,
+    user: &str,
+    role: gallery_schemas::Role,
+) -> anyhow::Result<gallery_commands::accounts::Account> {
+    let user = gallery_schemas::UserId::parse(user)?;
+    let (mut client, connection) =
+        tokio_postgres::connect(config.postgres.url.expose(), NoTls).await?;
+    let conn = tokio::spawn(connection);
+    gallery_commands::db::migrate(&mut client).await?;
+    drop(client);
+    let _ = conn.await;
+    let account = gallery_commands::accounts::assign_role(&pg_pool(config)?, &user, role).await?;
+    Ok(account)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

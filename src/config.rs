@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use gallery_commands::AccountSettings;
+use gallery_commands::accounts::HashCost;
 use serde::{Deserialize, Serialize};
 
 /// A development signing secret, used when none is configured (with a warning at start).
@@ -24,6 +26,7 @@ pub struct Config {
     pub commands: ListenConfig,
     pub query_api: ListenConfig,
     pub auth: AuthConfig,
+    pub accounts: AccountsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,6 +69,19 @@ pub struct ListenConfig {
 pub struct AuthConfig {
     /// HS256 signing secret, at least 32 bytes.
     pub jwt_secret: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Lifetime of an access token (JWT), in seconds.
+    pub access_ttl_secs: u64,
+    /// Lifetime of a refresh token, in days (each refresh issues a new one).
+    pub refresh_ttl_days: u64,
+    /// Argon2id memory per password hash, in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes per password hash.
+    pub argon2_iterations: u32,
 }
 
 /// A string that never prints (connection strings with passwords, signing keys).
@@ -115,6 +131,15 @@ impl Default for Config {
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
+            },
+            accounts: {
+                let d = AccountSettings::default();
+                AccountsConfig {
+                    access_ttl_secs: d.access_ttl.as_secs(),
+                    refresh_ttl_days: d.refresh_ttl.as_secs() / 86_400,
+                    argon2_memory_kib: d.hash_cost.memory_kib,
+                    argon2_iterations: d.hash_cost.iterations,
+                }
             },
         }
     }
@@ -234,7 +259,45 @@ impl Config {
                 ),
             ));
         }
+        let a = &self.accounts;
+        if !(60..=86_400).contains(&a.access_ttl_secs) {
+            return Err(invalid(
+                "accounts.access_ttl_secs",
+                "must be between 60 (a minute) and 86400 (a day)",
+            ));
+        }
+        if !(1..=365).contains(&a.refresh_ttl_days) {
+            return Err(invalid(
+                "accounts.refresh_ttl_days",
+                "must be between 1 and 365",
+            ));
+        }
+        if !(8..=1_048_576).contains(&a.argon2_memory_kib) {
+            return Err(invalid(
+                "accounts.argon2_memory_kib",
+                "must be between 8 and 1048576 (1 GiB)",
+            ));
+        }
+        if !(1..=16).contains(&a.argon2_iterations) {
+            return Err(invalid(
+                "accounts.argon2_iterations",
+                "must be between 1 and 16",
+            ));
+        }
         Ok(())
+    }
+
+    /// Token lifetimes and password hashing cost of the accounts library.
+    pub fn account_settings(&self) -> AccountSettings {
+        let a = &self.accounts;
+        AccountSettings {
+            access_ttl: Duration::from_secs(a.access_ttl_secs),
+            refresh_ttl: Duration::from_secs(a.refresh_ttl_days.saturating_mul(86_400)),
+            hash_cost: HashCost {
+                memory_kib: a.argon2_memory_kib,
+                iterations: a.argon2_iterations,
+            },
+        }
     }
 
     pub fn topics(&self) -> gallery_schemas::Topics {
@@ -281,6 +344,35 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid {
                 key: "kafka.topic_prefix",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn account_settings_default_to_15_minutes_and_30_days() {
+        let s = Config::default().account_settings();
+        assert_eq!(s.access_ttl, Duration::from_secs(900));
+        assert_eq!(s.refresh_ttl, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn out_of_range_account_settings_are_refused_with_their_key() {
+        let mut c = Config::default();
+        c.accounts.access_ttl_secs = 5;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "accounts.access_ttl_secs",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.accounts.argon2_memory_kib = 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "accounts.argon2_memory_kib",
                 ..
             })
         ));

@@ -55,8 +55,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = RoleArg::Visitor)]
         role: RoleArg,
     },
+    /// Manage accounts directly in the database.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Print the effective configuration (secrets redacted).
     Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Set a registered user's role (how the first admin is made).
+    SetRole {
+        /// The user id (username).
+        #[arg(long)]
+        user: String,
+        /// The new role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
 }
 
 /// A role, as given on the command line.
@@ -140,6 +158,19 @@ async fn run() -> anyhow::Result<()> {
                 role.into(),
                 Duration::from_secs(hours.saturating_mul(3600)),
             );
+        }
+        Command::Users {
+            command: UsersCommand::SetRole { user, role },
+        } => {
+            let account = gallery::app::set_user_role(&config, &user, role.into())
+                .await
+                .context("could not set the role")?;
+            println!(
+                "{} is now {}",
+                account.id,
+                gallery_commands::accounts::rules::role_name(account.role)
+            );
+            return Ok(());
         }
         Command::Config => {
             println!("{config:#?}");

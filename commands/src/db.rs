@@ -41,6 +41,36 @@ const MIGRATIONS: &[(i32, &str)] = &[
              cancelled  boolean NOT NULL DEFAULT false
          );",
     ),
+    // Accounts (versions 100 and up). The user id is the username; usernames are unique
+    // ignoring case, so "Ada" cannot pass for "ada".
+    (
+        100,
+        "CREATE TABLE commands.users (
+             user_id       text        PRIMARY KEY,
+             display_name  text        NOT NULL,
+             password_hash text        NOT NULL,
+             role          text        NOT NULL DEFAULT 'visitor'
+                                       CHECK (role IN ('visitor', 'curator', 'admin')),
+             created_at    timestamptz NOT NULL DEFAULT now()
+         );
+         CREATE UNIQUE INDEX users_user_id_ci ON commands.users (lower(user_id));",
+    ),
+    // Refresh tokens, stored as SHA-256 digests. A family is one login's chain of rotations.
+    (
+        101,
+        "CREATE TABLE commands.refresh_tokens (
+             token_hash bytea       PRIMARY KEY CHECK (length(token_hash) = 32),
+             user_id    text        NOT NULL REFERENCES commands.users (user_id),
+             family_id  uuid        NOT NULL,
+             expires_at timestamptz NOT NULL,
+             used       boolean     NOT NULL DEFAULT false,
+             used_at    timestamptz,
+             revoked    boolean     NOT NULL DEFAULT false,
+             created_at timestamptz NOT NULL DEFAULT now()
+         );
+         CREATE INDEX refresh_tokens_family ON commands.refresh_tokens (family_id);
+         CREATE INDEX refresh_tokens_expiry ON commands.refresh_tokens (expires_at);",
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::accounts::{self, Accounts};
 use crate::auth::{Principal, TokenKeys};
 use crate::decide::Refusal;
 use crate::decide::catalog::{NewArtwork, NewExhibition};
@@ -33,6 +34,13 @@ pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
 pub struct HttpState {
     pub commands: Commands,
     pub keys: Arc<TokenKeys>,
+    pub accounts: Accounts,
+}
+
+impl FromRef<HttpState> for Accounts {
+    fn from_ref(state: &HttpState) -> Self {
+        state.accounts.clone()
+    }
 }
 
 /// The routes of the command service.
@@ -65,6 +73,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(uploads)
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(accounts::http::routes())
         .fallback(not_found)
         .with_state(state)
 }

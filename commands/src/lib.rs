@@ -1,18 +1,21 @@
 //! The write side of Gallery: authenticated, validated commands that become durable Kafka
 //! events. Usable as a library ([`Commands`]) and as an HTTP service ([`http::router`]).
 
+pub mod accounts;
 pub mod auth;
 pub mod db;
 pub mod decide;
 mod error;
 pub mod http;
 pub mod idempotency;
+pub mod json;
 mod kafka;
 pub mod openapi;
 mod ops;
 mod service;
 mod state;
 
+pub use accounts::{AccountError, AccountSettings, Accounts, Session};
 pub use auth::{AuthError, Principal, TokenKeys};
 pub use error::CommandError;
 pub use kafka::{KafkaPublisher, ProducerConfig};

@@ -1,0 +1,158 @@
+//! Accounts over HTTP (JSON, camelCase):
+//!
+//! - `POST /v1/auth/register {username, password, displayName}` → 201 and a session
+//! - `POST /v1/auth/login {username, password}` → 200 and a session
+//! - `POST /v1/auth/refresh {refreshToken}` → 200 and a new session
+//! - `PUT /v1/users/{id}/role {role}` (admins only) → 200 and the account
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::rules::{self, InvalidInput, Registration, role_name};
+use super::{Account, AccountError, Accounts, RefreshToken, Session};
+use crate::json::{BodyRejection, JsonBody};
+
+/// The account routes, for any router state that holds an [`Accounts`].
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Accounts: FromRef<S>,
+{
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/users/{id}/role", put(set_role))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterBody {
+    username: String,
+    password: String,
+    display_name: String,
+}
+
+impl TryFrom<RegisterBody> for Registration {
+    type Error = InvalidInput;
+
+    fn try_from(b: RegisterBody) -> Result<Self, InvalidInput> {
+        Registration::parse(&b.username, b.password, b.display_name)
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Deserialize)]
+struct RoleBody {
+    role: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserBody {
+    id: String,
+    display_name: String,
+    role: &'static str,
+}
+
+impl From<Account> for UserBody {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id.into(),
+            display_name: a.display_name.into(),
+            role: role_name(a.role),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionBody {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    user: UserBody,
+}
+
+/// A session as JSON; tokens must not be cached by anyone on the way.
+fn session_response(status: StatusCode, session: Session) -> Response {
+    let body = SessionBody {
+        access_token: session.access_token,
+        token_type: "Bearer",
+        expires_in: session.expires_in.as_secs(),
+        refresh_token: session.refresh_token.expose().to_owned(),
+        user: session.account.into(),
+    };
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[tracing::instrument(skip_all)]
+async fn register(
+    State(accounts): State<Accounts>,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> Result<Response, AccountError> {
+    let registration = Registration::try_from(body)?;
+    let session = accounts.register(registration).await?;
+    Ok(session_response(StatusCode::CREATED, session))
+}
+
+#[tracing::instrument(skip_all)]
+async fn login(
+    State(accounts): State<Accounts>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response, AccountError> {
+    let session = accounts.login(&body.username, &body.password).await?;
+    Ok(session_response(StatusCode::OK, session))
+}
+
+#[tracing::instrument(skip_all)]
+async fn refresh(
+    State(accounts): State<Accounts>,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> Result<Response, AccountError> {
+    let token = RefreshToken::from_client(body.refresh_token);
+    let session = accounts.refresh(&token).await?;
+    Ok(session_response(StatusCode::OK, session))
+}
+
+#[tracing::instrument(skip_all, fields(user = %id))]
+async fn set_role(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<JsonBody<RoleBody>, BodyRejection>,
+) -> Result<Json<UserBody>, AccountError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let actor = accounts
+        .keys()
+        .verify_header(header)
+        .map_err(AccountError::Unauthenticated)?;
+    // Who asks is checked before what they sent.
+    let JsonBody(body) = body?;
+    let user = gallery_schemas::UserId::parse(&id).map_err(InvalidInput::UserId)?;
+    let role = rules::parse_role(&body.role).map_err(InvalidInput::Role)?;
+    let account = accounts.set_role(&actor, &user, role).await?;
+    Ok(Json(account.into()))
+}

@@ -1,0 +1,221 @@
+//! Accounts and refresh tokens in Postgres (`commands.users`, `commands.refresh_tokens`).
+
+use std::time::SystemTime;
+
+use deadpool_postgres::GenericClient;
+use gallery_schemas::{IdError, PersonName, Role, TextError, UserId};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::rules::{RefreshState, UnknownRole, parse_role, role_name};
+use crate::db::DbError;
+
+/// A row that does not meet the rules the code wrote it with.
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptRow {
+    #[error("commands.users.user_id")]
+    UserId(#[source] IdError),
+    #[error("commands.users.display_name")]
+    DisplayName(#[source] TextError),
+    #[error("commands.users.role")]
+    Role(#[source] UnknownRole),
+}
+
+/// Why the account store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("corrupt account row")]
+    Corrupt(#[from] CorruptRow),
+}
+
+/// A user's public profile and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: UserId,
+    pub display_name: PersonName,
+    pub role: Role,
+}
+
+/// An account and its password hash, for login.
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    pub account: Account,
+    pub password_hash: String,
+}
+
+/// A presented refresh token as stored, locked for the rest of the transaction.
+#[derive(Debug)]
+pub(crate) struct StoredRefresh {
+    pub state: RefreshState,
+    pub family_id: Uuid,
+    pub account: Account,
+}
+
+const ACCOUNT_COLUMNS: &str = "u.user_id, u.display_name, u.role";
+
+fn account(row: &Row, first: usize) -> Result<Account, CorruptRow> {
+    let id: String = row.get(first);
+    let name: String = row.get(first + 1);
+    let role: String = row.get(first + 2);
+    Ok(Account {
+        id: UserId::parse(&id).map_err(CorruptRow::UserId)?,
+        display_name: PersonName::parse(name).map_err(CorruptRow::DisplayName)?,
+        role: parse_role(&role).map_err(CorruptRow::Role)?,
+    })
+}
+
+/// Inserts a new account; `false` when the username (ignoring case) is taken.
+pub(crate) async fn insert_user(
+    c: &impl GenericClient,
+    account: &Account,
+    password_hash: &str,
+) -> Result<bool, StoreError> {
+    let inserted = c
+        .execute(
+            "INSERT INTO commands.users (user_id, display_name, password_hash, role)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[
+                &account.id.as_str(),
+                &account.display_name.as_str(),
+                &password_hash,
+                &role_name(account.role),
+            ],
+        )
+        .await
+        .map_err(DbError::pg("insert user"))?;
+    Ok(inserted == 1)
+}
+
+/// The account a username names (ignoring case), with its password hash.
+pub(crate) async fn credentials(
+    c: &impl GenericClient,
+    username: &UserId,
+) -> Result<Option<Credentials>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {ACCOUNT_COLUMNS}, u.password_hash FROM commands.users u
+                 WHERE lower(u.user_id) = lower($1)"
+            ),
+            &[&username.as_str()],
+        )
+        .await
+        .map_err(DbError::pg("read credentials"))?;
+    row.map(|r| {
+        Ok(Credentials {
+            account: account(&r, 0)?,
+            password_hash: r.get(3),
+        })
+    })
+    .transpose()
+}
+
+/// The account of `user`, if any.
+pub async fn account_of(
+    c: &impl GenericClient,
+    user: &UserId,
+) -> Result<Option<Account>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM commands.users u WHERE u.user_id = $1"),
+            &[&user.as_str()],
+        )
+        .await
+        .map_err(DbError::pg("read account"))?;
+    Ok(row.map(|r| account(&r, 0)).transpose()?)
+}
+
+/// Sets the role of `user`; the updated account, or `None` when there is no such user.
+pub async fn set_role(
+    c: &impl GenericClient,
+    user: &UserId,
+    role: Role,
+) -> Result<Option<Account>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE commands.users u SET role = $2 WHERE u.user_id = $1
+                 RETURNING {ACCOUNT_COLUMNS}"
+            ),
+            &[&user.as_str(), &role_name(role)],
+        )
+        .await
+        .map_err(DbError::pg("set role"))?;
+    Ok(row.map(|r| account(&r, 0)).transpose()?)
+}
+
+/// Stores a new refresh token (by its digest) in `family`.
+pub(crate) async fn insert_refresh(
+    c: &impl GenericClient,
+    digest: &[u8; 32],
+    user: &UserId,
+    family_id: Uuid,
+    expires_at: SystemTime,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO commands.refresh_tokens (token_hash, user_id, family_id, expires_at)
+         VALUES ($1, $2, $3, $4)",
+        &[&digest.as_slice(), &user.as_str(), &family_id, &expires_at],
+    )
+    .await
+    .map_err(DbError::pg("insert refresh token"))?;
+    Ok(())
+}
+
+/// Reads a refresh token by digest and locks it until the transaction ends, so that two
+/// concurrent uses of one token cannot both rotate it.
+pub(crate) async fn lock_refresh(
+    c: &impl GenericClient,
+    digest: &[u8; 32],
+) -> Result<Option<StoredRefresh>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {ACCOUNT_COLUMNS}, t.used, t.revoked, t.expires_at, t.family_id
+                 FROM commands.refresh_tokens t JOIN commands.users u USING (user_id)
+                 WHERE t.token_hash = $1
+                 FOR UPDATE OF t"
+            ),
+            &[&digest.as_slice()],
+        )
+        .await
+        .map_err(DbError::pg("read refresh token"))?;
+    row.map(|r| {
+        Ok(StoredRefresh {
+            account: account(&r, 0)?,
+            state: RefreshState {
+                used: r.get(3),
+                revoked: r.get(4),
+                expires_at: r.get(5),
+            },
+            family_id: r.get(6),
+        })
+    })
+    .transpose()
+}
+
+pub(crate) async fn mark_used(c: &impl GenericClient, digest: &[u8; 32]) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE commands.refresh_tokens SET used = true, used_at = now() WHERE token_hash = $1",
+        &[&digest.as_slice()],
+    )
+    .await
+    .map_err(DbError::pg("mark refresh token used"))?;
+    Ok(())
+}
+
+/// Revokes every token of a family; how many were still live.
+pub(crate) async fn revoke_family(
+    c: &impl GenericClient,
+    family_id: Uuid,
+) -> Result<u64, StoreError> {
+    Ok(c.execute(
+        "UPDATE commands.refresh_tokens SET revoked = true
+             WHERE family_id = $1 AND NOT revoked",
+        &[&family_id],
+    )
+    .await
+    .map_err(DbError::pg("revoke refresh family"))?)
+}
