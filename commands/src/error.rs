@@ -75,9 +75,14 @@ impl CommandError {
     pub fn status(&self) -> StatusCode {
         match self {
             CommandError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            CommandError::InvalidInput { .. }
-            | CommandError::BadBody { .. }
-            | CommandError::BadIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            CommandError::BadBody { code, .. } => match *code {
+                "UNSUPPORTED_MEDIA_TYPE" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            CommandError::InvalidInput { .. } | CommandError::BadIdempotencyKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
             CommandError::Refused(r) => match r {
                 Refusal::NotFound { .. } => StatusCode::NOT_FOUND,
                 Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,
