@@ -6,9 +6,14 @@ pub mod db;
 mod error;
 pub mod http;
 mod kafka;
+pub mod media;
 mod service;
 
 pub use auth::{AuthError, Principal, TokenKeys};
 pub use error::CommandError;
 pub use kafka::{KafkaPublisher, ProducerConfig};
+pub use media::{
+    ImageFormat, ImageInfo, ImageLimits, MediaConfig, MediaError, MediaStore, StoreLocation,
+    check_image,
+};
 pub use service::{Accepted, Commands, EventPublisher, PublishError, PublishFuture};
