@@ -24,6 +24,7 @@ pub struct Config {
     pub commands: ListenConfig,
     pub query_api: ListenConfig,
     pub auth: AuthConfig,
+    pub media: gallery_commands::MediaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +117,7 @@ impl Default for Config {
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
             },
+            media: gallery_commands::MediaConfig::default(),
         }
     }
 }
@@ -234,6 +236,12 @@ impl Config {
                 ),
             ));
         }
+        self.media.validate().map_err(|e| match e {
+            gallery_commands::MediaError::Config { key, value, reason } => {
+                invalid(key, format!("{value:?} {reason}"))
+            }
+            other => invalid("media", other.to_string()),
+        })?;
         Ok(())
     }
 
@@ -281,6 +289,44 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid {
                 key: "kafka.topic_prefix",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_bad_store_url_is_refused_with_its_key() {
+        let mut c = Config::default();
+        c.media.store_url = "ftp://example.org/images".into();
+        let err = c.validate().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err(
+                "configuration key media.store_url: \"ftp://example.org/images\" must be a \
+                 path, a file:// URL, an s3:// URL or memory://"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn media_limits_are_validated_and_read_from_a_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let file = dir.path().join("media.toml");
+        let toml = "[media]\nstore_url = \"s3://art/prod\"\n[media.limits]\nmax_side = 4096\n";
+        assert!(std::fs::write(&file, toml).is_ok());
+        let c = Config::load(Some(&file), &Overrides::default());
+        let c = c.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.media.store_url, "s3://art/prod");
+        assert_eq!(c.media.limits.max_side, 4096);
+        assert_eq!(c.media.limits.min_side, 32);
+
+        let mut bad = Config::default();
+        bad.media.limits.min_side = 0;
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::Invalid {
+                key: "media.limits.min_side",
                 ..
             })
         ));
