@@ -124,6 +124,19 @@ pub fn default_store_dir() -> PathBuf {
     data_home.join("gallery").join("objects")
 }
 
+/// The S3 store for `bucket`, keys under `prefix`, from an otherwise configured builder.
+fn s3_store(
+    builder: AmazonS3Builder,
+    bucket: &str,
+    prefix: Option<&str>,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
+    let s3 = builder.with_bucket_name(bucket).build()?;
+    Ok(match prefix {
+        Some(prefix) => Arc::new(PrefixStore::new(s3, prefix)),
+        None => Arc::new(s3),
+    })
+}
+
 /// Checked, content-addressed image storage.
 #[derive(Debug, Clone)]
 pub struct MediaStore {
@@ -157,17 +170,12 @@ impl MediaStore {
                 Arc::new(fs)
             }
             StoreLocation::S3 { bucket, prefix } => {
-                let s3 = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|source| MediaError::Open {
+                s3_store(AmazonS3Builder::from_env(), bucket, prefix.as_deref()).map_err(
+                    |source| MediaError::Open {
                         url: location.to_string(),
                         source,
-                    })?;
-                match prefix {
-                    Some(prefix) => Arc::new(PrefixStore::new(s3, prefix.as_str())),
-                    None => Arc::new(s3),
-                }
+                    },
+                )?
             }
             StoreLocation::Memory => Arc::new(InMemory::new()),
         };
@@ -240,6 +248,10 @@ impl MediaStore {
         Ok((bytes, format.content_type()))
     }
 }
+
+#[cfg(test)]
+#[path = "s3_tests.rs"]
+mod s3_tests;
 
 #[cfg(test)]
 mod tests {
