@@ -55,6 +55,8 @@ pub enum StartError {
     Projection(#[from] gallery_projections::ProjectionError),
     #[error("Postgres pool")]
     Pool(#[from] deadpool_postgres::BuildError),
+    #[error("image store")]
+    Media(#[from] gallery_commands::MediaError),
     #[error("write-side database")]
     CommandsDb(#[from] gallery_commands::db::DbError),
     #[error("password hashing settings")]
@@ -166,7 +168,12 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             config.account_settings(),
         )?;
         let state = gallery_commands::http::HttpState {
-            commands: Commands::new(publisher, pool),
+            commands: Commands::new(publisher, pool).with_images(Arc::new(
+                gallery_commands::LimitedImages {
+                    store: gallery_commands::MediaStore::open(&config.media)?,
+                    limits: config.media.limits,
+                },
+            )),
             keys: keys.clone(),
             accounts,
         };

@@ -27,6 +27,7 @@ pub struct Config {
     pub query_api: ListenConfig,
     pub auth: AuthConfig,
     pub accounts: AccountsConfig,
+    pub media: gallery_commands::MediaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +142,7 @@ impl Default for Config {
                     argon2_iterations: d.hash_cost.iterations,
                 }
             },
+            media: gallery_commands::MediaConfig::default(),
         }
     }
 }
@@ -284,6 +286,12 @@ impl Config {
                 "must be between 1 and 16",
             ));
         }
+        self.media.validate().map_err(|e| match e {
+            gallery_commands::MediaError::Config { key, value, reason } => {
+                invalid(key, format!("{value:?} {reason}"))
+            }
+            other => invalid("media", other.to_string()),
+        })?;
         Ok(())
     }
 
@@ -373,6 +381,44 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid {
                 key: "accounts.argon2_memory_kib",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_bad_store_url_is_refused_with_its_key() {
+        let mut c = Config::default();
+        c.media.store_url = "ftp://example.org/images".into();
+        let err = c.validate().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err(
+                "configuration key media.store_url: \"ftp://example.org/images\" must be a \
+                 path, a file:// URL, an s3:// URL or memory://"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn media_limits_are_validated_and_read_from_a_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let file = dir.path().join("media.toml");
+        let toml = "[media]\nstore_url = \"s3://art/prod\"\n[media.limits]\nmax_side = 4096\n";
+        assert!(std::fs::write(&file, toml).is_ok());
+        let c = Config::load(Some(&file), &Overrides::default());
+        let c = c.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.media.store_url, "s3://art/prod");
+        assert_eq!(c.media.limits.max_side, 4096);
+        assert_eq!(c.media.limits.min_side, 32);
+
+        let mut bad = Config::default();
+        bad.media.limits.min_side = 0;
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::Invalid {
+                key: "media.limits.min_side",
                 ..
             })
         ));

@@ -44,6 +44,8 @@ pub enum CommandError {
     Overloaded { retry_after: u64 },
     #[error("no image store is configured")]
     NoImageStore,
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
 }
 
 impl CommandError {
@@ -66,6 +68,7 @@ impl CommandError {
                 "UNAVAILABLE"
             }
             CommandError::Overloaded { .. } => "OVERLOADED",
+            CommandError::Media(e) => e.code(),
             CommandError::StoredResult(_)
             | CommandError::NoImageStore
             | CommandError::Publish(PublishError::Encode { .. }) => "INTERNAL",
@@ -90,6 +93,7 @@ impl CommandError {
                 _ => StatusCode::BAD_REQUEST,
             },
             CommandError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            CommandError::Media(e) => e.status(),
             CommandError::IdempotencyInProgress => StatusCode::CONFLICT,
             CommandError::Publish(PublishError::Unavailable { .. })
             | CommandError::Db(_)
@@ -110,6 +114,7 @@ impl CommandError {
                 Some(1)
             }
             CommandError::IdempotencyInProgress => Some(1),
+            CommandError::Media(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         }
     }
@@ -126,6 +131,7 @@ impl CommandError {
                 "the event store is unavailable; retry later".to_owned()
             }
             CommandError::Overloaded { .. } => "the AI painter is busy; retry later".to_owned(),
+            CommandError::Media(e) => e.public_message(),
             e if e.status().is_server_error() => "internal error".to_owned(),
             other => other.to_string(),
         }

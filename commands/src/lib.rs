@@ -10,6 +10,7 @@ pub mod http;
 pub mod idempotency;
 pub mod json;
 mod kafka;
+pub mod media;
 pub mod openapi;
 mod ops;
 mod service;
@@ -19,6 +20,10 @@ pub use accounts::{AccountError, AccountSettings, Accounts, Session};
 pub use auth::{AuthError, Principal, TokenKeys};
 pub use error::CommandError;
 pub use kafka::{KafkaPublisher, ProducerConfig};
+pub use media::{
+    ImageFormat, ImageInfo, ImageLimits, LimitedImages, MediaConfig, MediaError, MediaStore,
+    StoreLocation, check_image,
+};
 pub use ops::{ArtworkUpload, GenerationInput};
 pub use service::{
     Accepted, AcceptedPosition, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher,

@@ -53,6 +53,10 @@ impl TestEnv {
         config.query_api = ListenConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
+        config.media.store_url = std::env::temp_dir()
+            .join(format!("gallery-test-{id}"))
+            .display()
+            .to_string();
         Self { config, db_name }
     }
 
