@@ -304,6 +304,9 @@ async fn an_idempotency_key_replays_the_result_and_refuses_another_request() {
     app.stop().await;
 }
 
+/// method, path, token, body, expected status, expected code.
+type Case<'a> = (&'a str, String, Option<&'a str>, Option<Value>, u16, &'a str);
+
 fn expired_token(env: &TestEnv, user: &str) -> String {
     #[derive(serde::Serialize)]
     struct Claims<'a> {
@@ -374,7 +377,7 @@ async fn every_refusal_has_a_clear_error_and_writes_nothing() {
 
     let long = "x".repeat(2001);
     let expired = expired_token(&env, "ada");
-    let cases: Vec<(&str, String, Option<&str>, Option<Value>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "PUT",
             "/v1/artworks/a1/like".into(),
