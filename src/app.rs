@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use gallery_commands::{Commands, KafkaPublisher, ProducerConfig, TokenKeys};
+use gallery_commands::{
+    BacklogConfig, BacklogMonitor, Commands, KafkaPublisher, ProducerConfig, RateLimiter, TokenKeys,
+};
 use gallery_projections::{Projector, ProjectorConfig};
 use gallery_schemas::EventCodec;
 use tokio::net::TcpListener;
@@ -55,6 +57,8 @@ pub enum StartError {
     Projection(#[from] gallery_projections::ProjectionError),
     #[error("Postgres pool")]
     Pool(#[from] deadpool_postgres::BuildError),
+    #[error("generation backlog monitor")]
+    Backlog(#[from] gallery_commands::backlog::BacklogError),
     #[error("write-side database")]
     CommandsDb(#[from] gallery_commands::db::DbError),
     #[error("cannot listen on {addr}")]
@@ -135,14 +139,23 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             &ProducerConfig {
                 brokers: config.kafka.brokers.clone(),
                 delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
+                queue_capacity: config.kafka.producer_queue_messages,
             },
             codec.clone(),
             config.topics(),
         )
         .map_err(kafka_error(config))?;
+        let (monitor, backlog) = BacklogMonitor::new(&BacklogConfig {
+            interval: Duration::from_millis(config.generation.backlog_interval_ms),
+            ..BacklogConfig::new(config.kafka.brokers.clone(), config.topics())
+        })?;
+        tasks.spawn(monitor.run(stopped(rx.clone())));
         let state = gallery_commands::http::HttpState {
             commands: Commands::new(Arc::new(publisher)),
             keys: keys.clone(),
+            limiter: Arc::new(RateLimiter::new(config.rate_limits())),
+            backlog,
+            generation: config.generation_policy(),
         };
         let listener = bind(config.commands.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {

@@ -1,5 +1,7 @@
 //! The one error type of the write side, and how HTTP shows it.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -7,7 +9,11 @@ use gallery_schemas::IdError;
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::ratelimit::RateLimited;
 use crate::service::PublishError;
+
+/// What a client is told to wait before retrying an unavailable event store, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -20,6 +26,11 @@ pub enum CommandError {
         source: IdError,
     },
     #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    /// The generation backlog is over its threshold and the policy is to refuse.
+    #[error("the AI painter is overloaded (backlog {backlog}); retry in {} s", retry_after.as_secs())]
+    Overloaded { backlog: u64, retry_after: Duration },
+    #[error(transparent)]
     Publish(#[from] PublishError),
 }
 
@@ -29,8 +40,10 @@ impl CommandError {
         match self {
             CommandError::Unauthenticated(_) => "UNAUTHENTICATED",
             CommandError::InvalidInput { .. } => "INVALID_INPUT",
-            CommandError::Publish(PublishError::Unavailable { .. }) => "UNAVAILABLE",
-            CommandError::Publish(PublishError::Encode { .. }) => "INTERNAL",
+            CommandError::RateLimited(_) => "RATE_LIMITED",
+            CommandError::Overloaded { .. } => "OVERLOADED",
+            CommandError::Publish(e) if e.is_transient() => "UNAVAILABLE",
+            CommandError::Publish(_) => "INTERNAL",
         }
     }
 
@@ -38,10 +51,20 @@ impl CommandError {
         match self {
             CommandError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             CommandError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            CommandError::Publish(PublishError::Unavailable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            CommandError::Publish(PublishError::Encode { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            CommandError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            CommandError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Publish(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whole seconds a client should wait before retrying, when retrying can help.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            CommandError::RateLimited(r) => Some(r.retry_after_secs()),
+            CommandError::Overloaded { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            CommandError::Publish(e) if e.is_transient() => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 
@@ -54,10 +77,14 @@ impl CommandError {
             }
             CommandError::Unauthenticated(e) => e.to_string(),
             CommandError::InvalidInput { field, source } => format!("{field}: {source}"),
-            CommandError::Publish(PublishError::Unavailable { .. }) => {
+            CommandError::RateLimited(e) => e.to_string(),
+            CommandError::Overloaded { .. } => {
+                "the AI painter is overloaded; retry later".to_owned()
+            }
+            CommandError::Publish(e) if e.is_transient() => {
                 "the event store is unavailable; retry later".to_owned()
             }
-            CommandError::Publish(PublishError::Encode { .. }) => "internal error".to_owned(),
+            CommandError::Publish(_) => "internal error".to_owned(),
         }
     }
 }
@@ -67,25 +94,70 @@ impl IntoResponse for CommandError {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "command failed");
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            tracing::info!(error = %self, "command rate limited");
         }
         let body = Json(json!({
             "error": { "code": self.code(), "message": self.public_message() }
         }));
+        let retry_after = self.retry_after_secs();
         let mut response = (status, body).into_response();
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"gallery\""),
-                );
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gallery\""),
+            );
+        }
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::CommandClass;
+
+    fn header(e: CommandError) -> (StatusCode, Option<String>) {
+        let r = e.into_response();
+        let retry = r
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (r.status(), retry)
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_rounded_up() {
+        let e = CommandError::RateLimited(RateLimited {
+            class: CommandClass::Interactions,
+            retry_after: Duration::from_millis(2_100),
+        });
+        assert_eq!(e.code(), "RATE_LIMITED");
+        assert_eq!(
+            header(e),
+            (StatusCode::TOO_MANY_REQUESTS, Some("3".to_owned()))
+        );
+    }
+
+    #[test]
+    fn an_unreachable_event_store_is_503_with_retry_after() {
+        for e in [PublishError::BrokersDown, PublishError::QueueFull] {
+            let e = CommandError::Publish(e);
+            assert_eq!(e.code(), "UNAVAILABLE");
+            assert_eq!(
+                header(e),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("1".to_owned()))
+            );
+        }
+        let e = CommandError::Publish(PublishError::Encode {
+            message: "bug".into(),
+        });
+        assert_eq!(header(e), (StatusCode::INTERNAL_SERVER_ERROR, None));
     }
 }

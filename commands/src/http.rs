@@ -10,7 +10,9 @@ use gallery_schemas::{ArtworkId, UserId};
 use serde::Serialize;
 
 use crate::auth::TokenKeys;
+use crate::backlog::{Backlog, GenerationPolicy};
 use crate::error::CommandError;
+use crate::ratelimit::{CommandClass, RateLimiter, Subject};
 use crate::service::{Accepted, Commands};
 
 /// What the HTTP handlers share.
@@ -18,6 +20,12 @@ use crate::service::{Accepted, Commands};
 pub struct HttpState {
     pub commands: Commands,
     pub keys: Arc<TokenKeys>,
+    /// Quotas per user (or client address) and class of command.
+    pub limiter: Arc<RateLimiter>,
+    /// The generation backlog, as last measured.
+    pub backlog: Backlog,
+    /// What a generation request gets while the backlog is long.
+    pub generation: GenerationPolicy,
 }
 
 /// The routes of the command service.
@@ -79,6 +87,9 @@ async fn set_like(
 ) -> Result<(StatusCode, Json<AcceptedBody>), CommandError> {
     let user = user(&state, &headers)?;
     let artwork = artwork(&id)?;
+    state
+        .limiter
+        .check(Subject::User(&user), CommandClass::Interactions)?;
     let accepted = state.commands.set_like(&user, &artwork, liked).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted.into())))
 }

@@ -16,9 +16,27 @@ pub enum PublishError {
     /// Kafka or the registry is unreachable or timed out; nothing is known to be written.
     #[error("event store unavailable: {message}")]
     Unavailable { message: String },
+    /// Every Kafka broker is unreachable; the event was refused before it was sent.
+    #[error("event store unavailable: every Kafka broker is down")]
+    BrokersDown,
+    /// The producer holds as many unacknowledged events as it may; the event was refused.
+    #[error("event store overloaded: the producer queue is full")]
+    QueueFull,
     /// The event could not be encoded (a bug or an incompatible schema).
     #[error("event could not be encoded: {message}")]
     Encode { message: String },
+}
+
+impl PublishError {
+    /// True when retrying later may succeed (the client gets `503` and `Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Unavailable { .. }
+            | PublishError::BrokersDown
+            | PublishError::QueueFull => true,
+            PublishError::Encode { .. } => false,
+        }
+    }
 }
 
 pub type PublishFuture<'a> =
