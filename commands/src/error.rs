@@ -92,15 +92,17 @@ impl CommandError {
 impl IntoResponse for CommandError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        let retry_after = self.retry_after_secs();
+        if status.is_server_error() && retry_after.is_none() {
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "command failed");
+        } else if status.is_server_error() {
+            tracing::warn!(error = %self, "command refused; the client may retry");
         } else if status == StatusCode::TOO_MANY_REQUESTS {
             tracing::info!(error = %self, "command rate limited");
         }
         let body = Json(json!({
             "error": { "code": self.code(), "message": self.public_message() }
         }));
-        let retry_after = self.retry_after_secs();
         let mut response = (status, body).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -4,11 +4,15 @@
 //! Back-pressure, in order: while every broker is known to be down, a publish is refused
 //! before anything is queued; a full producer queue refuses at once (zero queue timeout);
 //! otherwise the publish waits for the acknowledgement, at most the delivery timeout.
-//! Broker reachability comes from librdkafka's error callback (`AllBrokersDown`) and from a
-//! metadata probe every [`PROBE_EVERY`], which also notices that Kafka is back.
+//! Broker reachability comes from librdkafka's error callback and a metadata probe: the
+//! callback's `AllBrokersDown` marks Kafka down at once; a transport failure (a connection
+//! lost or refused) wakes the probe, and a failed probe then marks Kafka down; a successful
+//! probe marks it up again. The probe also runs every [`PROBE_EVERY`], so a returning Kafka
+//! is noticed within a second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -24,7 +28,7 @@ use crate::service::{EventPublisher, PublishError, PublishFuture};
 /// How often the health probe asks Kafka for metadata.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long one probe may wait for an answer.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1_000);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How the producer talks to Kafka.
 #[derive(Debug, Clone)]
@@ -46,6 +50,11 @@ impl ProducerConfig {
 #[derive(Debug, Default)]
 pub struct BrokerHealth {
     down: AtomicBool,
+    /// A connection failed since the last probe: one failed probe is then enough.
+    transport_failed: AtomicBool,
+    /// Set to wake the probe early.
+    wake: Mutex<bool>,
+    woken: Condvar,
 }
 
 impl BrokerHealth {
@@ -58,6 +67,21 @@ impl BrokerHealth {
     fn set_down(&self, down: bool) -> bool {
         self.down.swap(down, Ordering::AcqRel) != down
     }
+
+    fn wake_probe(&self) {
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.woken.notify_all();
+    }
+
+    /// Sleeps until woken or `timeout` passes.
+    fn wait_for_probe(&self, timeout: Duration) {
+        let guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut woken, _) = self
+            .woken
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .unwrap_or_else(PoisonError::into_inner);
+        *woken = false;
+    }
 }
 
 /// Listens to librdkafka's client-level errors.
@@ -68,10 +92,16 @@ struct HealthContext {
 
 impl ClientContext for HealthContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             if self.health.set_down(true) {
                 tracing::warn!(reason, "all Kafka brokers are down; refusing commands");
             }
+            self.health.wake_probe();
+        } else if code == Some(RDKafkaErrorCode::BrokerTransportFailure) {
+            tracing::debug!(reason, "Kafka connection failed; probing");
+            self.health.transport_failed.store(true, Ordering::Release);
+            self.health.wake_probe();
         } else {
             tracing::debug!(error = %error, reason, "Kafka client error");
         }
@@ -102,6 +132,7 @@ impl std::fmt::Debug for KafkaPublisher {
 impl Drop for KafkaPublisher {
     fn drop(&mut self) {
         self.stop_probe.store(true, Ordering::Release);
+        self.health.wake_probe();
     }
 }
 
@@ -231,8 +262,8 @@ impl EventPublisher for KafkaPublisher {
     }
 }
 
-/// Asks Kafka for metadata every [`PROBE_EVERY`]: an answer means a broker is reachable; no
-/// answer while librdkafka reports every broker down keeps the producer refusing.
+/// Asks Kafka for metadata every [`PROBE_EVERY`] and when woken: an answer means a broker is
+/// reachable. No answer after a failed connection, or twice in a row, means Kafka is down.
 struct Probe {
     producer: Inner,
     health: Arc<BrokerHealth>,
@@ -243,20 +274,25 @@ struct Probe {
 impl Probe {
     fn run(self) {
         let mut was_down = false;
+        let mut failures = 0_u32;
         while !self.stop.load(Ordering::Acquire) {
+            // Failures reported before this probe started are what it confirms or clears.
+            let transport_failed = self.health.transport_failed.swap(false, Ordering::AcqRel);
             match self
                 .producer
                 .client()
                 .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
             {
                 Ok(_) => {
+                    failures = 0;
                     if self.health.set_down(false) {
                         tracing::info!("Kafka is reachable again; accepting commands");
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "Kafka health probe failed");
-                    if self.health.set_down(true) {
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(error = %e, failures, "Kafka health probe failed");
+                    if (transport_failed || failures >= 2) && self.health.set_down(true) {
                         tracing::warn!(error = %e, "Kafka does not answer; refusing commands");
                     }
                 }
@@ -270,7 +306,7 @@ impl Probe {
                     .purge(PurgeConfig::default().queue().non_blocking());
             }
             was_down = down;
-            thread::sleep(PROBE_EVERY);
+            self.health.wait_for_probe(PROBE_EVERY);
         }
     }
 }
