@@ -276,7 +276,7 @@ impl Probe {
         let mut was_down = false;
         let mut failures = 0_u32;
         while !self.stop.load(Ordering::Acquire) {
-            // Failures reported before this probe started are what it confirms or clears.
+            // Connection failures reported so far are what this probe confirms or clears.
             let transport_failed = self.health.transport_failed.swap(false, Ordering::AcqRel);
             match self
                 .producer
@@ -292,6 +292,9 @@ impl Probe {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     tracing::debug!(error = %e, failures, "Kafka health probe failed");
+                    // A connection that failed before or during this probe confirms it.
+                    let transport_failed = transport_failed
+                        || self.health.transport_failed.swap(false, Ordering::AcqRel);
                     if (transport_failed || failures >= 2) && self.health.set_down(true) {
                         tracing::warn!(error = %e, "Kafka does not answer; refusing commands");
                     }
