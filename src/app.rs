@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use gallery_commands::{Accounts, Commands, KafkaPublisher, ProducerConfig, TokenKeys};
+use gallery_commands::{
+    Accounts, BacklogAdmission, BacklogConfig, BacklogMonitor, Commands, KafkaPublisher,
+    ProducerConfig, RateLimiter, TokenKeys,
+};
 use gallery_projections::{Projector, ProjectorConfig};
 use gallery_schemas::EventCodec;
 use tokio::net::TcpListener;
@@ -57,6 +60,8 @@ pub enum StartError {
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("image store")]
     Media(#[from] gallery_commands::MediaError),
+    #[error("generation backlog monitor")]
+    Backlog(#[from] gallery_commands::backlog::BacklogError),
     #[error("write-side database")]
     CommandsDb(#[from] gallery_commands::db::DbError),
     #[error("password hashing settings")]
@@ -154,6 +159,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             &ProducerConfig {
                 brokers: config.kafka.brokers.clone(),
                 delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
+                queue_capacity: config.kafka.producer_queue_messages,
             },
             codec.clone(),
             config.topics(),
@@ -167,15 +173,26 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys.clone(),
             config.account_settings(),
         )?;
+        let (monitor, backlog) = BacklogMonitor::new(&BacklogConfig {
+            interval: Duration::from_millis(config.generation.backlog_interval_ms),
+            ..BacklogConfig::new(config.kafka.brokers.clone(), config.topics())
+        })?;
+        tasks.spawn(monitor.run(stopped(rx.clone())));
+        let admission = BacklogAdmission {
+            backlog,
+            policy: config.generation_policy(),
+            retry_after_secs: (config.generation.backlog_interval_ms / 1000).max(1) * 2,
+        };
         let state = gallery_commands::http::HttpState {
-            commands: Commands::new(publisher, pool).with_images(Arc::new(
-                gallery_commands::LimitedImages {
+            commands: Commands::new(publisher, pool)
+                .with_images(Arc::new(gallery_commands::LimitedImages {
                     store: gallery_commands::MediaStore::open(&config.media)?,
                     limits: config.media.limits,
-                },
-            )),
+                }))
+                .with_admission(Arc::new(admission)),
             keys: keys.clone(),
             accounts,
+            limiter: Arc::new(RateLimiter::new(config.rate_limits())),
         };
         let listener = bind(config.commands.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {

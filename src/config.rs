@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use gallery_commands::AccountSettings;
 use gallery_commands::accounts::HashCost;
+use gallery_commands::{GenerationPolicy, OverloadPolicy, RateLimits};
 use serde::{Deserialize, Serialize};
 
 /// A development signing secret, used when none is configured (with a warning at start).
@@ -28,6 +29,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub accounts: AccountsConfig,
     pub media: gallery_commands::MediaConfig,
+    pub limits: LimitsConfig,
+    pub generation: GenerationConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +45,8 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// How long a command waits for Kafka to acknowledge its event before failing.
     pub delivery_timeout_ms: u64,
+    /// Events the producer may hold unacknowledged; a command beyond that gets `503` at once.
+    pub producer_queue_messages: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -85,6 +90,32 @@ pub struct AccountsConfig {
     pub argon2_iterations: u32,
 }
 
+/// Commands admitted per minute, per user (per client address for `auth`); 0 = unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub generation_per_minute: u32,
+    pub interactions_per_minute: u32,
+    pub catalog_per_minute: u32,
+    pub auth_per_minute: u32,
+}
+
+/// How generation requests are admitted while the GPU workers lag behind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// Unprocessed messages on the generation topic from which the painter is overloaded.
+    pub backlog_threshold: u64,
+    /// `degrade` (accept with the degraded limits) or `refuse` (`503`).
+    pub overload: OverloadPolicy,
+    /// Most steps of a request accepted while overloaded.
+    pub degraded_max_steps: u32,
+    /// Longest image side, in pixels, of a request accepted while overloaded.
+    pub degraded_max_side: u32,
+    /// How often the backlog is measured.
+    pub backlog_interval_ms: u64,
+}
+
 /// A string that never prints (connection strings with passwords, signing keys).
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(transparent)]
@@ -106,8 +137,20 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl From<RateLimits> for LimitsConfig {
+    fn from(l: RateLimits) -> Self {
+        Self {
+            generation_per_minute: l.generation_per_minute,
+            interactions_per_minute: l.interactions_per_minute,
+            catalog_per_minute: l.catalog_per_minute,
+            auth_per_minute: l.auth_per_minute,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
+        let policy = GenerationPolicy::default();
         Self {
             kafka: KafkaConfig {
                 brokers: "127.0.0.1:9092".into(),
@@ -115,6 +158,7 @@ impl Default for Config {
                 partitions: 6,
                 replication_factor: 1,
                 delivery_timeout_ms: 10_000,
+                producer_queue_messages: gallery_commands::ProducerConfig::DEFAULT_QUEUE_CAPACITY,
             },
             registry: RegistryConfig {
                 url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
@@ -143,9 +187,20 @@ impl Default for Config {
                 }
             },
             media: gallery_commands::MediaConfig::default(),
+            limits: LimitsConfig::from(RateLimits::default()),
+            generation: GenerationConfig {
+                backlog_threshold: policy.backlog_threshold,
+                overload: policy.overload,
+                degraded_max_steps: policy.degraded_max_steps,
+                degraded_max_side: policy.degraded_max_side,
+                backlog_interval_ms: 3_000,
+            },
         }
     }
 }
+
+/// Highest per-minute quota accepted (one command every 60 µs).
+const MAX_PER_MINUTE: u32 = 1_000_000;
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +294,55 @@ impl Config {
         if self.kafka.delivery_timeout_ms < 100 {
             return Err(invalid("kafka.delivery_timeout_ms", "must be at least 100"));
         }
+        if !(1..=10_000_000).contains(&self.kafka.producer_queue_messages) {
+            return Err(invalid(
+                "kafka.producer_queue_messages",
+                "must be between 1 and 10000000",
+            ));
+        }
+        for (key, per_minute) in [
+            (
+                "limits.generation_per_minute",
+                self.limits.generation_per_minute,
+            ),
+            (
+                "limits.interactions_per_minute",
+                self.limits.interactions_per_minute,
+            ),
+            ("limits.catalog_per_minute", self.limits.catalog_per_minute),
+            ("limits.auth_per_minute", self.limits.auth_per_minute),
+        ] {
+            if per_minute > MAX_PER_MINUTE {
+                return Err(invalid(
+                    key,
+                    format!("must be at most {MAX_PER_MINUTE} (0 means unlimited)"),
+                ));
+            }
+        }
+        if self.generation.backlog_threshold == 0 {
+            return Err(invalid(
+                "generation.backlog_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.generation.degraded_max_steps == 0 {
+            return Err(invalid(
+                "generation.degraded_max_steps",
+                "must be at least 1",
+            ));
+        }
+        if !(8..=16_384).contains(&self.generation.degraded_max_side) {
+            return Err(invalid(
+                "generation.degraded_max_side",
+                "must be between 8 and 16384 pixels",
+            ));
+        }
+        if self.generation.backlog_interval_ms < 100 {
+            return Err(invalid(
+                "generation.backlog_interval_ms",
+                "must be at least 100",
+            ));
+        }
         if !(self.registry.url.starts_with("http://") || self.registry.url.starts_with("https://"))
         {
             return Err(invalid(
@@ -316,6 +420,24 @@ impl Config {
         gallery_schemas::RegistryConfig {
             url: self.registry.url.clone(),
             timeout: Duration::from_millis(self.registry.timeout_ms),
+        }
+    }
+
+    pub fn rate_limits(&self) -> RateLimits {
+        RateLimits {
+            generation_per_minute: self.limits.generation_per_minute,
+            interactions_per_minute: self.limits.interactions_per_minute,
+            catalog_per_minute: self.limits.catalog_per_minute,
+            auth_per_minute: self.limits.auth_per_minute,
+        }
+    }
+
+    pub fn generation_policy(&self) -> GenerationPolicy {
+        GenerationPolicy {
+            backlog_threshold: self.generation.backlog_threshold,
+            overload: self.generation.overload,
+            degraded_max_steps: self.generation.degraded_max_steps,
+            degraded_max_side: self.generation.degraded_max_side,
         }
     }
 
@@ -429,6 +551,50 @@ mod tests {
         let shown = format!("{:?}", Config::default());
         assert!(!shown.contains(DEV_JWT_SECRET));
         assert!(!shown.contains("gallery:gallery@"));
+    }
+
+    #[test]
+    fn limits_and_generation_default_to_the_documented_values() {
+        let c = Config::default();
+        assert_eq!(c.rate_limits(), RateLimits::default());
+        assert_eq!(c.limits.generation_per_minute, 10);
+        assert_eq!(c.generation_policy(), GenerationPolicy::default());
+        assert_eq!(c.generation.overload, OverloadPolicy::Degrade);
+    }
+
+    #[test]
+    fn limits_and_generation_are_validated() {
+        let mut c = Config::default();
+        c.limits.auth_per_minute = MAX_PER_MINUTE + 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "limits.auth_per_minute",
+                ..
+            })
+        ));
+        let mut c = Config {
+            limits: LimitsConfig::from(RateLimits::UNLIMITED),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        c.generation.degraded_max_side = 4;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "generation.degraded_max_side",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_overload_policy_reads_from_toml() {
+        let c: Result<GenerationConfig, _> = Figment::from(Toml::string(
+            "backlog_threshold = 5\noverload = \"refuse\"\ndegraded_max_steps = 4\ndegraded_max_side = 128\nbacklog_interval_ms = 500",
+        ))
+        .extract();
+        assert_eq!(c.map(|c| c.overload).ok(), Some(OverloadPolicy::Refuse));
     }
 
     #[test]

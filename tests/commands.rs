@@ -305,7 +305,14 @@ async fn an_idempotency_key_replays_the_result_and_refuses_another_request() {
 }
 
 /// method, path, token, body, expected status, expected code.
-type Case<'a> = (&'a str, String, Option<&'a str>, Option<Value>, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    Option<Value>,
+    u16,
+    &'a str,
+);
 
 fn expired_token(env: &TestEnv, user: &str) -> String {
     #[derive(serde::Serialize)]

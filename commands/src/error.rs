@@ -10,7 +10,11 @@ use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::decide::Refusal;
 use crate::idempotency::BadKey;
+use crate::ratelimit::RateLimited;
 use crate::service::PublishError;
+
+/// What a client is told to wait before retrying an unavailable event store, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -40,8 +44,10 @@ pub enum CommandError {
     Publish(#[from] PublishError),
     #[error("write-side database")]
     Db(#[from] DbError),
-    #[error("the generation backlog is full")]
-    Overloaded { retry_after: u64 },
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error("the AI painter is overloaded (backlog {backlog}); retry in {retry_after} s")]
+    Overloaded { backlog: u64, retry_after: u64 },
     #[error("no image store is configured")]
     NoImageStore,
     #[error(transparent)]
@@ -64,14 +70,14 @@ impl CommandError {
             CommandError::BadIdempotencyKey(_) => "INVALID_IDEMPOTENCY_KEY",
             CommandError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
             CommandError::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
-            CommandError::Publish(PublishError::Unavailable { .. }) | CommandError::Db(_) => {
-                "UNAVAILABLE"
-            }
+            CommandError::RateLimited(_) => "RATE_LIMITED",
+            CommandError::Publish(e) if e.is_transient() => "UNAVAILABLE",
+            CommandError::Db(_) => "UNAVAILABLE",
             CommandError::Overloaded { .. } => "OVERLOADED",
             CommandError::Media(e) => e.code(),
             CommandError::StoredResult(_)
             | CommandError::NoImageStore
-            | CommandError::Publish(PublishError::Encode { .. }) => "INTERNAL",
+            | CommandError::Publish(_) => "INTERNAL",
         }
     }
 
@@ -95,25 +101,26 @@ impl CommandError {
             CommandError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::Media(e) => e.status(),
             CommandError::IdempotencyInProgress => StatusCode::CONFLICT,
-            CommandError::Publish(PublishError::Unavailable { .. })
-            | CommandError::Db(_)
-            | CommandError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            CommandError::Publish(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Db(_) | CommandError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             CommandError::StoredResult(_)
             | CommandError::NoImageStore
-            | CommandError::Publish(PublishError::Encode { .. }) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            | CommandError::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// Seconds a client should wait before retrying, for the errors where retrying helps.
-    pub fn retry_after(&self) -> Option<u64> {
+    pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            CommandError::Overloaded { retry_after } => Some(*retry_after),
-            CommandError::Publish(PublishError::Unavailable { .. }) | CommandError::Db(_) => {
-                Some(1)
+            CommandError::RateLimited(r) => Some(r.retry_after_secs()),
+            CommandError::Overloaded { retry_after, .. } => Some((*retry_after).max(1)),
+            CommandError::Publish(e) if e.is_transient() => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            CommandError::Db(_) | CommandError::IdempotencyInProgress => {
+                Some(UNAVAILABLE_RETRY_AFTER_SECS)
             }
-            CommandError::IdempotencyInProgress => Some(1),
             CommandError::Media(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         }
@@ -127,9 +134,11 @@ impl CommandError {
                 "internal error".to_owned()
             }
             CommandError::InvalidInput { field, source } => format!("{field}: {source}"),
-            CommandError::Publish(PublishError::Unavailable { .. }) | CommandError::Db(_) => {
+            CommandError::RateLimited(e) => e.to_string(),
+            CommandError::Publish(e) if e.is_transient() => {
                 "the event store is unavailable; retry later".to_owned()
             }
+            CommandError::Db(_) => "the event store is unavailable; retry later".to_owned(),
             CommandError::Overloaded { .. } => "the AI painter is busy; retry later".to_owned(),
             CommandError::Media(e) => e.public_message(),
             e if e.status().is_server_error() => "internal error".to_owned(),
@@ -141,8 +150,13 @@ impl CommandError {
 impl IntoResponse for CommandError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        let retry_after = self.retry_after_secs();
+        if status.is_server_error() && retry_after.is_none() {
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "command failed");
+        } else if status.is_server_error() {
+            tracing::warn!(error = %self, "command refused; the client may retry");
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            tracing::info!(error = %self, "command rate limited");
         }
         let body = Json(json!({
             "error": { "code": self.code(), "message": self.public_message() }
@@ -154,12 +168,57 @@ impl IntoResponse for CommandError {
                 HeaderValue::from_static("Bearer realm=\"gallery\""),
             );
         }
-        if let Some(v) = self
-            .retry_after()
-            .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::CommandClass;
+    use std::time::Duration;
+
+    fn header(e: CommandError) -> (StatusCode, Option<String>) {
+        let r = e.into_response();
+        let retry = r
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (r.status(), retry)
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_rounded_up() {
+        let e = CommandError::RateLimited(RateLimited {
+            class: CommandClass::Interactions,
+            retry_after: Duration::from_millis(2_100),
+        });
+        assert_eq!(e.code(), "RATE_LIMITED");
+        assert_eq!(
+            header(e),
+            (StatusCode::TOO_MANY_REQUESTS, Some("3".to_owned()))
+        );
+    }
+
+    #[test]
+    fn an_unreachable_event_store_is_503_with_retry_after() {
+        for e in [PublishError::BrokersDown, PublishError::QueueFull] {
+            let e = CommandError::Publish(e);
+            assert_eq!(e.code(), "UNAVAILABLE");
+            assert_eq!(
+                header(e),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("1".to_owned()))
+            );
+        }
+        let e = CommandError::Publish(PublishError::Encode {
+            message: "bug".into(),
+        });
+        assert_eq!(header(e), (StatusCode::INTERNAL_SERVER_ERROR, None));
     }
 }

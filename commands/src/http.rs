@@ -24,6 +24,7 @@ use crate::decide::generation::Params;
 use crate::error::CommandError;
 use crate::idempotency::IdempotencyKey;
 use crate::ops::{ArtworkUpload, GenerationInput};
+use crate::ratelimit::{CommandClass, RateLimiter, Subject};
 use crate::service::{Accepted, Commands, Context};
 
 /// Largest request body of an upload (the image limit plus the form's other fields).
@@ -35,6 +36,8 @@ pub struct HttpState {
     pub commands: Commands,
     pub keys: Arc<TokenKeys>,
     pub accounts: Accounts,
+    /// Quotas per user (or client address) and class of command.
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl FromRef<HttpState> for Accounts {
@@ -141,11 +144,16 @@ struct Caller {
 }
 
 impl Caller {
-    fn of(state: &HttpState, headers: &HeaderMap) -> Result<Self, CommandError> {
-        Ok(Self {
-            who: principal(state, headers)?,
-            key: idempotency_key(headers)?,
-        })
+    /// Authenticates the caller and spends one command of `class` from their quota.
+    fn of(
+        state: &HttpState,
+        headers: &HeaderMap,
+        class: CommandClass,
+    ) -> Result<Self, CommandError> {
+        let who = principal(state, headers)?;
+        let key = idempotency_key(headers)?;
+        state.limiter.check(Subject::User(&who.user), class)?;
+        Ok(Self { who, key })
     }
 
     fn cx(&self) -> Context<'_> {
@@ -180,7 +188,7 @@ macro_rules! set_fact {
             headers: HeaderMap,
             Path(id): Path<String>,
         ) -> Reply {
-            let caller = Caller::of(&state, &headers)?;
+            let caller = Caller::of(&state, &headers, CommandClass::Interactions)?;
             let artwork = artwork(&id)?;
             let done = state
                 .commands
@@ -209,7 +217,7 @@ async fn post_comment(
     Path(id): Path<String>,
     Body(input): Body<CommentBody>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Interactions)?;
     let artwork = artwork(&id)?;
     let done = state
         .commands
@@ -224,7 +232,7 @@ async fn delete_comment(
     headers: HeaderMap,
     Path((id, comment)): Path<(String, String)>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Interactions)?;
     let artwork = artwork(&id)?;
     let comment = uuid("comment id", &comment)?;
     let done = state
@@ -245,6 +253,11 @@ async fn record_view(
         None => None,
         Some(_) => Some(principal(&state, &headers)?),
     };
+    if let Some(who) = &viewer {
+        state
+            .limiter
+            .check(Subject::User(&who.user), CommandClass::Interactions)?;
+    }
     let artwork = artwork(&id)?;
     let done = state
         .commands
@@ -275,7 +288,7 @@ async fn create_exhibition(
     headers: HeaderMap,
     Body(input): Body<ExhibitionBody>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
     let input = NewExhibition {
         title: input.title,
         description: input.description,
@@ -372,7 +385,7 @@ async fn add_artwork(
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
     let exhibition = uuid("exhibition id", &id)?;
     let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
     let mut form = Form::read(multipart, "image").await?;
@@ -399,7 +412,7 @@ async fn remove_artwork(
     headers: HeaderMap,
     Path((id, art)): Path<(String, String)>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
     let exhibition = uuid("exhibition id", &id)?;
     let artwork = artwork(&art)?;
     let done = state
@@ -415,7 +428,7 @@ async fn publish_exhibition(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
     let exhibition = uuid("exhibition id", &id)?;
     let done = state
         .commands
@@ -430,7 +443,7 @@ async fn close_exhibition(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
     let exhibition = uuid("exhibition id", &id)?;
     let done = state
         .commands
@@ -458,7 +471,7 @@ async fn text_to_image(
     headers: HeaderMap,
     Body(input): Body<TextToImageBody>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Generation)?;
     let request = GenerationInput {
         mode: GenerationMode::TextToImage,
         params: Params {
@@ -486,7 +499,7 @@ async fn image_to_image(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Generation)?;
     let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
     let mut form = Form::read(multipart, "photo").await?;
     let request_id = form
@@ -521,7 +534,7 @@ async fn cancel_generation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers)?;
+    let caller = Caller::of(&state, &headers, CommandClass::Generation)?;
     let request = uuid("request id", &id)?;
     let done = state
         .commands

@@ -1,13 +1,34 @@
-//! The Kafka adapter of the write side: an idempotent producer with `acks=all`.
+//! The Kafka adapter of the write side: an idempotent producer with `acks=all` that fails
+//! fast when Kafka cannot take an event.
+//!
+//! Back-pressure, in order: while every broker is known to be down, a publish is refused
+//! before anything is queued; a full producer queue refuses at once (zero queue timeout);
+//! otherwise the publish waits for the acknowledgement, at most the delivery timeout.
+//! Broker reachability comes from librdkafka's error callback and a metadata probe: the
+//! callback's `AllBrokersDown` marks Kafka down at once; a transport failure (a connection
+//! lost or refused) wakes the probe, and a failed probe then marks Kafka down; a successful
+//! probe marks it up again. The probe also runs every [`PROBE_EVERY`], so a returning Kafka
+//! is noticed within a second.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread;
 use std::time::Duration;
 
 use gallery_schemas::{CodecError, Event, EventCodec, Position, Topics};
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::client::ClientContext;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
 use crate::service::{EventPublisher, PublishError, PublishFuture};
+
+/// How often the health probe asks Kafka for metadata.
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// How long one probe may wait for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How the producer talks to Kafka.
 #[derive(Debug, Clone)]
@@ -15,21 +36,103 @@ pub struct ProducerConfig {
     pub brokers: String,
     /// Upper bound on how long a publish may wait for Kafka before failing.
     pub delivery_timeout: Duration,
+    /// Events the producer may hold unacknowledged; one more is refused at once.
+    pub queue_capacity: u32,
 }
+
+impl ProducerConfig {
+    /// librdkafka's default queue capacity.
+    pub const DEFAULT_QUEUE_CAPACITY: u32 = 100_000;
+}
+
+/// Whether the producer can currently reach a broker. Shared by the client context (which
+/// hears about failures first) and the probe (which hears about recoveries).
+#[derive(Debug, Default)]
+pub struct BrokerHealth {
+    down: AtomicBool,
+    /// A connection failed since the last probe: one failed probe is then enough.
+    transport_failed: AtomicBool,
+    /// Set to wake the probe early.
+    wake: Mutex<bool>,
+    woken: Condvar,
+}
+
+impl BrokerHealth {
+    /// True while every broker is known to be unreachable.
+    pub fn all_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// Records the new state; returns true when it changed.
+    fn set_down(&self, down: bool) -> bool {
+        self.down.swap(down, Ordering::AcqRel) != down
+    }
+
+    fn wake_probe(&self) {
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.woken.notify_all();
+    }
+
+    /// Sleeps until woken or `timeout` passes.
+    fn wait_for_probe(&self, timeout: Duration) {
+        let guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut woken, _) = self
+            .woken
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .unwrap_or_else(PoisonError::into_inner);
+        *woken = false;
+    }
+}
+
+/// Listens to librdkafka's client-level errors.
+#[derive(Debug, Clone)]
+struct HealthContext {
+    health: Arc<BrokerHealth>,
+}
+
+impl ClientContext for HealthContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            if self.health.set_down(true) {
+                tracing::warn!(reason, "all Kafka brokers are down; refusing commands");
+            }
+            self.health.wake_probe();
+        } else if code == Some(RDKafkaErrorCode::BrokerTransportFailure) {
+            tracing::debug!(reason, "Kafka connection failed; probing");
+            self.health.transport_failed.store(true, Ordering::Release);
+            self.health.wake_probe();
+        } else {
+            tracing::debug!(error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+type Inner = FutureProducer<HealthContext>;
 
 /// Publishes events to their topic, keyed so that related events stay in order.
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: Inner,
     codec: EventCodec,
     topics: Topics,
+    health: Arc<BrokerHealth>,
     delivery_timeout: Duration,
+    stop_probe: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaPublisher")
             .field("topics", &self.topics)
+            .field("health", &self.health)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for KafkaPublisher {
+    fn drop(&mut self) {
+        self.stop_probe.store(true, Ordering::Release);
+        self.health.wake_probe();
     }
 }
 
@@ -40,20 +143,50 @@ impl KafkaPublisher {
         topics: Topics,
     ) -> Result<Self, KafkaError> {
         let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", &timeout_ms)
-            .set("linger.ms", "2")
-            .set("compression.type", "lz4")
-            .create()?;
+        let health = Arc::new(BrokerHealth::default());
+        let producer = Inner::from_config_and_context(
+            ClientConfig::new()
+                .set("bootstrap.servers", &config.brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("message.timeout.ms", &timeout_ms)
+                .set("linger.ms", "2")
+                .set("compression.type", "lz4")
+                .set(
+                    "queue.buffering.max.messages",
+                    config.queue_capacity.max(1).to_string(),
+                )
+                // Notice a returning broker within a second, not librdkafka's default 10 s.
+                .set("reconnect.backoff.ms", "100")
+                .set("reconnect.backoff.max.ms", "1000"),
+            HealthContext {
+                health: health.clone(),
+            },
+        )?;
+        let stop_probe = Arc::new(AtomicBool::new(false));
+        let probe = Probe {
+            producer: producer.clone(),
+            health: health.clone(),
+            topic: topics.interactions(),
+            stop: stop_probe.clone(),
+        };
+        thread::Builder::new()
+            .name("kafka-health".into())
+            .spawn(move || probe.run())
+            .map_err(|e| KafkaError::ClientCreation(format!("health probe thread: {e}")))?;
         Ok(Self {
             producer,
             codec,
             topics,
+            health,
             delivery_timeout: config.delivery_timeout,
+            stop_probe,
         })
+    }
+
+    /// Broker reachability as the producer sees it.
+    pub fn health(&self) -> Arc<BrokerHealth> {
+        self.health.clone()
     }
 
     fn topic_of(&self, event: &Event) -> String {
@@ -61,6 +194,9 @@ impl KafkaPublisher {
     }
 
     async fn send(&self, event: &Event) -> Result<Position, PublishError> {
+        if self.health.all_down() {
+            return Err(PublishError::BrokersDown);
+        }
         let topic = self.topic_of(event);
         let payload = self
             .codec
@@ -74,15 +210,44 @@ impl KafkaPublisher {
                     message: other.to_string(),
                 },
             })?;
+        if self.health.all_down() {
+            return Err(PublishError::BrokersDown);
+        }
         let key = event.key();
         let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-        let delivered = self
-            .producer
-            .send(record, self.delivery_timeout)
-            .await
-            .map_err(|(e, _)| PublishError::Unavailable {
-                message: e.to_string(),
-            })?;
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| {
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                PublishError::QueueFull
+            } else {
+                PublishError::Unavailable {
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        // librdkafka reports every message within `message.timeout.ms`; the outer bound only
+        // guards against a report that never comes.
+        let bound = self.delivery_timeout.saturating_add(Duration::from_secs(1));
+        let delivered = match tokio::time::timeout(bound, delivery).await {
+            Ok(Ok(Ok(delivered))) => delivered,
+            Ok(Ok(Err((e, _)))) => {
+                return Err(match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::PurgeQueue) => PublishError::BrokersDown,
+                    _ => PublishError::Unavailable {
+                        message: e.to_string(),
+                    },
+                });
+            }
+            Ok(Err(_canceled)) => {
+                return Err(PublishError::Unavailable {
+                    message: "the producer shut down before the event was acknowledged".into(),
+                });
+            }
+            Err(_elapsed) => {
+                return Err(PublishError::Unavailable {
+                    message: format!("no acknowledgement within {} ms", bound.as_millis()),
+                });
+            }
+        };
         Ok(Position {
             topic,
             partition: delivered.partition,
@@ -94,5 +259,73 @@ impl KafkaPublisher {
 impl EventPublisher for KafkaPublisher {
     fn publish<'a>(&'a self, event: &'a Event) -> PublishFuture<'a> {
         Box::pin(self.send(event))
+    }
+}
+
+/// Asks Kafka for metadata every [`PROBE_EVERY`] and when woken: an answer means a broker is
+/// reachable. No answer after a failed connection, or twice in a row, means Kafka is down.
+struct Probe {
+    producer: Inner,
+    health: Arc<BrokerHealth>,
+    topic: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Probe {
+    fn run(self) {
+        let mut was_down = false;
+        let mut failures = 0_u32;
+        while !self.stop.load(Ordering::Acquire) {
+            // Connection failures reported so far are what this probe confirms or clears.
+            let transport_failed = self.health.transport_failed.swap(false, Ordering::AcqRel);
+            match self
+                .producer
+                .client()
+                .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
+            {
+                Ok(_) => {
+                    failures = 0;
+                    if self.health.set_down(false) {
+                        tracing::info!("Kafka is reachable again; accepting commands");
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(error = %e, failures, "Kafka health probe failed");
+                    // A connection that failed before or during this probe confirms it.
+                    let transport_failed = transport_failed
+                        || self.health.transport_failed.swap(false, Ordering::AcqRel);
+                    if (transport_failed || failures >= 2) && self.health.set_down(true) {
+                        tracing::warn!(error = %e, "Kafka does not answer; refusing commands");
+                    }
+                }
+            }
+            let down = self.health.all_down();
+            if down && !was_down {
+                // Events queued but never sent cannot have been written: fail them now
+                // rather than at the delivery timeout. In-flight ones keep waiting for
+                // their acknowledgement.
+                self.producer
+                    .purge(PurgeConfig::default().queue().non_blocking());
+            }
+            was_down = down;
+            self.health.wait_for_probe(PROBE_EVERY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reports_only_changes() {
+        let h = BrokerHealth::default();
+        assert!(!h.all_down());
+        assert!(h.set_down(true));
+        assert!(!h.set_down(true));
+        assert!(h.all_down());
+        assert!(h.set_down(false));
+        assert!(!h.all_down());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod backlog;
 pub mod db;
 pub mod decide;
 mod error;
@@ -13,19 +14,25 @@ mod kafka;
 pub mod media;
 pub mod openapi;
 mod ops;
+pub mod ratelimit;
 mod service;
 mod state;
 
 pub use accounts::{AccountError, AccountSettings, Accounts, Session};
 pub use auth::{AuthError, Principal, TokenKeys};
+pub use backlog::{
+    Admission, Backlog, BacklogAdmission, BacklogConfig, BacklogMonitor, GenerationPolicy,
+    GenerationSize, OverloadPolicy, admit,
+};
 pub use error::CommandError;
-pub use kafka::{KafkaPublisher, ProducerConfig};
+pub use kafka::{BrokerHealth, KafkaPublisher, ProducerConfig};
 pub use media::{
     ImageFormat, ImageInfo, ImageLimits, LimitedImages, MediaConfig, MediaError, MediaStore,
     StoreLocation, check_image,
 };
 pub use ops::{ArtworkUpload, GenerationInput};
+pub use ratelimit::{CommandClass, RateLimited, RateLimiter, RateLimits, Subject};
 pub use service::{
     Accepted, AcceptedPosition, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher,
-    ImageFuture, ImageKind, ImageStore, PublishError, PublishFuture,
+    ImageFuture, ImageKind, ImageStore, Overload, PublishError, PublishFuture,
 };

@@ -24,9 +24,27 @@ pub enum PublishError {
     /// Kafka or the registry is unreachable or timed out; nothing is known to be written.
     #[error("event store unavailable: {message}")]
     Unavailable { message: String },
+    /// Every Kafka broker is unreachable; the event was refused before it was sent.
+    #[error("event store unavailable: every Kafka broker is down")]
+    BrokersDown,
+    /// The producer holds as many unacknowledged events as it may; the event was refused.
+    #[error("event store overloaded: the producer queue is full")]
+    QueueFull,
     /// The event could not be encoded (a bug or an incompatible schema).
     #[error("event could not be encoded: {message}")]
     Encode { message: String },
+}
+
+impl PublishError {
+    /// True when retrying later may succeed (the client gets `503` and `Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Unavailable { .. }
+            | PublishError::BrokersDown
+            | PublishError::QueueFull => true,
+            PublishError::Encode { .. } => false,
+        }
+    }
 }
 
 pub type PublishFuture<'a> =
@@ -55,10 +73,17 @@ pub trait ImageStore: Send + Sync + std::fmt::Debug {
     fn put_image(&self, bytes: Vec<u8>, kind: ImageKind) -> ImageFuture<'_>;
 }
 
+/// Why a generation request is refused for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    pub backlog: u64,
+    /// Seconds the client should wait.
+    pub retry_after: u64,
+}
+
 /// Admits generation requests given the backlog.
 pub trait AdmissionPolicy: Send + Sync + std::fmt::Debug {
-    /// `Err(retry_after_secs)` refuses the request for now.
-    fn admit(&self) -> Result<Admission, u64>;
+    fn admit(&self) -> Result<Admission, Overload>;
 }
 
 /// Admits everything normally.
@@ -66,7 +91,7 @@ pub trait AdmissionPolicy: Send + Sync + std::fmt::Debug {
 pub struct AlwaysAdmit;
 
 impl AdmissionPolicy for AlwaysAdmit {
-    fn admit(&self) -> Result<Admission, u64> {
+    fn admit(&self) -> Result<Admission, Overload> {
         Ok(Admission::Normal)
     }
 }

@@ -5,8 +5,10 @@
 #   data/<service>/   service state
 #   run/<service>.pid pid of the process this script started
 #   log/<service>.log its output
+# GALLERY_STACK_DIST moves dist/ elsewhere, so that a second stack (another
+# GALLERY_STACK_DIR, e.g. a test's private broker) reuses the downloads of the first.
 GALLERY_STACK_DIR="${GALLERY_STACK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gallery/stack}"
-STACK_DIST="$GALLERY_STACK_DIR/dist"
+STACK_DIST="${GALLERY_STACK_DIST:-$GALLERY_STACK_DIR/dist}"
 STACK_DATA="$GALLERY_STACK_DIR/data"
 STACK_RUN="$GALLERY_STACK_DIR/run"
 STACK_LOG="$GALLERY_STACK_DIR/log"
@@ -17,6 +19,17 @@ GALLERY_KAFKA_PORT="${GALLERY_KAFKA_PORT:-9092}"
 GALLERY_KAFKA_CONTROLLER_PORT="${GALLERY_KAFKA_CONTROLLER_PORT:-9093}"
 GALLERY_PG_PORT="${GALLERY_PG_PORT:-5432}"
 GALLERY_REGISTRY_PORT="${GALLERY_REGISTRY_PORT:-8081}"
+
+# with_lock FILE CMD...: run CMD holding an exclusive lock on FILE, so that stacks sharing
+# one GALLERY_STACK_DIST never download into it at the same time.
+with_lock() {
+  local file="$1"; shift
+  mkdir -p "$(dirname "$file")"
+  (
+    flock 9 || exit 1
+    "$@"
+  ) 9>"$file"
+}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

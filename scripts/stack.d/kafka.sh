@@ -14,12 +14,22 @@ KAFKA_PROC_PATTERN='kafka/libs/.* kafka\.Kafka '
 # download is never taken for a complete one.
 kafka_libs_marker() { echo "$STACK_DIST/kafka/.libs-complete"; }
 
+# kafka_libs_current: true when the libs were completely fetched for the current pom.
+kafka_libs_current() {
+  [[ -d "$KAFKA_LIBS" && "$(cat "$(kafka_libs_marker)" 2>/dev/null)" == "$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)" ]]
+}
+
 svc_kafka_install() {
   command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  kafka_libs_current && return 0
+  with_lock "$STACK_DIST/kafka.lock" kafka_fetch_libs
+}
+
+# Run under the dist lock; another stack may have fetched the libs while we waited.
+kafka_fetch_libs() {
+  kafka_libs_current && return 0
   local want
   want="$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)"
-  [[ -d "$KAFKA_LIBS" && "$(cat "$(kafka_libs_marker)" 2>/dev/null)" == "$want" ]] && return 0
-
   command -v mvn >/dev/null || apt_install maven
   local mvn_log="$STACK_LOG/kafka-install.log"
   log "kafka: fetching jars from Maven Central into $KAFKA_LIBS (log: $mvn_log)"

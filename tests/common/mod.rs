@@ -2,6 +2,8 @@
 //! (`scripts/stack up`), each test in its own topics (a random prefix) and its own database.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod private_kafka;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -72,17 +72,13 @@ impl AccountError {
             | AccountError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AccountError::Forbidden => StatusCode::FORBIDDEN,
             AccountError::UnknownUser { .. } => StatusCode::NOT_FOUND,
-            AccountError::Publish(PublishError::Unavailable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AccountError::Publish(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             e if e.store_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             AccountError::Store(_)
             | AccountError::Hash(_)
             | AccountError::Random(_)
             | AccountError::Token(_)
-            | AccountError::Publish(PublishError::Encode { .. }) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            | AccountError::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

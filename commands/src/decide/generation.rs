@@ -148,9 +148,10 @@ pub fn request(
         max_side,
     } = admission
     {
-        degraded = true;
-        steps = steps.min(max_steps);
+        // Marked degraded only when something had to give.
         let (w, h) = fit(sides[0].1, sides[1].1, max_side, bounds.side_multiple);
+        degraded = steps > max_steps || (w, h) != (sides[0].1, sides[1].1);
+        steps = steps.min(max_steps);
         sides[0].1 = w;
         sides[1].1 = h;
     }

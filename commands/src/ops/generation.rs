@@ -53,7 +53,10 @@ impl Commands {
             let admission = self
                 .admission
                 .admit()
-                .map_err(|retry_after| CommandError::Overloaded { retry_after })?;
+                .map_err(|o| CommandError::Overloaded {
+                    backlog: o.backlog,
+                    retry_after: o.retry_after,
+                })?;
             let request_id = input.request_id.unwrap_or_else(|| ids.id("request"));
             let event_id = ids.id("event");
             // Check the parameters before storing a photo.
