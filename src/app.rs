@@ -125,6 +125,49 @@ fn pg_pool(config: &Config) -> Result<Pool, StartError> {
         .build()?)
 }
 
+/// The write side's library: commands and accounts over one Kafka publisher and one pool.
+fn write_side(
+    config: &Config,
+    codec: &EventCodec,
+    keys: &Arc<TokenKeys>,
+) -> Result<(gallery_query_api::Writes, BacklogMonitor), StartError> {
+    let publisher = KafkaPublisher::new(
+        &ProducerConfig {
+            brokers: config.kafka.brokers.clone(),
+            delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
+            queue_capacity: config.kafka.producer_queue_messages,
+        },
+        codec.clone(),
+        config.topics(),
+    )
+    .map_err(kafka_error(config))?;
+    let publisher = Arc::new(publisher);
+    let pool = pg_pool(config)?;
+    let accounts = Accounts::new(
+        pool.clone(),
+        publisher.clone(),
+        keys.clone(),
+        config.account_settings(),
+    )?;
+    let (monitor, backlog) = BacklogMonitor::new(&BacklogConfig {
+        interval: Duration::from_millis(config.generation.backlog_interval_ms),
+        ..BacklogConfig::new(config.kafka.brokers.clone(), config.topics())
+    })?;
+    let admission = BacklogAdmission {
+        backlog,
+        policy: config.generation_policy(),
+        retry_after_secs: (config.generation.backlog_interval_ms / 1000).max(1) * 2,
+    };
+    let commands = Commands::new(publisher, pool)
+        .with_images(Arc::new(gallery_commands::LimitedImages {
+            store: gallery_commands::MediaStore::open(&config.media)?,
+            limits: config.media.limits,
+        }))
+        .with_admission(Arc::new(admission))
+        .with_limiter(Arc::new(RateLimiter::new(config.rate_limits())));
+    Ok((gallery_query_api::Writes { commands, accounts }, monitor))
+}
+
 /// Starts `roles`. Creates missing topics and brings the read model up to date first.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     if config.uses_dev_secret() && (roles.commands || roles.query_api) {
@@ -154,45 +197,21 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let _ = conn.await;
     }
 
-    if roles.commands {
-        let publisher = KafkaPublisher::new(
-            &ProducerConfig {
-                brokers: config.kafka.brokers.clone(),
-                delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
-                queue_capacity: config.kafka.producer_queue_messages,
-            },
-            codec.clone(),
-            config.topics(),
-        )
-        .map_err(kafka_error(config))?;
-        let publisher = Arc::new(publisher);
-        let pool = pg_pool(config)?;
-        let accounts = Accounts::new(
-            pool.clone(),
-            publisher.clone(),
-            keys.clone(),
-            config.account_settings(),
-        )?;
-        let (monitor, backlog) = BacklogMonitor::new(&BacklogConfig {
-            interval: Duration::from_millis(config.generation.backlog_interval_ms),
-            ..BacklogConfig::new(config.kafka.brokers.clone(), config.topics())
-        })?;
+    // The command service and the GraphQL mutations share one write side: one idempotent
+    // producer, one pool, one password hasher.
+    let writes = if roles.commands || roles.query_api {
+        let (writes, monitor) = write_side(config, &codec, &keys)?;
         tasks.spawn(monitor.run(stopped(rx.clone())));
-        let admission = BacklogAdmission {
-            backlog,
-            policy: config.generation_policy(),
-            retry_after_secs: (config.generation.backlog_interval_ms / 1000).max(1) * 2,
-        };
+        Some(writes)
+    } else {
+        None
+    };
+
+    if let (true, Some(writes)) = (roles.commands, &writes) {
         let state = gallery_commands::http::HttpState {
-            commands: Commands::new(publisher, pool)
-                .with_images(Arc::new(gallery_commands::LimitedImages {
-                    store: gallery_commands::MediaStore::open(&config.media)?,
-                    limits: config.media.limits,
-                }))
-                .with_admission(Arc::new(admission)),
+            commands: writes.commands.clone(),
             keys: keys.clone(),
-            accounts,
-            limiter: Arc::new(RateLimiter::new(config.rate_limits())),
+            accounts: writes.accounts.clone(),
         };
         let listener = bind(config.commands.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
@@ -213,9 +232,9 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         running_commands = Some(addr);
     }
 
-    if roles.query_api {
+    if let (true, Some(writes)) = (roles.query_api, writes) {
         let state = gallery_query_api::ApiState {
-            schema: gallery_query_api::build_schema(pg_pool(config)?),
+            schema: gallery_query_api::build_schema(pg_pool(config)?, writes),
             keys: keys.clone(),
         };
         let listener = bind(config.query_api.listen).await?;

@@ -17,6 +17,7 @@ use crate::db::DbError;
 use crate::decide::generation::{Admission, Bounds};
 use crate::error::CommandError;
 use crate::idempotency::{Claim, ClaimError, Idempotency, IdempotencyKey, Ids, fingerprint};
+use crate::ratelimit::{CommandClass, RateLimiter, Subject};
 
 /// Why an event could not be made durable.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +146,7 @@ pub struct Commands {
     pub(crate) images: Option<Arc<dyn ImageStore>>,
     pub(crate) admission: Arc<dyn AdmissionPolicy>,
     pub(crate) bounds: Bounds,
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -163,6 +165,21 @@ impl Commands {
             images: None,
             admission: Arc::new(AlwaysAdmit),
             bounds: Bounds::default(),
+            limiter: None,
+        }
+    }
+
+    /// Quotas per user and class of command; without one, nothing is limited.
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Spends one command of `class` from `who`'s quota.
+    pub(crate) fn limit(&self, who: &Principal, class: CommandClass) -> Result<(), CommandError> {
+        match &self.limiter {
+            Some(l) => Ok(l.check(Subject::User(&who.user), class)?),
+            None => Ok(()),
         }
     }
 
@@ -216,7 +233,7 @@ impl Commands {
     pub(crate) async fn once<F, Fut>(
         &self,
         cx: &Context<'_>,
-        command: &str,
+        (command, class): (&str, CommandClass),
         request: serde_json::Value,
         run: F,
     ) -> Result<Accepted, CommandError>
@@ -224,6 +241,7 @@ impl Commands {
         F: FnOnce(Ids) -> Fut,
         Fut: Future<Output = Result<Accepted, CommandError>>,
     {
+        self.limit(cx.who, class)?;
         let Some(key) = cx.key else {
             return run(Ids::fresh()).await;
         };

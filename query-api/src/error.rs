@@ -1,6 +1,10 @@
-//! Errors of the read side, and their stable GraphQL codes (in `extensions.code`).
+//! Errors of the GraphQL API, and their stable codes (in `extensions.code`). Mutations show the
+//! write side's errors with exactly the code and public message HTTP gives them.
 
 use async_graphql::ErrorExtensions;
+use async_graphql::ParseRequestError;
+use axum::extract::rejection::BytesRejection;
+use gallery_commands::{AccountError, CommandError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -12,6 +16,13 @@ pub enum QueryError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("read model query failed")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The body is not a GraphQL request (bad JSON, a bad multipart form, a file too large).
+    #[error(transparent)]
+    Request(#[from] ParseRequestError),
+    #[error("the request body exceeds {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    Body(#[source] BytesRejection),
 }
 
 impl QueryError {
@@ -20,6 +31,9 @@ impl QueryError {
             QueryError::BadInput(_) => "BAD_USER_INPUT",
             QueryError::Unauthenticated(_) => "UNAUTHENTICATED",
             QueryError::Pool(_) | QueryError::Postgres(_) => "INTERNAL",
+            QueryError::Request(ParseRequestError::PayloadTooLarge)
+            | QueryError::BodyTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
         }
     }
 }
@@ -36,4 +50,36 @@ impl ErrorExtensions for QueryError {
         let code = self.code();
         async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
     }
+}
+
+/// A command's refusal or failure as a GraphQL error: `extensions.code` is
+/// [`CommandError::code`], the message is the one HTTP shows, and internal causes are only
+/// logged. Errors where retrying helps carry `extensions.retryAfter` (seconds).
+pub(crate) fn command_error(e: &CommandError) -> async_graphql::Error {
+    if e.status().is_server_error() {
+        tracing::error!(error = %e, source = ?std::error::Error::source(e), "command failed");
+    }
+    let code = e.code();
+    let retry_after = e.retry_after_secs();
+    async_graphql::Error::new(e.public_message()).extend_with(|_, x| {
+        x.set("code", code);
+        if let Some(secs) = retry_after {
+            x.set("retryAfter", secs);
+        }
+    })
+}
+
+/// An account operation's refusal or failure as a GraphQL error, like [`command_error`].
+pub(crate) fn account_error(e: &AccountError) -> async_graphql::Error {
+    let unavailable = e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    if e.status().is_server_error() {
+        tracing::error!(error = %e, source = ?std::error::Error::source(e), "account operation failed");
+    }
+    let code = e.code();
+    async_graphql::Error::new(e.public_message()).extend_with(|_, x| {
+        x.set("code", code);
+        if unavailable {
+            x.set("retryAfter", 1);
+        }
+    })
 }

@@ -1,19 +1,29 @@
-//! The GraphQL endpoint over axum, with GraphiQL for development.
+//! The GraphQL endpoint over axum, with GraphiQL for development. It takes JSON requests and
+//! multipart requests (the GraphQL multipart request spec, for uploads).
 
 use std::sync::Arc;
 
-use async_graphql::http::GraphiQLSource;
+use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{ErrorExtensions, ServerError};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
-use axum::response::Html;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use gallery_commands::TokenKeys;
+use gallery_commands::http::MAX_UPLOAD_BYTES;
 
 use crate::error::QueryError;
-use crate::schema::{GallerySchema, Viewer};
+use crate::schema::{Caller, GallerySchema, Viewer};
+
+/// Largest request body: the upload limit of the command service.
+pub const MAX_REQUEST_BYTES: usize = MAX_UPLOAD_BYTES;
+
+/// Most files one multipart request may carry.
+const MAX_FILES: usize = 4;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -32,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
@@ -39,32 +50,75 @@ async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
+/// A request refused before it reached the schema, as a GraphQL error response.
+fn refused(status: StatusCode, error: &QueryError) -> Response {
+    let error = error.extend();
+    let server_error = ServerError {
+        message: error.message,
+        source: None,
+        locations: vec![],
+        path: vec![],
+        extensions: error.extensions,
+    };
+    let response: GraphQLResponse = async_graphql::Response::from_errors(vec![server_error]).into();
+    (status, response).into_response()
+}
+
+/// Parses a JSON or multipart GraphQL request; uploaded files are spooled to temporary files.
+async fn parse(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<async_graphql::Request, (StatusCode, QueryError)> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            QueryError::BodyTooLarge {
+                limit: MAX_REQUEST_BYTES,
+            },
+        ),
+        status => (status, QueryError::Body(rejection)),
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let options = MultipartOptions::default()
+        .max_file_size(MAX_REQUEST_BYTES)
+        .max_num_files(MAX_FILES);
+    let bad = |e: async_graphql::ParseRequestError| {
+        let status = match e {
+            async_graphql::ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (status, QueryError::from(e))
+    };
+    let batch = async_graphql::http::receive_batch_body(
+        content_type,
+        async_graphql::futures_util::io::Cursor::new(body),
+        options,
+    )
+    .await
+    .map_err(bad)?;
+    batch.into_single().map_err(bad)
+}
+
 #[tracing::instrument(skip_all)]
 async fn graphql(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let viewer = match headers.get(header::AUTHORIZATION) {
-        None => Viewer(None),
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let caller = match headers.get(header::AUTHORIZATION) {
+        None => None,
         Some(value) => match state.keys.verify_header(value.to_str().ok()) {
-            Ok(principal) => Viewer(Some(principal.user)),
-            Err(e) => {
-                let error = QueryError::from(e).extend();
-                let server_error = ServerError {
-                    message: error.message,
-                    source: None,
-                    locations: vec![],
-                    path: vec![],
-                    extensions: error.extensions,
-                };
-                return async_graphql::Response::from_errors(vec![server_error]).into();
-            }
+            Ok(principal) => Some(principal),
+            Err(e) => return refused(StatusCode::OK, &QueryError::from(e)),
         },
     };
-    state
-        .schema
-        .execute(request.into_inner().data(viewer))
-        .await
-        .into()
+    let request = match parse(&headers, body).await {
+        Ok(request) => request,
+        Err((status, e)) => return refused(status, &e),
+    };
+    let viewer = Viewer(caller.as_ref().map(|p| p.user.clone()));
+    let request = request.data(viewer).data(Caller(caller));
+    GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }

@@ -1,10 +1,13 @@
-//! The read side over GraphQL (async-graphql on axum). It reads the projections' tables and
-//! never writes events itself.
+//! GraphQL over axum (async-graphql). Queries read the projections' tables; mutations call the
+//! write side's library ([`gallery_commands::Commands`] and [`gallery_commands::Accounts`]),
+//! exactly as the HTTP command service does, so they validate, authorize and fail alike.
 
 mod error;
 mod http;
+mod mutation;
 mod schema;
 
 pub use error::QueryError;
 pub use http::{ApiState, router};
-pub use schema::{GallerySchema, Viewer, build_schema};
+pub use mutation::{MutationRoot, Writes};
+pub use schema::{Caller, GallerySchema, Viewer, build_schema};

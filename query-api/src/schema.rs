@@ -1,22 +1,29 @@
 //! The GraphQL schema.
 
-use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, ErrorExtensions, ID, Object, Schema,
-};
+use async_graphql::{Context, EmptySubscription, ErrorExtensions, ID, Object, Schema};
 use deadpool_postgres::Pool;
+use gallery_commands::Principal;
 use gallery_schemas::{ArtworkId, UserId};
 
 use crate::error::QueryError;
+use crate::mutation::{MutationRoot, Writes};
 
-pub type GallerySchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+pub type GallerySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Who is asking: the user of a valid bearer token, or nobody.
 #[derive(Debug, Clone, Default)]
 pub struct Viewer(pub Option<UserId>);
 
-pub fn build_schema(pool: Pool) -> GallerySchema {
-    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+/// Who acts in mutations: the principal (user and role) of a valid bearer token, or nobody.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<Principal>);
+
+/// The schema: queries read `pool` (the read model); mutations call `writes`, the same
+/// command library the HTTP command service calls.
+pub fn build_schema(pool: Pool, writes: Writes) -> GallerySchema {
+    Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
         .data(pool)
+        .data(writes)
         .limit_depth(16)
         .limit_complexity(500)
         .finish()
@@ -43,6 +50,7 @@ pub struct Artwork {
 
 #[Object]
 impl Artwork {
+    /// The artwork's id.
     async fn id(&self) -> ID {
         ID(self.id.as_str().to_owned())
     }
@@ -85,4 +93,46 @@ async fn has_liked(pool: &Pool, id: &ArtworkId, user: &UserId) -> Result<bool, Q
         )
         .await?;
     Ok(row.is_some_and(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_a_documented_mutation() {
+        let sdl = Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
+            .finish()
+            .sdl();
+        for name in [
+            "likeArtwork(",
+            "unlikeArtwork(",
+            "favoriteArtwork(",
+            "unfavoriteArtwork(",
+            "postComment(",
+            "deleteComment(",
+            "recordView(",
+            "createExhibition(",
+            "addArtwork(",
+            "removeArtwork(",
+            "publishExhibition(",
+            "closeExhibition(",
+            "requestTextToImage(",
+            "requestImageToImage(",
+            "cancelGeneration(",
+            "register(",
+            "login(",
+            "refresh(",
+            "setRole(",
+        ] {
+            let at = sdl
+                .find(&format!("\t{name}"))
+                .unwrap_or_else(|| unreachable!("no mutation {name} in\n{sdl}"));
+            // The field's description comes right before it.
+            assert!(
+                sdl[..at].trim_end().ends_with("\"\"\""),
+                "{name} has no docs"
+            );
+        }
+    }
 }

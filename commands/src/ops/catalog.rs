@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::decide::catalog::{self as rules, NewArtwork, NewExhibition};
 use crate::error::CommandError;
 use crate::idempotency::fingerprint;
+use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context, ImageKind, now_ms};
 use crate::state;
 
@@ -29,15 +30,25 @@ impl Commands {
             "title": input.title, "description": input.description,
             "opensAt": input.opens_at, "closesAt": input.closes_at,
         });
-        self.once(cx, "create_exhibition", request, |ids| async move {
-            let exhibition_id = ids.id("exhibition");
-            let event =
-                rules::create_exhibition(cx.who, input, exhibition_id, ids.id("event"), now_ms())?;
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            self.publish_in(tx, event, Some(exhibition_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("create_exhibition", CommandClass::Catalog),
+            request,
+            |ids| async move {
+                let exhibition_id = ids.id("exhibition");
+                let event = rules::create_exhibition(
+                    cx.who,
+                    input,
+                    exhibition_id,
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                self.publish_in(tx, event, Some(exhibition_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -56,37 +67,42 @@ impl Commands {
             "style": d.style, "description": d.description,
             "image": fingerprint("image", &upload.image),
         });
-        self.once(cx, "add_artwork", request, |ids| async move {
-            // Cheap checks first, so nothing is stored for a refused command.
-            {
+        self.once(
+            cx,
+            ("add_artwork", CommandClass::Catalog),
+            request,
+            |ids| async move {
+                // Cheap checks first, so nothing is stored for a refused command.
+                {
+                    let mut client = self.client().await?;
+                    let tx = Self::begin(&mut client).await?;
+                    let current = state::exhibition(&tx, exhibition_id).await?;
+                    rules::authorize_edit(cx.who, current.as_ref())?;
+                    rules::check_artwork(&upload.details)?;
+                }
+                let image = self
+                    .images()?
+                    .put_image(upload.image, ImageKind::Artwork)
+                    .await?;
+                let artwork_id = ArtworkId::parse(&ids.id("artwork").simple().to_string())
+                    .map_err(crate::decide::Refusal::id("artwork id"))?;
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
                 let current = state::exhibition(&tx, exhibition_id).await?;
-                rules::authorize_edit(cx.who, current.as_ref())?;
-                rules::check_artwork(&upload.details)?;
-            }
-            let image = self
-                .images()?
-                .put_image(upload.image, ImageKind::Artwork)
-                .await?;
-            let artwork_id = ArtworkId::parse(&ids.id("artwork").simple().to_string())
-                .map_err(crate::decide::Refusal::id("artwork id"))?;
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            let current = state::exhibition(&tx, exhibition_id).await?;
-            let event = rules::add_artwork(
-                cx.who,
-                current.as_ref(),
-                exhibition_id,
-                &upload.details,
-                image,
-                artwork_id.clone(),
-                ids.id("event"),
-                now_ms(),
-            )?;
-            self.publish_in(tx, event, Some(artwork_id.to_string()))
-                .await
-        })
+                let event = rules::add_artwork(
+                    cx.who,
+                    current.as_ref(),
+                    exhibition_id,
+                    &upload.details,
+                    image,
+                    artwork_id.clone(),
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                self.publish_in(tx, event, Some(artwork_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -99,23 +115,28 @@ impl Commands {
         artwork_id: &ArtworkId,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"exhibition": exhibition_id, "artwork": artwork_id.as_str()});
-        self.once(cx, "remove_artwork", request, |ids| async move {
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            let current = state::exhibition(&tx, exhibition_id).await?;
-            let artwork_in = state::artwork_exhibition(&tx, artwork_id).await?;
-            let event = rules::remove_artwork(
-                cx.who,
-                current.as_ref(),
-                exhibition_id,
-                artwork_id,
-                artwork_in,
-                ids.id("event"),
-                now_ms(),
-            )?;
-            self.publish_in(tx, event, Some(artwork_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("remove_artwork", CommandClass::Catalog),
+            request,
+            |ids| async move {
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                let current = state::exhibition(&tx, exhibition_id).await?;
+                let artwork_in = state::artwork_exhibition(&tx, artwork_id).await?;
+                let event = rules::remove_artwork(
+                    cx.who,
+                    current.as_ref(),
+                    exhibition_id,
+                    artwork_id,
+                    artwork_in,
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                self.publish_in(tx, event, Some(artwork_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -127,20 +148,25 @@ impl Commands {
         exhibition_id: Uuid,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"exhibition": exhibition_id});
-        self.once(cx, "publish_exhibition", request, |ids| async move {
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            let current = state::exhibition(&tx, exhibition_id).await?;
-            let event = rules::publish(
-                cx.who,
-                current.as_ref(),
-                exhibition_id,
-                ids.id("event"),
-                now_ms(),
-            )?;
-            self.publish_in(tx, event, Some(exhibition_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("publish_exhibition", CommandClass::Catalog),
+            request,
+            |ids| async move {
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                let current = state::exhibition(&tx, exhibition_id).await?;
+                let event = rules::publish(
+                    cx.who,
+                    current.as_ref(),
+                    exhibition_id,
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                self.publish_in(tx, event, Some(exhibition_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -152,20 +178,25 @@ impl Commands {
         exhibition_id: Uuid,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"exhibition": exhibition_id});
-        self.once(cx, "close_exhibition", request, |ids| async move {
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            let current = state::exhibition(&tx, exhibition_id).await?;
-            let event = rules::close(
-                cx.who,
-                current.as_ref(),
-                exhibition_id,
-                ids.id("event"),
-                now_ms(),
-            )?;
-            self.publish_in(tx, event, Some(exhibition_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("close_exhibition", CommandClass::Catalog),
+            request,
+            |ids| async move {
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                let current = state::exhibition(&tx, exhibition_id).await?;
+                let event = rules::close(
+                    cx.who,
+                    current.as_ref(),
+                    exhibition_id,
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                self.publish_in(tx, event, Some(exhibition_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 }

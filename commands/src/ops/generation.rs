@@ -8,6 +8,7 @@ use crate::decide::Refusal;
 use crate::decide::generation::{self as rules, Params};
 use crate::error::CommandError;
 use crate::idempotency::{IdempotencyKey, fingerprint};
+use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context, ImageKind, now_ms};
 use crate::state;
 
@@ -49,73 +50,78 @@ impl Commands {
             key: cx.key.or(derived_key.as_ref()),
         };
         let cx = &cx;
-        self.once(cx, "request_generation", request, |ids| async move {
-            let admission = self
-                .admission
-                .admit()
-                .map_err(|o| CommandError::Overloaded {
-                    backlog: o.backlog,
-                    retry_after: o.retry_after,
-                })?;
-            let request_id = input.request_id.unwrap_or_else(|| ids.id("request"));
-            let event_id = ids.id("event");
-            // Check the parameters before storing a photo.
-            let placeholder = input.photo.as_ref().map(|_| gallery_schemas::ImageRef {
-                key: String::new(),
-                content_type: String::new(),
-                width: 0,
-                height: 0,
-                size_bytes: 0,
-                sha256: String::new(),
-            });
-            rules::request(
-                cx.who,
-                input.mode,
-                &input.params,
-                placeholder,
-                &self.bounds,
-                admission,
-                request_id,
-                ids.seed(),
-                event_id,
-                now_ms(),
-            )?;
-            let source = match input.photo {
-                Some(bytes) if input.mode == GenerationMode::ImageToImage => {
-                    Some(self.images()?.put_image(bytes, ImageKind::Photo).await?)
-                }
-                Some(_) => {
-                    return Err(Refusal::Rule {
-                        field: "photo",
-                        rule: "is only for image-to-image",
+        self.once(
+            cx,
+            ("request_generation", CommandClass::Generation),
+            request,
+            |ids| async move {
+                let admission = self
+                    .admission
+                    .admit()
+                    .map_err(|o| CommandError::Overloaded {
+                        backlog: o.backlog,
+                        retry_after: o.retry_after,
+                    })?;
+                let request_id = input.request_id.unwrap_or_else(|| ids.id("request"));
+                let event_id = ids.id("event");
+                // Check the parameters before storing a photo.
+                let placeholder = input.photo.as_ref().map(|_| gallery_schemas::ImageRef {
+                    key: String::new(),
+                    content_type: String::new(),
+                    width: 0,
+                    height: 0,
+                    size_bytes: 0,
+                    sha256: String::new(),
+                });
+                rules::request(
+                    cx.who,
+                    input.mode,
+                    &input.params,
+                    placeholder,
+                    &self.bounds,
+                    admission,
+                    request_id,
+                    ids.seed(),
+                    event_id,
+                    now_ms(),
+                )?;
+                let source = match input.photo {
+                    Some(bytes) if input.mode == GenerationMode::ImageToImage => {
+                        Some(self.images()?.put_image(bytes, ImageKind::Photo).await?)
+                    }
+                    Some(_) => {
+                        return Err(Refusal::Rule {
+                            field: "photo",
+                            rule: "is only for image-to-image",
+                        }
+                        .into());
+                    }
+                    None => None,
+                };
+                let event = rules::request(
+                    cx.who,
+                    input.mode,
+                    &input.params,
+                    source,
+                    &self.bounds,
+                    admission,
+                    request_id,
+                    ids.seed(),
+                    event_id,
+                    now_ms(),
+                )?;
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                if !state::reserve_generation(&tx, request_id, &cx.who.user).await? {
+                    return Err(Refusal::Conflict {
+                        reason: "this request id is already used",
                     }
                     .into());
                 }
-                None => None,
-            };
-            let event = rules::request(
-                cx.who,
-                input.mode,
-                &input.params,
-                source,
-                &self.bounds,
-                admission,
-                request_id,
-                ids.seed(),
-                event_id,
-                now_ms(),
-            )?;
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            if !state::reserve_generation(&tx, request_id, &cx.who.user).await? {
-                return Err(Refusal::Conflict {
-                    reason: "this request id is already used",
-                }
-                .into());
-            }
-            self.publish_in(tx, event, Some(request_id.to_string()))
-                .await
-        })
+                self.publish_in(tx, event, Some(request_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -127,20 +133,25 @@ impl Commands {
         request_id: Uuid,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"request": request_id});
-        self.once(cx, "cancel_generation", request, |ids| async move {
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            let current = state::generation(&tx, request_id).await?;
-            let event = rules::cancel(
-                cx.who,
-                current.as_ref(),
-                request_id,
-                ids.id("event"),
-                now_ms(),
-            )?;
-            self.publish_in(tx, event, Some(request_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("cancel_generation", CommandClass::Generation),
+            request,
+            |ids| async move {
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                let current = state::generation(&tx, request_id).await?;
+                let event = rules::cancel(
+                    cx.who,
+                    current.as_ref(),
+                    request_id,
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                self.publish_in(tx, event, Some(request_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 }

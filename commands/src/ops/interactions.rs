@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::decide::interactions as rules;
 use crate::error::CommandError;
+use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context, now_ms};
 use crate::state;
 
@@ -20,10 +21,15 @@ impl Commands {
         liked: bool,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"artwork": artwork.as_str(), "liked": liked});
-        self.once(cx, "set_like", request, |ids| async move {
-            let event = rules::like(&cx.who.user, artwork, liked, ids.id("event"), now_ms());
-            self.publish(event, None).await
-        })
+        self.once(
+            cx,
+            ("set_like", CommandClass::Interactions),
+            request,
+            |ids| async move {
+                let event = rules::like(&cx.who.user, artwork, liked, ids.id("event"), now_ms());
+                self.publish(event, None).await
+            },
+        )
         .await
     }
 
@@ -36,11 +42,16 @@ impl Commands {
         favorited: bool,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"artwork": artwork.as_str(), "favorited": favorited});
-        self.once(cx, "set_favorite", request, |ids| async move {
-            let event =
-                rules::favorite(&cx.who.user, artwork, favorited, ids.id("event"), now_ms());
-            self.publish(event, None).await
-        })
+        self.once(
+            cx,
+            ("set_favorite", CommandClass::Interactions),
+            request,
+            |ids| async move {
+                let event =
+                    rules::favorite(&cx.who.user, artwork, favorited, ids.id("event"), now_ms());
+                self.publish(event, None).await
+            },
+        )
         .await
     }
 
@@ -53,21 +64,26 @@ impl Commands {
         body: &str,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"artwork": artwork.as_str(), "body": body});
-        self.once(cx, "post_comment", request, |ids| async move {
-            let comment_id = ids.id("comment");
-            let event = rules::post_comment(
-                &cx.who.user,
-                artwork,
-                body,
-                comment_id,
-                ids.id("event"),
-                now_ms(),
-            )?;
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            self.publish_in(tx, event, Some(comment_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("post_comment", CommandClass::Interactions),
+            request,
+            |ids| async move {
+                let comment_id = ids.id("comment");
+                let event = rules::post_comment(
+                    &cx.who.user,
+                    artwork,
+                    body,
+                    comment_id,
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                self.publish_in(tx, event, Some(comment_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -80,21 +96,26 @@ impl Commands {
         comment_id: Uuid,
     ) -> Result<Accepted, CommandError> {
         let request = json!({"artwork": artwork.as_str(), "comment": comment_id});
-        self.once(cx, "delete_comment", request, |ids| async move {
-            let mut client = self.client().await?;
-            let tx = Self::begin(&mut client).await?;
-            let current = state::comment(&tx, comment_id).await?;
-            let event = rules::delete_comment(
-                cx.who,
-                artwork,
-                comment_id,
-                current.as_ref(),
-                ids.id("event"),
-                now_ms(),
-            )?;
-            self.publish_in(tx, event, Some(comment_id.to_string()))
-                .await
-        })
+        self.once(
+            cx,
+            ("delete_comment", CommandClass::Interactions),
+            request,
+            |ids| async move {
+                let mut client = self.client().await?;
+                let tx = Self::begin(&mut client).await?;
+                let current = state::comment(&tx, comment_id).await?;
+                let event = rules::delete_comment(
+                    cx.who,
+                    artwork,
+                    comment_id,
+                    current.as_ref(),
+                    ids.id("event"),
+                    now_ms(),
+                )?;
+                self.publish_in(tx, event, Some(comment_id.to_string()))
+                    .await
+            },
+        )
         .await
     }
 
@@ -105,6 +126,9 @@ impl Commands {
         viewer: Option<&Principal>,
         artwork: &ArtworkId,
     ) -> Result<Accepted, CommandError> {
+        if let Some(who) = viewer {
+            self.limit(who, CommandClass::Interactions)?;
+        }
         let event = rules::view(viewer.map(|p| &p.user), artwork, Uuid::now_v7(), now_ms());
         self.publish(event, None).await
     }
