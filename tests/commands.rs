@@ -127,6 +127,25 @@ async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
     .await;
     assert_eq!(status, 202, "{body}");
     let exhibition = body["id"].as_str().unwrap().to_owned();
+    let artworks = format!("/v1/exhibitions/{exhibition}/artworks");
+    let fields = [("title", "Sunflowers"), ("artist", "Vincent van Gogh")];
+    let image = common::png(64, 64);
+    let (status, body) =
+        common::post_form(&app, &artworks, &cur, &fields, ("image", "a.png", &image)).await;
+    assert_eq!(status, 202, "{body}");
+    let artwork = body["id"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        ("POST", format!("/v1/exhibitions/{exhibition}/publish")),
+        (
+            "DELETE",
+            format!("/v1/exhibitions/{exhibition}/artworks/{artwork}"),
+        ),
+    ] {
+        assert_eq!(
+            send(&app, method, &path, Some(&cur), None, None).await.0,
+            202
+        );
+    }
     let path = format!("/v1/exhibitions/{exhibition}/close");
     assert_eq!(
         send(&app, "POST", &path, Some(&cur), None, None).await.0,
@@ -168,6 +187,9 @@ async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
     let expected: BTreeSet<(String, &str)> = [
         (topics.users(), "gallery.users.UserRegistered"),
         (topics.catalog(), "gallery.catalog.ExhibitionCreated"),
+        (topics.catalog(), "gallery.catalog.ArtworkAdded"),
+        (topics.catalog(), "gallery.catalog.ExhibitionPublished"),
+        (topics.catalog(), "gallery.catalog.ArtworkRemoved"),
         (topics.catalog(), "gallery.catalog.ExhibitionClosed"),
         (topics.interactions(), "gallery.interactions.LikeSet"),
         (topics.interactions(), "gallery.interactions.FavoriteSet"),
@@ -204,6 +226,11 @@ async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
         seen.insert((topic.clone(), known));
     }
     assert_eq!(seen, expected);
+    assert_eq!(
+        seen.len(),
+        gallery_schemas::SCHEMAS.len(),
+        "every event type of the contract"
+    );
     app.stop().await;
 }
 
