@@ -37,6 +37,18 @@ impl Roles {
         projections: false,
         query_api: false,
     };
+    pub const COMMANDS: Roles = Roles {
+        commands: true,
+        ..Roles::NONE
+    };
+    pub const PROJECTIONS: Roles = Roles {
+        projections: true,
+        ..Roles::NONE
+    };
+    pub const QUERY_API: Roles = Roles {
+        query_api: true,
+        ..Roles::NONE
+    };
 }
 
 /// Why a role could not start.

@@ -139,18 +139,9 @@ async fn run() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), &cli.overrides())?;
     let roles = match cli.role {
         Command::Up => Roles::ALL,
-        Command::Commands => Roles {
-            commands: true,
-            ..Roles::NONE
-        },
-        Command::Projections => Roles {
-            projections: true,
-            ..Roles::NONE
-        },
-        Command::QueryApi => Roles {
-            query_api: true,
-            ..Roles::NONE
-        },
+        Command::Commands => Roles::COMMANDS,
+        Command::Projections => Roles::PROJECTIONS,
+        Command::QueryApi => Roles::QUERY_API,
         Command::Token { user, hours, role } => {
             return gallery::app::print_token(
                 &config,

@@ -85,11 +85,7 @@ fn role_in(env: &TestEnv, access_token: &str) -> Role {
 }
 
 async fn commands_app(env: &TestEnv) -> App {
-    env.start(Roles {
-        commands: true,
-        ..Roles::NONE
-    })
-    .await
+    env.start(Roles::COMMANDS).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,7 @@ use common::{App, TestEnv};
 use gallery::Roles;
 use serde_json::Value;
 
-const COMMANDS: Roles = Roles {
-    commands: true,
-    ..Roles::NONE
-};
+const COMMANDS: Roles = Roles::COMMANDS;
 
 struct Answer {
     status: u16,

@@ -66,12 +66,7 @@ fn offsets(env: &TestEnv) -> HashMap<String, HashMap<i32, i64>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let ada = env.token("ada");
     let cur = env.token_as("cur", Role::Curator);
 
@@ -237,12 +232,7 @@ async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idempotency_key_replays_the_result_and_refuses_another_request() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let ada = env.token("ada");
     let path = "/v1/artworks/a1/comments";
     let body = || Some(json!({"body": "first!"}));
@@ -365,12 +355,7 @@ fn expired_token(env: &TestEnv, user: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_refusal_has_a_clear_error_and_writes_nothing() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let ada = env.token("ada");
     let bob = env.token("bob");
     let cur = env.token_as("cur", Role::Curator);
@@ -655,12 +640,7 @@ async fn every_refusal_has_a_clear_error_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_routes_that_exist() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let doc: Value = app
         .http
         .get(app.commands_url("/openapi.json"))

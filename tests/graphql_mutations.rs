@@ -14,10 +14,7 @@ const RESULT: &str = "eventId id degraded position { topic partition offset } co
 const PASSWORD: &str = "correct horse battery";
 
 fn query_api() -> Roles {
-    Roles {
-        query_api: true,
-        ..Roles::NONE
-    }
+    Roles::QUERY_API
 }
 
 /// The data of field `name`, asserting the response has no errors.

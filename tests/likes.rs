@@ -72,12 +72,7 @@ async fn two_hundred_users_liking_concurrently_count_two_hundred() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_commands_write_nothing() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let topic = env.config.topics().interactions();
     let before = env.end_offsets(&topic);
 
@@ -128,12 +123,7 @@ async fn refused_commands_write_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_rejects_bad_ids_and_bad_tokens_with_codes() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            query_api: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::QUERY_API).await;
     let body = app
         .graphql(
             None,

@@ -45,13 +45,7 @@ impl Lcg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkilled_projector_restarts_without_losing_or_doubling_likes() {
     let env = TestEnv::new().await;
-    let app = Arc::new(
-        env.start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await,
-    );
+    let app = Arc::new(env.start(Roles::COMMANDS).await);
     let artworks = ["water-lilies", "the-kiss", "nighthawks"];
     let users: Vec<(String, String)> = (0..60)
         .map(|i| {

@@ -51,12 +51,7 @@ async fn events(env: &TestEnv, topic: &str, at_least: usize) -> Vec<Event> {
 async fn a_curator_adds_a_checked_image_and_publishes_and_bad_images_write_nothing() {
     let mut env = TestEnv::new().await;
     env.config.media.limits.max_bytes = 200_000;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let cur = env.token_as("cur", Role::Curator);
     let resp = app
         .http
@@ -187,12 +182,7 @@ async fn a_curator_adds_a_checked_image_and_publishes_and_bad_images_write_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_photo_becomes_an_image_to_image_request() {
     let env = TestEnv::new().await;
-    let app = env
-        .start(Roles {
-            commands: true,
-            ..Roles::NONE
-        })
-        .await;
+    let app = env.start(Roles::COMMANDS).await;
     let ada = env.token("ada");
     let photo = png(96, 64);
     let fields = [("style", "impressionism"), ("steps", "12")];
@@ -237,12 +227,7 @@ async fn a_long_backlog_degrades_or_refuses_generation_per_configuration() {
         env.config.generation.backlog_threshold = 2;
         env.config.generation.backlog_interval_ms = 100;
         env.config.generation.overload = serde_json::from_value(json!(policy)).unwrap();
-        let app = env
-            .start(Roles {
-                commands: true,
-                ..Roles::NONE
-            })
-            .await;
+        let app = env.start(Roles::COMMANDS).await;
         let ada = env.token("ada");
         let big = json!({"prompt": "p", "style": "s", "steps": 40, "width": 768, "height": 512});
         // No workers consume the topic: every accepted request adds to the backlog.
