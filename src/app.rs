@@ -230,7 +230,8 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             addr: config.commands.listen,
             source,
         })?;
-        let app = gallery_commands::http::router(state);
+        let app = gallery_commands::http::router(state)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let stop = stopped(rx.clone());
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app)

@@ -367,3 +367,26 @@ async fn when_kafka_cannot_take_the_event_the_account_is_not_created() {
     assert_eq!(status, 201);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_limited_per_client_address() {
+    let mut env = TestEnv::new().await;
+    env.config.limits.auth_per_minute = 2;
+    let app = env.start(Roles::COMMANDS).await;
+    let url = app.commands_url("/v1/auth/login");
+    let attempt = || {
+        app.http
+            .post(&url)
+            .json(&serde_json::json!({"username": "nobody", "password": "wrong password!"}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(attempt().await.unwrap().status().as_u16(), 401);
+    }
+    let refused = attempt().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    app.stop().await;
+}

@@ -242,6 +242,7 @@ async fn a_long_backlog_degrades_or_refuses_generation_per_configuration() {
                 .unwrap();
             assert_eq!(resp.status().as_u16(), 202);
         }
+        let mut sent = 2;
         // Wait until the monitor has measured the backlog (bounded), then ask again.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -261,9 +262,12 @@ async fn a_long_backlog_degrades_or_refuses_generation_per_configuration() {
                     assert_eq!(body["error"]["code"], "OVERLOADED");
                     assert!(retry, "a refusal says when to retry");
                 } else {
-                    let events = events(&env, &env.config.topics().generation(), 3).await;
+                    let events = events(&env, &env.config.topics().generation(), sent + 1).await;
+                    let id = body["id"].as_str().unwrap_or_default().to_owned();
                     let degraded = events.iter().find_map(|e| match e {
-                        Event::GenerationRequested(r) if r.degraded => Some(r.clone()),
+                        Event::GenerationRequested(r) if r.request_id.to_string() == id => {
+                            Some(r.clone())
+                        }
                         _ => None,
                     });
                     let r = degraded.expect("a degraded request on the topic");
@@ -272,6 +276,7 @@ async fn a_long_backlog_degrades_or_refuses_generation_per_configuration() {
                 break;
             }
             assert_eq!(status, 202, "{policy}: {body}");
+            sent += 1;
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{policy}: never overloaded"

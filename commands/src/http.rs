@@ -74,9 +74,31 @@ pub fn router(state: HttpState) -> Router {
         .merge(uploads)
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(|| async { "ok" }))
-        .merge(accounts::http::routes())
+        .merge(
+            accounts::http::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                limit_auth,
+            )),
+        )
         .fallback(not_found)
         .with_state(state)
+}
+
+/// Quotas for the account routes, per client address (the address of the TCP peer: behind a
+/// proxy every client shares the proxy's quota).
+async fn limit_auth(
+    State(state): State<HttpState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(Err(e)) = peer.map(|ip| state.commands.limit_client(ip, CommandClass::Auth)) {
+        return e.into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> Response {

@@ -175,6 +175,19 @@ impl Commands {
         self
     }
 
+    /// Spends one command of `class` from a client address's quota (for commands without a
+    /// user yet: register, login, refresh).
+    pub fn limit_client(
+        &self,
+        ip: std::net::IpAddr,
+        class: CommandClass,
+    ) -> Result<(), CommandError> {
+        match &self.limiter {
+            Some(l) => Ok(l.check(Subject::Client(ip), class)?),
+            None => Ok(()),
+        }
+    }
+
     /// Spends one command of `class` from `who`'s quota.
     pub(crate) fn limit(&self, who: &Principal, class: CommandClass) -> Result<(), CommandError> {
         match &self.limiter {
