@@ -52,6 +52,8 @@ pub enum CommandError {
     NoImageStore,
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
+    #[error(transparent)]
+    Account(#[from] crate::accounts::AccountError),
 }
 
 impl CommandError {
@@ -75,6 +77,7 @@ impl CommandError {
             CommandError::Db(_) => "UNAVAILABLE",
             CommandError::Overloaded { .. } => "OVERLOADED",
             CommandError::Media(e) => e.code(),
+            CommandError::Account(e) => e.code(),
             CommandError::StoredResult(_)
             | CommandError::NoImageStore
             | CommandError::Publish(_) => "INTERNAL",
@@ -100,6 +103,7 @@ impl CommandError {
             },
             CommandError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::Media(e) => e.status(),
+            CommandError::Account(e) => e.status(),
             CommandError::IdempotencyInProgress => StatusCode::CONFLICT,
             CommandError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             CommandError::Publish(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
@@ -119,6 +123,9 @@ impl CommandError {
             CommandError::Overloaded { retry_after, .. } => Some((*retry_after).max(1)),
             CommandError::Publish(e) if e.is_transient() => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             CommandError::Db(_) | CommandError::IdempotencyInProgress => {
+                Some(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
+            CommandError::Account(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(UNAVAILABLE_RETRY_AFTER_SECS)
             }
             CommandError::Media(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
@@ -141,6 +148,7 @@ impl CommandError {
             CommandError::Db(_) => "the event store is unavailable; retry later".to_owned(),
             CommandError::Overloaded { .. } => "the AI painter is busy; retry later".to_owned(),
             CommandError::Media(e) => e.public_message(),
+            CommandError::Account(e) => e.public_message(),
             e if e.status().is_server_error() => "internal error".to_owned(),
             other => other.to_string(),
         }

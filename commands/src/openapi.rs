@@ -21,6 +21,10 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/generations"),
     ("post", "/v1/generations/image-to-image"),
     ("post", "/v1/generations/{id}/cancel"),
+    ("post", "/v1/auth/register"),
+    ("post", "/v1/auth/login"),
+    ("post", "/v1/auth/refresh"),
+    ("put", "/v1/users/{id}/role"),
 ];
 
 pub async fn document() -> Json<Value> {
@@ -99,6 +103,31 @@ fn form_body(schema: Value) -> Value {
     json!({"required": true, "content": {"multipart/form-data": {"schema": schema}}})
 }
 
+fn session_responses(ok: &str, codes: &[(u16, &str)]) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(
+        ok.to_owned(),
+        json!({"description": "A session.",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}}),
+    );
+    for (code, description) in codes {
+        out.insert(
+            code.to_string(),
+            json!({"description": description,
+                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(out)
+}
+
+fn account_operation(summary: &str, ok: &str, body: Value, codes: &[(u16, &str)]) -> Value {
+    json!({
+        "summary": summary,
+        "requestBody": json_body(body),
+        "responses": session_responses(ok, codes),
+    })
+}
+
 fn spec() -> Value {
     let artwork = || {
         path_param(
@@ -131,6 +160,15 @@ fn spec() -> Value {
                     "id": {"type": "string", "description": "Id of what the command created (comment, exhibition, artwork, generation request)."},
                     "degraded": {"type": "boolean", "description": "Generation only: scaled down because the backlog is high."}
                 }},
+                "User": {"type": "object", "required": ["id", "displayName", "role"], "properties": {
+                    "id": {"type": "string"}, "displayName": {"type": "string"},
+                    "role": {"type": "string", "enum": ["visitor", "curator", "admin"]}}},
+                "Session": {"type": "object", "required": ["accessToken", "tokenType", "expiresIn", "refreshToken", "user"], "properties": {
+                    "accessToken": {"type": "string", "description": "The bearer token of every other command (a JWT)."},
+                    "tokenType": {"type": "string", "enum": ["Bearer"]},
+                    "expiresIn": {"type": "integer", "description": "Seconds."},
+                    "refreshToken": {"type": "string", "description": "Single use: each refresh returns a new one; a reused one revokes the login."},
+                    "user": {"$ref": "#/components/schemas/User"}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {
                     "error": {"type": "object", "required": ["code", "message"], "properties": {
                         "code": {"type": "string", "description": "Stable machine-readable code."},
@@ -215,6 +253,42 @@ fn spec() -> Value {
                         "width": {"type": "integer"}, "height": {"type": "integer"},
                         "requestId": {"type": "string", "format": "uuid"}}}))),
                     &with(&[409, 413, 415, 422])),
+            },
+            "/v1/auth/register": {
+                "post": account_operation("Create an account (a visitor) and log in.", "201",
+                    json!({"type": "object", "required": ["username", "password", "displayName"], "properties": {
+                        "username": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                        "password": {"type": "string", "minLength": 10, "maxLength": 256},
+                        "displayName": {"type": "string", "minLength": 1, "maxLength": 120}}}),
+                    &[(400, "Invalid input (INVALID_INPUT), naming the field."), (409, "USERNAME_TAKEN"), (429, "RATE_LIMITED"), (503, "UNAVAILABLE")]),
+            },
+            "/v1/auth/login": {
+                "post": account_operation("Log in.", "200",
+                    json!({"type": "object", "required": ["username", "password"], "properties": {
+                        "username": {"type": "string"}, "password": {"type": "string"}}}),
+                    &[(400, "INVALID_INPUT"), (401, "INVALID_CREDENTIALS"), (429, "RATE_LIMITED"), (503, "UNAVAILABLE")]),
+            },
+            "/v1/auth/refresh": {
+                "post": account_operation("Trade a refresh token for a new session.", "200",
+                    json!({"type": "object", "required": ["refreshToken"], "properties": {
+                        "refreshToken": {"type": "string"}}}),
+                    &[(400, "INVALID_INPUT"), (401, "INVALID_REFRESH_TOKEN"), (429, "RATE_LIMITED"), (503, "UNAVAILABLE")]),
+            },
+            "/v1/users/{id}/role": {
+                "put": {
+                    "summary": "Set a user's role (admins only).",
+                    "security": [{"bearer": []}],
+                    "parameters": [path_param("id", "User id.")],
+                    "requestBody": json_body(json!({"type": "object", "required": ["role"], "properties": {
+                        "role": {"type": "string", "enum": ["visitor", "curator", "admin"]}}})),
+                    "responses": {
+                        "200": {"description": "The account.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/User"}}}},
+                        "400": {"description": "INVALID_INPUT", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                        "401": {"description": "UNAUTHENTICATED", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                        "403": {"description": "FORBIDDEN", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                        "404": {"description": "NOT_FOUND", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                    },
+                },
             },
             "/v1/generations/{id}/cancel": {
                 "post": operation("Cancel a generation (the requester or an admin).",

@@ -1,6 +1,6 @@
 //! Why an account operation was refused or failed, and how HTTP shows it.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gallery_schemas::UserId;
 
@@ -10,7 +10,7 @@ use super::store::StoreError;
 use super::token::RandomError;
 use crate::auth::AuthError;
 use crate::db::DbError;
-use crate::json::{BodyRejection, error_response};
+use crate::json::BodyRejection;
 use crate::service::PublishError;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,28 +120,11 @@ impl AccountError {
     }
 }
 
+/// Account errors answer through the crate's one error type, so every route shows errors, sets
+/// `WWW-Authenticate` and `Retry-After`, and logs alike.
 impl IntoResponse for AccountError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, source = ?std::error::Error::source(&self), "account operation failed");
-        }
-        let mut response = error_response(status, self.code(), &self.public_message());
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"gallery\""),
-                );
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        response
+        crate::error::CommandError::from(self).into_response()
     }
 }
 
