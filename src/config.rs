@@ -218,6 +218,15 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The `GALLERY_<SECTION>__<KEY>` variables. Only sectioned names count, so the local stack's
+/// own variables (`GALLERY_STACK_DIR`, `GALLERY_KAFKA_PORT`, ...) and `GALLERY_LOG` or
+/// `GALLERY_CONFIG` are not taken for configuration keys.
+fn app_env() -> Env {
+    Env::prefixed("GALLERY_")
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
 /// Values given as command-line flags, the last layer.
 #[derive(Debug, Default, Serialize)]
 pub struct Overrides {
@@ -258,11 +267,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
-            .merge(
-                Env::prefixed("GALLERY_")
-                    .split("__")
-                    .ignore(&["log", "config"]),
-            )
+            .merge(app_env())
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;
@@ -595,6 +600,33 @@ mod tests {
         ))
         .extract();
         assert_eq!(c.map(|c| c.overload).ok(), Some(OverloadPolicy::Refuse));
+    }
+
+    #[test]
+    fn only_sectioned_variables_configure_and_flags_win() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GALLERY_STACK_DIR", "/somewhere");
+            jail.set_env("GALLERY_KAFKA_PORT", "19092");
+            jail.set_env("GALLERY_KAFKA__BROKERS", "env-broker:9092");
+            jail.set_env("GALLERY_KAFKA__TOPIC_PREFIX", "env.");
+            let from_env = Config::load(None, &Overrides::default())
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(from_env.kafka.brokers, "env-broker:9092");
+            assert_eq!(from_env.kafka.topic_prefix, "env.");
+            let flags = Overrides {
+                kafka: Some(KafkaOverrides {
+                    brokers: "flag-broker:9092".into(),
+                }),
+                ..Overrides::default()
+            };
+            let from_flags =
+                Config::load(None, &flags).map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(from_flags.kafka.brokers, "flag-broker:9092");
+            assert_eq!(from_flags.kafka.topic_prefix, "env.");
+            jail.set_env("GALLERY_KAFKA__NOPE", "1");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
     }
 
     #[test]
