@@ -603,6 +603,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // the closure's error type is figment's own
     fn only_sectioned_variables_configure_and_flags_win() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GALLERY_STACK_DIR", "/somewhere");
