@@ -191,6 +191,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         .await
         .map_err(kafka_error(config))?;
     let codec = EventCodec::new(&config.registry())?;
+    if roles.commands || roles.query_api {
+        // Writers register every schema (BACKWARD-checked by the registry) before any command.
+        codec.register_all(&config.topics()).await?;
+    }
     let keys = Arc::new(TokenKeys::from_secret(
         config.auth.jwt_secret.expose().as_bytes(),
     )?);

@@ -669,3 +669,42 @@ async fn the_openapi_document_describes_routes_that_exist() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_refuses_a_schema_that_breaks_backward_compatibility() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::COMMANDS).await;
+    let subject = format!(
+        "{}-gallery.interactions.LikeSet",
+        env.config.topics().interactions()
+    );
+    let url = format!("{}/subjects/{subject}/versions", env.config.registry.url);
+    let mut schema: Value =
+        serde_json::from_str(gallery_schemas::schema_of("gallery.interactions.LikeSet").unwrap())
+            .unwrap();
+    schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "weight", "type": "int"}));
+    let register = |schema: &Value| {
+        app.http
+            .post(&url)
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .json(&json!({"schema": schema.to_string()}))
+            .send()
+    };
+    let refused = register(&schema).await.unwrap();
+    assert_eq!(
+        refused.status().as_u16(),
+        409,
+        "{}",
+        refused.text().await.unwrap()
+    );
+    schema["fields"].as_array_mut().unwrap().pop();
+    schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "weight", "type": "int", "default": 1}));
+    assert!(register(&schema).await.unwrap().status().is_success());
+    app.stop().await;
+}

@@ -14,11 +14,13 @@ use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 
+use crate::events::Stream;
 use crate::events::{
     ArtworkAdded, ArtworkRemoved, ArtworkViewed, CommentDeleted, CommentPosted, Event,
     ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet, GenerationCancelled,
     GenerationRequested, LikeSet, UserRegistered,
 };
+use crate::topics::Topics;
 
 macro_rules! schema {
     ($name:literal) => {
@@ -64,6 +66,48 @@ pub const SCHEMAS: &[(&str, &str)] = &[
     schema!("gallery.generation.GenerationCancelled"),
 ];
 
+/// The stream (topic family) of a record, from its namespace `gallery.<stream>`.
+pub fn stream_of(record: &str) -> Option<Stream> {
+    match record.split('.').nth(1)? {
+        "users" => Some(Stream::Users),
+        "catalog" => Some(Stream::Catalog),
+        "interactions" => Some(Stream::Interactions),
+        "generation" => Some(Stream::Generation),
+        _ => None,
+    }
+}
+
+/// Sends a registry request with a JSON body and checks its status.
+async fn call(
+    request: reqwest::RequestBuilder,
+    subject: &str,
+    body: &serde_json::Value,
+) -> Result<(), CodecError> {
+    let response = request
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| CodecError::RegistryUnavailable {
+            message: e.to_string(),
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    if status.is_server_error() {
+        return Err(CodecError::RegistryUnavailable {
+            message: format!("{status}: {text}"),
+        });
+    }
+    Err(CodecError::Refused {
+        subject: subject.to_owned(),
+        status: status.as_u16(),
+        reason: text,
+    })
+}
+
 /// The schema text of a record, by full name.
 pub fn schema_of(record: &str) -> Option<&'static str> {
     SCHEMAS.iter().find(|(n, _)| *n == record).map(|(_, s)| *s)
@@ -88,6 +132,14 @@ pub enum CodecError {
     Invalid { reason: String },
     #[error("record {name} is not an event this version of Gallery knows")]
     UnknownRecord { name: String },
+    /// The registry refused a schema or setting (e.g. a schema incompatible with the
+    /// subject's earlier versions).
+    #[error("the schema registry refused {subject} ({status}): {reason}")]
+    Refused {
+        subject: String,
+        status: u16,
+        reason: String,
+    },
     #[error("could not set up the schema registry client: {message}")]
     Setup { message: String },
 }
@@ -117,6 +169,7 @@ impl CodecError {
 pub struct EventCodec {
     encoder: Arc<AvroEncoder>,
     decoder: Arc<AvroDecoder>,
+    registry: RegistryConfig,
 }
 
 impl EventCodec {
@@ -133,7 +186,44 @@ impl EventCodec {
         Ok(Self {
             encoder: Arc::new(AvroEncoder::new(settings()?)),
             decoder: Arc::new(AvroDecoder::new(settings()?)),
+            registry: config.clone(),
         })
+    }
+
+    /// Registers every event schema under its subject (`<topic>-<record>`) and sets the
+    /// subject's compatibility to BACKWARD, so the registry itself refuses a schema that cannot
+    /// read the events already written. A writer calls it at start: an incompatible schema
+    /// stops the process instead of failing its first command.
+    pub async fn register_all(&self, topics: &Topics) -> Result<(), CodecError> {
+        let client = reqwest::Client::builder()
+            .timeout(self.registry.timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| CodecError::Setup {
+                message: e.to_string(),
+            })?;
+        let base = self.registry.url.trim_end_matches('/');
+        for (record, schema) in SCHEMAS {
+            let topic = topics.of(stream_of(record).ok_or_else(|| CodecError::UnknownRecord {
+                name: (*record).to_owned(),
+            })?);
+            let subject = format!("{topic}-{record}");
+            let body = serde_json::json!({ "schema": schema });
+            call(
+                client.post(format!("{base}/subjects/{subject}/versions")),
+                &subject,
+                &body,
+            )
+            .await?;
+            let config = serde_json::json!({ "compatibility": "BACKWARD" });
+            call(
+                client.put(format!("{base}/config/{subject}")),
+                &subject,
+                &config,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Frames `event` for `topic`, registering its schema on first use.

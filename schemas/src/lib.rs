@@ -12,7 +12,9 @@ mod ids;
 mod text;
 mod topics;
 
-pub use codec::{CodecError, EventCodec, RegistryConfig, SCHEMAS, from_avro, schema_of, to_avro};
+pub use codec::{
+    CodecError, EventCodec, RegistryConfig, SCHEMAS, from_avro, schema_of, stream_of, to_avro,
+};
 pub use events::{
     ArtworkAdded, ArtworkRemoved, ArtworkViewed, CommentDeleted, CommentPosted, Event,
     ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet, GenerationCancelled,

@@ -175,6 +175,13 @@ fn every_event_type_round_trips_through_its_schema() {
 }
 
 #[test]
+fn every_record_belongs_to_the_stream_its_events_are_written_to() {
+    for event in samples() {
+        assert_eq!(stream_of(event.record_name()), Some(event.stream()));
+    }
+}
+
+#[test]
 fn every_schema_file_is_known_and_named_after_its_record() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
     let mut files = BTreeSet::new();
