@@ -91,7 +91,7 @@ impl TestEnv {
         keys.issue(&who, Duration::from_secs(3600)).unwrap()
     }
 
-    /// Waits until the `likes` projection has applied `offset` of `partition`.
+    /// Waits until the read-model projection has applied `offset` of `partition`.
     pub async fn wait_projected(&self, topic: &str, partition: i32, offset: i64) {
         let db = self.db().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -99,7 +99,7 @@ impl TestEnv {
             let row = db
                 .query_opt(
                     "SELECT next_offset FROM projection_offsets
-                     WHERE projection = 'likes' AND topic = $1 AND partition = $2",
+                     WHERE projection = 'read-model' AND topic = $1 AND partition = $2",
                     &[&topic, &partition],
                 )
                 .await
@@ -116,12 +116,12 @@ impl TestEnv {
         }
     }
 
-    /// How many messages the `likes` projection has applied, over all partitions.
+    /// How many messages the read-model projection has applied, over all partitions.
     pub async fn projected_count(&self) -> i64 {
         let db = self.db().await;
         db.query_one(
             "SELECT COALESCE(sum(next_offset), 0)::bigint FROM projection_offsets
-             WHERE projection = 'likes'",
+             WHERE projection = 'read-model'",
             &[],
         )
         .await
