@@ -62,6 +62,38 @@ impl TestEnv {
         Self { config, db_name }
     }
 
+    /// The same deployment (topics) with another, empty database: a rebuild of the read model.
+    pub async fn with_fresh_database(&self) -> TestEnv {
+        let mut config = self.config.clone();
+        let db_name = format!("gallery_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(base_config().postgres.url.expose()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("create test database");
+        let mut pg: tokio_postgres::Config = config.postgres.url.expose().parse().unwrap();
+        pg.dbname(&db_name);
+        config.postgres.url = Secret::new(pg_url(&pg));
+        TestEnv { config, db_name }
+    }
+
+    /// Waits until the read model has applied everything on the event topics now.
+    pub async fn wait_everything_projected(&self) {
+        let topics = self.config.topics();
+        for topic in [
+            topics.users(),
+            topics.catalog(),
+            topics.interactions(),
+            topics.generation(),
+        ] {
+            for (p, high) in self.end_offsets(&topic) {
+                if high > 0 {
+                    self.wait_projected(&topic, p, high - 1).await;
+                }
+            }
+        }
+    }
+
     pub async fn start(&self, roles: Roles) -> App {
         let running = gallery::start(&self.config, roles)
             .await
@@ -200,6 +232,14 @@ impl App {
     pub fn commands_url(&self, path: &str) -> String {
         let addr = self.running.as_ref().unwrap().commands_addr.unwrap();
         format!("http://{addr}{path}")
+    }
+
+    /// Read-model statements the GraphQL API has run so far.
+    pub fn query_statements(&self) -> usize {
+        self.running
+            .as_ref()
+            .and_then(|r| r.query_statements.as_ref())
+            .map_or(0, |c| c.get())
     }
 
     pub fn graphql_url(&self) -> String {
