@@ -441,7 +441,11 @@ async fn pages_walk_without_gaps_and_cost_a_constant_number_of_statements_and_a_
             .clone();
         for e in c["edges"].as_array().unwrap() {
             seen.push((
-                e["node"]["postedAt"].as_str().unwrap().to_owned(),
+                time::OffsetDateTime::parse(
+                    e["node"]["postedAt"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap(),
                 e["node"]["id"].as_str().unwrap().to_owned(),
             ));
         }
