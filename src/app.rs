@@ -93,6 +93,8 @@ pub struct Running {
     pub commands_addr: Option<SocketAddr>,
     /// Where the GraphQL API listens, if it runs.
     pub query_addr: Option<SocketAddr>,
+    /// Read-model statements the GraphQL API has run, if it runs.
+    pub query_statements: Option<gallery_query_api::StatementCounter>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -202,6 +204,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let mut tasks = JoinSet::new();
     let mut running_commands = None;
     let mut running_query = None;
+    let mut query_statements = None;
 
     if roles.projections || roles.query_api || roles.commands {
         let (mut client, connection) =
@@ -250,8 +253,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
 
     if let (true, Some(writes)) = (roles.query_api, writes) {
+        let read = gallery_query_api::ReadModel::new(pg_pool(config)?);
+        query_statements = Some(read.statements());
         let state = gallery_query_api::ApiState {
-            schema: gallery_query_api::build_schema(pg_pool(config)?, writes),
+            schema: gallery_query_api::build_schema(read, writes),
             keys: keys.clone(),
         };
         let listener = bind(config.query_api.listen).await?;
@@ -289,6 +294,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     Ok(Running {
         commands_addr: running_commands,
         query_addr: running_query,
+        query_statements,
         shutdown,
         tasks,
     })

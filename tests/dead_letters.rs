@@ -100,7 +100,7 @@ async fn invalid_messages_are_dead_lettered_and_the_projector_goes_on() {
             .expect("dead letters arrive")
             .unwrap();
         assert_eq!(header(&m, h::TOPIC), Some(topic.as_str()));
-        assert_eq!(header(&m, h::CONSUMER), Some("projection:likes"));
+        assert_eq!(header(&m, h::CONSUMER), Some("projection:read-model"));
         let position = (
             header(&m, h::PARTITION).unwrap().parse::<i32>().unwrap(),
             header(&m, h::OFFSET).unwrap().parse::<i64>().unwrap(),

@@ -20,6 +20,12 @@ pub enum ProjectionError {
         "topic {topic} does not exist (create it first; `gallery` creates its topics on start)"
     )]
     MissingTopic { topic: String },
+    #[error("stored {table}.{column} holds an unknown value {value:?}")]
+    Stored {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
     #[error("metadata lookup task failed")]
     Task(#[source] tokio::task::JoinError),
 }

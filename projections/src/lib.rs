@@ -2,8 +2,9 @@
 //!
 //! The Postgres projector applies a batch of facts and stores the next offset of every
 //! partition it read in the same transaction, and on start seeks to those stored offsets:
-//! Kafka's committed group offsets are advisory only. Like facts have set semantics (the
-//! latest fact per artwork and user wins), so replaying a fact changes nothing.
+//! Kafka's committed group offsets are advisory only. Every fold is idempotent besides: facts
+//! with set semantics (likes, favorites) keep the latest fact per artwork and user, and
+//! everything else is keyed by its event or entity id, so replaying an event changes nothing.
 
 mod dead_letter;
 mod error;
@@ -14,4 +15,4 @@ mod runner;
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
 pub use error::ProjectionError;
 pub use postgres::{PostgresStore, migrate};
-pub use runner::{Projector, ProjectorConfig};
+pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig};

@@ -1,16 +1,28 @@
-//! The Postgres read model of likes, and the offsets stored with it.
+//! The Postgres read model, and the offsets stored with it.
+
+mod catalog;
+mod generation;
+mod interactions;
+mod users;
 
 use std::collections::HashMap;
 
+use gallery_schemas::Event;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::error::ProjectionError;
-use crate::fold::{LikeBatch, LikeKey};
+use crate::fold::SetBatch;
+use crate::fold::catalog::CatalogBatch;
+use crate::fold::comments::CommentBatch;
+use crate::fold::generation::GenerationBatch;
+use crate::fold::users::UserBatch;
+use crate::fold::views::ViewBatch;
 
 /// Schema changes, applied in order, each once. Append only.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE projection_offsets (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE projection_offsets (
          projection  text    NOT NULL,
          topic       text    NOT NULL,
          partition   integer NOT NULL,
@@ -31,7 +43,128 @@ const MIGRATIONS: &[(i32, &str)] = &[(
          artwork_id text   PRIMARY KEY,
          like_count bigint NOT NULL DEFAULT 0 CHECK (like_count >= 0)
      );",
-)];
+    ),
+    (2, MIGRATION_2),
+];
+
+/// The read model of every event. The projection of the first migration folded likes only,
+/// under another name; its rows are dropped, so the new projection rebuilds them from the log
+/// together with everything else.
+const MIGRATION_2: &str = "
+    DELETE FROM projection_offsets WHERE projection = 'likes';
+    TRUNCATE artwork_likes, artwork_stats;
+    DROP INDEX artwork_likes_by_user;
+    CREATE INDEX artwork_likes_by_user ON artwork_likes (user_id, occurred_at_ms DESC, artwork_id DESC)
+        WHERE liked;
+    ALTER TABLE artwork_stats
+        ADD COLUMN favorite_count bigint NOT NULL DEFAULT 0 CHECK (favorite_count >= 0),
+        ADD COLUMN comment_count  bigint NOT NULL DEFAULT 0 CHECK (comment_count >= 0),
+        ADD COLUMN view_count     bigint NOT NULL DEFAULT 0 CHECK (view_count >= 0);
+    CREATE TABLE artwork_favorites (
+        artwork_id     text    NOT NULL,
+        user_id        text    NOT NULL,
+        favorited      boolean NOT NULL,
+        event_id       uuid    NOT NULL,
+        occurred_at_ms bigint  NOT NULL,
+        PRIMARY KEY (artwork_id, user_id)
+    );
+    CREATE INDEX artwork_favorites_by_user
+        ON artwork_favorites (user_id, occurred_at_ms DESC, artwork_id DESC) WHERE favorited;
+    CREATE TABLE like_buckets (
+        hour_ms    bigint NOT NULL,
+        artwork_id text   NOT NULL,
+        net_likes  bigint NOT NULL,
+        PRIMARY KEY (hour_ms, artwork_id)
+    );
+    CREATE TABLE artwork_views (
+        event_id     uuid   PRIMARY KEY,
+        artwork_id   text   NOT NULL,
+        user_id      text,
+        viewed_at_ms bigint NOT NULL
+    );
+    CREATE TABLE view_buckets (
+        hour_ms    bigint NOT NULL,
+        artwork_id text   NOT NULL,
+        views      bigint NOT NULL CHECK (views >= 0),
+        PRIMARY KEY (hour_ms, artwork_id)
+    );
+    CREATE TABLE comments (
+        comment_id    uuid    PRIMARY KEY,
+        artwork_id    text    NOT NULL,
+        user_id       text    NOT NULL,
+        body          text    NOT NULL,
+        posted_at_ms  bigint  NOT NULL,
+        deleted       boolean NOT NULL DEFAULT false,
+        deleted_by    text,
+        deleted_at_ms bigint
+    );
+    CREATE INDEX comments_by_artwork ON comments (artwork_id, posted_at_ms DESC, comment_id DESC)
+        WHERE NOT deleted;
+    CREATE TABLE users (
+        user_id          text   PRIMARY KEY,
+        display_name     text   NOT NULL,
+        role             text   NOT NULL CHECK (role IN ('visitor', 'curator', 'admin')),
+        registered_at_ms bigint NOT NULL
+    );
+    CREATE TABLE exhibitions (
+        exhibition_id   uuid   PRIMARY KEY,
+        curator_id      text   NOT NULL,
+        title           text   NOT NULL,
+        description     text   NOT NULL,
+        opens_at_ms     bigint NOT NULL,
+        closes_at_ms    bigint NOT NULL,
+        status          text   NOT NULL CHECK (status IN ('draft', 'published', 'closed')),
+        created_at_ms   bigint NOT NULL,
+        published_at_ms bigint,
+        closed_at_ms    bigint
+    );
+    CREATE INDEX exhibitions_by_schedule ON exhibitions (opens_at_ms, exhibition_id);
+    CREATE INDEX exhibitions_by_status ON exhibitions (status, opens_at_ms, exhibition_id);
+    CREATE TABLE artworks (
+        artwork_id         text    PRIMARY KEY,
+        exhibition_id      uuid    NOT NULL,
+        title              text    NOT NULL,
+        artist             text    NOT NULL,
+        year               integer,
+        style              text,
+        description        text    NOT NULL,
+        image_key          text    NOT NULL,
+        image_content_type text    NOT NULL,
+        image_width        integer NOT NULL,
+        image_height       integer NOT NULL,
+        added_by           text    NOT NULL,
+        added_at_ms        bigint  NOT NULL,
+        removed            boolean NOT NULL DEFAULT false,
+        removed_at_ms      bigint
+    );
+    CREATE INDEX artworks_by_added ON artworks (added_at_ms DESC, artwork_id DESC) WHERE NOT removed;
+    CREATE INDEX artworks_by_exhibition ON artworks (exhibition_id, added_at_ms DESC, artwork_id DESC)
+        WHERE NOT removed;
+    CREATE TABLE generation_jobs (
+        request_id        uuid    PRIMARY KEY,
+        user_id           text    NOT NULL,
+        mode              text    NOT NULL CHECK (mode IN ('text_to_image', 'image_to_image')),
+        prompt            text,
+        negative_prompt   text,
+        style             text    NOT NULL,
+        seed              bigint  NOT NULL,
+        steps             integer NOT NULL,
+        width             integer NOT NULL,
+        height            integer NOT NULL,
+        source_image_key  text,
+        degraded          boolean NOT NULL,
+        status            text    NOT NULL
+            CHECK (status IN ('requested', 'running', 'completed', 'failed', 'cancelled')),
+        requested_at_ms   bigint  NOT NULL,
+        cancelled_at_ms   bigint,
+        -- Filled by the AI painter's result events.
+        progress          real    CHECK (progress BETWEEN 0 AND 1),
+        result_image_keys text[]  NOT NULL DEFAULT '{}',
+        failure_reason    text,
+        finished_at_ms    bigint
+    );
+    CREATE INDEX generation_jobs_by_user ON generation_jobs (user_id, requested_at_ms DESC, request_id DESC);
+";
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
@@ -86,12 +219,43 @@ pub struct PostgresStore {
     projection: String,
 }
 
-/// A batch ready to be written: folded facts plus the next offset per partition.
+/// A (topic, partition) pair.
+pub type TopicPartition = (String, i32);
+
+/// A batch ready to be written: the folded events of every topic plus the next offset per
+/// partition.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub likes: LikeBatch,
-    /// partition -> offset of the next message to read.
-    pub next_offsets: HashMap<i32, i64>,
+    pub likes: SetBatch,
+    pub favorites: SetBatch,
+    pub comments: CommentBatch,
+    pub views: ViewBatch,
+    pub catalog: CatalogBatch,
+    pub users: UserBatch,
+    pub generation: GenerationBatch,
+    /// (topic, partition) -> offset of the next message to read.
+    pub next_offsets: HashMap<TopicPartition, i64>,
+}
+
+impl Batch {
+    /// Adds one event, in log order.
+    pub fn add(&mut self, event: &Event) {
+        match event {
+            Event::UserRegistered(e) => self.users.add(e),
+            Event::ExhibitionCreated(e) => self.catalog.add_created(e),
+            Event::ArtworkAdded(e) => self.catalog.add_added(e),
+            Event::ArtworkRemoved(e) => self.catalog.add_removed(e),
+            Event::ExhibitionPublished(e) => self.catalog.add_published(e),
+            Event::ExhibitionClosed(e) => self.catalog.add_closed(e),
+            Event::LikeSet(e) => self.likes.add_like(e),
+            Event::FavoriteSet(e) => self.favorites.add_favorite(e),
+            Event::CommentPosted(e) => self.comments.add_posted(e),
+            Event::CommentDeleted(e) => self.comments.add_deleted(e),
+            Event::ArtworkViewed(e) => self.views.add(e),
+            Event::GenerationRequested(e) => self.generation.add_requested(e),
+            Event::GenerationCancelled(e) => self.generation.add_cancelled(e),
+        }
+    }
 }
 
 impl PostgresStore {
@@ -101,43 +265,48 @@ impl PostgresStore {
         }
     }
 
-    /// The stored next offset of every partition of `topic` this projection has read.
+    /// The stored next offset of every partition this projection has read.
     pub async fn offsets(
         &self,
         client: &impl GenericClient,
-        topic: &str,
-    ) -> Result<HashMap<i32, i64>, ProjectionError> {
+    ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
         let rows = client
             .query(
-                "SELECT partition, next_offset FROM projection_offsets
-                 WHERE projection = $1 AND topic = $2",
-                &[&self.projection, &topic],
+                "SELECT topic, partition, next_offset FROM projection_offsets
+                 WHERE projection = $1",
+                &[&self.projection],
             )
             .await
             .map_err(ProjectionError::pg("read offsets"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
     }
 
     /// Applies `batch` and records its offsets in one transaction. Messages below the stored
     /// offsets were applied already (by an earlier run or a concurrent projector) and are
     /// skipped by the caller through [`PostgresStore::lock_offsets`].
-    pub async fn apply(
-        &self,
-        tx: &Transaction<'_>,
-        topic: &str,
-        batch: &Batch,
-    ) -> Result<(), ProjectionError> {
-        if !batch.likes.is_empty() {
-            apply_likes(tx, &batch.likes).await?;
+    pub async fn apply(&self, tx: &Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
+        users_and_jobs(tx, batch).await?;
+        if !batch.catalog.is_empty() {
+            catalog::apply(tx, &batch.catalog).await?;
         }
-        let (partitions, offsets): (Vec<i32>, Vec<i64>) =
-            batch.next_offsets.iter().map(|(p, o)| (*p, *o)).unzip();
+        interactions::apply(tx, batch).await?;
+        let mut topics = Vec::with_capacity(batch.next_offsets.len());
+        let mut partitions = Vec::with_capacity(batch.next_offsets.len());
+        let mut offsets = Vec::with_capacity(batch.next_offsets.len());
+        for ((t, p), o) in &batch.next_offsets {
+            topics.push(t.as_str());
+            partitions.push(*p);
+            offsets.push(*o);
+        }
         tx.execute(
             "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-             SELECT $1, $2, p, o FROM unnest($3::integer[], $4::bigint[]) AS t(p, o)
+             SELECT $1, t, p, o FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS x(t, p, o)
              ON CONFLICT (projection, topic, partition)
              DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset, excluded.next_offset)",
-            &[&self.projection, &topic, &partitions, &offsets],
+            &[&self.projection, &topics, &partitions, &offsets],
         )
         .await
         .map_err(ProjectionError::pg("store offsets"))?;
@@ -149,97 +318,42 @@ impl PostgresStore {
     pub async fn lock_offsets(
         &self,
         tx: &Transaction<'_>,
-        topic: &str,
-        partitions: &[i32],
-    ) -> Result<HashMap<i32, i64>, ProjectionError> {
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
+        let (topics, numbers): (Vec<&str>, Vec<i32>) =
+            partitions.iter().map(|(t, p)| (t.as_str(), *p)).unzip();
         tx.execute(
             "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-             SELECT $1, $2, p, 0 FROM unnest($3::integer[]) AS t(p)
+             SELECT $1, t, p, 0 FROM unnest($2::text[], $3::integer[]) AS x(t, p)
              ON CONFLICT DO NOTHING",
-            &[&self.projection, &topic, &partitions],
+            &[&self.projection, &topics, &numbers],
         )
         .await
         .map_err(ProjectionError::pg("create offset rows"))?;
         let rows = tx
             .query(
-                "SELECT partition, next_offset FROM projection_offsets
-                 WHERE projection = $1 AND topic = $2 AND partition = ANY($3)
-                 ORDER BY partition FOR UPDATE",
-                &[&self.projection, &topic, &partitions],
+                "SELECT o.topic, o.partition, o.next_offset FROM projection_offsets o
+                 JOIN unnest($2::text[], $3::integer[]) AS x(t, p)
+                   ON o.topic = x.t AND o.partition = x.p
+                 WHERE o.projection = $1
+                 ORDER BY o.topic, o.partition FOR UPDATE OF o",
+                &[&self.projection, &topics, &numbers],
             )
             .await
             .map_err(ProjectionError::pg("lock offsets"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
     }
 }
 
-async fn apply_likes(tx: &Transaction<'_>, likes: &LikeBatch) -> Result<(), ProjectionError> {
-    let (artworks, users): (Vec<&str>, Vec<&str>) =
-        likes.keys().map(|(a, u)| (a.as_str(), u.as_str())).unzip();
-    let rows = tx
-        .query(
-            "SELECT l.artwork_id, l.user_id, l.liked
-             FROM artwork_likes l
-             JOIN unnest($1::text[], $2::text[]) AS k(a, u) ON l.artwork_id = k.a AND l.user_id = k.u
-             ORDER BY l.artwork_id, l.user_id
-             FOR UPDATE OF l",
-            &[&artworks, &users],
-        )
-        .await
-        .map_err(ProjectionError::pg("read like states"))?;
-    let stored: HashMap<LikeKey, bool> = rows
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
-    let plan = likes.plan(&stored);
-
-    let mut a = Vec::with_capacity(plan.upserts.len());
-    let mut u = Vec::with_capacity(plan.upserts.len());
-    let mut liked = Vec::with_capacity(plan.upserts.len());
-    let mut ids = Vec::with_capacity(plan.upserts.len());
-    let mut at = Vec::with_capacity(plan.upserts.len());
-    for ((artwork, user), latest) in &plan.upserts {
-        a.push(artwork.as_str());
-        u.push(user.as_str());
-        liked.push(latest.liked);
-        ids.push(latest.event_id);
-        at.push(latest.occurred_at_ms);
+async fn users_and_jobs(tx: &Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
+    if !batch.users.is_empty() {
+        users::apply(tx, &batch.users).await?;
     }
-    tx.execute(
-        "INSERT INTO artwork_likes (artwork_id, user_id, liked, event_id, occurred_at_ms)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::uuid[], $5::bigint[])
-         ON CONFLICT (artwork_id, user_id) DO UPDATE
-         SET liked = excluded.liked, event_id = excluded.event_id,
-             occurred_at_ms = excluded.occurred_at_ms",
-        &[&a, &u, &liked, &ids, &at],
-    )
-    .await
-    .map_err(ProjectionError::pg("upsert likes"))?;
-
-    if !plan.count_deltas.is_empty() {
-        let (artworks, deltas): (Vec<&str>, Vec<i64>) = plan
-            .count_deltas
-            .iter()
-            .map(|(a, d)| (a.as_str(), *d))
-            .unzip();
-        // Create missing rows at 0, then add: a CHECK holds at every step, so a count can
-        // never be written below zero.
-        tx.execute(
-            "INSERT INTO artwork_stats (artwork_id)
-             SELECT unnest($1::text[]) ORDER BY 1
-             ON CONFLICT (artwork_id) DO NOTHING",
-            &[&artworks],
-        )
-        .await
-        .map_err(ProjectionError::pg("create like counts"))?;
-        tx.execute(
-            "UPDATE artwork_stats s SET like_count = s.like_count + d.delta
-             FROM unnest($1::text[], $2::bigint[]) AS d(artwork_id, delta)
-             WHERE s.artwork_id = d.artwork_id",
-            &[&artworks, &deltas],
-        )
-        .await
-        .map_err(ProjectionError::pg("update like counts"))?;
+    if !batch.generation.is_empty() {
+        generation::apply(tx, &batch.generation).await?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-use gallery_schemas::{Event, EventCodec, Topics};
+use gallery_schemas::{EventCodec, Stream, Topics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -14,7 +14,10 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::ProjectionError;
-use crate::postgres::{Batch, PostgresStore, migrate};
+use crate::postgres::{Batch, PostgresStore, TopicPartition, migrate};
+
+/// The name under which the Postgres read model stores its offsets.
+pub const DEFAULT_PROJECTION: &str = "read-model";
 
 /// How a projector connects and batches.
 #[derive(Debug, Clone)]
@@ -35,14 +38,15 @@ impl ProjectorConfig {
             brokers,
             postgres_url,
             topics,
-            projection: "likes".to_owned(),
+            projection: DEFAULT_PROJECTION.to_owned(),
             max_batch: 1000,
             batch_linger: Duration::from_millis(20),
         }
     }
 }
 
-/// Folds interaction facts into the Postgres read model.
+/// Folds the events of every topic (users, catalog, interactions, generation) into the
+/// Postgres read model.
 #[derive(Debug)]
 pub struct Projector {
     config: ProjectorConfig,
@@ -94,9 +98,16 @@ impl Projector {
     async fn session(&self) -> Result<(), ProjectionError> {
         let mut client = connect(&self.config.postgres_url).await?;
         migrate(&mut client).await?;
-        let topic = self.config.topics.interactions();
-        let partitions = partitions_of(&self.config.brokers, &topic).await?;
-        let stored = self.store.offsets(&client, &topic).await?;
+        let topics = self.config.topics.clone();
+        let streams = [
+            Stream::Users,
+            Stream::Catalog,
+            Stream::Interactions,
+            Stream::Generation,
+        ];
+        let names: Vec<String> = streams.iter().map(|s| topics.of(*s)).collect();
+        let partitions = partitions_of(&self.config.brokers, &names).await?;
+        let stored = self.store.offsets(&client).await?;
 
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.config.brokers)
@@ -115,23 +126,23 @@ impl Projector {
             .create()
             .map_err(ProjectionError::kafka("create consumer"))?;
         let mut assignment = TopicPartitionList::new();
-        for p in &partitions {
+        for tp in &partitions {
             let offset = stored
-                .get(p)
+                .get(tp)
                 .map_or(Offset::Beginning, |o| Offset::Offset(*o));
             assignment
-                .add_partition_offset(&topic, *p, offset)
+                .add_partition_offset(&tp.0, tp.1, offset)
                 .map_err(ProjectionError::kafka("build assignment"))?;
         }
         consumer
             .assign(&assignment)
             .map_err(ProjectionError::kafka("assign partitions"))?;
-        tracing::info!(%topic, partitions = partitions.len(), projection = %self.config.projection, "projector assigned");
+        tracing::info!(topics = ?names, partitions = partitions.len(), projection = %self.config.projection, "projector assigned");
 
         loop {
             let messages = self.next_batch(&consumer).await?;
-            let committed = self.process(&mut client, &topic, messages).await?;
-            advise(&consumer, &topic, &committed);
+            let committed = self.process(&mut client, messages).await?;
+            advise(&consumer, &committed);
         }
     }
 
@@ -160,21 +171,27 @@ impl Projector {
     async fn process(
         &self,
         client: &mut Client,
-        topic: &str,
         messages: Vec<OwnedMessage>,
-    ) -> Result<HashMap<i32, i64>, ProjectionError> {
+    ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
         let mut decoded = Vec::with_capacity(messages.len());
         for message in messages {
             let event = match self.codec.decode(message.payload()).await {
+                Ok(event) if self.config.topics.of(event.stream()) != message.topic() => {
+                    Err(format!(
+                        "a {} event does not belong on topic {}",
+                        event.record_name(),
+                        message.topic()
+                    ))
+                }
                 Ok(event) => Ok(event),
                 Err(e) if e.is_transient() => return Err(ProjectionError::Registry(e)),
                 Err(e) => Err(e.to_string()),
             };
             decoded.push((message, event));
         }
-        let partitions: Vec<i32> = decoded
+        let partitions: Vec<TopicPartition> = decoded
             .iter()
-            .map(|(m, _)| m.partition())
+            .map(|(m, _)| (m.topic().to_owned(), m.partition()))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -183,22 +200,21 @@ impl Projector {
             .transaction()
             .await
             .map_err(ProjectionError::pg("begin batch"))?;
-        let applied_up_to = self.store.lock_offsets(&tx, topic, &partitions).await?;
+        let applied_up_to = self.store.lock_offsets(&tx, &partitions).await?;
         let mut batch = Batch::default();
         for (message, event) in &decoded {
-            let (partition, offset) = (message.partition(), message.offset());
-            if offset < applied_up_to.get(&partition).copied().unwrap_or(0) {
+            let position = (message.topic().to_owned(), message.partition());
+            let offset = message.offset();
+            if offset < applied_up_to.get(&position).copied().unwrap_or(0) {
                 continue; // applied before this session
             }
             match event {
-                Ok(Event::LikeSet(fact)) => batch.likes.add(fact),
-                // Other facts are read models of their own (favorites, comments, views).
-                Ok(_) => {}
+                Ok(event) => batch.add(event),
                 Err(reason) => {
                     self.dead_letters
                         .send(&DeadLetter {
-                            topic: topic.to_owned(),
-                            partition,
+                            topic: position.0.clone(),
+                            partition: position.1,
                             offset,
                             key: message.key().map(<[u8]>::to_vec),
                             payload: message.payload().map(<[u8]>::to_vec),
@@ -207,29 +223,29 @@ impl Projector {
                         .await?;
                 }
             }
-            let next = batch.next_offsets.entry(partition).or_insert(0);
+            let next = batch.next_offsets.entry(position).or_insert(0);
             *next = (*next).max(offset + 1);
         }
         if batch.next_offsets.is_empty() {
             return Ok(HashMap::new());
         }
-        self.store.apply(&tx, topic, &batch).await?;
+        self.store.apply(&tx, &batch).await?;
         tx.commit()
             .await
             .map_err(ProjectionError::pg("commit batch"))?;
-        tracing::debug!(%topic, offsets = ?batch.next_offsets, "batch applied");
+        tracing::debug!(offsets = ?batch.next_offsets, "batch applied");
         Ok(batch.next_offsets)
     }
 }
 
 /// Commits the offsets to Kafka's group as well, so lag shows in Kafka's tools. Advisory only:
 /// the offsets in Postgres are the ones the projector seeks to.
-fn advise(consumer: &StreamConsumer, topic: &str, next_offsets: &HashMap<i32, i64>) {
+fn advise(consumer: &StreamConsumer, next_offsets: &HashMap<TopicPartition, i64>) {
     if next_offsets.is_empty() {
         return;
     }
     let mut tpl = TopicPartitionList::new();
-    for (p, o) in next_offsets {
+    for ((topic, p), o) in next_offsets {
         if tpl
             .add_partition_offset(topic, *p, Offset::Offset(*o))
             .is_err()
@@ -254,28 +270,35 @@ async fn connect(url: &str) -> Result<Client, ProjectionError> {
     Ok(client)
 }
 
-/// The partitions of `topic`, from the cluster's metadata.
-async fn partitions_of(brokers: &str, topic: &str) -> Result<Vec<i32>, ProjectionError> {
+/// The partitions of every topic in `topics`, from the cluster's metadata.
+async fn partitions_of(
+    brokers: &str,
+    topics: &[String],
+) -> Result<Vec<TopicPartition>, ProjectionError> {
     let brokers = brokers.to_owned();
-    let topic = topic.to_owned();
+    let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()
             .map_err(ProjectionError::kafka("create metadata client"))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(ProjectionError::kafka("fetch metadata"))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(ProjectionError::MissingTopic { topic });
+        let mut out = Vec::new();
+        for topic in topics {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(ProjectionError::kafka("fetch metadata"))?;
+            let partitions: Vec<TopicPartition> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| (topic.clone(), p.id())))
+                .collect();
+            if partitions.is_empty() {
+                return Err(ProjectionError::MissingTopic { topic });
+            }
+            out.extend(partitions);
         }
-        Ok(partitions)
+        Ok(out)
     })
     .await
     .map_err(ProjectionError::Task)?

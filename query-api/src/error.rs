@@ -12,6 +12,15 @@ pub enum QueryError {
     BadInput(#[from] gallery_schemas::IdError),
     #[error(transparent)]
     Unauthenticated(#[from] gallery_commands::AuthError),
+    #[error("{argument}: {reason}")]
+    InvalidArgument {
+        argument: &'static str,
+        reason: &'static str,
+    },
+    #[error("read model holds an unknown {column} {value:?}")]
+    Stored { column: &'static str, value: String },
+    #[error("read model query failed")]
+    Shared(#[source] std::sync::Arc<QueryError>),
     #[error("read model unavailable")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("read model query failed")]
@@ -28,9 +37,12 @@ pub enum QueryError {
 impl QueryError {
     pub fn code(&self) -> &'static str {
         match self {
-            QueryError::BadInput(_) => "BAD_USER_INPUT",
+            QueryError::BadInput(_) | QueryError::InvalidArgument { .. } => "BAD_USER_INPUT",
             QueryError::Unauthenticated(_) => "UNAUTHENTICATED",
-            QueryError::Pool(_) | QueryError::Postgres(_) => "INTERNAL",
+            QueryError::Pool(_)
+            | QueryError::Postgres(_)
+            | QueryError::Stored { .. }
+            | QueryError::Shared(_) => "INTERNAL",
             QueryError::Request(ParseRequestError::PayloadTooLarge)
             | QueryError::BodyTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
@@ -40,14 +52,14 @@ impl QueryError {
 
 impl ErrorExtensions for QueryError {
     fn extend(&self) -> async_graphql::Error {
-        if matches!(self, QueryError::Pool(_) | QueryError::Postgres(_)) {
+        let code = self.code();
+        if code == "INTERNAL" {
             tracing::error!(error = %self, source = ?std::error::Error::source(self), "query failed");
         }
-        let message = match self {
-            QueryError::Pool(_) | QueryError::Postgres(_) => "internal error".to_owned(),
-            other => other.to_string(),
+        let message = match code {
+            "INTERNAL" => "internal error".to_owned(),
+            _ => self.to_string(),
         };
-        let code = self.code();
         async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
     }
 }

@@ -5,9 +5,13 @@
 mod error;
 mod http;
 mod mutation;
+mod query;
+mod read;
 mod schema;
 
 pub use error::QueryError;
 pub use http::{ApiState, router};
 pub use mutation::{MutationRoot, Writes};
+pub use query::QueryRoot;
+pub use read::{ReadModel, StatementCounter};
 pub use schema::{Caller, GallerySchema, Viewer, build_schema};

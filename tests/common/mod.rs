@@ -62,6 +62,38 @@ impl TestEnv {
         Self { config, db_name }
     }
 
+    /// The same deployment (topics) with another, empty database: a rebuild of the read model.
+    pub async fn with_fresh_database(&self) -> TestEnv {
+        let mut config = self.config.clone();
+        let db_name = format!("gallery_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(base_config().postgres.url.expose()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("create test database");
+        let mut pg: tokio_postgres::Config = config.postgres.url.expose().parse().unwrap();
+        pg.dbname(&db_name);
+        config.postgres.url = Secret::new(pg_url(&pg));
+        TestEnv { config, db_name }
+    }
+
+    /// Waits until the read model has applied everything on the event topics now.
+    pub async fn wait_everything_projected(&self) {
+        let topics = self.config.topics();
+        for topic in [
+            topics.users(),
+            topics.catalog(),
+            topics.interactions(),
+            topics.generation(),
+        ] {
+            for (p, high) in self.end_offsets(&topic) {
+                if high > 0 {
+                    self.wait_projected(&topic, p, high - 1).await;
+                }
+            }
+        }
+    }
+
     pub async fn start(&self, roles: Roles) -> App {
         let running = gallery::start(&self.config, roles)
             .await
@@ -91,7 +123,7 @@ impl TestEnv {
         keys.issue(&who, Duration::from_secs(3600)).unwrap()
     }
 
-    /// Waits until the `likes` projection has applied `offset` of `partition`.
+    /// Waits until the read-model projection has applied `offset` of `partition`.
     pub async fn wait_projected(&self, topic: &str, partition: i32, offset: i64) {
         let db = self.db().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -99,7 +131,7 @@ impl TestEnv {
             let row = db
                 .query_opt(
                     "SELECT next_offset FROM projection_offsets
-                     WHERE projection = 'likes' AND topic = $1 AND partition = $2",
+                     WHERE projection = 'read-model' AND topic = $1 AND partition = $2",
                     &[&topic, &partition],
                 )
                 .await
@@ -116,12 +148,12 @@ impl TestEnv {
         }
     }
 
-    /// How many messages the `likes` projection has applied, over all partitions.
+    /// How many messages the read-model projection has applied, over all partitions.
     pub async fn projected_count(&self) -> i64 {
         let db = self.db().await;
         db.query_one(
             "SELECT COALESCE(sum(next_offset), 0)::bigint FROM projection_offsets
-             WHERE projection = 'likes'",
+             WHERE projection = 'read-model'",
             &[],
         )
         .await
@@ -200,6 +232,14 @@ impl App {
     pub fn commands_url(&self, path: &str) -> String {
         let addr = self.running.as_ref().unwrap().commands_addr.unwrap();
         format!("http://{addr}{path}")
+    }
+
+    /// Read-model statements the GraphQL API has run so far.
+    pub fn query_statements(&self) -> usize {
+        self.running
+            .as_ref()
+            .and_then(|r| r.query_statements.as_ref())
+            .map_or(0, |c| c.get())
     }
 
     pub fn graphql_url(&self) -> String {

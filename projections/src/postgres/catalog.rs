@@ -1,0 +1,158 @@
+//! `exhibitions` and `artworks`: rows read for update, moved on by the pure fold, written
+//! back whole. Catalog events are few, so rows are written one statement each.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::error::ProjectionError;
+use crate::fold::catalog::{ArtworkRow, CatalogBatch, ExhibitionRow, ExhibitionStatus};
+
+pub(super) async fn apply(
+    tx: &Transaction<'_>,
+    batch: &CatalogBatch,
+) -> Result<(), ProjectionError> {
+    let (exhibition_ids, artwork_ids) = batch.ids();
+    let stored_exhibitions = read_exhibitions(tx, &exhibition_ids).await?;
+    let stored_artworks = read_artworks(tx, &artwork_ids).await?;
+    let plan = batch.plan(&stored_exhibitions, &stored_artworks);
+    for x in &plan.exhibitions {
+        tx.execute(
+            "INSERT INTO exhibitions (exhibition_id, curator_id, title, description,
+                 opens_at_ms, closes_at_ms, status, created_at_ms, published_at_ms, closed_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (exhibition_id) DO UPDATE
+             SET status = excluded.status, published_at_ms = excluded.published_at_ms,
+                 closed_at_ms = excluded.closed_at_ms",
+            &[
+                &x.exhibition_id,
+                &x.curator_id,
+                &x.title,
+                &x.description,
+                &x.opens_at_ms,
+                &x.closes_at_ms,
+                &x.status.as_str(),
+                &x.created_at_ms,
+                &x.published_at_ms,
+                &x.closed_at_ms,
+            ],
+        )
+        .await
+        .map_err(ProjectionError::pg("upsert exhibition"))?;
+    }
+    for a in &plan.artworks {
+        tx.execute(
+            "INSERT INTO artworks (artwork_id, exhibition_id, title, artist, year, style,
+                 description, image_key, image_content_type, image_width, image_height,
+                 added_by, added_at_ms, removed, removed_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (artwork_id) DO UPDATE
+             SET removed = excluded.removed, removed_at_ms = excluded.removed_at_ms",
+            &[
+                &a.artwork_id,
+                &a.exhibition_id,
+                &a.title,
+                &a.artist,
+                &a.year,
+                &a.style,
+                &a.description,
+                &a.image_key,
+                &a.image_content_type,
+                &a.image_width,
+                &a.image_height,
+                &a.added_by,
+                &a.added_at_ms,
+                &a.removed_at_ms.is_some(),
+                &a.removed_at_ms,
+            ],
+        )
+        .await
+        .map_err(ProjectionError::pg("upsert artwork"))?;
+    }
+    Ok(())
+}
+
+async fn read_exhibitions(
+    tx: &Transaction<'_>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, ExhibitionRow>, ProjectionError> {
+    let rows = tx
+        .query(
+            "SELECT exhibition_id, curator_id, title, description, opens_at_ms, closes_at_ms,
+                    status, created_at_ms, published_at_ms, closed_at_ms
+             FROM exhibitions WHERE exhibition_id = ANY($1)
+             ORDER BY exhibition_id FOR UPDATE",
+            &[&ids],
+        )
+        .await
+        .map_err(ProjectionError::pg("read exhibitions"))?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let status: String = r.get(6);
+        let status = ExhibitionStatus::parse(&status).ok_or(ProjectionError::Stored {
+            table: "exhibitions",
+            column: "status",
+            value: status,
+        })?;
+        let id: Uuid = r.get(0);
+        out.insert(
+            id,
+            ExhibitionRow {
+                exhibition_id: id,
+                curator_id: r.get(1),
+                title: r.get(2),
+                description: r.get(3),
+                opens_at_ms: r.get(4),
+                closes_at_ms: r.get(5),
+                status,
+                created_at_ms: r.get(7),
+                published_at_ms: r.get(8),
+                closed_at_ms: r.get(9),
+            },
+        );
+    }
+    Ok(out)
+}
+
+async fn read_artworks(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<HashMap<String, ArtworkRow>, ProjectionError> {
+    let rows = tx
+        .query(
+            "SELECT artwork_id, exhibition_id, title, artist, year, style, description,
+                    image_key, image_content_type, image_width, image_height, added_by,
+                    added_at_ms, removed_at_ms
+             FROM artworks WHERE artwork_id = ANY($1)
+             ORDER BY artwork_id FOR UPDATE",
+            &[&ids],
+        )
+        .await
+        .map_err(ProjectionError::pg("read artworks"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            (
+                id.clone(),
+                ArtworkRow {
+                    artwork_id: id,
+                    exhibition_id: r.get(1),
+                    title: r.get(2),
+                    artist: r.get(3),
+                    year: r.get(4),
+                    style: r.get(5),
+                    description: r.get(6),
+                    image_key: r.get(7),
+                    image_content_type: r.get(8),
+                    image_width: r.get(9),
+                    image_height: r.get(10),
+                    added_by: r.get(11),
+                    added_at_ms: r.get(12),
+                    removed_at_ms: r.get(13),
+                },
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,300 @@
+//! Likes, favorites, comments, views, their counts in `artwork_stats` and their hour buckets.
+//! Each kind reads the stored state it touches (for update), plans with the pure fold, and
+//! writes in a few set-based statements, whatever the size of the batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::Batch;
+use crate::error::ProjectionError;
+use crate::fold::comments::{CommentBatch, StoredComment};
+use crate::fold::views::ViewBatch;
+use crate::fold::{SetBatch, SetKey, StatsDelta};
+
+/// The table of one kind of set fact.
+struct SetTable {
+    table: &'static str,
+    flag: &'static str,
+}
+
+const LIKES: SetTable = SetTable {
+    table: "artwork_likes",
+    flag: "liked",
+};
+const FAVORITES: SetTable = SetTable {
+    table: "artwork_favorites",
+    flag: "favorited",
+};
+
+pub(super) async fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
+    let mut stats: BTreeMap<String, StatsDelta> = BTreeMap::new();
+    if !batch.likes.is_empty() {
+        let plan = apply_sets(tx, &LIKES, &batch.likes).await?;
+        for (a, d) in &plan.count_deltas {
+            stats.entry(a.clone()).or_default().likes += d;
+        }
+        if !plan.bucket_deltas.is_empty() {
+            let (artworks, hours, deltas) = unzip_buckets(&plan.bucket_deltas);
+            tx.execute(
+                "INSERT INTO like_buckets (hour_ms, artwork_id, net_likes)
+                 SELECT h, a, d FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(a, h, d)
+                 ORDER BY h, a
+                 ON CONFLICT (hour_ms, artwork_id)
+                 DO UPDATE SET net_likes = like_buckets.net_likes + excluded.net_likes",
+                &[&artworks, &hours, &deltas],
+            )
+            .await
+            .map_err(ProjectionError::pg("update like buckets"))?;
+        }
+    }
+    if !batch.favorites.is_empty() {
+        let plan = apply_sets(tx, &FAVORITES, &batch.favorites).await?;
+        for (a, d) in &plan.count_deltas {
+            stats.entry(a.clone()).or_default().favorites += d;
+        }
+    }
+    if !batch.comments.is_empty() {
+        for (a, d) in apply_comments(tx, &batch.comments).await? {
+            stats.entry(a).or_default().comments += d;
+        }
+    }
+    if !batch.views.is_empty() {
+        for (a, d) in apply_views(tx, &batch.views).await? {
+            stats.entry(a).or_default().views += d;
+        }
+    }
+    stats.retain(|_, d| !d.is_zero());
+    if !stats.is_empty() {
+        apply_stats(tx, &stats).await?;
+    }
+    Ok(())
+}
+
+fn unzip_buckets(buckets: &BTreeMap<(String, i64), i64>) -> (Vec<&str>, Vec<i64>, Vec<i64>) {
+    let mut artworks = Vec::with_capacity(buckets.len());
+    let mut hours = Vec::with_capacity(buckets.len());
+    let mut deltas = Vec::with_capacity(buckets.len());
+    for ((a, h), d) in buckets {
+        artworks.push(a.as_str());
+        hours.push(*h);
+        deltas.push(*d);
+    }
+    (artworks, hours, deltas)
+}
+
+async fn apply_sets(
+    tx: &Transaction<'_>,
+    t: &SetTable,
+    batch: &SetBatch,
+) -> Result<crate::fold::SetPlan, ProjectionError> {
+    let (artworks, users): (Vec<&str>, Vec<&str>) =
+        batch.keys().map(|(a, u)| (a.as_str(), u.as_str())).unzip();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT s.artwork_id, s.user_id, s.{flag}, s.event_id
+                 FROM {table} s
+                 JOIN unnest($1::text[], $2::text[]) AS k(a, u)
+                   ON s.artwork_id = k.a AND s.user_id = k.u
+                 ORDER BY s.artwork_id, s.user_id
+                 FOR UPDATE OF s",
+                flag = t.flag,
+                table = t.table
+            ),
+            &[&artworks, &users],
+        )
+        .await
+        .map_err(ProjectionError::pg("read set states"))?;
+    let stored: HashMap<SetKey, (bool, Uuid)> = rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .collect();
+    let plan = batch.plan(&stored);
+    if !plan.upserts.is_empty() {
+        let mut a = Vec::with_capacity(plan.upserts.len());
+        let mut u = Vec::with_capacity(plan.upserts.len());
+        let mut on = Vec::with_capacity(plan.upserts.len());
+        let mut ids = Vec::with_capacity(plan.upserts.len());
+        let mut at = Vec::with_capacity(plan.upserts.len());
+        for ((artwork, user), fact) in &plan.upserts {
+            a.push(artwork.as_str());
+            u.push(user.as_str());
+            on.push(fact.on);
+            ids.push(fact.event_id);
+            at.push(fact.occurred_at_ms);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} (artwork_id, user_id, {flag}, event_id, occurred_at_ms)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::uuid[], $5::bigint[])
+                 ON CONFLICT (artwork_id, user_id) DO UPDATE
+                 SET {flag} = excluded.{flag}, event_id = excluded.event_id,
+                     occurred_at_ms = excluded.occurred_at_ms",
+                flag = t.flag,
+                table = t.table
+            ),
+            &[&a, &u, &on, &ids, &at],
+        )
+        .await
+        .map_err(ProjectionError::pg("upsert set states"))?;
+    }
+    Ok(plan)
+}
+
+async fn apply_comments(
+    tx: &Transaction<'_>,
+    batch: &CommentBatch,
+) -> Result<BTreeMap<String, i64>, ProjectionError> {
+    let ids = batch.ids();
+    let rows = tx
+        .query(
+            "SELECT comment_id, artwork_id, deleted FROM comments
+             WHERE comment_id = ANY($1) ORDER BY comment_id FOR UPDATE",
+            &[&ids],
+        )
+        .await
+        .map_err(ProjectionError::pg("read comments"))?;
+    let stored: HashMap<Uuid, StoredComment> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                StoredComment {
+                    artwork_id: r.get(1),
+                    deleted: r.get(2),
+                },
+            )
+        })
+        .collect();
+    let plan = batch.plan(&stored);
+    if !plan.inserts.is_empty() {
+        let mut ids = vec![];
+        let mut artworks = vec![];
+        let mut users = vec![];
+        let mut bodies = vec![];
+        let mut at = vec![];
+        for c in &plan.inserts {
+            ids.push(c.comment_id);
+            artworks.push(c.artwork_id.as_str());
+            users.push(c.user_id.as_str());
+            bodies.push(c.body.as_str());
+            at.push(c.posted_at_ms);
+        }
+        tx.execute(
+            "INSERT INTO comments (comment_id, artwork_id, user_id, body, posted_at_ms)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+             ON CONFLICT (comment_id) DO NOTHING",
+            &[&ids, &artworks, &users, &bodies, &at],
+        )
+        .await
+        .map_err(ProjectionError::pg("insert comments"))?;
+    }
+    if !plan.deletions.is_empty() {
+        let mut ids = vec![];
+        let mut by = vec![];
+        let mut at = vec![];
+        for d in &plan.deletions {
+            ids.push(d.comment_id);
+            by.push(d.deleted_by.as_str());
+            at.push(d.deleted_at_ms);
+        }
+        tx.execute(
+            "UPDATE comments c SET deleted = true, deleted_by = d.by, deleted_at_ms = d.at
+             FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(id, by, at)
+             WHERE c.comment_id = d.id AND NOT c.deleted",
+            &[&ids, &by, &at],
+        )
+        .await
+        .map_err(ProjectionError::pg("delete comments"))?;
+    }
+    Ok(plan.count_deltas)
+}
+
+async fn apply_views(
+    tx: &Transaction<'_>,
+    batch: &ViewBatch,
+) -> Result<BTreeMap<String, i64>, ProjectionError> {
+    let ids = batch.ids();
+    let rows = tx
+        .query(
+            "SELECT event_id FROM artwork_views WHERE event_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(ProjectionError::pg("read views"))?;
+    let stored: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let plan = batch.plan(&stored);
+    if plan.inserts.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut ids = vec![];
+    let mut artworks = vec![];
+    let mut users = vec![];
+    let mut at = vec![];
+    for v in &plan.inserts {
+        ids.push(v.event_id);
+        artworks.push(v.artwork_id.as_str());
+        users.push(v.user_id.as_deref());
+        at.push(v.viewed_at_ms);
+    }
+    tx.execute(
+        "INSERT INTO artwork_views (event_id, artwork_id, user_id, viewed_at_ms)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])",
+        &[&ids, &artworks, &users, &at],
+    )
+    .await
+    .map_err(ProjectionError::pg("insert views"))?;
+    let (artworks, hours, deltas) = unzip_buckets(&plan.bucket_deltas);
+    tx.execute(
+        "INSERT INTO view_buckets (hour_ms, artwork_id, views)
+         SELECT h, a, d FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(a, h, d)
+         ORDER BY h, a
+         ON CONFLICT (hour_ms, artwork_id)
+         DO UPDATE SET views = view_buckets.views + excluded.views",
+        &[&artworks, &hours, &deltas],
+    )
+    .await
+    .map_err(ProjectionError::pg("update view buckets"))?;
+    Ok(plan.count_deltas)
+}
+
+/// Creates missing stats rows at zero, then adds the deltas: a CHECK holds at every step, and
+/// none is evaluated on a proposed row of an `INSERT ... ON CONFLICT`.
+async fn apply_stats(
+    tx: &Transaction<'_>,
+    stats: &BTreeMap<String, StatsDelta>,
+) -> Result<(), ProjectionError> {
+    let mut artworks = Vec::with_capacity(stats.len());
+    let (mut likes, mut favorites, mut comments, mut views) = (vec![], vec![], vec![], vec![]);
+    for (a, d) in stats {
+        artworks.push(a.as_str());
+        likes.push(d.likes);
+        favorites.push(d.favorites);
+        comments.push(d.comments);
+        views.push(d.views);
+    }
+    tx.execute(
+        "INSERT INTO artwork_stats (artwork_id)
+         SELECT unnest($1::text[]) ORDER BY 1
+         ON CONFLICT (artwork_id) DO NOTHING",
+        &[&artworks],
+    )
+    .await
+    .map_err(ProjectionError::pg("create stats rows"))?;
+    tx.execute(
+        "UPDATE artwork_stats s
+         SET like_count = s.like_count + d.likes,
+             favorite_count = s.favorite_count + d.favorites,
+             comment_count = s.comment_count + d.comments,
+             view_count = s.view_count + d.views
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+              AS d(artwork_id, likes, favorites, comments, views)
+         WHERE s.artwork_id = d.artwork_id",
+        &[&artworks, &likes, &favorites, &comments, &views],
+    )
+    .await
+    .map_err(ProjectionError::pg("update stats"))?;
+    Ok(())
+}

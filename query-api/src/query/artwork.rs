@@ -1,0 +1,271 @@
+//! Artworks: catalog details, counts, the viewer's flags and comments.
+
+use std::sync::Arc;
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, ID, Object, SimpleObject};
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use super::loaders::{ArtworkOf, ExhibitionOf, FlagsOf, StatsOf};
+use super::page::{self, First};
+use super::{Exhibition, datetime, gql, loader, read, shared, viewer_id};
+use crate::read::{ArtworkRecord, CommentRecord, Stats};
+
+/// A painting in the gallery.
+#[derive(Debug)]
+pub struct Artwork {
+    id: String,
+    record: OnceCell<Option<Arc<ArtworkRecord>>>,
+}
+
+impl Artwork {
+    /// An artwork known by id only; its catalog record is loaded when asked for.
+    pub fn by_id(id: String) -> Self {
+        Self {
+            id,
+            record: OnceCell::new(),
+        }
+    }
+
+    pub fn from_record(record: ArtworkRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            record: OnceCell::new_with(Some(Some(Arc::new(record)))),
+        }
+    }
+
+    async fn record(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&ArtworkRecord>> {
+        let record = self
+            .record
+            .get_or_try_init(|| async {
+                loader(ctx)?
+                    .load_one(ArtworkOf(self.id.clone()))
+                    .await
+                    .map_err(shared)
+            })
+            .await?;
+        Ok(record.as_deref())
+    }
+
+    async fn flags(&self, ctx: &Context<'_>) -> async_graphql::Result<(bool, bool)> {
+        let Some(user) = viewer_id(ctx) else {
+            return Ok((false, false));
+        };
+        let flags = loader(ctx)?
+            .load_one(FlagsOf(user, self.id.clone()))
+            .await
+            .map_err(shared)?;
+        Ok(flags.unwrap_or((false, false)))
+    }
+
+    async fn counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {
+        let stats = loader(ctx)?
+            .load_one(StatsOf(self.id.clone()))
+            .await
+            .map_err(shared)?;
+        Ok(stats.unwrap_or_default())
+    }
+}
+
+/// An artwork's image in object storage.
+#[derive(Debug, SimpleObject)]
+pub struct ArtworkImage {
+    /// Object key, content-addressed (`images/sha256/<hex>.<ext>`).
+    key: String,
+    /// Width in pixels.
+    width: i32,
+    /// Height in pixels.
+    height: i32,
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    content_type: String,
+}
+
+/// An artwork's counts (never negative).
+#[derive(Debug, SimpleObject)]
+pub struct ArtworkStats {
+    /// Users who like it now.
+    likes: i64,
+    /// Users who have it among their favorites now.
+    favorites: i64,
+    /// Comments not deleted.
+    comments: i64,
+    /// Views, all time.
+    views: i64,
+}
+
+#[Object]
+impl Artwork {
+    /// The artwork's id.
+    async fn id(&self) -> ID {
+        ID(self.id.clone())
+    }
+
+    /// Whether the artwork is in the catalog (added to an exhibition); its catalog fields are
+    /// null otherwise.
+    async fn in_catalog(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(self.record(ctx).await?.is_some())
+    }
+
+    /// The title.
+    async fn title(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(self.record(ctx).await?.map(|r| r.title.clone()))
+    }
+
+    /// Who painted it.
+    async fn artist(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(self.record(ctx).await?.map(|r| r.artist.clone()))
+    }
+
+    /// The year it was made, if known.
+    async fn year(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
+        Ok(self.record(ctx).await?.and_then(|r| r.year))
+    }
+
+    /// Its style, if given.
+    async fn style(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(self.record(ctx).await?.and_then(|r| r.style.clone()))
+    }
+
+    /// The curator's description.
+    async fn description(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(self.record(ctx).await?.map(|r| r.description.clone()))
+    }
+
+    /// The image.
+    async fn image(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ArtworkImage>> {
+        Ok(self.record(ctx).await?.map(|r| ArtworkImage {
+            key: r.image_key.clone(),
+            width: r.image_width,
+            height: r.image_height,
+            content_type: r.image_content_type.clone(),
+        }))
+    }
+
+    /// When it was added to its exhibition.
+    async fn added_at(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<OffsetDateTime>> {
+        Ok(self.record(ctx).await?.map(|r| datetime(r.added_at_ms)))
+    }
+
+    /// Whether the curator took it out of its exhibition.
+    async fn removed(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(self.record(ctx).await?.is_some_and(|r| r.removed))
+    }
+
+    /// The exhibition it belongs to.
+    async fn exhibition(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Exhibition>> {
+        let Some(id) = self.record(ctx).await?.map(|r| r.exhibition_id) else {
+            return Ok(None);
+        };
+        let found = loader(ctx)?
+            .load_one(ExhibitionOf(id))
+            .await
+            .map_err(shared)?;
+        Ok(found.map(Exhibition::from))
+    }
+
+    /// Likes, favorites, comments and views.
+    async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<ArtworkStats> {
+        let s = self.counts(ctx).await?;
+        Ok(ArtworkStats {
+            likes: s.likes,
+            favorites: s.favorites,
+            comments: s.comments,
+            views: s.views,
+        })
+    }
+
+    /// How many users like this artwork now (each user counts once; never negative).
+    async fn like_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.counts(ctx).await?.likes)
+    }
+
+    /// Whether the signed-in viewer likes this artwork; false for anonymous viewers.
+    async fn viewer_has_liked(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(self.flags(ctx).await?.0)
+    }
+
+    /// Whether the signed-in viewer has it among their favorites; false for anonymous viewers.
+    async fn viewer_has_favorited(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(self.flags(ctx).await?.1)
+    }
+
+    /// Comments, newest first (deleted ones are gone).
+    async fn comments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many (1 to 100, default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Comment>> {
+        let first = First::parse(first).map_err(gql)?;
+        let after = page::decode_uuid(after.as_deref()).map_err(gql)?;
+        let had_cursor = after.is_some();
+        let rows = read(ctx)?
+            .comments_page(&self.id, after, first.fetch())
+            .await
+            .map_err(gql)?;
+        Ok(page::connection(
+            rows,
+            first,
+            had_cursor,
+            |c| (c.posted_at_ms, c.id.to_string()),
+            Comment,
+        ))
+    }
+}
+
+/// A page of artworks on show, newest first.
+pub(super) async fn page(
+    ctx: &Context<'_>,
+    exhibition: Option<Uuid>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<String, Artwork>> {
+    let first = First::parse(first).map_err(gql)?;
+    let after = page::decode(after.as_deref()).map_err(gql)?;
+    let had_cursor = after.is_some();
+    let rows = read(ctx)?
+        .artworks_page(exhibition, after, first.fetch())
+        .await
+        .map_err(gql)?;
+    Ok(page::connection(
+        rows,
+        first,
+        had_cursor,
+        |r| (r.added_at_ms, r.id.clone()),
+        Artwork::from_record,
+    ))
+}
+
+/// A comment on an artwork.
+#[derive(Debug)]
+pub struct Comment(CommentRecord);
+
+#[Object]
+impl Comment {
+    /// The comment's id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// The artwork it is about.
+    async fn artwork(&self) -> Artwork {
+        Artwork::by_id(self.0.artwork_id.clone())
+    }
+
+    /// Who wrote it (a user id).
+    async fn author(&self) -> ID {
+        ID(self.0.user_id.clone())
+    }
+
+    /// The text.
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    /// When it was posted.
+    async fn posted_at(&self) -> OffsetDateTime {
+        datetime(self.0.posted_at_ms)
+    }
+}

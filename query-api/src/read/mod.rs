@@ -1,0 +1,282 @@
+//! The read model as the GraphQL API sees it: one function per query, each a single SQL
+//! statement, counted, so tests can hold the number of statements of a request constant.
+
+pub(crate) mod records;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::error::QueryError;
+pub use records::{ArtworkRecord, CommentRecord, ExhibitionRecord, JobRecord, MarkRecord, Stats};
+
+/// How many read-model statements the API has run (the N+1 guard of the tests).
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(Arc<AtomicUsize>);
+
+impl StatementCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A keyset position: the sort time (milliseconds) and the id that breaks ties.
+pub type After<I> = Option<(i64, I)>;
+
+/// Which set fact a list is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Likes,
+    Favorites,
+}
+
+/// What popularity counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    Likes,
+    Views,
+}
+
+/// The read model behind a connection pool.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    pool: Pool,
+    statements: StatementCounter,
+}
+
+const ARTWORK_COLUMNS: &str = "artwork_id, exhibition_id, title, artist, year, style, description,
+    image_key, image_content_type, image_width, image_height, added_at_ms, removed";
+const EXHIBITION_COLUMNS: &str = "exhibition_id, curator_id, title, description, opens_at_ms,
+    closes_at_ms, status, created_at_ms, published_at_ms, closed_at_ms";
+const JOB_COLUMNS: &str = "request_id, user_id, mode, prompt, negative_prompt, style, seed, steps,
+    width, height, degraded, status, requested_at_ms, cancelled_at_ms, progress,
+    result_image_keys, failure_reason";
+
+impl ReadModel {
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            statements: StatementCounter::default(),
+        }
+    }
+
+    /// The counter of statements run through this read model (shared by its clones).
+    pub fn statements(&self) -> StatementCounter {
+        self.statements.clone()
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, QueryError> {
+        self.statements.bump();
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    pub async fn artworks(&self, ids: &[String]) -> Result<Vec<ArtworkRecord>, QueryError> {
+        let sql = format!("SELECT {ARTWORK_COLUMNS} FROM artworks WHERE artwork_id = ANY($1)");
+        let rows = self.query(&sql, &[&ids]).await?;
+        Ok(rows.iter().map(ArtworkRecord::from_row).collect())
+    }
+
+    /// Artworks not removed, newest first, optionally of one exhibition.
+    pub async fn artworks_page(
+        &self,
+        exhibition: Option<Uuid>,
+        after: After<String>,
+        limit: i64,
+    ) -> Result<Vec<ArtworkRecord>, QueryError> {
+        let (at, id) = after.unzip();
+        let sql = format!(
+            "SELECT {ARTWORK_COLUMNS} FROM artworks
+             WHERE NOT removed AND ($1::uuid IS NULL OR exhibition_id = $1)
+               AND ($2::bigint IS NULL OR (added_at_ms, artwork_id) < ($2, $3::text))
+             ORDER BY added_at_ms DESC, artwork_id DESC LIMIT $4"
+        );
+        let rows = self.query(&sql, &[&exhibition, &at, &id, &limit]).await?;
+        Ok(rows.iter().map(ArtworkRecord::from_row).collect())
+    }
+
+    pub async fn exhibitions(&self, ids: &[Uuid]) -> Result<Vec<ExhibitionRecord>, QueryError> {
+        let sql =
+            format!("SELECT {EXHIBITION_COLUMNS} FROM exhibitions WHERE exhibition_id = ANY($1)");
+        let rows = self.query(&sql, &[&ids]).await?;
+        rows.iter().map(ExhibitionRecord::from_row).collect()
+    }
+
+    /// Exhibitions by schedule (opening first), optionally in one status.
+    pub async fn exhibitions_page(
+        &self,
+        status: Option<&str>,
+        after: After<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ExhibitionRecord>, QueryError> {
+        let (at, id) = after.unzip();
+        let sql = format!(
+            "SELECT {EXHIBITION_COLUMNS} FROM exhibitions
+             WHERE ($1::text IS NULL OR status = $1)
+               AND ($2::bigint IS NULL OR (opens_at_ms, exhibition_id) > ($2, $3::uuid))
+             ORDER BY opens_at_ms, exhibition_id LIMIT $4"
+        );
+        let rows = self.query(&sql, &[&status, &at, &id, &limit]).await?;
+        rows.iter().map(ExhibitionRecord::from_row).collect()
+    }
+
+    pub async fn stats(&self, ids: &[String]) -> Result<Vec<(String, Stats)>, QueryError> {
+        let rows = self
+            .query(
+                "SELECT artwork_id, like_count, favorite_count, comment_count, view_count
+                 FROM artwork_stats WHERE artwork_id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Stats {
+                        likes: r.get(1),
+                        favorites: r.get(2),
+                        comments: r.get(3),
+                        views: r.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// (liked, favorited) of (user, artwork) pairs; pairs never set are left out.
+    pub async fn flags(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<((String, String), (bool, bool))>, QueryError> {
+        let (users, artworks): (Vec<&str>, Vec<&str>) =
+            pairs.iter().map(|(u, a)| (u.as_str(), a.as_str())).unzip();
+        let rows = self
+            .query(
+                "SELECT k.u, k.a, COALESCE(l.liked, false), COALESCE(f.favorited, false)
+                 FROM unnest($1::text[], $2::text[]) AS k(u, a)
+                 LEFT JOIN artwork_likes l ON l.user_id = k.u AND l.artwork_id = k.a
+                 LEFT JOIN artwork_favorites f ON f.user_id = k.u AND f.artwork_id = k.a",
+                &[&users, &artworks],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+            .collect())
+    }
+
+    /// Comments of an artwork not deleted, newest first.
+    pub async fn comments_page(
+        &self,
+        artwork: &str,
+        after: After<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<CommentRecord>, QueryError> {
+        let (at, id) = after.unzip();
+        let rows = self
+            .query(
+                "SELECT comment_id, artwork_id, user_id, body, posted_at_ms FROM comments
+                 WHERE artwork_id = $1 AND NOT deleted
+                   AND ($2::bigint IS NULL OR (posted_at_ms, comment_id) < ($2, $3::uuid))
+                 ORDER BY posted_at_ms DESC, comment_id DESC LIMIT $4",
+                &[&artwork, &at, &id, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(CommentRecord::from_row).collect())
+    }
+
+    /// The artworks a user likes (or favorites) now, newest first.
+    pub async fn marks_page(
+        &self,
+        mark: Mark,
+        user: &str,
+        after: After<String>,
+        limit: i64,
+    ) -> Result<Vec<MarkRecord>, QueryError> {
+        let (at, id) = after.unzip();
+        let sql = match mark {
+            Mark::Likes => {
+                "SELECT artwork_id, occurred_at_ms FROM artwork_likes
+                 WHERE user_id = $1 AND liked
+                   AND ($2::bigint IS NULL OR (occurred_at_ms, artwork_id) < ($2, $3::text))
+                 ORDER BY occurred_at_ms DESC, artwork_id DESC LIMIT $4"
+            }
+            Mark::Favorites => {
+                "SELECT artwork_id, occurred_at_ms FROM artwork_favorites
+                 WHERE user_id = $1 AND favorited
+                   AND ($2::bigint IS NULL OR (occurred_at_ms, artwork_id) < ($2, $3::text))
+                 ORDER BY occurred_at_ms DESC, artwork_id DESC LIMIT $4"
+            }
+        };
+        let rows = self.query(sql, &[&user, &at, &id, &limit]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| MarkRecord {
+                artwork_id: r.get(0),
+                at_ms: r.get(1),
+            })
+            .collect())
+    }
+
+    /// A user's generation jobs, newest first.
+    pub async fn jobs_page(
+        &self,
+        user: &str,
+        after: After<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, QueryError> {
+        let (at, id) = after.unzip();
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM generation_jobs
+             WHERE user_id = $1
+               AND ($2::bigint IS NULL OR (requested_at_ms, request_id) < ($2, $3::uuid))
+             ORDER BY requested_at_ms DESC, request_id DESC LIMIT $4"
+        );
+        let rows = self.query(&sql, &[&user, &at, &id, &limit]).await?;
+        Ok(rows.iter().map(JobRecord::from_row).collect())
+    }
+
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueryError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM generation_jobs WHERE request_id = $1");
+        let rows = self.query(&sql, &[&id]).await?;
+        Ok(rows.first().map(JobRecord::from_row))
+    }
+
+    /// Artworks by net likes (or views) in the hour buckets from `since_ms` on, most first;
+    /// artworks with no net gain are left out.
+    pub async fn popular(
+        &self,
+        measure: Measure,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, QueryError> {
+        let sql = match measure {
+            Measure::Likes => {
+                "SELECT artwork_id, sum(net_likes)::bigint AS score FROM like_buckets
+                 WHERE hour_ms >= $1 GROUP BY artwork_id HAVING sum(net_likes) > 0
+                 ORDER BY score DESC, artwork_id LIMIT $2"
+            }
+            Measure::Views => {
+                "SELECT artwork_id, sum(views)::bigint AS score FROM view_buckets
+                 WHERE hour_ms >= $1 GROUP BY artwork_id HAVING sum(views) > 0
+                 ORDER BY score DESC, artwork_id LIMIT $2"
+            }
+        };
+        let rows = self.query(sql, &[&since_ms, &limit]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
