@@ -164,12 +164,8 @@ struct Caller {
 }
 
 impl Caller {
-    /// Authenticates the caller (their quota of `class` is spent by the command itself).
-    fn of(
-        state: &HttpState,
-        headers: &HeaderMap,
-        _class: CommandClass,
-    ) -> Result<Self, CommandError> {
+    /// Authenticates the caller (the command itself spends their quota).
+    fn of(state: &HttpState, headers: &HeaderMap) -> Result<Self, CommandError> {
         let who = principal(state, headers)?;
         let key = idempotency_key(headers)?;
         Ok(Self { who, key })
@@ -207,7 +203,7 @@ macro_rules! set_fact {
             headers: HeaderMap,
             Path(id): Path<String>,
         ) -> Reply {
-            let caller = Caller::of(&state, &headers, CommandClass::Interactions)?;
+            let caller = Caller::of(&state, &headers)?;
             let artwork = artwork(&id)?;
             let done = state
                 .commands
@@ -236,7 +232,7 @@ async fn post_comment(
     Path(id): Path<String>,
     Body(input): Body<CommentBody>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Interactions)?;
+    let caller = Caller::of(&state, &headers)?;
     let artwork = artwork(&id)?;
     let done = state
         .commands
@@ -251,7 +247,7 @@ async fn delete_comment(
     headers: HeaderMap,
     Path((id, comment)): Path<(String, String)>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Interactions)?;
+    let caller = Caller::of(&state, &headers)?;
     let artwork = artwork(&id)?;
     let comment = uuid("comment id", &comment)?;
     let done = state
@@ -303,7 +299,7 @@ async fn create_exhibition(
     headers: HeaderMap,
     Body(input): Body<ExhibitionBody>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
+    let caller = Caller::of(&state, &headers)?;
     let input = NewExhibition {
         title: input.title,
         description: input.description,
@@ -400,7 +396,7 @@ async fn add_artwork(
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
+    let caller = Caller::of(&state, &headers)?;
     let exhibition = uuid("exhibition id", &id)?;
     let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
     let mut form = Form::read(multipart, "image").await?;
@@ -427,7 +423,7 @@ async fn remove_artwork(
     headers: HeaderMap,
     Path((id, art)): Path<(String, String)>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
+    let caller = Caller::of(&state, &headers)?;
     let exhibition = uuid("exhibition id", &id)?;
     let artwork = artwork(&art)?;
     let done = state
@@ -437,35 +433,26 @@ async fn remove_artwork(
     Ok(AcceptedResponse(done))
 }
 
-#[tracing::instrument(skip_all, fields(exhibition = %id))]
-async fn publish_exhibition(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
-    let exhibition = uuid("exhibition id", &id)?;
-    let done = state
-        .commands
-        .publish_exhibition(&caller.cx(), exhibition)
-        .await?;
-    Ok(AcceptedResponse(done))
+/// A command on one thing named by a UUID in the path, with no body.
+macro_rules! uuid_action {
+    ($name:ident, $method:ident, $what:literal) => {
+        #[tracing::instrument(skip_all, fields(id = %id))]
+        async fn $name(
+            State(state): State<HttpState>,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+        ) -> Reply {
+            let caller = Caller::of(&state, &headers)?;
+            let id = uuid($what, &id)?;
+            let done = state.commands.$method(&caller.cx(), id).await?;
+            Ok(AcceptedResponse(done))
+        }
+    };
 }
 
-#[tracing::instrument(skip_all, fields(exhibition = %id))]
-async fn close_exhibition(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Catalog)?;
-    let exhibition = uuid("exhibition id", &id)?;
-    let done = state
-        .commands
-        .close_exhibition(&caller.cx(), exhibition)
-        .await?;
-    Ok(AcceptedResponse(done))
-}
+uuid_action!(publish_exhibition, publish_exhibition, "exhibition id");
+uuid_action!(close_exhibition, close_exhibition, "exhibition id");
+uuid_action!(cancel_generation, cancel_generation, "request id");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -486,7 +473,7 @@ async fn text_to_image(
     headers: HeaderMap,
     Body(input): Body<TextToImageBody>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Generation)?;
+    let caller = Caller::of(&state, &headers)?;
     let request = GenerationInput {
         mode: GenerationMode::TextToImage,
         params: Params {
@@ -514,7 +501,7 @@ async fn image_to_image(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Generation)?;
+    let caller = Caller::of(&state, &headers)?;
     let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
     let mut form = Form::read(multipart, "photo").await?;
     let request_id = form
@@ -539,21 +526,6 @@ async fn image_to_image(
     let done = state
         .commands
         .request_generation(&caller.cx(), request)
-        .await?;
-    Ok(AcceptedResponse(done))
-}
-
-#[tracing::instrument(skip_all, fields(request = %id))]
-async fn cancel_generation(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    let caller = Caller::of(&state, &headers, CommandClass::Generation)?;
-    let request = uuid("request id", &id)?;
-    let done = state
-        .commands
-        .cancel_generation(&caller.cx(), request)
         .await?;
     Ok(AcceptedResponse(done))
 }

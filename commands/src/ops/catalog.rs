@@ -11,6 +11,15 @@ use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context, ImageKind, now_ms};
 use crate::state;
 
+/// A rule deciding an exhibition-wide change (publish, close).
+type ExhibitionRule = fn(
+    &crate::auth::Principal,
+    Option<&crate::decide::catalog::ExhibitionState>,
+    Uuid,
+    Uuid,
+    i64,
+) -> Result<gallery_schemas::Event, crate::decide::Refusal>;
+
 /// An artwork to add: its details and the uploaded image's bytes.
 #[derive(Debug, Clone)]
 pub struct ArtworkUpload {
@@ -147,27 +156,8 @@ impl Commands {
         cx: &Context<'_>,
         exhibition_id: Uuid,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"exhibition": exhibition_id});
-        self.once(
-            cx,
-            ("publish_exhibition", CommandClass::Catalog),
-            request,
-            |ids| async move {
-                let mut client = self.client().await?;
-                let tx = Self::begin(&mut client).await?;
-                let current = state::exhibition(&tx, exhibition_id).await?;
-                let event = rules::publish(
-                    cx.who,
-                    current.as_ref(),
-                    exhibition_id,
-                    ids.id("event"),
-                    now_ms(),
-                )?;
-                self.publish_in(tx, event, Some(exhibition_id.to_string()))
-                    .await
-            },
-        )
-        .await
+        self.transition(cx, "publish_exhibition", exhibition_id, rules::publish)
+            .await
     }
 
     /// A curator closes an exhibition; it takes no more changes.
@@ -177,16 +167,28 @@ impl Commands {
         cx: &Context<'_>,
         exhibition_id: Uuid,
     ) -> Result<Accepted, CommandError> {
+        self.transition(cx, "close_exhibition", exhibition_id, rules::close)
+            .await
+    }
+
+    /// An exhibition-wide change decided by `rule` on the locked exhibition state.
+    async fn transition(
+        &self,
+        cx: &Context<'_>,
+        command: &str,
+        exhibition_id: Uuid,
+        rule: ExhibitionRule,
+    ) -> Result<Accepted, CommandError> {
         let request = json!({"exhibition": exhibition_id});
         self.once(
             cx,
-            ("close_exhibition", CommandClass::Catalog),
+            (command, CommandClass::Catalog),
             request,
             |ids| async move {
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
                 let current = state::exhibition(&tx, exhibition_id).await?;
-                let event = rules::close(
+                let event = rule(
                     cx.who,
                     current.as_ref(),
                     exhibition_id,
