@@ -168,7 +168,7 @@ const MIGRATION_2: &str = "
 ";
 
 /// Key of the advisory lock that serialises migrations between processes.
-const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
+pub(crate) const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
 
 /// Brings the read model up to date: the generations layout (see [`crate::generations`]),
 /// the live generation's tables, and the views over them in `public`. Safe to call from

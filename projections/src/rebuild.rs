@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::error::ProjectionError;
 use crate::generations::{self, Generation};
-use crate::postgres::{TopicPartition, create_generation, offsets_in};
+use crate::postgres::{MIGRATION_LOCK, TopicPartition, create_generation, offsets_in};
 use crate::runner::{Projector, ProjectorConfig, Target, connect};
 
 /// How a rebuild runs.
@@ -127,6 +127,11 @@ async fn replay_and_switch(
         .transaction()
         .await
         .map_err(ProjectionError::pg("begin switch"))?;
+    // A process starting meanwhile migrates (and may re-point the views) before or after the
+    // switch, never across it.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(ProjectionError::pg("lock migrations"))?;
     let live = generations::live_locked(&tx, true).await?;
     if &live != from {
         return Err(ProjectionError::SwitchedMeanwhile {
