@@ -279,14 +279,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
 
     if roles.projections {
-        let projector = Projector::new(
-            ProjectorConfig::new(
-                config.kafka.brokers.clone(),
-                config.postgres.url.expose().to_owned(),
-                config.topics(),
-            ),
-            codec.clone(),
-        )?;
+        let projector = Projector::new(projector_config(config), codec.clone())?;
         tasks.spawn(projector.run(stopped(rx.clone())));
         tracing::info!("projector running");
     }
@@ -298,6 +291,35 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         shutdown,
         tasks,
     })
+}
+
+/// Replays the log into a new generation of the read model while the live one serves, then
+/// switches to it (the `gallery projections rebuild` command).
+pub async fn rebuild_read_model(
+    config: &Config,
+    options: &gallery_projections::RebuildOptions,
+) -> Result<gallery_projections::RebuildReport, StartError> {
+    crate::topics::ensure_topics(config)
+        .await
+        .map_err(kafka_error(config))?;
+    let codec = EventCodec::new(&config.registry())?;
+    Ok(gallery_projections::rebuild(projector_config(config), codec, options).await?)
+}
+
+/// Drops the generations of the read model that are no longer live (the `gallery projections
+/// gc` command).
+pub async fn collect_read_model_garbage(
+    config: &Config,
+) -> Result<Vec<gallery_projections::Generation>, StartError> {
+    Ok(gallery_projections::collect_garbage(config.postgres.url.expose()).await?)
+}
+
+fn projector_config(config: &Config) -> ProjectorConfig {
+    ProjectorConfig::new(
+        config.kafka.brokers.clone(),
+        config.postgres.url.expose().to_owned(),
+        config.topics(),
+    )
 }
 
 /// Prints a token for `user` (the `gallery token` command).

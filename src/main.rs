@@ -39,8 +39,11 @@ enum Command {
     Up,
     /// Run the command service (HTTP writes).
     Commands,
-    /// Run the projectors (events into read models).
-    Projections,
+    /// Run the projectors (events into read models), or manage the read model's generations.
+    Projections {
+        #[command(subcommand)]
+        command: Option<ProjectionsCommand>,
+    },
     /// Run the GraphQL API.
     QueryApi,
     /// Print a signed bearer token for a user (development and testing).
@@ -62,6 +65,25 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Replay the log into a new generation of the read model while the live one keeps
+    /// serving, then switch to it atomically (the old one is kept for a rollback).
+    Rebuild {
+        /// Switch once the new generation is at most this many messages behind the live one.
+        #[arg(long, default_value_t = 1000)]
+        max_lag: i64,
+        /// Give up when following the live generation takes longer than this (seconds).
+        #[arg(long, default_value_t = 300)]
+        follow_timeout_secs: u64,
+        /// Drop the old generation after the switch.
+        #[arg(long)]
+        drop_old: bool,
+    },
+    /// Drop every generation of the read model that is no longer live.
+    Gc,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,7 +162,50 @@ async fn run() -> anyhow::Result<()> {
     let roles = match cli.role {
         Command::Up => Roles::ALL,
         Command::Commands => Roles::COMMANDS,
-        Command::Projections => Roles::PROJECTIONS,
+        Command::Projections { command: None } => Roles::PROJECTIONS,
+        Command::Projections {
+            command:
+                Some(ProjectionsCommand::Rebuild {
+                    max_lag,
+                    follow_timeout_secs,
+                    drop_old,
+                }),
+        } => {
+            let options = gallery_projections::RebuildOptions {
+                max_lag,
+                follow_timeout: Duration::from_secs(follow_timeout_secs),
+                drop_old,
+            };
+            let report = gallery::app::rebuild_read_model(&config, &options)
+                .await
+                .context("the rebuild failed; the live read model is unchanged")?;
+            println!(
+                "switched the read model from {} to {} at {} messages{}",
+                report.from,
+                report.to,
+                report.offsets,
+                if report.dropped_old {
+                    format!("; dropped {}", report.from)
+                } else {
+                    format!("; {} kept (`gallery projections gc` drops it)", report.from)
+                }
+            );
+            return Ok(());
+        }
+        Command::Projections {
+            command: Some(ProjectionsCommand::Gc),
+        } => {
+            let dropped = gallery::app::collect_read_model_garbage(&config)
+                .await
+                .context("could not drop old generations")?;
+            if dropped.is_empty() {
+                println!("no generation to drop");
+            }
+            for generation in dropped {
+                println!("dropped {generation}");
+            }
+            return Ok(());
+        }
         Command::QueryApi => Roles::QUERY_API,
         Command::Token { user, hours, role } => {
             return gallery::app::print_token(

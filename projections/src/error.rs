@@ -26,6 +26,24 @@ pub enum ProjectionError {
         column: &'static str,
         value: String,
     },
+    #[error("the live read model moved from {from} to {to}")]
+    Moved {
+        from: crate::Generation,
+        to: crate::Generation,
+    },
+    #[error("the live read model changed from {expected} to {found} during the rebuild")]
+    SwitchedMeanwhile {
+        expected: crate::Generation,
+        found: crate::Generation,
+    },
+    #[error(
+        "the rebuild stayed {lag} messages behind the live read model for {waited_secs} s (bound: {bound})"
+    )]
+    Lagging {
+        lag: i64,
+        bound: i64,
+        waited_secs: u64,
+    },
     #[error("metadata lookup task failed")]
     Task(#[source] tokio::task::JoinError),
 }

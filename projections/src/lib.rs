@@ -9,10 +9,14 @@
 mod dead_letter;
 mod error;
 pub mod fold;
+mod generations;
 mod postgres;
+mod rebuild;
 mod runner;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
 pub use error::ProjectionError;
+pub use generations::{Generation, READ_MODEL};
 pub use postgres::{PostgresStore, migrate};
-pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig};
+pub use rebuild::{RebuildOptions, RebuildReport, collect_garbage, rebuild};
+pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig, Target};

@@ -17,6 +17,7 @@ use crate::fold::comments::CommentBatch;
 use crate::fold::generation::GenerationBatch;
 use crate::fold::users::UserBatch;
 use crate::fold::views::ViewBatch;
+use crate::generations::{self, Generation};
 
 /// Schema changes, applied in order, each once. Append only.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -167,10 +168,12 @@ const MIGRATION_2: &str = "
 ";
 
 /// Key of the advisory lock that serialises migrations between processes.
-const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
+pub(crate) const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
 
-/// Brings the read-model schema up to date. Safe to call from several processes at once.
-pub async fn migrate(client: &mut Client) -> Result<(), ProjectionError> {
+/// Brings the read model up to date: the generations layout (see [`crate::generations`]),
+/// the live generation's tables, and the views over them in `public`. Safe to call from
+/// several processes at once. Returns the live generation.
+pub async fn migrate(client: &mut Client) -> Result<Generation, ProjectionError> {
     let tx = client
         .transaction()
         .await
@@ -178,6 +181,43 @@ pub async fn migrate(client: &mut Client) -> Result<(), ProjectionError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(ProjectionError::pg("lock migrations"))?;
+    let (live, created) = generations::ensure_layout(&tx).await?;
+    let applied = migrate_in(&tx, &live).await?;
+    if created || applied > 0 || generations::views_missing(&tx, &live).await? {
+        generations::point_views(&tx, &live).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(ProjectionError::pg("commit migration"))?;
+    Ok(live)
+}
+
+/// Creates a new, empty generation with every migration applied, not live yet.
+pub(crate) async fn create_generation(client: &mut Client) -> Result<Generation, ProjectionError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(ProjectionError::pg("begin migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(ProjectionError::pg("lock migrations"))?;
+    generations::ensure_layout(&tx).await?;
+    let generation = generations::create(&tx).await?;
+    migrate_in(&tx, &generation).await?;
+    tx.commit()
+        .await
+        .map_err(ProjectionError::pg("commit migration"))?;
+    Ok(generation)
+}
+
+/// Applies the missing migrations inside `generation`'s schema; returns how many.
+async fn migrate_in(
+    tx: &Transaction<'_>,
+    generation: &Generation,
+) -> Result<usize, ProjectionError> {
+    tx.batch_execute(&format!("SET LOCAL search_path TO {generation}"))
+        .await
+        .map_err(ProjectionError::pg("enter generation"))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version integer PRIMARY KEY,
@@ -193,6 +233,7 @@ pub async fn migrate(client: &mut Client) -> Result<(), ProjectionError> {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let mut count = 0;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
@@ -206,11 +247,35 @@ pub async fn migrate(client: &mut Client) -> Result<(), ProjectionError> {
         )
         .await
         .map_err(ProjectionError::pg("record migration"))?;
-        tracing::info!(version, "applied read-model migration");
+        tracing::info!(version, %generation, "applied read-model migration");
+        count += 1;
     }
-    tx.commit()
+    tx.batch_execute("SET LOCAL search_path TO public")
         .await
-        .map_err(ProjectionError::pg("commit migration"))
+        .map_err(ProjectionError::pg("leave generation"))?;
+    Ok(count)
+}
+
+/// The stored next offsets of `projection` in `generation`, whatever the session's path.
+pub(crate) async fn offsets_in(
+    client: &impl GenericClient,
+    generation: &Generation,
+    projection: &str,
+) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT topic, partition, next_offset FROM {generation}.projection_offsets
+                 WHERE projection = $1"
+            ),
+            &[&projection],
+        )
+        .await
+        .map_err(ProjectionError::pg("read offsets"))?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
 }
 
 /// One projection's view of Postgres.

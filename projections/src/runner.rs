@@ -14,6 +14,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::ProjectionError;
+use crate::generations::{self, Generation};
 use crate::postgres::{Batch, PostgresStore, TopicPartition, migrate};
 
 /// The name under which the Postgres read model stores its offsets.
@@ -30,6 +31,17 @@ pub struct ProjectorConfig {
     pub max_batch: usize,
     /// How long to wait for more messages once a batch has begun.
     pub batch_linger: Duration,
+    /// Which generation of the read model to write.
+    pub target: Target,
+}
+
+/// Which generation of the read model a projector writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The live one, following every switch (the `gallery projections` role).
+    Live,
+    /// One fixed generation, live or not (a rebuild).
+    Pinned(Generation),
 }
 
 impl ProjectorConfig {
@@ -41,6 +53,7 @@ impl ProjectorConfig {
             projection: DEFAULT_PROJECTION.to_owned(),
             max_batch: 1000,
             batch_linger: Duration::from_millis(20),
+            target: Target::Live,
         }
     }
 }
@@ -71,7 +84,7 @@ impl Projector {
     }
 
     /// Runs until `shutdown` resolves. Errors restart the session after a pause; they never
-    /// end the loop.
+    /// end the loop. A switch of the live generation restarts it at once, in the new one.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut pause = Duration::from_millis(200);
@@ -81,10 +94,16 @@ impl Projector {
                     tracing::info!(projection = %self.config.projection, "projector stopped");
                     return;
                 }
-                result = self.session() => {
-                    if let Err(e) = result {
+                result = self.session() => match result {
+                    Err(ProjectionError::Moved { from, to }) => {
+                        tracing::info!(%from, %to, "read model switched; projector follows");
+                        pause = Duration::from_millis(200);
+                        continue;
+                    }
+                    Err(e) => {
                         tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "projector session failed; restarting");
                     }
+                    Ok(()) => {}
                 }
             }
             tokio::select! {
@@ -96,8 +115,26 @@ impl Projector {
     }
 
     async fn session(&self) -> Result<(), ProjectionError> {
+        let mut session = self.open().await?;
+        loop {
+            let messages = self.next_batch(&session.consumer, None).await?;
+            let committed = self.process(&mut session, messages).await?;
+            advise(&session.consumer, &committed);
+        }
+    }
+
+    /// Connects to Postgres (in the target generation) and Kafka (at the stored offsets).
+    pub(crate) async fn open(&self) -> Result<Session, ProjectionError> {
         let mut client = connect(&self.config.postgres_url).await?;
-        migrate(&mut client).await?;
+        let live = migrate(&mut client).await?;
+        let generation = match &self.config.target {
+            Target::Live => live,
+            Target::Pinned(g) => g.clone(),
+        };
+        client
+            .batch_execute(&format!("SET search_path TO {generation}"))
+            .await
+            .map_err(ProjectionError::pg("enter generation"))?;
         let topics = self.config.topics.clone();
         let streams = [
             Stream::Users,
@@ -109,16 +146,17 @@ impl Projector {
         let partitions = partitions_of(&self.config.brokers, &names).await?;
         let stored = self.store.offsets(&client).await?;
 
+        let group = match &self.config.target {
+            Target::Live => format!("{}projection-{}", topics.prefix(), self.config.projection),
+            Target::Pinned(g) => format!(
+                "{}projection-{}-{g}",
+                topics.prefix(),
+                self.config.projection
+            ),
+        };
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.config.brokers)
-            .set(
-                "group.id",
-                format!(
-                    "{}projection-{}",
-                    self.config.topics.prefix(),
-                    self.config.projection
-                ),
-            )
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
@@ -137,24 +175,68 @@ impl Projector {
         consumer
             .assign(&assignment)
             .map_err(ProjectionError::kafka("assign partitions"))?;
-        tracing::info!(topics = ?names, partitions = partitions.len(), projection = %self.config.projection, "projector assigned");
+        tracing::info!(topics = ?names, partitions = partitions.len(), projection = %self.config.projection, %generation, "projector assigned");
+        Ok(Session {
+            client,
+            consumer,
+            generation,
+            partitions,
+            applied: stored,
+        })
+    }
 
+    /// Applies batches until every partition of `targets` is applied up to its offset (or
+    /// the consumer is past it: transaction markers take offsets but carry no message).
+    pub(crate) async fn catch_up(
+        &self,
+        session: &mut Session,
+        targets: &HashMap<TopicPartition, i64>,
+    ) -> Result<(), ProjectionError> {
+        let idle = Duration::from_millis(300);
         loop {
-            let messages = self.next_batch(&consumer).await?;
-            let committed = self.process(&mut client, messages).await?;
-            advise(&consumer, &committed);
+            let behind: Vec<&TopicPartition> = targets
+                .iter()
+                .filter(|(tp, t)| session.applied.get(*tp).copied().unwrap_or(0) < **t)
+                .map(|(tp, _)| tp)
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            let messages = self.next_batch(&session.consumer, Some(idle)).await?;
+            if messages.is_empty() {
+                let position = session
+                    .consumer
+                    .position()
+                    .map_err(ProjectionError::kafka("read position"))?;
+                let past = behind.iter().all(|tp| {
+                    match position.find_partition(&tp.0, tp.1).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => targets.get(*tp).is_some_and(|t| o >= *t),
+                        _ => false,
+                    }
+                });
+                if past {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.process(session, messages).await?;
         }
     }
 
     async fn next_batch(
         &self,
         consumer: &StreamConsumer,
+        wait: Option<Duration>,
     ) -> Result<Vec<OwnedMessage>, ProjectionError> {
-        let first = consumer
-            .recv()
-            .await
-            .map_err(ProjectionError::kafka("receive"))?
-            .detach();
+        let first = match wait {
+            None => consumer.recv().await,
+            Some(wait) => match tokio::time::timeout(wait, consumer.recv()).await {
+                Ok(received) => received,
+                Err(_elapsed) => return Ok(Vec::new()),
+            },
+        }
+        .map_err(ProjectionError::kafka("receive"))?
+        .detach();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.config.batch_linger;
         while batch.len() < self.config.max_batch {
@@ -170,7 +252,7 @@ impl Projector {
 
     async fn process(
         &self,
-        client: &mut Client,
+        session: &mut Session,
         messages: Vec<OwnedMessage>,
     ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
         let mut decoded = Vec::with_capacity(messages.len());
@@ -196,10 +278,21 @@ impl Projector {
             .into_iter()
             .collect();
 
-        let tx = client
+        let tx = session
+            .client
             .transaction()
             .await
             .map_err(ProjectionError::pg("begin batch"))?;
+        if self.config.target == Target::Live {
+            // Holds off a switch until this batch commits, and sees one that happened.
+            let live = generations::live_locked(&tx, false).await?;
+            if live != session.generation {
+                return Err(ProjectionError::Moved {
+                    from: session.generation.clone(),
+                    to: live,
+                });
+            }
+        }
         let applied_up_to = self.store.lock_offsets(&tx, &partitions).await?;
         let mut batch = Batch::default();
         for (message, event) in &decoded {
@@ -234,8 +327,23 @@ impl Projector {
             .await
             .map_err(ProjectionError::pg("commit batch"))?;
         tracing::debug!(offsets = ?batch.next_offsets, "batch applied");
+        for (tp, o) in &batch.next_offsets {
+            let applied = session.applied.entry(tp.clone()).or_insert(0);
+            *applied = (*applied).max(*o);
+        }
         Ok(batch.next_offsets)
     }
+}
+
+/// A projector's connections: Postgres with its path in one generation, and a consumer
+/// assigned at that generation's stored offsets.
+pub(crate) struct Session {
+    client: Client,
+    consumer: StreamConsumer,
+    pub(crate) generation: Generation,
+    pub(crate) partitions: Vec<TopicPartition>,
+    /// The next offset to apply per partition, as stored.
+    pub(crate) applied: HashMap<TopicPartition, i64>,
 }
 
 /// Commits the offsets to Kafka's group as well, so lag shows in Kafka's tools. Advisory only:
@@ -258,7 +366,7 @@ fn advise(consumer: &StreamConsumer, next_offsets: &HashMap<TopicPartition, i64>
     }
 }
 
-async fn connect(url: &str) -> Result<Client, ProjectionError> {
+pub(crate) async fn connect(url: &str) -> Result<Client, ProjectionError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(ProjectionError::pg("connect"))?;
@@ -271,7 +379,7 @@ async fn connect(url: &str) -> Result<Client, ProjectionError> {
 }
 
 /// The partitions of every topic in `topics`, from the cluster's metadata.
-async fn partitions_of(
+pub(crate) async fn partitions_of(
     brokers: &str,
     topics: &[String],
 ) -> Result<Vec<TopicPartition>, ProjectionError> {

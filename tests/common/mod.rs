@@ -2,6 +2,7 @@
 //! (`scripts/stack up`), each test in its own topics (a random prefix) and its own database.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod facts;
 pub mod private_kafka;
 
 use std::collections::HashMap;
@@ -187,6 +188,27 @@ impl TestEnv {
         }
         out
     }
+}
+
+/// The `gallery` binary with `args`, configured for `env`'s topics and database.
+pub fn gallery_command(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gallery"));
+    command
+        .args(args)
+        .env("GALLERY_POSTGRES__URL", env.config.postgres.url.expose())
+        .env("GALLERY_KAFKA__BROKERS", &env.config.kafka.brokers)
+        .env(
+            "GALLERY_KAFKA__TOPIC_PREFIX",
+            &env.config.kafka.topic_prefix,
+        )
+        .env(
+            "GALLERY_KAFKA__PARTITIONS",
+            env.config.kafka.partitions.to_string(),
+        )
+        .env("GALLERY_REGISTRY__URL", &env.config.registry.url)
+        .env("GALLERY_LOG", "warn")
+        .kill_on_drop(true);
+    command
 }
 
 pub fn pg_url(pg: &tokio_postgres::Config) -> String {
