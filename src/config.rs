@@ -25,7 +25,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     pub commands: ListenConfig,
-    pub query_api: ListenConfig,
+    pub query_api: QueryApiConfig,
     pub auth: AuthConfig,
     pub accounts: AccountsConfig,
     pub media: gallery_commands::MediaConfig,
@@ -68,6 +68,24 @@ pub struct PostgresConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     pub listen: SocketAddr,
+}
+
+/// The GraphQL API: where it listens and how it protects and answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryApiConfig {
+    pub listen: SocketAddr,
+    /// Longest a request with `X-Consistency-Token` waits for the read model.
+    pub consistency_timeout_ms: u64,
+}
+
+impl QueryApiConfig {
+    /// The settings of the GraphQL API.
+    pub fn settings(&self) -> gallery_query_api::ApiSettings {
+        gallery_query_api::ApiSettings {
+            consistency_timeout: Duration::from_millis(self.consistency_timeout_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,8 +189,9 @@ impl Default for Config {
             commands: ListenConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             },
-            query_api: ListenConfig {
+            query_api: QueryApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+                consistency_timeout_ms: 5_000,
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
@@ -275,6 +294,17 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_query_api(&self) -> Result<(), ConfigError> {
+        let q = &self.query_api;
+        if !(1..=600_000).contains(&q.consistency_timeout_ms) {
+            return Err(invalid(
+                "query_api.consistency_timeout_ms",
+                "must be between 1 and 600000",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must name at least one broker"));
@@ -342,6 +372,7 @@ impl Config {
                 "must be between 8 and 16384 pixels",
             ));
         }
+        self.validate_query_api()?;
         if self.generation.backlog_interval_ms < 100 {
             return Err(invalid(
                 "generation.backlog_interval_ms",

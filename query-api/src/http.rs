@@ -2,6 +2,7 @@
 //! multipart requests (the GraphQL multipart request spec, for uploads).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{ErrorExtensions, ServerError};
@@ -16,7 +17,10 @@ use axum::routing::get;
 use gallery_commands::TokenKeys;
 use gallery_commands::http::MAX_UPLOAD_BYTES;
 
+use crate::changes::ChangeFeed;
+use crate::consistency::{self, Position};
 use crate::error::QueryError;
+use crate::read::ReadModel;
 use crate::schema::{Caller, GallerySchema, Viewer};
 
 /// Largest request body: the upload limit of the command service.
@@ -25,11 +29,29 @@ pub const MAX_REQUEST_BYTES: usize = MAX_UPLOAD_BYTES;
 /// Most files one multipart request may carry.
 const MAX_FILES: usize = 4;
 
+/// The API's tunables (the `query_api` configuration section).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Longest a request with consistency tokens waits for the read model.
+    pub consistency_timeout: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            consistency_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub schema: GallerySchema,
     pub keys: Arc<TokenKeys>,
+    pub read: ReadModel,
+    pub feed: ChangeFeed,
+    pub settings: ApiSettings,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -118,7 +140,35 @@ async fn graphql(
         Ok(request) => request,
         Err((status, e)) => return refused(status, &e),
     };
+    let positions = match consistency_tokens(&headers) {
+        Ok(p) => p,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, &e),
+    };
+    let reached = match consistency::wait(
+        &state.feed,
+        &state.read,
+        &positions,
+        state.settings.consistency_timeout,
+    )
+    .await
+    {
+        Ok(reached) => reached,
+        Err(e) => return refused(StatusCode::OK, &e),
+    };
     let viewer = Viewer(caller.as_ref().map(|p| p.user.clone()));
-    let request = request.data(viewer).data(Caller(caller));
+    let request = request.data(viewer).data(Caller(caller)).data(reached);
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
+}
+
+/// Every position of the `X-Consistency-Token` headers (repeated, or comma separated).
+fn consistency_tokens(headers: &HeaderMap) -> Result<Vec<Position>, QueryError> {
+    let mut positions = Vec::new();
+    for value in headers.get_all(consistency::HEADER) {
+        let raw = value.to_str().map_err(|_| QueryError::InvalidArgument {
+            argument: "consistency token",
+            reason: "must be <topic>:<partition>:<offset>",
+        })?;
+        positions.extend(Position::parse_list(raw)?);
+    }
+    Ok(positions)
 }

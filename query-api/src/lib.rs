@@ -2,6 +2,8 @@
 //! write side's library ([`gallery_commands::Commands`] and [`gallery_commands::Accounts`]),
 //! exactly as the HTTP command service does, so they validate, authorize and fail alike.
 
+mod changes;
+mod consistency;
 mod error;
 mod http;
 mod mutation;
@@ -9,8 +11,10 @@ mod query;
 mod read;
 mod schema;
 
+pub use changes::{Change, ChangeFeed};
+pub use consistency::Position;
 pub use error::QueryError;
-pub use http::{ApiState, router};
+pub use http::{ApiSettings, ApiState, router};
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{ReadModel, StatementCounter};
