@@ -260,13 +260,13 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             feed.clone()
                 .listen(config.postgres.url.expose().to_owned(), stopped(rx.clone())),
         );
-        let state = gallery_query_api::ApiState {
-            schema: gallery_query_api::build_schema(read.clone(), writes),
-            keys: keys.clone(),
+        let state = gallery_query_api::ApiState::new(
             read,
+            writes,
+            keys.clone(),
             feed,
-            settings: config.query_api.settings(),
-        };
+            config.query_api.settings(),
+        );
         let listener = bind(config.query_api.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
             addr: config.query_api.listen,

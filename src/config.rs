@@ -77,6 +77,10 @@ pub struct QueryApiConfig {
     pub listen: SocketAddr,
     /// Longest a request with `X-Consistency-Token` waits for the read model.
     pub consistency_timeout_ms: u64,
+    /// Entries of the hot-read cache per kind (artwork details, counts); 0 turns it off.
+    pub cache_capacity: u64,
+    /// Longest a cached entry lives (changes invalidate it at once anyway).
+    pub cache_ttl_ms: u64,
 }
 
 impl QueryApiConfig {
@@ -84,6 +88,10 @@ impl QueryApiConfig {
     pub fn settings(&self) -> gallery_query_api::ApiSettings {
         gallery_query_api::ApiSettings {
             consistency_timeout: Duration::from_millis(self.consistency_timeout_ms),
+            cache: gallery_query_api::CacheSettings {
+                capacity: self.cache_capacity,
+                ttl: Duration::from_millis(self.cache_ttl_ms),
+            },
         }
     }
 }
@@ -192,6 +200,8 @@ impl Default for Config {
             query_api: QueryApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
                 consistency_timeout_ms: 5_000,
+                cache_capacity: 10_000,
+                cache_ttl_ms: 60_000,
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
@@ -300,6 +310,12 @@ impl Config {
             return Err(invalid(
                 "query_api.consistency_timeout_ms",
                 "must be between 1 and 600000",
+            ));
+        }
+        if !(1..=86_400_000).contains(&q.cache_ttl_ms) {
+            return Err(invalid(
+                "query_api.cache_ttl_ms",
+                "must be between 1 and 86400000",
             ));
         }
         Ok(())

@@ -73,3 +73,39 @@ async fn a_token_the_read_model_does_not_reach_in_time_is_a_consistency_timeout(
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cached_count_changes_as_soon_as_the_projection_commits_a_like() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::ALL).await;
+    let (ada, bob) = (env.token("ada"), env.token("bob"));
+    let stats = "query($id: ID!) { artwork(id: $id) { stats { likes } } }";
+    let first = app
+        .graphql(Some(&ada), LIKE, json!({"id": "waterlilies"}))
+        .await;
+    let token = first["data"]["likeArtwork"]["consistencyToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen = graphql_with_token(&app, &bob, &token, stats, "waterlilies").await;
+    assert_eq!(seen["data"]["artwork"]["stats"]["likes"], 1, "{seen}");
+
+    // Cached: the second read runs no statement.
+    let before = app.query_statements();
+    let again = app.graphql(None, stats, json!({"id": "waterlilies"})).await;
+    assert_eq!(again["data"]["artwork"]["stats"]["likes"], 1, "{again}");
+    assert_eq!(app.query_statements(), before, "served from the cache");
+
+    let second = app
+        .graphql(Some(&bob), LIKE, json!({"id": "waterlilies"}))
+        .await;
+    let token = second["data"]["likeArtwork"]["consistencyToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Any request with the token returns once the change is announced, and so invalidated.
+    graphql_with_token(&app, &bob, &token, "{ __typename }", "waterlilies").await;
+    let after = app.graphql(None, stats, json!({"id": "waterlilies"})).await;
+    assert_eq!(after["data"]["artwork"]["stats"]["likes"], 2, "{after}");
+    app.stop().await;
+}

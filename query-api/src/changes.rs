@@ -71,7 +71,12 @@ impl Change {
 
 /// Something to tell before anyone else hears of a change (the caches).
 pub trait ChangeObserver: Send + Sync + std::fmt::Debug {
-    fn changed(&self, change: &Change);
+    /// `change` is committed: forget what it makes stale.
+    fn changed<'a>(&'a self, change: &'a Change) -> futures::future::BoxFuture<'a, ()>;
+
+    /// The feed starts (`true`) or stops (`false`) listening; while it does not listen,
+    /// nothing tells of changes.
+    fn listening(&self, up: bool);
 }
 
 /// The feed, shared by the handlers (cheap to clone).
@@ -128,12 +133,18 @@ impl ChangeFeed {
         self.inner.changes.subscribe()
     }
 
+    fn observers(&self) -> Vec<Arc<dyn ChangeObserver>> {
+        self.inner
+            .observers
+            .read()
+            .map(|list| list.clone())
+            .unwrap_or_default()
+    }
+
     /// Announces `change`: observers (caches) first, then waiters, then subscribers.
-    pub fn publish(&self, change: Change) {
-        if let Ok(list) = self.inner.observers.read() {
-            for o in list.iter() {
-                o.changed(&change);
-            }
+    pub async fn publish(&self, change: Change) {
+        for o in self.observers() {
+            o.changed(&change).await;
         }
         if !change.offsets.is_empty() {
             self.inner.offsets.send_modify(|known| {
@@ -147,6 +158,9 @@ impl ChangeFeed {
     }
 
     fn set_connected(&self, connected: bool) {
+        for o in self.observers() {
+            o.listening(connected);
+        }
         self.inner.connected.store(connected, Ordering::Release);
     }
 
@@ -204,10 +218,11 @@ impl ChangeFeed {
         self.publish(Change {
             everything: true,
             ..Change::default()
-        });
+        })
+        .await;
         tracing::info!("listening to read-model changes");
         while let Some(payload) = rx.recv().await {
-            self.publish(Change::parse(&payload));
+            self.publish(Change::parse(&payload)).await;
         }
         drop(client);
     }

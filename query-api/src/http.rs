@@ -17,11 +17,13 @@ use axum::routing::get;
 use gallery_commands::TokenKeys;
 use gallery_commands::http::MAX_UPLOAD_BYTES;
 
+use crate::cache::{CacheSettings, HotCache};
 use crate::changes::ChangeFeed;
 use crate::consistency::{self, Position};
 use crate::error::QueryError;
+use crate::mutation::Writes;
 use crate::read::ReadModel;
-use crate::schema::{Caller, GallerySchema, Viewer};
+use crate::schema::{Caller, GallerySchema, Viewer, build_schema};
 
 /// Largest request body: the upload limit of the command service.
 pub const MAX_REQUEST_BYTES: usize = MAX_UPLOAD_BYTES;
@@ -34,12 +36,15 @@ const MAX_FILES: usize = 4;
 pub struct ApiSettings {
     /// Longest a request with consistency tokens waits for the read model.
     pub consistency_timeout: Duration,
+    /// The hot-read cache.
+    pub cache: CacheSettings,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             consistency_timeout: Duration::from_secs(5),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -52,6 +57,27 @@ pub struct ApiState {
     pub read: ReadModel,
     pub feed: ChangeFeed,
     pub settings: ApiSettings,
+}
+
+impl ApiState {
+    /// The API over `read` and `writes`: its cache follows `feed`.
+    pub fn new(
+        read: ReadModel,
+        writes: Writes,
+        keys: Arc<TokenKeys>,
+        feed: ChangeFeed,
+        settings: ApiSettings,
+    ) -> Self {
+        let cache = HotCache::new(settings.cache);
+        feed.observe(Arc::new(cache.clone()));
+        Self {
+            schema: build_schema(read.clone(), writes, cache),
+            keys,
+            read,
+            feed,
+            settings,
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiState {

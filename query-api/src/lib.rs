@@ -2,6 +2,7 @@
 //! write side's library ([`gallery_commands::Commands`] and [`gallery_commands::Accounts`]),
 //! exactly as the HTTP command service does, so they validate, authorize and fail alike.
 
+mod cache;
 mod changes;
 mod consistency;
 mod error;
@@ -11,6 +12,7 @@ mod query;
 mod read;
 mod schema;
 
+pub use cache::{CacheSettings, HotCache};
 pub use changes::{Change, ChangeFeed};
 pub use consistency::Position;
 pub use error::QueryError;

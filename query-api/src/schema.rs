@@ -4,6 +4,7 @@ use async_graphql::{EmptySubscription, Schema};
 use gallery_commands::Principal;
 use gallery_schemas::UserId;
 
+use crate::cache::HotCache;
 use crate::mutation::{MutationRoot, Writes};
 use crate::query::{QueryRoot, loaders};
 use crate::read::ReadModel;
@@ -20,11 +21,12 @@ pub struct Caller(pub Option<Principal>);
 
 /// The schema: queries read `read` (the read model, batched through DataLoaders); mutations
 /// call `writes`, the same command library the HTTP command service calls.
-pub fn build_schema(read: ReadModel, writes: Writes) -> GallerySchema {
+pub fn build_schema(read: ReadModel, writes: Writes, cache: HotCache) -> GallerySchema {
     Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
         .data(loaders(read.clone()))
         .data(read)
         .data(writes)
+        .data(cache)
         .limit_depth(16)
         .limit_complexity(500)
         .finish()
