@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{ErrorExtensions, ServerError};
-use async_graphql_axum::GraphQLResponse;
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::WebSocketUpgrade;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -71,7 +73,7 @@ impl ApiState {
         let cache = HotCache::new(settings.cache);
         feed.observe(Arc::new(cache.clone()));
         Self {
-            schema: build_schema(read.clone(), writes, cache),
+            schema: build_schema(read.clone(), writes, cache, feed.clone()),
             keys,
             read,
             feed,
@@ -89,13 +91,59 @@ impl std::fmt::Debug for ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
 async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+/// Subscriptions over WebSocket (`graphql-transport-ws`, or the older `graphql-ws`). The
+/// bearer token goes in the `connection_init` payload: `{"authorization": "Bearer <token>"}`;
+/// a bad one closes the connection.
+async fn graphql_ws(
+    State(state): State<ApiState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    let keys = state.keys.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move { connection_data(&keys, &payload) })
+                .serve()
+        })
+}
+
+/// The session data of a WebSocket connection: who is asking, from `connection_init`.
+fn connection_data(
+    keys: &TokenKeys,
+    payload: &serde_json::Value,
+) -> async_graphql::Result<async_graphql::Data> {
+    let header = payload
+        .get("authorization")
+        .or_else(|| payload.get("Authorization"));
+    let caller = match header {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => Some(
+            keys.verify_header(value.as_str())
+                .map_err(|e| QueryError::from(e).extend())?,
+        ),
+    };
+    let mut data = async_graphql::Data::default();
+    data.insert(Viewer(caller.as_ref().map(|p| p.user.clone())));
+    data.insert(Caller(caller));
+    Ok(data)
 }
 
 /// A request refused before it reached the schema, as a GraphQL error response.

@@ -11,6 +11,7 @@ mod mutation;
 mod query;
 mod read;
 mod schema;
+mod subscription;
 
 pub use cache::{CacheSettings, HotCache};
 pub use changes::{Change, ChangeFeed};
@@ -21,3 +22,4 @@ pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{ReadModel, StatementCounter};
 pub use schema::{Caller, GallerySchema, Viewer, build_schema};
+pub use subscription::SubscriptionRoot;

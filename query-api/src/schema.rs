@@ -1,15 +1,17 @@
 //! The GraphQL schema.
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 use gallery_commands::Principal;
 use gallery_schemas::UserId;
 
 use crate::cache::HotCache;
+use crate::changes::ChangeFeed;
 use crate::mutation::{MutationRoot, Writes};
 use crate::query::{QueryRoot, loaders};
 use crate::read::ReadModel;
+use crate::subscription::SubscriptionRoot;
 
-pub type GallerySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type GallerySchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Who is asking: the user of a valid bearer token, or nobody.
 #[derive(Debug, Clone, Default)]
@@ -21,9 +23,15 @@ pub struct Caller(pub Option<Principal>);
 
 /// The schema: queries read `read` (the read model, batched through DataLoaders); mutations
 /// call `writes`, the same command library the HTTP command service calls.
-pub fn build_schema(read: ReadModel, writes: Writes, cache: HotCache) -> GallerySchema {
-    Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
+pub fn build_schema(
+    read: ReadModel,
+    writes: Writes,
+    cache: HotCache,
+    feed: ChangeFeed,
+) -> GallerySchema {
+    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         .data(loaders(read.clone()))
+        .data(feed)
         .data(read)
         .data(writes)
         .data(cache)
@@ -38,9 +46,13 @@ mod tests {
 
     #[test]
     fn every_command_is_a_documented_mutation() {
-        let sdl = Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
-            .finish()
-            .sdl();
+        let sdl = Schema::build(
+            QueryRoot,
+            MutationRoot::default(),
+            async_graphql::EmptySubscription,
+        )
+        .finish()
+        .sdl();
         for name in [
             "likeArtwork(",
             "unlikeArtwork(",

@@ -129,6 +129,17 @@ pub struct ArtworkStats {
     views: i64,
 }
 
+impl From<Stats> for ArtworkStats {
+    fn from(s: Stats) -> Self {
+        ArtworkStats {
+            likes: s.likes,
+            favorites: s.favorites,
+            comments: s.comments,
+            views: s.views,
+        }
+    }
+}
+
 #[Object]
 impl Artwork {
     /// The artwork's id.
@@ -201,13 +212,7 @@ impl Artwork {
 
     /// Likes, favorites, comments and views.
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<ArtworkStats> {
-        let s = self.counts(ctx).await?;
-        Ok(ArtworkStats {
-            likes: s.likes,
-            favorites: s.favorites,
-            comments: s.comments,
-            views: s.views,
-        })
+        Ok(self.counts(ctx).await?.into())
     }
 
     /// How many users like this artwork now (each user counts once; never negative).
