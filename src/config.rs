@@ -81,6 +81,14 @@ pub struct QueryApiConfig {
     pub cache_capacity: u64,
     /// Longest a cached entry lives (changes invalidate it at once anyway).
     pub cache_ttl_ms: u64,
+    /// Deepest selection nesting of a query.
+    pub max_depth: usize,
+    /// Highest complexity of a query.
+    pub max_complexity: usize,
+    /// Longest a query or mutation may run.
+    pub query_timeout_ms: u64,
+    /// Automatic persisted queries kept in memory (least recently used dropped).
+    pub persisted_queries: usize,
 }
 
 impl QueryApiConfig {
@@ -92,6 +100,10 @@ impl QueryApiConfig {
                 capacity: self.cache_capacity,
                 ttl: Duration::from_millis(self.cache_ttl_ms),
             },
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            query_timeout: Duration::from_millis(self.query_timeout_ms),
+            persisted_queries: self.persisted_queries,
         }
     }
 }
@@ -202,6 +214,10 @@ impl Default for Config {
                 consistency_timeout_ms: 5_000,
                 cache_capacity: 10_000,
                 cache_ttl_ms: 60_000,
+                max_depth: 16,
+                max_complexity: 500,
+                query_timeout_ms: 10_000,
+                persisted_queries: 1_000,
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
@@ -316,6 +332,27 @@ impl Config {
             return Err(invalid(
                 "query_api.cache_ttl_ms",
                 "must be between 1 and 86400000",
+            ));
+        }
+        if !(1..=1000).contains(&q.max_depth) {
+            return Err(invalid("query_api.max_depth", "must be between 1 and 1000"));
+        }
+        if !(1..=1_000_000).contains(&q.max_complexity) {
+            return Err(invalid(
+                "query_api.max_complexity",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=600_000).contains(&q.query_timeout_ms) {
+            return Err(invalid(
+                "query_api.query_timeout_ms",
+                "must be between 1 and 600000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&q.persisted_queries) {
+            return Err(invalid(
+                "query_api.persisted_queries",
+                "must be between 1 and 1000000",
             ));
         }
         Ok(())
@@ -603,6 +640,22 @@ mod tests {
         let shown = format!("{:?}", Config::default());
         assert!(!shown.contains(DEV_JWT_SECRET));
         assert!(!shown.contains("gallery:gallery@"));
+    }
+
+    #[test]
+    fn query_api_defaults_to_the_documented_values_and_is_validated() {
+        let q = Config::default().query_api;
+        let s = q.settings();
+        assert_eq!((s.max_depth, s.max_complexity), (16, 500));
+        assert_eq!(s.query_timeout, Duration::from_secs(10));
+        assert_eq!(s.consistency_timeout, Duration::from_secs(5));
+        assert_eq!(s.cache.ttl, Duration::from_secs(60));
+        assert_eq!(s.persisted_queries, 1_000);
+        let mut c = Config::default();
+        c.query_api.max_depth = 0;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_depth")
+        );
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub struct ApiSettings {
     pub consistency_timeout: Duration,
     /// The hot-read cache.
     pub cache: CacheSettings,
+    /// Deepest selection nesting accepted (`QUERY_TOO_COMPLEX` beyond).
+    pub max_depth: usize,
+    /// Highest complexity (one per field, times `first` on lists) accepted.
+    pub max_complexity: usize,
+    /// Longest a query or mutation may run (`TIMEOUT` beyond).
+    pub query_timeout: Duration,
+    /// Persisted queries kept (automatic persisted queries, least recently used dropped).
+    pub persisted_queries: usize,
 }
 
 impl Default for ApiSettings {
@@ -47,6 +55,10 @@ impl Default for ApiSettings {
         Self {
             consistency_timeout: Duration::from_secs(5),
             cache: CacheSettings::default(),
+            max_depth: 16,
+            max_complexity: 500,
+            query_timeout: Duration::from_secs(10),
+            persisted_queries: 1_000,
         }
     }
 }
@@ -73,7 +85,7 @@ impl ApiState {
         let cache = HotCache::new(settings.cache);
         feed.observe(Arc::new(cache.clone()));
         Self {
-            schema: build_schema(read.clone(), writes, cache, feed.clone()),
+            schema: build_schema(read.clone(), writes, cache, feed.clone(), &settings),
             keys,
             read,
             feed,

@@ -8,6 +8,7 @@ mod consistency;
 mod error;
 mod http;
 mod mutation;
+mod protect;
 mod query;
 mod read;
 mod schema;

@@ -1,12 +1,17 @@
 //! The GraphQL schema.
 
 use async_graphql::Schema;
+use async_graphql::extensions::apollo_persisted_queries::{
+    ApolloPersistedQueries, LruCacheStorage,
+};
 use gallery_commands::Principal;
 use gallery_schemas::UserId;
 
 use crate::cache::HotCache;
 use crate::changes::ChangeFeed;
+use crate::http::ApiSettings;
 use crate::mutation::{MutationRoot, Writes};
+use crate::protect::Protection;
 use crate::query::{QueryRoot, loaders};
 use crate::read::ReadModel;
 use crate::subscription::SubscriptionRoot;
@@ -28,15 +33,23 @@ pub fn build_schema(
     writes: Writes,
     cache: HotCache,
     feed: ChangeFeed,
+    settings: &ApiSettings,
 ) -> GallerySchema {
     Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
+        // First, so it times and codes everything the other extensions do.
+        .extension(Protection {
+            timeout: settings.query_timeout,
+        })
+        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
+            settings.persisted_queries.max(1),
+        )))
         .data(loaders(read.clone()))
         .data(feed)
         .data(read)
         .data(writes)
         .data(cache)
-        .limit_depth(16)
-        .limit_complexity(500)
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity)
         .finish()
 }
 
