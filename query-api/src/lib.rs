@@ -22,5 +22,5 @@ pub use http::{ApiSettings, ApiState, router};
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{ReadModel, StatementCounter};
-pub use schema::{Caller, GallerySchema, Viewer, build_schema};
+pub use schema::{Caller, GallerySchema, Viewer, build_schema, sdl};
 pub use subscription::SubscriptionRoot;

@@ -53,9 +53,34 @@ pub fn build_schema(
         .finish()
 }
 
+/// The schema's SDL, as checked in at `query-api/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
+        .finish()
+        .sdl()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checked-in SDL is the schema's: clients and reviewers read the file.
+    #[test]
+    fn the_checked_in_sdl_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let now = sdl();
+        if std::env::var_os("GALLERY_UPDATE_SDL").is_some_and(|v| v == "1") {
+            std::fs::write(path, &now).unwrap_or_else(|e| unreachable!("write {path}: {e}"));
+            return;
+        }
+        let stored = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            stored == now,
+            "query-api/schema.graphql is not the schema's SDL; regenerate it with\n\n    \
+             GALLERY_UPDATE_SDL=1 cargo test -p gallery-query-api --lib the_checked_in_sdl_is_up_to_date\n\n\
+             and commit the file"
+        );
+    }
 
     #[test]
     fn every_command_is_a_documented_mutation() {
