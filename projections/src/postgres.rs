@@ -291,11 +291,12 @@ impl Batch {
     }
 
     /// The payload of the `read_model` notification of this batch: one line per fact,
-    /// `o <topic> <partition> <next_offset>`, `a <artwork id>`, `j <job id>`; a line `*`
-    /// instead of the `a` and `j` lines means "anything may have changed" (the payload would
-    /// pass Postgres' limit). Topics and ids hold no spaces or line breaks.
-    pub fn notification(&self) -> String {
-        let mut offsets = String::new();
+    /// `p <projection>` first, then `o <topic> <partition> <next_offset>`, `a <artwork id>`,
+    /// `j <job id>`; a line `*` instead of the `a` and `j` lines means "anything may have
+    /// changed" (the payload would pass Postgres' limit). Topics, names and ids hold no spaces
+    /// or line breaks.
+    pub fn notification(&self, projection: &str) -> String {
+        let mut offsets = format!("p {projection}\n");
         for ((topic, partition), next) in &self.next_offsets {
             let _ = writeln!(offsets, "o {topic} {partition} {next}");
         }
@@ -310,7 +311,7 @@ impl Batch {
             changes = "*\n".to_owned();
         }
         if offsets.len() + changes.len() > NOTIFY_LIMIT {
-            offsets.clear();
+            offsets = format!("p {projection}\n");
         }
         offsets + &changes
     }
@@ -377,7 +378,7 @@ impl PostgresStore {
         // Delivered to listeners only when the transaction commits.
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[&NOTIFY_CHANNEL, &batch.notification()],
+            &[&NOTIFY_CHANNEL, &batch.notification(&self.projection)],
         )
         .await
         .map_err(ProjectionError::pg("notify"))?;
@@ -427,4 +428,30 @@ async fn users_and_jobs(tx: &Transaction<'_>, batch: &Batch) -> Result<(), Proje
         generation::apply(tx, &batch.generation).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_names_offsets_and_changes_and_stays_under_the_limit() {
+        let mut batch = Batch::default();
+        batch.next_offsets.insert(("g.interactions".into(), 2), 18);
+        batch.changed_artworks.insert("sunflowers".into());
+        batch.changed_jobs.insert(uuid::Uuid::nil());
+        assert_eq!(
+            batch.notification("read-model"),
+            format!(
+                "p read-model\no g.interactions 2 18\na sunflowers\nj {}\n",
+                uuid::Uuid::nil()
+            )
+        );
+        for n in 0..2_000 {
+            batch.changed_artworks.insert(format!("artwork-{n}"));
+        }
+        let big = batch.notification("read-model");
+        assert!(big.len() < 8_000);
+        assert_eq!(big, "p read-model\no g.interactions 2 18\n*\n");
+    }
 }

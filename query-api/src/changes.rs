@@ -16,12 +16,17 @@ use uuid::Uuid;
 /// The channel the projection notifies (`gallery_projections`' `NOTIFY_CHANNEL`).
 pub const CHANNEL: &str = "read_model";
 
+/// The projection whose offsets tell what the read model holds.
+pub const PROJECTION: &str = "read-model";
+
 /// A (topic, partition) pair.
 pub type Partition = (String, i32);
 
 /// What one committed batch changed (one notification).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
+    /// The projection that committed (offsets of others are not the read model's).
+    pub projection: Option<String>,
     /// (topic, partition) -> next offset to apply.
     pub offsets: Vec<(Partition, i64)>,
     /// Artworks whose details or counts may have changed.
@@ -33,8 +38,8 @@ pub struct Change {
 }
 
 impl Change {
-    /// Parses a notification payload: lines `o <topic> <partition> <next>`, `a <artwork>`,
-    /// `j <job>` and `*`. Lines it does not understand are skipped.
+    /// Parses a notification payload: lines `p <projection>`, `o <topic> <partition> <next>`,
+    /// `a <artwork>`, `j <job>` and `*`. Lines it does not understand are skipped.
     pub fn parse(payload: &str) -> Change {
         let mut change = Change::default();
         for line in payload.lines() {
@@ -45,6 +50,7 @@ impl Change {
                         change.offsets.push(((topic.to_owned(), p), n));
                     }
                 }
+                (Some("p"), Some(name), None, None) => change.projection = Some(name.to_owned()),
                 (Some("a"), Some(id), None, None) => change.artworks.push(id.to_owned()),
                 (Some("j"), Some(id), None, None) => {
                     if let Ok(id) = Uuid::parse_str(id) {
@@ -146,7 +152,8 @@ impl ChangeFeed {
         for o in self.observers() {
             o.changed(&change).await;
         }
-        if !change.offsets.is_empty() {
+        let ours = change.projection.as_deref().is_none_or(|p| p == PROJECTION);
+        if ours && !change.offsets.is_empty() {
             self.inner.offsets.send_modify(|known| {
                 for (partition, next) in &change.offsets {
                     let at = known.entry(partition.clone()).or_insert(*next);
@@ -236,12 +243,13 @@ mod tests {
     fn a_payload_parses_into_offsets_artworks_and_jobs() {
         let job = Uuid::nil();
         let change = Change::parse(&format!(
-            "o gallery.interactions 4 18\na sunflowers\nj {job}\nzzz\n"
+            "p read-model\no gallery.interactions 4 18\na sunflowers\nj {job}\nzzz\n"
         ));
         assert_eq!(
             change.offsets,
             vec![(("gallery.interactions".to_owned(), 4), 18)]
         );
+        assert_eq!(change.projection.as_deref(), Some(PROJECTION));
         assert_eq!(change.artworks, vec!["sunflowers".to_owned()]);
         assert!(change.touches_job(job));
         assert!(!change.touches_artwork("irises"));
