@@ -166,3 +166,36 @@ async fn only_its_requester_follows_a_generation_job() {
     assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_token_in_connection_init_closes_the_connection() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::QUERY_API).await;
+    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let forged = format!("{}x", env.token("ada"));
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {forged}")}}),
+    )
+    .await;
+    let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer within 10 s");
+    match next {
+        Some(Ok(Message::Close(frame))) => {
+            let frame = frame.expect("a close frame with a reason");
+            // Protocol error, with the token error's message as reason.
+            assert_eq!(u16::from(frame.code), 1002, "{frame:?}");
+            assert_eq!(frame.reason.as_str(), "token is invalid");
+        }
+        None | Some(Err(_)) => {}
+        other => panic!("expected the connection to close, got {other:?}"),
+    }
+    app.stop().await;
+}
