@@ -255,10 +255,18 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     if let (true, Some(writes)) = (roles.query_api, writes) {
         let read = gallery_query_api::ReadModel::new(pg_pool(config)?);
         query_statements = Some(read.statements());
-        let state = gallery_query_api::ApiState {
-            schema: gallery_query_api::build_schema(read, writes),
-            keys: keys.clone(),
-        };
+        let feed = gallery_query_api::ChangeFeed::new();
+        tasks.spawn(
+            feed.clone()
+                .listen(config.postgres.url.expose().to_owned(), stopped(rx.clone())),
+        );
+        let state = gallery_query_api::ApiState::new(
+            read,
+            writes,
+            keys.clone(),
+            feed,
+            config.query_api.settings(),
+        );
         let listener = bind(config.query_api.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
             addr: config.query_api.listen,

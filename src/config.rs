@@ -25,7 +25,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     pub commands: ListenConfig,
-    pub query_api: ListenConfig,
+    pub query_api: QueryApiConfig,
     pub auth: AuthConfig,
     pub accounts: AccountsConfig,
     pub media: gallery_commands::MediaConfig,
@@ -68,6 +68,44 @@ pub struct PostgresConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     pub listen: SocketAddr,
+}
+
+/// The GraphQL API: where it listens and how it protects and answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryApiConfig {
+    pub listen: SocketAddr,
+    /// Longest a request with `X-Consistency-Token` waits for the read model.
+    pub consistency_timeout_ms: u64,
+    /// Entries of the hot-read cache per kind (artwork details, counts); 0 turns it off.
+    pub cache_capacity: u64,
+    /// Longest a cached entry lives (changes invalidate it at once anyway).
+    pub cache_ttl_ms: u64,
+    /// Deepest selection nesting of a query.
+    pub max_depth: usize,
+    /// Highest complexity of a query.
+    pub max_complexity: usize,
+    /// Longest a query or mutation may run.
+    pub query_timeout_ms: u64,
+    /// Automatic persisted queries kept in memory (least recently used dropped).
+    pub persisted_queries: usize,
+}
+
+impl QueryApiConfig {
+    /// The settings of the GraphQL API.
+    pub fn settings(&self) -> gallery_query_api::ApiSettings {
+        gallery_query_api::ApiSettings {
+            consistency_timeout: Duration::from_millis(self.consistency_timeout_ms),
+            cache: gallery_query_api::CacheSettings {
+                capacity: self.cache_capacity,
+                ttl: Duration::from_millis(self.cache_ttl_ms),
+            },
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            query_timeout: Duration::from_millis(self.query_timeout_ms),
+            persisted_queries: self.persisted_queries,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,8 +209,15 @@ impl Default for Config {
             commands: ListenConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             },
-            query_api: ListenConfig {
+            query_api: QueryApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+                consistency_timeout_ms: 5_000,
+                cache_capacity: 10_000,
+                cache_ttl_ms: 60_000,
+                max_depth: 16,
+                max_complexity: 500,
+                query_timeout_ms: 10_000,
+                persisted_queries: 1_000,
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
@@ -275,6 +320,44 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_query_api(&self) -> Result<(), ConfigError> {
+        let q = &self.query_api;
+        if !(1..=600_000).contains(&q.consistency_timeout_ms) {
+            return Err(invalid(
+                "query_api.consistency_timeout_ms",
+                "must be between 1 and 600000",
+            ));
+        }
+        if !(1..=86_400_000).contains(&q.cache_ttl_ms) {
+            return Err(invalid(
+                "query_api.cache_ttl_ms",
+                "must be between 1 and 86400000",
+            ));
+        }
+        if !(1..=1000).contains(&q.max_depth) {
+            return Err(invalid("query_api.max_depth", "must be between 1 and 1000"));
+        }
+        if !(1..=1_000_000).contains(&q.max_complexity) {
+            return Err(invalid(
+                "query_api.max_complexity",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=600_000).contains(&q.query_timeout_ms) {
+            return Err(invalid(
+                "query_api.query_timeout_ms",
+                "must be between 1 and 600000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&q.persisted_queries) {
+            return Err(invalid(
+                "query_api.persisted_queries",
+                "must be between 1 and 1000000",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must name at least one broker"));
@@ -342,6 +425,7 @@ impl Config {
                 "must be between 8 and 16384 pixels",
             ));
         }
+        self.validate_query_api()?;
         if self.generation.backlog_interval_ms < 100 {
             return Err(invalid(
                 "generation.backlog_interval_ms",
@@ -556,6 +640,22 @@ mod tests {
         let shown = format!("{:?}", Config::default());
         assert!(!shown.contains(DEV_JWT_SECRET));
         assert!(!shown.contains("gallery:gallery@"));
+    }
+
+    #[test]
+    fn query_api_defaults_to_the_documented_values_and_is_validated() {
+        let q = Config::default().query_api;
+        let s = q.settings();
+        assert_eq!((s.max_depth, s.max_complexity), (16, 500));
+        assert_eq!(s.query_timeout, Duration::from_secs(10));
+        assert_eq!(s.consistency_timeout, Duration::from_secs(5));
+        assert_eq!(s.cache.ttl, Duration::from_secs(60));
+        assert_eq!(s.persisted_queries, 1_000);
+        let mut c = Config::default();
+        c.query_api.max_depth = 0;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_depth")
+        );
     }
 
     #[test]

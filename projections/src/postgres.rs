@@ -5,7 +5,8 @@ mod generation;
 mod interactions;
 mod users;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use gallery_schemas::Event;
 use tokio_postgres::{Client, GenericClient, Transaction};
@@ -300,11 +301,16 @@ pub struct Batch {
     pub generation: GenerationBatch,
     /// (topic, partition) -> offset of the next message to read.
     pub next_offsets: HashMap<TopicPartition, i64>,
+    /// Artworks whose rows (catalog, counts, marks, comments) the batch may change.
+    pub changed_artworks: BTreeSet<String>,
+    /// Generation jobs the batch may change.
+    pub changed_jobs: BTreeSet<uuid::Uuid>,
 }
 
 impl Batch {
     /// Adds one event, in log order.
     pub fn add(&mut self, event: &Event) {
+        self.note_change(event);
         match event {
             Event::UserRegistered(e) => self.users.add(e),
             Event::ExhibitionCreated(e) => self.catalog.add_created(e),
@@ -322,6 +328,65 @@ impl Batch {
         }
     }
 }
+
+impl Batch {
+    fn note_change(&mut self, event: &Event) {
+        let artwork = match event {
+            Event::ArtworkAdded(e) => Some(&e.artwork_id),
+            Event::ArtworkRemoved(e) => Some(&e.artwork_id),
+            Event::LikeSet(e) => Some(&e.artwork_id),
+            Event::FavoriteSet(e) => Some(&e.artwork_id),
+            Event::CommentPosted(e) => Some(&e.artwork_id),
+            Event::CommentDeleted(e) => Some(&e.artwork_id),
+            Event::ArtworkViewed(e) => Some(&e.artwork_id),
+            _ => None,
+        };
+        if let Some(id) = artwork {
+            self.changed_artworks.insert(id.as_str().to_owned());
+        }
+        match event {
+            Event::GenerationRequested(e) => {
+                self.changed_jobs.insert(e.request_id);
+            }
+            Event::GenerationCancelled(e) => {
+                self.changed_jobs.insert(e.request_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The payload of the `read_model` notification of this batch: one line per fact,
+    /// `p <projection>` first, then `o <topic> <partition> <next_offset>`, `a <artwork id>`,
+    /// `j <job id>`; a line `*` instead of the `a` and `j` lines means "anything may have
+    /// changed" (the payload would pass Postgres' limit). Topics, names and ids hold no spaces
+    /// or line breaks.
+    pub fn notification(&self, projection: &str) -> String {
+        let mut offsets = format!("p {projection}\n");
+        for ((topic, partition), next) in &self.next_offsets {
+            let _ = writeln!(offsets, "o {topic} {partition} {next}");
+        }
+        let mut changes = String::new();
+        for id in &self.changed_artworks {
+            let _ = writeln!(changes, "a {id}");
+        }
+        for id in &self.changed_jobs {
+            let _ = writeln!(changes, "j {id}");
+        }
+        if offsets.len() + changes.len() > NOTIFY_LIMIT {
+            changes = "*\n".to_owned();
+        }
+        if offsets.len() + changes.len() > NOTIFY_LIMIT {
+            offsets = format!("p {projection}\n");
+        }
+        offsets + &changes
+    }
+}
+
+/// The channel on which every committed batch is announced (see [`Batch::notification`]).
+pub const NOTIFY_CHANNEL: &str = "read_model";
+
+/// Largest notification payload sent (Postgres refuses 8000 bytes and more).
+const NOTIFY_LIMIT: usize = 7_900;
 
 impl PostgresStore {
     pub fn new(projection: impl Into<String>) -> Self {
@@ -375,6 +440,13 @@ impl PostgresStore {
         )
         .await
         .map_err(ProjectionError::pg("store offsets"))?;
+        // Delivered to listeners only when the transaction commits.
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&NOTIFY_CHANNEL, &batch.notification(&self.projection)],
+        )
+        .await
+        .map_err(ProjectionError::pg("notify"))?;
         Ok(())
     }
 
@@ -421,4 +493,30 @@ async fn users_and_jobs(tx: &Transaction<'_>, batch: &Batch) -> Result<(), Proje
         generation::apply(tx, &batch.generation).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_names_offsets_and_changes_and_stays_under_the_limit() {
+        let mut batch = Batch::default();
+        batch.next_offsets.insert(("g.interactions".into(), 2), 18);
+        batch.changed_artworks.insert("sunflowers".into());
+        batch.changed_jobs.insert(uuid::Uuid::nil());
+        assert_eq!(
+            batch.notification("read-model"),
+            format!(
+                "p read-model\no g.interactions 2 18\na sunflowers\nj {}\n",
+                uuid::Uuid::nil()
+            )
+        );
+        for n in 0..2_000 {
+            batch.changed_artworks.insert(format!("artwork-{n}"));
+        }
+        let big = batch.notification("read-model");
+        assert!(big.len() < 8_000);
+        assert_eq!(big, "p read-model\no g.interactions 2 18\n*\n");
+    }
 }

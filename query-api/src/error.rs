@@ -32,6 +32,9 @@ pub enum QueryError {
     BodyTooLarge { limit: usize },
     #[error("the request body could not be read")]
     Body(#[source] BytesRejection),
+    /// The read model did not reach the positions of a request's consistency tokens in time.
+    #[error("the read model did not reach the consistency token within {waited_ms} ms")]
+    ConsistencyTimeout { waited_ms: u64 },
 }
 
 impl QueryError {
@@ -46,6 +49,7 @@ impl QueryError {
             QueryError::Request(ParseRequestError::PayloadTooLarge)
             | QueryError::BodyTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
+            QueryError::ConsistencyTimeout { .. } => "CONSISTENCY_TIMEOUT",
         }
     }
 }

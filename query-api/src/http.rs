@@ -2,12 +2,15 @@
 //! multipart requests (the GraphQL multipart request spec, for uploads).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{ErrorExtensions, ServerError};
-use async_graphql_axum::GraphQLResponse;
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::WebSocketUpgrade;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,8 +19,13 @@ use axum::routing::get;
 use gallery_commands::TokenKeys;
 use gallery_commands::http::MAX_UPLOAD_BYTES;
 
+use crate::cache::{CacheSettings, HotCache};
+use crate::changes::ChangeFeed;
+use crate::consistency::{self, Position};
 use crate::error::QueryError;
-use crate::schema::{Caller, GallerySchema, Viewer};
+use crate::mutation::Writes;
+use crate::read::ReadModel;
+use crate::schema::{Caller, GallerySchema, Viewer, build_schema};
 
 /// Largest request body: the upload limit of the command service.
 pub const MAX_REQUEST_BYTES: usize = MAX_UPLOAD_BYTES;
@@ -25,11 +33,65 @@ pub const MAX_REQUEST_BYTES: usize = MAX_UPLOAD_BYTES;
 /// Most files one multipart request may carry.
 const MAX_FILES: usize = 4;
 
+/// The API's tunables (the `query_api` configuration section).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Longest a request with consistency tokens waits for the read model.
+    pub consistency_timeout: Duration,
+    /// The hot-read cache.
+    pub cache: CacheSettings,
+    /// Deepest selection nesting accepted (`QUERY_TOO_COMPLEX` beyond).
+    pub max_depth: usize,
+    /// Highest complexity (one per field, times `first` on lists) accepted.
+    pub max_complexity: usize,
+    /// Longest a query or mutation may run (`TIMEOUT` beyond).
+    pub query_timeout: Duration,
+    /// Persisted queries kept (automatic persisted queries, least recently used dropped).
+    pub persisted_queries: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            consistency_timeout: Duration::from_secs(5),
+            cache: CacheSettings::default(),
+            max_depth: 16,
+            max_complexity: 500,
+            query_timeout: Duration::from_secs(10),
+            persisted_queries: 1_000,
+        }
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub schema: GallerySchema,
     pub keys: Arc<TokenKeys>,
+    pub read: ReadModel,
+    pub feed: ChangeFeed,
+    pub settings: ApiSettings,
+}
+
+impl ApiState {
+    /// The API over `read` and `writes`: its cache follows `feed`.
+    pub fn new(
+        read: ReadModel,
+        writes: Writes,
+        keys: Arc<TokenKeys>,
+        feed: ChangeFeed,
+        settings: ApiSettings,
+    ) -> Self {
+        let cache = HotCache::new(settings.cache);
+        feed.observe(Arc::new(cache.clone()));
+        Self {
+            schema: build_schema(read.clone(), writes, cache, feed.clone(), &settings),
+            keys,
+            read,
+            feed,
+            settings,
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiState {
@@ -41,13 +103,59 @@ impl std::fmt::Debug for ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
 async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+/// Subscriptions over WebSocket (`graphql-transport-ws`, or the older `graphql-ws`). The
+/// bearer token goes in the `connection_init` payload: `{"authorization": "Bearer <token>"}`;
+/// a bad one closes the connection.
+async fn graphql_ws(
+    State(state): State<ApiState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    let keys = state.keys.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move { connection_data(&keys, &payload) })
+                .serve()
+        })
+}
+
+/// The session data of a WebSocket connection: who is asking, from `connection_init`.
+fn connection_data(
+    keys: &TokenKeys,
+    payload: &serde_json::Value,
+) -> async_graphql::Result<async_graphql::Data> {
+    let header = payload
+        .get("authorization")
+        .or_else(|| payload.get("Authorization"));
+    let caller = match header {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => Some(
+            keys.verify_header(value.as_str())
+                .map_err(|e| QueryError::from(e).extend())?,
+        ),
+    };
+    let mut data = async_graphql::Data::default();
+    data.insert(Viewer(caller.as_ref().map(|p| p.user.clone())));
+    data.insert(Caller(caller));
+    Ok(data)
 }
 
 /// A request refused before it reached the schema, as a GraphQL error response.
@@ -118,7 +226,35 @@ async fn graphql(
         Ok(request) => request,
         Err((status, e)) => return refused(status, &e),
     };
+    let positions = match consistency_tokens(&headers) {
+        Ok(p) => p,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, &e),
+    };
+    let reached = match consistency::wait(
+        &state.feed,
+        &state.read,
+        &positions,
+        state.settings.consistency_timeout,
+    )
+    .await
+    {
+        Ok(reached) => reached,
+        Err(e) => return refused(StatusCode::OK, &e),
+    };
     let viewer = Viewer(caller.as_ref().map(|p| p.user.clone()));
-    let request = request.data(viewer).data(Caller(caller));
+    let request = request.data(viewer).data(Caller(caller)).data(reached);
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
+}
+
+/// Every position of the `X-Consistency-Token` headers (repeated, or comma separated).
+fn consistency_tokens(headers: &HeaderMap) -> Result<Vec<Position>, QueryError> {
+    let mut positions = Vec::new();
+    for value in headers.get_all(consistency::HEADER) {
+        let raw = value.to_str().map_err(|_| QueryError::InvalidArgument {
+            argument: "consistency token",
+            reason: "must be <topic>:<partition>:<offset>",
+        })?;
+        positions.extend(Position::parse_list(raw)?);
+    }
+    Ok(positions)
 }

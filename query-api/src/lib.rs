@@ -2,16 +2,25 @@
 //! write side's library ([`gallery_commands::Commands`] and [`gallery_commands::Accounts`]),
 //! exactly as the HTTP command service does, so they validate, authorize and fail alike.
 
+mod cache;
+mod changes;
+mod consistency;
 mod error;
 mod http;
 mod mutation;
+mod protect;
 mod query;
 mod read;
 mod schema;
+mod subscription;
 
+pub use cache::{CacheSettings, HotCache};
+pub use changes::{Change, ChangeFeed};
+pub use consistency::Position;
 pub use error::QueryError;
-pub use http::{ApiState, router};
+pub use http::{ApiSettings, ApiState, router};
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{ReadModel, StatementCounter};
-pub use schema::{Caller, GallerySchema, Viewer, build_schema};
+pub use schema::{Caller, GallerySchema, Viewer, build_schema, sdl};
+pub use subscription::SubscriptionRoot;

@@ -1,14 +1,22 @@
 //! The GraphQL schema.
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
+use async_graphql::extensions::apollo_persisted_queries::{
+    ApolloPersistedQueries, LruCacheStorage,
+};
 use gallery_commands::Principal;
 use gallery_schemas::UserId;
 
+use crate::cache::HotCache;
+use crate::changes::ChangeFeed;
+use crate::http::ApiSettings;
 use crate::mutation::{MutationRoot, Writes};
+use crate::protect::Protection;
 use crate::query::{QueryRoot, loaders};
 use crate::read::ReadModel;
+use crate::subscription::SubscriptionRoot;
 
-pub type GallerySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type GallerySchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Who is asking: the user of a valid bearer token, or nobody.
 #[derive(Debug, Clone, Default)]
@@ -20,25 +28,69 @@ pub struct Caller(pub Option<Principal>);
 
 /// The schema: queries read `read` (the read model, batched through DataLoaders); mutations
 /// call `writes`, the same command library the HTTP command service calls.
-pub fn build_schema(read: ReadModel, writes: Writes) -> GallerySchema {
-    Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
+pub fn build_schema(
+    read: ReadModel,
+    writes: Writes,
+    cache: HotCache,
+    feed: ChangeFeed,
+    settings: &ApiSettings,
+) -> GallerySchema {
+    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
+        // First, so it times and codes everything the other extensions do.
+        .extension(Protection {
+            timeout: settings.query_timeout,
+        })
+        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
+            settings.persisted_queries.max(1),
+        )))
         .data(loaders(read.clone()))
+        .data(feed)
         .data(read)
         .data(writes)
-        .limit_depth(16)
-        .limit_complexity(500)
+        .data(cache)
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity)
         .finish()
+}
+
+/// The schema's SDL, as checked in at `query-api/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
+        .finish()
+        .sdl()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The checked-in SDL is the schema's: clients and reviewers read the file.
+    #[test]
+    fn the_checked_in_sdl_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let now = sdl();
+        if std::env::var_os("GALLERY_UPDATE_SDL").is_some_and(|v| v == "1") {
+            std::fs::write(path, &now).unwrap_or_else(|e| unreachable!("write {path}: {e}"));
+            return;
+        }
+        let stored = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            stored == now,
+            "query-api/schema.graphql is not the schema's SDL; regenerate it with\n\n    \
+             GALLERY_UPDATE_SDL=1 cargo test -p gallery-query-api --lib the_checked_in_sdl_is_up_to_date\n\n\
+             and commit the file"
+        );
+    }
+
     #[test]
     fn every_command_is_a_documented_mutation() {
-        let sdl = Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
-            .finish()
-            .sdl();
+        let sdl = Schema::build(
+            QueryRoot,
+            MutationRoot::default(),
+            async_graphql::EmptySubscription,
+        )
+        .finish()
+        .sdl();
         for name in [
             "likeArtwork(",
             "unlikeArtwork(",

@@ -53,9 +53,7 @@ impl TestEnv {
         config.commands = ListenConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        config.query_api = ListenConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
+        config.query_api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.media.store_url = std::env::temp_dir()
             .join(format!("gallery-test-{id}"))
             .display()

@@ -11,6 +11,8 @@ use uuid::Uuid;
 use super::loaders::{ArtworkOf, ExhibitionOf, FlagsOf, StatsOf};
 use super::page::{self, First};
 use super::{Exhibition, datetime, gql, loader, read, shared, viewer_id};
+use crate::cache::HotCache;
+use crate::consistency::Reached;
 use crate::read::{ArtworkRecord, CommentRecord, Stats};
 
 /// A painting in the gallery.
@@ -40,10 +42,22 @@ impl Artwork {
         let record = self
             .record
             .get_or_try_init(|| async {
-                loader(ctx)?
+                let cache = hot_cache(ctx);
+                if let Some(hit) = match cache {
+                    Some(c) => c.details(&self.id).await,
+                    None => None,
+                } {
+                    return Ok(hit);
+                }
+                let epoch = cache.map(HotCache::epoch);
+                let found = loader(ctx)?
                     .load_one(ArtworkOf(self.id.clone()))
                     .await
-                    .map_err(shared)
+                    .map_err(shared)?;
+                if let (Some(c), Some(epoch)) = (cache, epoch) {
+                    c.put_details(&self.id, found.clone(), epoch).await;
+                }
+                Ok::<_, async_graphql::Error>(found)
             })
             .await?;
         Ok(record.as_deref())
@@ -61,12 +75,32 @@ impl Artwork {
     }
 
     async fn counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {
+        let cache = hot_cache(ctx);
+        if let Some(c) = cache
+            && let Some(hit) = c.stats(&self.id).await
+        {
+            return Ok(hit);
+        }
+        let epoch = cache.map(HotCache::epoch);
         let stats = loader(ctx)?
             .load_one(StatsOf(self.id.clone()))
             .await
-            .map_err(shared)?;
-        Ok(stats.unwrap_or_default())
+            .map_err(shared)?
+            .unwrap_or_default();
+        if let (Some(c), Some(epoch)) = (cache, epoch) {
+            c.put_stats(&self.id, stats, epoch).await;
+        }
+        Ok(stats)
     }
+}
+
+/// The hot cache, unless this request must read past it (its consistency tokens were seen
+/// in the stored offsets before the change feed announced them).
+fn hot_cache<'c>(ctx: &Context<'c>) -> Option<&'c HotCache> {
+    if matches!(ctx.data_opt::<Reached>(), Some(Reached::Stored)) {
+        return None;
+    }
+    ctx.data_opt::<HotCache>()
 }
 
 /// An artwork's image in object storage.
@@ -93,6 +127,17 @@ pub struct ArtworkStats {
     comments: i64,
     /// Views, all time.
     views: i64,
+}
+
+impl From<Stats> for ArtworkStats {
+    fn from(s: Stats) -> Self {
+        ArtworkStats {
+            likes: s.likes,
+            favorites: s.favorites,
+            comments: s.comments,
+            views: s.views,
+        }
+    }
 }
 
 #[Object]
@@ -167,13 +212,7 @@ impl Artwork {
 
     /// Likes, favorites, comments and views.
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<ArtworkStats> {
-        let s = self.counts(ctx).await?;
-        Ok(ArtworkStats {
-            likes: s.likes,
-            favorites: s.favorites,
-            comments: s.comments,
-            views: s.views,
-        })
+        Ok(self.counts(ctx).await?.into())
     }
 
     /// How many users like this artwork now (each user counts once; never negative).

@@ -84,6 +84,28 @@ impl ReadModel {
         Ok(client.query(&statement, params).await?)
     }
 
+    /// The read-model projection's next offset of each of `partitions` it has stored.
+    pub async fn projected(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> Result<std::collections::HashMap<(String, i32), i64>, QueryError> {
+        let (topics, numbers): (Vec<&str>, Vec<i32>) =
+            partitions.iter().map(|(t, p)| (t.as_str(), *p)).unzip();
+        let rows = self
+            .query(
+                "SELECT o.topic, o.partition, o.next_offset FROM projection_offsets o
+                 JOIN unnest($1::text[], $2::integer[]) AS x(t, p)
+                   ON o.topic = x.t AND o.partition = x.p
+                 WHERE o.projection = $3",
+                &[&topics, &numbers, &crate::changes::PROJECTION],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
     pub async fn artworks(&self, ids: &[String]) -> Result<Vec<ArtworkRecord>, QueryError> {
         let sql = format!("SELECT {ARTWORK_COLUMNS} FROM artworks WHERE artwork_id = ANY($1)");
         let rows = self.query(&sql, &[&ids]).await?;

@@ -106,7 +106,7 @@ impl ExhibitionRecord {
 }
 
 /// An artwork's counts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub likes: i64,
     pub favorites: i64,

@@ -1,0 +1,169 @@
+//! Live updates over WebSocket (`graphql-transport-ws`): each subscription sends the current
+//! value, then a new one whenever the projection commits a change to what it watches.
+
+use async_graphql::{Context, ErrorExtensions, ID, Subscription};
+use futures::Stream;
+use gallery_commands::{AuthError, Principal};
+use gallery_schemas::{ArtworkId, Role};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::changes::{Change, ChangeFeed};
+use crate::error::QueryError;
+use crate::query::{ArtworkStats, GenerationJob};
+use crate::read::{JobRecord, ReadModel, Stats};
+use crate::schema::Caller;
+
+#[derive(Debug, Default)]
+pub struct SubscriptionRoot;
+
+fn feed<'c>(ctx: &Context<'c>) -> async_graphql::Result<&'c ChangeFeed> {
+    ctx.data::<ChangeFeed>().map_err(|e| {
+        tracing::error!(error = ?e, "the schema was built without the change feed");
+        async_graphql::Error::new("internal error").extend_with(|_, x| x.set("code", "INTERNAL"))
+    })
+}
+
+fn read_model<'c>(ctx: &Context<'c>) -> async_graphql::Result<&'c ReadModel> {
+    ctx.data::<ReadModel>().map_err(|e| {
+        tracing::error!(error = ?e, "the schema was built without the read model");
+        async_graphql::Error::new("internal error").extend_with(|_, x| x.set("code", "INTERNAL"))
+    })
+}
+
+/// Waits for the next change `wanted` accepts; `false` once the feed is gone. A subscriber
+/// that fell behind re-reads (it may have missed its change).
+async fn next_change(
+    changes: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Change>>,
+    wanted: impl Fn(&Change) -> bool,
+) -> bool {
+    loop {
+        match changes.recv().await {
+            Ok(change) if wanted(&change) => return true,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return true,
+            Err(RecvError::Closed) => return false,
+        }
+    }
+}
+
+/// Whether `who` may follow `job`.
+fn allowed(who: &Principal, job: &JobRecord) -> bool {
+    job.user_id == who.user.as_str() || who.role == Role::Admin
+}
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// An artwork's counts: now, then each time the projection commits a change to them.
+    async fn artwork_stats(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ArtworkStats>> + use<>>
+    {
+        let id = ArtworkId::parse(&id).map_err(|e| QueryError::from(e).extend())?;
+        let read = read_model(ctx)?.clone();
+        // Subscribed before the first read, so no change falls in between.
+        let changes = feed(ctx)?.subscribe();
+        let id = id.as_str().to_owned();
+        let state = (changes, read, id, None::<Stats>, true);
+        Ok(futures::stream::unfold(
+            state,
+            |(mut changes, read, id, last, first)| async move {
+                let mut last = last;
+                let mut first = first;
+                loop {
+                    if !first && !next_change(&mut changes, |c| c.touches_artwork(&id)).await {
+                        return None;
+                    }
+                    first = false;
+                    let stats = match read.stats(std::slice::from_ref(&id)).await {
+                        Ok(rows) => rows.into_iter().next().map(|r| r.1).unwrap_or_default(),
+                        Err(e) => return Some((Err(e.extend()), (changes, read, id, last, first))),
+                    };
+                    if last == Some(stats) {
+                        continue;
+                    }
+                    last = Some(stats);
+                    return Some((Ok(stats.into()), (changes, read, id, last, first)));
+                }
+            },
+        ))
+    }
+
+    /// A generation job: now (once the read model has it), then each time its status or
+    /// progress changes. Only its requester (or an admin) may follow it: the bearer token
+    /// goes in the `connection_init` payload, `{"authorization": "Bearer <token>"}`.
+    async fn generation(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<GenerationJob>> + use<>>
+    {
+        let who = ctx
+            .data_opt::<Caller>()
+            .and_then(|c| c.0.clone())
+            .ok_or_else(|| QueryError::from(AuthError::Missing).extend())?;
+        let id = Uuid::parse_str(&id).map_err(|_| {
+            QueryError::InvalidArgument {
+                argument: "generation id",
+                reason: "must be a UUID",
+            }
+            .extend()
+        })?;
+        let read = read_model(ctx)?.clone();
+        let changes = feed(ctx)?.subscribe();
+        let state = (
+            changes,
+            read,
+            who,
+            None::<(String, Option<u32>)>,
+            true,
+            false,
+        );
+        Ok(futures::stream::unfold(
+            state,
+            move |(mut changes, read, who, last, first, done)| async move {
+                if done {
+                    return None;
+                }
+                let mut last = last;
+                let mut first = first;
+                loop {
+                    if !first && !next_change(&mut changes, |c| c.touches_job(id)).await {
+                        return None;
+                    }
+                    first = false;
+                    let job = match read.job(id).await {
+                        Ok(Some(job)) => job,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            return Some((
+                                Err(e.extend()),
+                                (changes, read, who, last, first, done),
+                            ));
+                        }
+                    };
+                    if !allowed(&who, &job) {
+                        let refused = async_graphql::Error::new("not your generation")
+                            .extend_with(|_, x| x.set("code", "FORBIDDEN"));
+                        return Some((Err(refused), (changes, read, who, last, first, true)));
+                    }
+                    // Progress in thousandths, so a float compares.
+                    let seen = (
+                        job.status.clone(),
+                        job.progress.map(|p| (p.clamp(0.0, 1.0) * 1000.0) as u32),
+                    );
+                    if last.as_ref() == Some(&seen) {
+                        continue;
+                    }
+                    last = Some(seen);
+                    return Some((
+                        Ok(GenerationJob::from(job)),
+                        (changes, read, who, last, first, done),
+                    ));
+                }
+            },
+        ))
+    }
+}

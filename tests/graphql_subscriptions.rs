@@ -1,0 +1,201 @@
+//! Subscriptions over WebSocket (`graphql-transport-ws`) with a real client: counts and
+//! generation jobs are pushed as soon as the projection commits their change.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{App, TestEnv};
+use futures::{SinkExt, StreamExt};
+use gallery::Roles;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/graphql/ws` and completes `connection_init` with `token`.
+async fn connect(app: &App, token: Option<&str>) -> Socket {
+    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({"authorization": format!("Bearer {t}")}),
+    );
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": payload}),
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+    socket
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON message (pings skipped), within 30 s.
+async fn receive(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message within 30 s")
+            .expect("the socket is open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] != "ping" {
+                return value;
+            }
+        }
+    }
+}
+
+/// `extensions.code` of a subscription's first error.
+fn error_code(message: &Value) -> &str {
+    message["payload"]["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
+    send(
+        socket,
+        json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stats_subscription_receives_the_new_count_of_a_like() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::ALL).await;
+    let mut socket = connect(&app, None).await;
+    subscribe(
+        &mut socket,
+        "1",
+        "subscription($id: ID!) { artworkStats(id: $id) { likes favorites } }",
+        json!({"id": "sunflowers"}),
+    )
+    .await;
+    let now = receive(&mut socket).await;
+    assert_eq!(now["type"], "next", "{now}");
+    assert_eq!(
+        now["payload"]["data"]["artworkStats"],
+        json!({"likes": 0, "favorites": 0})
+    );
+
+    app.accept_like(&env.token("ada"), "sunflowers", true).await;
+    let pushed = receive(&mut socket).await;
+    assert_eq!(pushed["id"], "1");
+    assert_eq!(
+        pushed["payload"]["data"]["artworkStats"]["likes"], 1,
+        "{pushed}"
+    );
+
+    // A like of another artwork pushes nothing here; the next one of this artwork does.
+    app.accept_like(&env.token("ada"), "irises", true).await;
+    app.accept_like(&env.token("bob"), "sunflowers", true).await;
+    let pushed = receive(&mut socket).await;
+    assert_eq!(
+        pushed["payload"]["data"]["artworkStats"]["likes"], 2,
+        "{pushed}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_its_requester_follows_a_generation_job() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::ALL).await;
+    let ada = env.token("ada");
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let job = "subscription($id: ID!) { generation(id: $id) { id status } }";
+
+    // Subscribed before the request exists: the job comes once the read model has it.
+    let mut own = connect(&app, Some(&ada)).await;
+    subscribe(&mut own, "job", job, json!({"id": request_id})).await;
+    let requested = app
+        .graphql(
+            Some(&ada),
+            "mutation($input: TextToImageInput!) { requestTextToImage(input: $input) { id } }",
+            json!({"input": {"prompt": "a harbour", "style": "impressionism", "requestId": request_id}}),
+        )
+        .await;
+    assert!(requested.get("errors").is_none(), "{requested}");
+    let first = receive(&mut own).await;
+    assert_eq!(
+        first["payload"]["data"]["generation"],
+        json!({"id": request_id, "status": "REQUESTED"}),
+        "{first}"
+    );
+
+    let cancelled = app
+        .graphql(
+            Some(&ada),
+            "mutation($id: ID!) { cancelGeneration(requestId: $id) { eventId } }",
+            json!({"id": request_id}),
+        )
+        .await;
+    assert!(cancelled.get("errors").is_none(), "{cancelled}");
+    let next = receive(&mut own).await;
+    assert_eq!(
+        next["payload"]["data"]["generation"]["status"], "CANCELLED",
+        "{next}"
+    );
+
+    // Someone else is refused; nobody at all is unauthenticated.
+    let mut other = connect(&app, Some(&env.token("bob"))).await;
+    subscribe(&mut other, "job", job, json!({"id": request_id})).await;
+    let refused = receive(&mut other).await;
+    assert_eq!(error_code(&refused), "FORBIDDEN", "{refused}");
+    let mut anonymous = connect(&app, None).await;
+    subscribe(&mut anonymous, "job", job, json!({"id": request_id})).await;
+    let refused = receive(&mut anonymous).await;
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_token_in_connection_init_closes_the_connection() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::QUERY_API).await;
+    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let forged = format!("{}x", env.token("ada"));
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {forged}")}}),
+    )
+    .await;
+    let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer within 10 s");
+    match next {
+        Some(Ok(Message::Close(frame))) => {
+            let frame = frame.expect("a close frame with a reason");
+            // Protocol error, with the token error's message as reason.
+            assert_eq!(u16::from(frame.code), 1002, "{frame:?}");
+            assert_eq!(frame.reason.as_str(), "token is invalid");
+        }
+        None | Some(Err(_)) => {}
+        other => panic!("expected the connection to close, got {other:?}"),
+    }
+    app.stop().await;
+}
