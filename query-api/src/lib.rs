@@ -9,9 +9,9 @@ mod query;
 mod read;
 mod schema;
 
-pub use error::QueryError;
+pub use error::{CqlReadError, QueryError};
 pub use http::{ApiState, router};
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
-pub use read::{ReadModel, StatementCounter};
+pub use read::{InteractionStore, ReadModel, ScyllaReads, StatementCounter};
 pub use schema::{Caller, GallerySchema, Viewer, build_schema};
