@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod private_kafka;
+pub mod scylla;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
