@@ -550,13 +550,19 @@ impl ScyllaStore {
             .map_err(ProjectionError::cql("read comments"))?;
         let mut stored: HashMap<Uuid, StoredComment> = HashMap::new();
         let mut listed: HashMap<Uuid, (String, i64)> = HashMap::new();
-        type Row = (Uuid, String, i64, i64, Option<i64>);
+        // Every column may be null: a deletion's cells can land without the posting's when a
+        // batch is interrupted (the replay writes the posting again).
+        type Row = (Uuid, Option<String>, Option<i64>, Option<i64>, Option<i64>);
         for row in rows
             .rows::<Row>()
             .map_err(ProjectionError::cql("read comments"))?
         {
             let (comment, artwork, posted_at, posted, deleted) =
                 row.map_err(ProjectionError::cql("read comments"))?;
+            let (Some(artwork), Some(posted_at), Some(posted)) = (artwork, posted_at, posted)
+            else {
+                continue;
+            };
             // As of the artwork's partition: rows written by an interrupted batch beyond it
             // are not applied yet. A comment of an artwork outside the batch is left alone.
             let Some(through) = counts.get(&artwork).map(|c| c.next_offset) else {
