@@ -502,29 +502,24 @@ impl ScyllaStore {
         writes: &mut Vec<(&'s PreparedStatement, Values)>,
     ) {
         for ((a, u), facts) in &side.facts {
-            let Some(&(final_on, final_at, final_offset)) = facts.last() else {
+            let stored = side
+                .stored
+                .get(&(a.clone(), u.clone()))
+                .map(|(on, _, at)| (*on, *at));
+            let Some(change) = list_change(facts, stored) else {
                 continue;
             };
-            let ts = write_timestamp(final_offset);
-            let mut stale: HashSet<i64> = facts
-                .iter()
-                .filter(|(on, _, _)| *on)
-                .map(|(_, at, _)| *at)
-                .collect();
-            if let Some((true, _, at)) = side.stored.get(&(a.clone(), u.clone())) {
-                stale.insert(*at);
-            }
-            if final_on {
-                stale.remove(&final_at);
+            let ts = big(write_timestamp(change.offset));
+            if let Some(at) = change.insert {
                 writes.push((
                     &self.statements.insert_mark,
-                    vec![text(u), text(mark), big(final_at), text(a), big(ts)],
+                    vec![text(u), text(mark), big(at), text(a), ts.clone()],
                 ));
             }
-            for at in stale {
+            for at in change.delete {
                 writes.push((
                     &self.statements.delete_mark,
-                    vec![big(ts), text(u), text(mark), big(at), text(a)],
+                    vec![ts.clone(), text(u), text(mark), big(at), text(a)],
                 ));
             }
         }
@@ -687,6 +682,40 @@ impl ScyllaStore {
     }
 }
 
+/// How a user's list changes for one (artwork, user) pair and one batch.
+#[derive(Debug, PartialEq, Eq)]
+struct ListChange {
+    /// The entry (its time) of the pair's final fact, when it is "on".
+    insert: Option<i64>,
+    /// Entries to remove: the stored one and those of the batch's other "on" facts, which an
+    /// interrupted run of a longer batch may have written.
+    delete: Vec<i64>,
+    /// Offset of the pair's last fact: the timestamp of every write.
+    offset: i64,
+}
+
+/// `facts`: the pair's facts of the batch in log order, (on, at, offset); `stored`: the pair's
+/// (on, at) as of the artwork's partition.
+fn list_change(facts: &[(bool, i64, i64)], stored: Option<(bool, i64)>) -> Option<ListChange> {
+    let &(final_on, final_at, offset) = facts.last()?;
+    let mut stale: Vec<i64> = facts
+        .iter()
+        .filter(|(on, _, _)| *on)
+        .map(|(_, at, _)| *at)
+        .chain(stored.filter(|(on, _)| *on).map(|(_, at)| at))
+        .collect();
+    stale.sort_unstable();
+    stale.dedup();
+    if final_on {
+        stale.retain(|at| *at != final_at);
+    }
+    Some(ListChange {
+        insert: final_on.then_some(final_at),
+        delete: stale,
+        offset,
+    })
+}
+
 /// The artwork an interaction fact is about.
 fn artwork_of(event: &Event) -> Option<&str> {
     match event {
@@ -696,5 +725,57 @@ fn artwork_of(event: &Event) -> Option<&str> {
         Event::CommentDeleted(e) => Some(e.artwork_id.as_str()),
         Event::ArtworkViewed(e) => Some(e.artwork_id.as_str()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_like_replaces_the_stored_entry() {
+        let change = list_change(&[(true, 20, 7)], Some((true, 10)));
+        assert_eq!(
+            change,
+            Some(ListChange {
+                insert: Some(20),
+                delete: vec![10],
+                offset: 7
+            })
+        );
+    }
+
+    #[test]
+    fn an_unlike_removes_every_entry_the_batch_or_an_interrupted_run_may_have_written() {
+        let facts = [
+            (false, 11, 3),
+            (true, 12, 4),
+            (false, 13, 5),
+            (true, 14, 6),
+            (false, 15, 8),
+        ];
+        let change = list_change(&facts, Some((true, 10)));
+        assert_eq!(
+            change,
+            Some(ListChange {
+                insert: None,
+                delete: vec![10, 12, 14],
+                offset: 8
+            })
+        );
+    }
+
+    #[test]
+    fn the_same_fact_again_keeps_its_entry() {
+        let change = list_change(&[(true, 10, 9)], Some((true, 10)));
+        assert_eq!(
+            change,
+            Some(ListChange {
+                insert: Some(10),
+                delete: vec![],
+                offset: 9
+            })
+        );
+        assert_eq!(list_change(&[], None), None);
     }
 }
