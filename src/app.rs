@@ -9,6 +9,7 @@ use gallery_commands::{
     Accounts, BacklogAdmission, BacklogConfig, BacklogMonitor, Commands, KafkaPublisher,
     ProducerConfig, RateLimiter, TokenKeys,
 };
+use gallery_projections::scylla::{ScyllaProjector, ScyllaProjectorConfig};
 use gallery_projections::{Projector, ProjectorConfig};
 use gallery_schemas::EventCodec;
 use tokio::net::TcpListener;
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_postgres::NoTls;
 
-use crate::config::Config;
+use crate::config::{Config, ReadStore};
 
 /// Which roles one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,14 @@ pub enum StartError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("Postgres read model")]
     Projection(#[from] gallery_projections::ProjectionError),
+    #[error("Scylla read model at {nodes}")]
+    Scylla {
+        nodes: String,
+        #[source]
+        source: gallery_projections::ProjectionError,
+    },
+    #[error("Scylla reads")]
+    ScyllaReads(#[from] gallery_query_api::QueryError),
     #[error("Postgres pool")]
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("image store")]
@@ -216,6 +225,26 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let _ = conn.await;
     }
 
+    // With the Scylla read store, the keyspace is brought up to date like the Postgres schema;
+    // the session serves the GraphQL reads.
+    let scylla = if config.read.store == ReadStore::Scylla && (roles.projections || roles.query_api)
+    {
+        let settings = config.scylla_settings();
+        let scylla_error = |source| StartError::Scylla {
+            nodes: config.scylla.nodes.clone(),
+            source,
+        };
+        let session = gallery_projections::scylla::connect(&settings)
+            .await
+            .map_err(scylla_error)?;
+        gallery_projections::scylla::migrate(&session, &settings)
+            .await
+            .map_err(scylla_error)?;
+        Some(session)
+    } else {
+        None
+    };
+
     // The command service and the GraphQL mutations share one write side: one idempotent
     // producer, one pool, one password hasher.
     let writes = if roles.commands || roles.query_api {
@@ -253,7 +282,13 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
 
     if let (true, Some(writes)) = (roles.query_api, writes) {
-        let read = gallery_query_api::ReadModel::new(pg_pool(config)?);
+        let mut read = gallery_query_api::ReadModel::new(pg_pool(config)?);
+        if let Some(session) = scylla {
+            let reads =
+                gallery_query_api::ScyllaReads::new(session, &config.scylla.keyspace).await?;
+            read = read
+                .with_interactions(gallery_query_api::InteractionStore::Scylla(Arc::new(reads)));
+        }
         query_statements = Some(read.statements());
         let feed = gallery_query_api::ChangeFeed::new();
         tasks.spawn(
@@ -290,6 +325,18 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let projector = Projector::new(projector_config(config), codec.clone())?;
         tasks.spawn(projector.run(stopped(rx.clone())));
         tracing::info!("projector running");
+        if config.read.store == ReadStore::Scylla {
+            let projector = ScyllaProjector::new(
+                ScyllaProjectorConfig::new(
+                    config.kafka.brokers.clone(),
+                    config.topics(),
+                    config.scylla_settings(),
+                ),
+                codec.clone(),
+            )?;
+            tasks.spawn(projector.run(stopped(rx.clone())));
+            tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
+        }
     }
 
     Ok(Running {

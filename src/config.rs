@@ -31,6 +31,36 @@ pub struct Config {
     pub media: gallery_commands::MediaConfig,
     pub limits: LimitsConfig,
     pub generation: GenerationConfig,
+    pub read: ReadConfig,
+    pub scylla: ScyllaConfig,
+}
+
+/// Which store the GraphQL API reads interactions from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadStore {
+    Postgres,
+    Scylla,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConfig {
+    /// `postgres` or `scylla`: where counts, viewer flags, the viewer's likes and favorites
+    /// and comments are read from (everything else is read from Postgres). With `scylla`, the
+    /// projections role runs the Scylla projector besides the Postgres one.
+    pub store: ReadStore,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port`, comma separated.
+    pub nodes: String,
+    /// Keyspace of this deployment, created when missing.
+    pub keyspace: String,
+    /// Replicas of the keyspace (`SimpleStrategy`).
+    pub replication_factor: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -240,6 +270,14 @@ impl Default for Config {
                 degraded_max_side: policy.degraded_max_side,
                 backlog_interval_ms: 3_000,
             },
+            read: ReadConfig {
+                store: ReadStore::Postgres,
+            },
+            scylla: ScyllaConfig {
+                nodes: "127.0.0.1:9042".into(),
+                keyspace: "gallery".into(),
+                replication_factor: 1,
+            },
         }
     }
 }
@@ -269,6 +307,15 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 fn app_env() -> Env {
     Env::prefixed("GALLERY_")
         .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+/// `GALLERY_READ_STORE`, the documented short name of `read.store` (`GALLERY_READ__STORE`,
+/// which wins when both are set).
+fn read_store_env() -> Env {
+    Env::raw()
+        .only(&["GALLERY_READ_STORE"])
+        .map(|_| "read__store".into())
         .split("__")
 }
 
@@ -312,6 +359,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
+            .merge(read_store_env())
             .merge(app_env())
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -479,6 +527,15 @@ impl Config {
                 "must be between 1 and 16",
             ));
         }
+        if self.scylla.nodes.split(',').all(|n| n.trim().is_empty()) {
+            return Err(invalid("scylla.nodes", "must name at least one node"));
+        }
+        if self.scylla.replication_factor == 0 {
+            return Err(invalid("scylla.replication_factor", "must be at least 1"));
+        }
+        self.scylla_settings()
+            .validate()
+            .map_err(|e| invalid("scylla.keyspace", e.to_string()))?;
         self.media.validate().map_err(|e| match e {
             gallery_commands::MediaError::Config { key, value, reason } => {
                 invalid(key, format!("{value:?} {reason}"))
@@ -527,6 +584,22 @@ impl Config {
             overload: self.generation.overload,
             degraded_max_steps: self.generation.degraded_max_steps,
             degraded_max_side: self.generation.degraded_max_side,
+        }
+    }
+
+    /// Where the Scylla read model lives.
+    pub fn scylla_settings(&self) -> gallery_projections::scylla::ScyllaSettings {
+        gallery_projections::scylla::ScyllaSettings {
+            nodes: self
+                .scylla
+                .nodes
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            keyspace: self.scylla.keyspace.clone(),
+            replication_factor: self.scylla.replication_factor,
         }
     }
 
@@ -728,6 +801,45 @@ mod tests {
             assert!(Config::load(None, &Overrides::default()).is_err());
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // the closure's error type is figment's own
+    fn the_read_store_reads_from_both_variable_names() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default())
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(config.read.store, ReadStore::Postgres);
+            jail.set_env("GALLERY_READ_STORE", "scylla");
+            let config = Config::load(None, &Overrides::default())
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(config.read.store, ReadStore::Scylla);
+            jail.set_env("GALLERY_READ__STORE", "postgres");
+            let config = Config::load(None, &Overrides::default())
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(config.read.store, ReadStore::Postgres);
+            jail.set_env("GALLERY_READ__STORE", "mysql");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn scylla_settings_are_validated() {
+        let mut c = Config::default();
+        c.scylla.keyspace = "bad-name".into();
+        let e = c.validate().map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("scylla.keyspace"), "{e}");
+        let mut c = Config::default();
+        c.scylla.nodes = " , ".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.scylla.replication_factor = 0;
+        assert!(c.validate().is_err());
+        assert_eq!(
+            Config::default().scylla_settings().nodes,
+            vec!["127.0.0.1:9042".to_owned()]
+        );
     }
 
     #[test]

@@ -44,11 +44,47 @@ pub enum ProjectionError {
         bound: i64,
         waited_secs: u64,
     },
+    #[error("scylla: {context}")]
+    Scylla {
+        context: &'static str,
+        #[source]
+        source: Box<CqlError>,
+    },
+    #[error(
+        "scylla.keyspace {keyspace:?}: a keyspace name is 1 to 48 ASCII letters, digits or '_', starting with a letter"
+    )]
+    Keyspace { keyspace: String },
     #[error("metadata lookup task failed")]
     Task(#[source] tokio::task::JoinError),
 }
 
+/// What a CQL call failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum CqlError {
+    #[error("cannot open a session")]
+    Connect(#[from] scylla::errors::NewSessionError),
+    #[error("cannot prepare a statement")]
+    Prepare(#[from] scylla::errors::PrepareError),
+    #[error("a statement failed")]
+    Execute(#[from] scylla::errors::ExecutionError),
+    #[error("the result holds no rows")]
+    NotRows(#[from] scylla::errors::IntoRowsResultError),
+    #[error("the rows do not have the expected types")]
+    RowTypes(#[from] scylla::errors::RowsError),
+    #[error("a row could not be read")]
+    Row(#[from] scylla::errors::DeserializationError),
+    #[error("the nodes do not agree on the schema")]
+    Schema(#[from] scylla::errors::SchemaAgreementError),
+}
+
 impl ProjectionError {
+    pub(crate) fn cql<E: Into<CqlError>>(context: &'static str) -> impl FnOnce(E) -> Self {
+        move |source| ProjectionError::Scylla {
+            context,
+            source: Box::new(source.into()),
+        }
+    }
+
     pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
         move |source| ProjectionError::Postgres { context, source }
     }

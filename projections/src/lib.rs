@@ -5,6 +5,9 @@
 //! Kafka's committed group offsets are advisory only. Every fold is idempotent besides: facts
 //! with set semantics (likes, favorites) keep the latest fact per artwork and user, and
 //! everything else is keyed by its event or entity id, so replaying an event changes nothing.
+//!
+//! The Scylla projector ([`scylla`]) folds the interactions with the same folds into absolute
+//! values written with offset-derived timestamps, and stores its offsets after each batch.
 
 mod dead_letter;
 mod error;
@@ -13,9 +16,10 @@ mod generations;
 mod postgres;
 mod rebuild;
 mod runner;
+pub mod scylla;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
-pub use error::ProjectionError;
+pub use error::{CqlError, ProjectionError};
 pub use generations::{Generation, READ_MODEL};
 pub use postgres::{PostgresStore, migrate};
 pub use rebuild::{RebuildOptions, RebuildReport, collect_garbage, rebuild};

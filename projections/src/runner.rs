@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-use gallery_schemas::{EventCodec, Stream, Topics};
+use gallery_schemas::{Event, EventCodec, Stream, Topics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -154,27 +154,7 @@ impl Projector {
                 self.config.projection
             ),
         };
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.brokers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .map_err(ProjectionError::kafka("create consumer"))?;
-        let mut assignment = TopicPartitionList::new();
-        for tp in &partitions {
-            let offset = stored
-                .get(tp)
-                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-            assignment
-                .add_partition_offset(&tp.0, tp.1, offset)
-                .map_err(ProjectionError::kafka("build assignment"))?;
-        }
-        consumer
-            .assign(&assignment)
-            .map_err(ProjectionError::kafka("assign partitions"))?;
+        let consumer = assigned_consumer(&self.config.brokers, &group, &partitions, &stored)?;
         tracing::info!(topics = ?names, partitions = partitions.len(), projection = %self.config.projection, %generation, "projector assigned");
         Ok(Session {
             client,
@@ -255,22 +235,7 @@ impl Projector {
         session: &mut Session,
         messages: Vec<OwnedMessage>,
     ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
-        let mut decoded = Vec::with_capacity(messages.len());
-        for message in messages {
-            let event = match self.codec.decode(message.payload()).await {
-                Ok(event) if self.config.topics.of(event.stream()) != message.topic() => {
-                    Err(format!(
-                        "a {} event does not belong on topic {}",
-                        event.record_name(),
-                        message.topic()
-                    ))
-                }
-                Ok(event) => Ok(event),
-                Err(e) if e.is_transient() => return Err(ProjectionError::Registry(e)),
-                Err(e) => Err(e.to_string()),
-            };
-            decoded.push((message, event));
-        }
+        let decoded = decode(&self.codec, &self.config.topics, messages).await?;
         let partitions: Vec<TopicPartition> = decoded
             .iter()
             .map(|(m, _)| (m.topic().to_owned(), m.partition()))
@@ -305,14 +270,7 @@ impl Projector {
                 Ok(event) => batch.add(event),
                 Err(reason) => {
                     self.dead_letters
-                        .send(&DeadLetter {
-                            topic: position.0.clone(),
-                            partition: position.1,
-                            offset,
-                            key: message.key().map(<[u8]>::to_vec),
-                            payload: message.payload().map(<[u8]>::to_vec),
-                            reason: reason.clone(),
-                        })
+                        .send(&dead_letter(message, reason))
                         .await?;
                 }
             }
@@ -346,9 +304,102 @@ pub(crate) struct Session {
     pub(crate) applied: HashMap<TopicPartition, i64>,
 }
 
+/// A message and its event, or the reason it is not a valid event of its topic.
+pub(crate) type Decoded = (OwnedMessage, Result<Event, String>);
+
+/// A consumer assigned every partition of `partitions`, each at its stored next offset (or the
+/// beginning). Offsets are stored by the projector, never automatically.
+pub(crate) fn assigned_consumer(
+    brokers: &str,
+    group: &str,
+    partitions: &[TopicPartition],
+    stored: &HashMap<TopicPartition, i64>,
+) -> Result<StreamConsumer, ProjectionError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(ProjectionError::kafka("create consumer"))?;
+    let mut assignment = TopicPartitionList::new();
+    for tp in partitions {
+        let offset = stored
+            .get(tp)
+            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        assignment
+            .add_partition_offset(&tp.0, tp.1, offset)
+            .map_err(ProjectionError::kafka("build assignment"))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(ProjectionError::kafka("assign partitions"))?;
+    Ok(consumer)
+}
+
+/// Waits for one message, then takes what arrives within `linger`, up to `max` messages.
+pub(crate) async fn next_batch(
+    consumer: &StreamConsumer,
+    max: usize,
+    linger: Duration,
+) -> Result<Vec<OwnedMessage>, ProjectionError> {
+    let first = consumer
+        .recv()
+        .await
+        .map_err(ProjectionError::kafka("receive"))?
+        .detach();
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(message) => batch.push(message.map_err(ProjectionError::kafka("receive"))?.detach()),
+            Err(_elapsed) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Decodes every message. A registry outage is an error (the session restarts and retries);
+/// a message that is no valid event of its topic carries the reason, for the dead letters.
+pub(crate) async fn decode(
+    codec: &EventCodec,
+    topics: &Topics,
+    messages: Vec<OwnedMessage>,
+) -> Result<Vec<Decoded>, ProjectionError> {
+    let mut decoded = Vec::with_capacity(messages.len());
+    for message in messages {
+        let event = match codec.decode(message.payload()).await {
+            Ok(event) if topics.of(event.stream()) != message.topic() => Err(format!(
+                "a {} event does not belong on topic {}",
+                event.record_name(),
+                message.topic()
+            )),
+            Ok(event) => Ok(event),
+            Err(e) if e.is_transient() => return Err(ProjectionError::Registry(e)),
+            Err(e) => Err(e.to_string()),
+        };
+        decoded.push((message, event));
+    }
+    Ok(decoded)
+}
+
+/// The dead letter of a message that is not a valid event.
+pub(crate) fn dead_letter(message: &OwnedMessage, reason: &str) -> DeadLetter {
+    DeadLetter {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        reason: reason.to_owned(),
+    }
+}
+
 /// Commits the offsets to Kafka's group as well, so lag shows in Kafka's tools. Advisory only:
 /// the offsets in Postgres are the ones the projector seeks to.
-fn advise(consumer: &StreamConsumer, next_offsets: &HashMap<TopicPartition, i64>) {
+pub(crate) fn advise(consumer: &StreamConsumer, next_offsets: &HashMap<TopicPartition, i64>) {
     if next_offsets.is_empty() {
         return;
     }

@@ -25,6 +25,8 @@ pub enum QueryError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("read model query failed")]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("scylla read model query failed")]
+    Cql(#[source] Box<CqlReadError>),
     /// The body is not a GraphQL request (bad JSON, a bad multipart form, a file too large).
     #[error(transparent)]
     Request(#[from] ParseRequestError),
@@ -37,6 +39,21 @@ pub enum QueryError {
     ConsistencyTimeout { waited_ms: u64 },
 }
 
+/// What a CQL read failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum CqlReadError {
+    #[error("cannot prepare a statement")]
+    Prepare(#[from] scylla::errors::PrepareError),
+    #[error("a statement failed")]
+    Execute(#[from] scylla::errors::ExecutionError),
+    #[error("the result holds no rows")]
+    NotRows(#[from] scylla::errors::IntoRowsResultError),
+    #[error("the rows do not have the expected types")]
+    RowTypes(#[from] scylla::errors::RowsError),
+    #[error("a row could not be read")]
+    Row(#[from] scylla::errors::DeserializationError),
+}
+
 impl QueryError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -44,6 +61,7 @@ impl QueryError {
             QueryError::Unauthenticated(_) => "UNAUTHENTICATED",
             QueryError::Pool(_)
             | QueryError::Postgres(_)
+            | QueryError::Cql(_)
             | QueryError::Stored { .. }
             | QueryError::Shared(_) => "INTERNAL",
             QueryError::Request(ParseRequestError::PayloadTooLarge)

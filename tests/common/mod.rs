@@ -4,6 +4,7 @@
 
 pub mod facts;
 pub mod private_kafka;
+pub mod scylla;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

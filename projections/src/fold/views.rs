@@ -47,6 +47,11 @@ impl ViewBatch {
         self.views.is_empty()
     }
 
+    /// The views of the batch, in log order.
+    pub fn views(&self) -> &[View] {
+        &self.views
+    }
+
     pub fn ids(&self) -> Vec<Uuid> {
         self.views.iter().map(|v| v.event_id).collect()
     }

@@ -1,7 +1,13 @@
 //! The read model as the GraphQL API sees it: one function per query, each a single SQL
 //! statement, counted, so tests can hold the number of statements of a request constant.
+//!
+//! The interaction reads ([`ReadModel::stats`], [`ReadModel::flags`],
+//! [`ReadModel::comments_page`], [`ReadModel::marks_page`]) come from the store the
+//! deployment reads interactions from ([`InteractionStore`]): Postgres, or Scylla. Everything
+//! else always comes from Postgres. Resolvers see one `ReadModel` either way.
 
 pub(crate) mod records;
+mod scylla;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +19,7 @@ use uuid::Uuid;
 
 use crate::error::QueryError;
 pub use records::{ArtworkRecord, CommentRecord, ExhibitionRecord, JobRecord, MarkRecord, Stats};
+pub use scylla::ScyllaReads;
 
 /// How many read-model statements the API has run (the N+1 guard of the tests).
 #[derive(Debug, Clone, Default)]
@@ -45,10 +52,21 @@ pub enum Measure {
     Views,
 }
 
+/// Where the interaction reads come from.
+#[derive(Debug, Clone, Default)]
+pub enum InteractionStore {
+    /// The Postgres read model, like every other read.
+    #[default]
+    Postgres,
+    /// The Scylla read model.
+    Scylla(Arc<ScyllaReads>),
+}
+
 /// The read model behind a connection pool.
 #[derive(Debug, Clone)]
 pub struct ReadModel {
     pool: Pool,
+    interactions: InteractionStore,
     statements: StatementCounter,
 }
 
@@ -64,8 +82,15 @@ impl ReadModel {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
+            interactions: InteractionStore::Postgres,
             statements: StatementCounter::default(),
         }
+    }
+
+    /// Reads the interactions from `store` instead.
+    pub fn with_interactions(mut self, store: InteractionStore) -> Self {
+        self.interactions = store;
+        self
     }
 
     /// The counter of statements run through this read model (shared by its clones).
@@ -156,6 +181,10 @@ impl ReadModel {
     }
 
     pub async fn stats(&self, ids: &[String]) -> Result<Vec<(String, Stats)>, QueryError> {
+        if let InteractionStore::Scylla(s) = &self.interactions {
+            self.statements.bump();
+            return s.stats(ids).await;
+        }
         let rows = self
             .query(
                 "SELECT artwork_id, like_count, favorite_count, comment_count, view_count
@@ -184,6 +213,10 @@ impl ReadModel {
         &self,
         pairs: &[(String, String)],
     ) -> Result<Vec<((String, String), (bool, bool))>, QueryError> {
+        if let InteractionStore::Scylla(s) = &self.interactions {
+            self.statements.bump();
+            return s.flags(pairs).await;
+        }
         let (users, artworks): (Vec<&str>, Vec<&str>) =
             pairs.iter().map(|(u, a)| (u.as_str(), a.as_str())).unzip();
         let rows = self
@@ -208,6 +241,10 @@ impl ReadModel {
         after: After<Uuid>,
         limit: i64,
     ) -> Result<Vec<CommentRecord>, QueryError> {
+        if let InteractionStore::Scylla(s) = &self.interactions {
+            self.statements.bump();
+            return s.comments_page(artwork, after, limit).await;
+        }
         let (at, id) = after.unzip();
         let rows = self
             .query(
@@ -229,6 +266,10 @@ impl ReadModel {
         after: After<String>,
         limit: i64,
     ) -> Result<Vec<MarkRecord>, QueryError> {
+        if let InteractionStore::Scylla(s) = &self.interactions {
+            self.statements.bump();
+            return s.marks_page(mark, user, after, limit).await;
+        }
         let (at, id) = after.unzip();
         let sql = match mark {
             Mark::Likes => {

@@ -1,0 +1,90 @@
+//! The Scylla read model of the interactions (likes, favorites, comments, views).
+//!
+//! Scylla has no transactions and its counters are not idempotent, so the projector keeps
+//! what it needs to compute absolute values and writes those, each cell with a write timestamp
+//! derived from the Kafka offset of the fact that decided it ([`write_timestamp`]): replaying a
+//! fact rewrites the same value with the same timestamp, and a later fact always wins.
+//!
+//! Everything an artwork's counts depend on lives in one partition of `artwork_state` (the
+//! counts as static columns, one clustering row per user with that user's latest like and
+//! favorite), together with `next_offset`, the position in the artwork's Kafka partition up
+//! to which the partition is folded. A batch writes the derived tables first (the users'
+//! lists, comments, views; each row stamped with its fact's offset), then each artwork's
+//! partition in one single-partition batch, which Scylla and Cassandra apply atomically and in
+//! isolation, and the Kafka offsets last. After a crash anywhere in between, the replay reads
+//! the partition as it was before the interrupted batch (rows written beyond its
+//! `next_offset` are ignored), folds the same facts with the same pure folds as Postgres, and
+//! rewrites the same values.
+
+mod runner;
+mod schema;
+mod store;
+
+pub use runner::{ScyllaProjector, ScyllaProjectorConfig};
+pub use schema::{connect, migrate};
+
+/// How to reach the Scylla (or Cassandra) cluster and where the read model lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaSettings {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    /// The keyspace of this deployment (created when missing).
+    pub keyspace: String,
+    /// Replicas of the keyspace (`SimpleStrategy`).
+    pub replication_factor: u32,
+}
+
+impl ScyllaSettings {
+    /// Checks the keyspace name, which is spliced into statements.
+    pub fn validate(&self) -> Result<(), crate::ProjectionError> {
+        let k = self.keyspace.as_bytes();
+        let ok = (1..=48).contains(&k.len())
+            && k.first().is_some_and(u8::is_ascii_alphabetic)
+            && k.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::ProjectionError::Keyspace {
+                keyspace: self.keyspace.clone(),
+            })
+        }
+    }
+}
+
+/// The write timestamp (microseconds, as CQL counts them) of a cell decided by the fact at
+/// `offset` of its Kafka partition. Every cell is written from one partition only (all
+/// interactions of an artwork share a partition, and every row belongs to one artwork), so
+/// timestamps only ever compare facts of one partition: a replay writes the same timestamp, a
+/// later fact a greater one, and a deletion beats the insertion it follows.
+pub fn write_timestamp(offset: i64) -> i64 {
+    offset.saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(keyspace: &str) -> ScyllaSettings {
+        ScyllaSettings {
+            nodes: vec!["127.0.0.1:9042".into()],
+            keyspace: keyspace.into(),
+            replication_factor: 1,
+        }
+    }
+
+    #[test]
+    fn keyspace_names_are_checked() {
+        assert!(settings("gallery").validate().is_ok());
+        assert!(settings("test_0193abc").validate().is_ok());
+        for bad in ["", "1abc", "a-b", "a;DROP", &"a".repeat(49)] {
+            assert!(settings(bad).validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_grow_with_the_offset_and_start_above_zero() {
+        assert_eq!(write_timestamp(0), 1);
+        assert!(write_timestamp(7) < write_timestamp(8));
+        assert_eq!(write_timestamp(i64::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,141 @@
+//! The Scylla projector loop: the Postgres projector's consumer, batching, decoding and dead
+//! letters, over the interactions topic, with the batch applied to Scylla and the offsets
+//! stored after it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use gallery_schemas::{EventCodec, Stream, Topics};
+use rdkafka::message::Message;
+
+use super::store::ScyllaStore;
+use super::{ScyllaSettings, connect, migrate};
+use crate::dead_letter::DeadLetterSink;
+use crate::error::ProjectionError;
+use crate::postgres::TopicPartition;
+use crate::runner::{advise, assigned_consumer, dead_letter, decode, next_batch, partitions_of};
+
+/// How the Scylla projector connects and batches.
+#[derive(Debug, Clone)]
+pub struct ScyllaProjectorConfig {
+    pub brokers: String,
+    pub topics: Topics,
+    pub scylla: ScyllaSettings,
+    /// Name under which offsets are stored. The tables of a keyspace belong to one
+    /// projection: a rebuild uses a new keyspace.
+    pub projection: String,
+    /// Messages per batch. An artwork's partition is written in one batch statement, which
+    /// Scylla and Cassandra refuse beyond a size (50 KiB by default), so keep this modest.
+    pub max_batch: usize,
+    pub batch_linger: Duration,
+}
+
+impl ScyllaProjectorConfig {
+    pub fn new(brokers: String, topics: Topics, scylla: ScyllaSettings) -> Self {
+        Self {
+            brokers,
+            topics,
+            scylla,
+            projection: crate::DEFAULT_PROJECTION.to_owned(),
+            max_batch: 100,
+            batch_linger: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Folds the interactions topic (likes, favorites, comments, views) into Scylla.
+#[derive(Debug)]
+pub struct ScyllaProjector {
+    config: ScyllaProjectorConfig,
+    codec: EventCodec,
+    dead_letters: DeadLetterSink,
+}
+
+impl ScyllaProjector {
+    pub fn new(config: ScyllaProjectorConfig, codec: EventCodec) -> Result<Self, ProjectionError> {
+        config.scylla.validate()?;
+        let dead_letters = DeadLetterSink::new(
+            &config.brokers,
+            config.topics.dead_letters(),
+            format!("projection-scylla:{}", config.projection),
+        )?;
+        Ok(Self {
+            config,
+            codec,
+            dead_letters,
+        })
+    }
+
+    /// Runs until `shutdown` resolves. Errors restart the session after a pause, which seeks
+    /// back to the stored offsets.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut pause = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    tracing::info!(projection = %self.config.projection, "scylla projector stopped");
+                    return;
+                }
+                result = self.session() => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "scylla projector session failed; restarting");
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn session(&self) -> Result<(), ProjectionError> {
+        let session = connect(&self.config.scylla).await?;
+        migrate(&session, &self.config.scylla).await?;
+        let store = ScyllaStore::new(
+            session,
+            &self.config.scylla.keyspace,
+            self.config.projection.clone(),
+        )
+        .await?;
+        let names = vec![self.config.topics.of(Stream::Interactions)];
+        let partitions = partitions_of(&self.config.brokers, &names).await?;
+        let stored = store.offsets().await?;
+        let group = format!(
+            "{}projection-scylla-{}",
+            self.config.topics.prefix(),
+            self.config.projection
+        );
+        let consumer = assigned_consumer(&self.config.brokers, &group, &partitions, &stored)?;
+        tracing::info!(topics = ?names, partitions = partitions.len(), keyspace = %self.config.scylla.keyspace, "scylla projector assigned");
+
+        loop {
+            let messages =
+                next_batch(&consumer, self.config.max_batch, self.config.batch_linger).await?;
+            let decoded = decode(&self.codec, &self.config.topics, messages).await?;
+            let mut next_offsets: HashMap<TopicPartition, i64> = HashMap::new();
+            let mut facts = Vec::with_capacity(decoded.len());
+            for (message, event) in &decoded {
+                match event {
+                    Ok(event) => facts.push((message.offset(), event)),
+                    Err(reason) => {
+                        self.dead_letters
+                            .send(&dead_letter(message, reason))
+                            .await?;
+                    }
+                }
+                let next = next_offsets
+                    .entry((message.topic().to_owned(), message.partition()))
+                    .or_insert(0);
+                *next = (*next).max(message.offset() + 1);
+            }
+            store.apply(&facts).await?;
+            store.store_offsets(&next_offsets).await?;
+            tracing::debug!(offsets = ?next_offsets, "scylla batch applied");
+            advise(&consumer, &next_offsets);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The keyspace and its tables. Every statement is idempotent (`IF NOT EXISTS`), so every
+//! role that uses Scylla applies them on start.
+
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+use super::ScyllaSettings;
+use crate::error::ProjectionError;
+
+/// The tables, `{ks}` standing for the keyspace. Counts are plain `bigint` columns holding
+/// absolute values, never CQL counters.
+const TABLES: &[&str] = &[
+    // One partition per artwork: its counts (static) and each user's latest like and favorite.
+    // `next_offset`: the artwork's Kafka partition is folded in up to (not including) it.
+    "CREATE TABLE IF NOT EXISTS {ks}.artwork_state (
+        artwork_id      text,
+        user_id         text,
+        likes           bigint static,
+        favorites       bigint static,
+        comments        bigint static,
+        views           bigint static,
+        next_offset     bigint static,
+        liked           boolean,
+        like_event      uuid,
+        liked_at_ms     bigint,
+        favorited       boolean,
+        favorite_event  uuid,
+        favorited_at_ms bigint,
+        PRIMARY KEY (artwork_id, user_id)
+    )",
+    // The artworks a user likes (mark = 'like') or favorites ('favorite') now, newest first.
+    "CREATE TABLE IF NOT EXISTS {ks}.user_marks (
+        user_id    text,
+        mark       text,
+        at_ms      bigint,
+        artwork_id text,
+        PRIMARY KEY ((user_id, mark), at_ms, artwork_id)
+    ) WITH CLUSTERING ORDER BY (at_ms DESC, artwork_id DESC)",
+    // Every comment by id, with the offsets of its posting and deletion.
+    "CREATE TABLE IF NOT EXISTS {ks}.comments (
+        comment_id     uuid PRIMARY KEY,
+        artwork_id     text,
+        user_id        text,
+        body           text,
+        posted_at_ms   bigint,
+        posted_offset  bigint,
+        deleted_offset bigint
+    )",
+    // An artwork's comments not deleted, newest first. The id is text (lower-case hex) so
+    // ties order byte-wise, as Postgres orders uuids.
+    "CREATE TABLE IF NOT EXISTS {ks}.artwork_comments (
+        artwork_id   text,
+        posted_at_ms bigint,
+        comment_id   text,
+        user_id      text,
+        body         text,
+        PRIMARY KEY (artwork_id, posted_at_ms, comment_id)
+    ) WITH CLUSTERING ORDER BY (posted_at_ms DESC, comment_id DESC)",
+    // Views by event id, so a view produced twice counts once.
+    "CREATE TABLE IF NOT EXISTS {ks}.artwork_views (
+        artwork_id  text,
+        event_id    uuid,
+        view_offset bigint,
+        PRIMARY KEY (artwork_id, event_id)
+    )",
+    // Where each projection resumes: written after its batch, a hint to seek to (the
+    // partitions' `next_offset` decide what is applied).
+    "CREATE TABLE IF NOT EXISTS {ks}.projection_offsets (
+        projection  text,
+        topic       text,
+        partition   int,
+        next_offset bigint,
+        PRIMARY KEY (projection, topic, partition)
+    )",
+];
+
+/// Opens a session to the cluster (no keyspace selected; statements name it).
+pub async fn connect(settings: &ScyllaSettings) -> Result<Session, ProjectionError> {
+    settings.validate()?;
+    SessionBuilder::new()
+        .known_nodes(&settings.nodes)
+        .build()
+        .await
+        .map_err(ProjectionError::cql("connect"))
+}
+
+/// Creates the keyspace and its tables when missing, and waits until the nodes agree.
+pub async fn migrate(session: &Session, settings: &ScyllaSettings) -> Result<(), ProjectionError> {
+    settings.validate()?;
+    let ks = &settings.keyspace;
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+                 {{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+                settings.replication_factor
+            ),
+            (),
+        )
+        .await
+        .map_err(ProjectionError::cql("create keyspace"))?;
+    for table in TABLES {
+        session
+            .query_unpaged(table.replace("{ks}", ks), ())
+            .await
+            .map_err(ProjectionError::cql("create table"))?;
+    }
+    session
+        .await_schema_agreement()
+        .await
+        .map_err(ProjectionError::cql("schema agreement"))?;
+    Ok(())
+}

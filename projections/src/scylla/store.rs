@@ -1,0 +1,781 @@
+//! Applying one batch of interaction facts to Scylla: read the state of the artworks the batch
+//! touches as of each artwork's `next_offset`, fold with the pure folds, write the derived rows,
+//! then each artwork's partition in one atomic single-partition batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::future::try_join_all;
+use gallery_schemas::Event;
+use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+use uuid::Uuid;
+
+use super::write_timestamp;
+use crate::error::ProjectionError;
+use crate::fold::comments::{CommentBatch, StoredComment};
+use crate::fold::views::ViewBatch;
+use crate::fold::{SetBatch, SetFact, SetKey, StatsDelta};
+use crate::postgres::TopicPartition;
+
+/// The values of one statement, in bind-marker order (`None` is null).
+type Values = Vec<Option<CqlValue>>;
+
+fn text(s: &str) -> Option<CqlValue> {
+    Some(CqlValue::Text(s.to_owned()))
+}
+fn big(v: i64) -> Option<CqlValue> {
+    Some(CqlValue::BigInt(v))
+}
+fn id(v: Uuid) -> Option<CqlValue> {
+    Some(CqlValue::Uuid(v))
+}
+fn flag(v: bool) -> Option<CqlValue> {
+    Some(CqlValue::Boolean(v))
+}
+
+/// An artwork's counts and how far its partition is folded.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    likes: i64,
+    favorites: i64,
+    comments: i64,
+    views: i64,
+    next_offset: i64,
+}
+
+impl Counts {
+    fn plus(self, d: StatsDelta) -> Self {
+        Self {
+            likes: self.likes + d.likes,
+            favorites: self.favorites + d.favorites,
+            comments: self.comments + d.comments,
+            views: self.views + d.views,
+            next_offset: self.next_offset,
+        }
+    }
+}
+
+/// The prepared statements of one session.
+#[derive(Debug)]
+struct Statements {
+    read_counts: PreparedStatement,
+    read_marks: PreparedStatement,
+    read_comments: PreparedStatement,
+    read_views: PreparedStatement,
+    write_counts: PreparedStatement,
+    write_like: PreparedStatement,
+    write_favorite: PreparedStatement,
+    insert_mark: PreparedStatement,
+    delete_mark: PreparedStatement,
+    insert_comment: PreparedStatement,
+    list_comment: PreparedStatement,
+    delete_comment: PreparedStatement,
+    unlist_comment: PreparedStatement,
+    insert_view: PreparedStatement,
+    read_offsets: PreparedStatement,
+    write_offset: PreparedStatement,
+}
+
+/// One projection's view of the Scylla keyspace.
+#[derive(Debug)]
+pub(crate) struct ScyllaStore {
+    session: Session,
+    projection: String,
+    statements: Statements,
+}
+
+/// An interaction fact and its offset in its partition.
+pub(crate) type Positioned<'a> = (i64, &'a Event);
+
+/// One kind of set fact (likes or favorites) as stored in `artwork_state` and `user_marks`.
+#[derive(Debug, Default)]
+struct SetSide {
+    batch: SetBatch,
+    /// Every fact of the batch per pair, in log order: (on, at, offset).
+    facts: BTreeMap<SetKey, Vec<(bool, i64, i64)>>,
+    /// Offset of the (last copy of the) fact with this event id.
+    offsets: HashMap<Uuid, i64>,
+    /// Stored state per pair as of the artwork's `next_offset`: (on, event id, at).
+    stored: HashMap<SetKey, (bool, Uuid, i64)>,
+}
+
+impl SetSide {
+    fn add(&mut self, artwork: &str, user: &str, fact: SetFact, offset: i64) {
+        self.facts
+            .entry((artwork.to_owned(), user.to_owned()))
+            .or_default()
+            .push((fact.on, fact.occurred_at_ms, offset));
+        self.offsets.insert(fact.event_id, offset);
+        self.batch.add(artwork, user, fact);
+    }
+}
+
+impl ScyllaStore {
+    pub(crate) async fn new(
+        session: Session,
+        keyspace: &str,
+        projection: String,
+    ) -> Result<Self, ProjectionError> {
+        let p = |cql: &'static str| {
+            let cql = cql.replace("{ks}", keyspace);
+            let session = &session;
+            async move {
+                session
+                    .prepare(cql)
+                    .await
+                    .map_err(ProjectionError::cql("prepare"))
+            }
+        };
+        let statements = Statements {
+            read_counts: p("SELECT artwork_id, likes, favorites, comments, views, next_offset
+                 FROM {ks}.artwork_state WHERE artwork_id IN ? PER PARTITION LIMIT 1")
+            .await?,
+            read_marks: p(
+                "SELECT user_id, liked, like_event, liked_at_ms, favorited, favorite_event,
+                 favorited_at_ms FROM {ks}.artwork_state WHERE artwork_id = ? AND user_id IN ?",
+            )
+            .await?,
+            read_comments: p("SELECT comment_id, artwork_id, posted_at_ms, posted_offset,
+                 deleted_offset FROM {ks}.comments WHERE comment_id IN ?")
+            .await?,
+            read_views: p("SELECT event_id, view_offset FROM {ks}.artwork_views
+                 WHERE artwork_id = ? AND event_id IN ?")
+            .await?,
+            write_counts: p("UPDATE {ks}.artwork_state USING TIMESTAMP ?
+                 SET likes = ?, favorites = ?, comments = ?, views = ?, next_offset = ?
+                 WHERE artwork_id = ?")
+            .await?,
+            write_like: p("UPDATE {ks}.artwork_state USING TIMESTAMP ?
+                 SET liked = ?, like_event = ?, liked_at_ms = ? WHERE artwork_id = ? AND user_id = ?")
+            .await?,
+            write_favorite: p("UPDATE {ks}.artwork_state USING TIMESTAMP ?
+                 SET favorited = ?, favorite_event = ?, favorited_at_ms = ?
+                 WHERE artwork_id = ? AND user_id = ?")
+            .await?,
+            insert_mark: p(
+                "INSERT INTO {ks}.user_marks (user_id, mark, at_ms, artwork_id)
+                 VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            )
+            .await?,
+            delete_mark: p("DELETE FROM {ks}.user_marks USING TIMESTAMP ?
+                 WHERE user_id = ? AND mark = ? AND at_ms = ? AND artwork_id = ?")
+            .await?,
+            insert_comment: p("INSERT INTO {ks}.comments (comment_id, artwork_id, user_id, body,
+                 posted_at_ms, posted_offset) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
+            .await?,
+            list_comment: p("INSERT INTO {ks}.artwork_comments (artwork_id, posted_at_ms,
+                 comment_id, user_id, body) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?")
+            .await?,
+            delete_comment: p("UPDATE {ks}.comments USING TIMESTAMP ? SET deleted_offset = ?
+                 WHERE comment_id = ?")
+            .await?,
+            unlist_comment: p("DELETE FROM {ks}.artwork_comments USING TIMESTAMP ?
+                 WHERE artwork_id = ? AND posted_at_ms = ? AND comment_id = ?")
+            .await?,
+            insert_view: p("INSERT INTO {ks}.artwork_views (artwork_id, event_id, view_offset)
+                 VALUES (?, ?, ?) USING TIMESTAMP ?")
+            .await?,
+            read_offsets: p("SELECT topic, partition, next_offset FROM {ks}.projection_offsets
+                 WHERE projection = ?")
+            .await?,
+            write_offset: p("UPDATE {ks}.projection_offsets SET next_offset = ?
+                 WHERE projection = ? AND topic = ? AND partition = ?")
+            .await?,
+        };
+        Ok(Self {
+            session,
+            projection,
+            statements,
+        })
+    }
+
+    /// The stored next offset of every partition this projection has read.
+    pub(crate) async fn offsets(&self) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.read_offsets, (&self.projection,))
+            .await
+            .map_err(ProjectionError::cql("read offsets"))?
+            .into_rows_result()
+            .map_err(ProjectionError::cql("read offsets"))?;
+        let mut out = HashMap::new();
+        for row in rows
+            .rows::<(String, i32, i64)>()
+            .map_err(ProjectionError::cql("read offsets"))?
+        {
+            let (topic, partition, next) = row.map_err(ProjectionError::cql("read offsets"))?;
+            out.insert((topic, partition), next);
+        }
+        Ok(out)
+    }
+
+    /// Records where to resume, after the batch is applied.
+    pub(crate) async fn store_offsets(
+        &self,
+        next_offsets: &HashMap<TopicPartition, i64>,
+    ) -> Result<(), ProjectionError> {
+        let writes = next_offsets.iter().map(|((topic, partition), next)| {
+            self.session.execute_unpaged(
+                &self.statements.write_offset,
+                (*next, &self.projection, topic, *partition),
+            )
+        });
+        try_join_all(writes)
+            .await
+            .map_err(ProjectionError::cql("store offsets"))?;
+        Ok(())
+    }
+
+    async fn exec(&self, writes: Vec<(&PreparedStatement, Values)>) -> Result<(), ProjectionError> {
+        let futures = writes
+            .iter()
+            .map(|(statement, values)| self.session.execute_unpaged(statement, values));
+        try_join_all(futures)
+            .await
+            .map_err(ProjectionError::cql("write derived rows"))?;
+        Ok(())
+    }
+
+    async fn read_counts(
+        &self,
+        artworks: &[String],
+    ) -> Result<HashMap<String, Counts>, ProjectionError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.read_counts, (artworks,))
+            .await
+            .map_err(ProjectionError::cql("read counts"))?
+            .into_rows_result()
+            .map_err(ProjectionError::cql("read counts"))?;
+        let mut out = HashMap::new();
+        type Row = (
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        for row in rows
+            .rows::<Row>()
+            .map_err(ProjectionError::cql("read counts"))?
+        {
+            let (a, likes, favorites, comments, views, next) =
+                row.map_err(ProjectionError::cql("read counts"))?;
+            let counts = Counts {
+                likes: likes.unwrap_or(0),
+                favorites: favorites.unwrap_or(0),
+                comments: comments.unwrap_or(0),
+                views: views.unwrap_or(0),
+                next_offset: next.unwrap_or(0),
+            };
+            out.insert(a, counts);
+        }
+        Ok(out)
+    }
+
+    /// The like and favorite state of (artwork, user) pairs, as of the partition's offset.
+    async fn read_marks(
+        &self,
+        pairs: &BTreeMap<String, Vec<String>>,
+        likes: &mut SetSide,
+        favorites: &mut SetSide,
+    ) -> Result<(), ProjectionError> {
+        let reads = pairs.iter().map(|(artwork, users)| async move {
+            let rows = self
+                .session
+                .execute_unpaged(&self.statements.read_marks, (artwork, users))
+                .await
+                .map_err(ProjectionError::cql("read like states"))?
+                .into_rows_result()
+                .map_err(ProjectionError::cql("read like states"))?;
+            type Row = (
+                String,
+                Option<bool>,
+                Option<Uuid>,
+                Option<i64>,
+                Option<bool>,
+                Option<Uuid>,
+                Option<i64>,
+            );
+            let mut out = Vec::new();
+            for row in rows
+                .rows::<Row>()
+                .map_err(ProjectionError::cql("read like states"))?
+            {
+                out.push((
+                    artwork.clone(),
+                    row.map_err(ProjectionError::cql("read like states"))?,
+                ));
+            }
+            Ok::<_, ProjectionError>(out)
+        });
+        for (artwork, (user, liked, like_event, liked_at, favorited, favorite_event, fav_at)) in
+            try_join_all(reads).await?.into_iter().flatten()
+        {
+            let key = (artwork, user);
+            if let (Some(on), Some(e)) = (liked, like_event) {
+                let at = liked_at.unwrap_or(0);
+                likes.stored.insert(key.clone(), (on, e, at));
+            }
+            if let (Some(on), Some(e)) = (favorited, favorite_event) {
+                let at = fav_at.unwrap_or(0);
+                favorites.stored.insert(key, (on, e, at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the interaction facts of one batch (facts other than interactions are ignored).
+    pub(crate) async fn apply(&self, facts: &[Positioned<'_>]) -> Result<(), ProjectionError> {
+        let mut artworks: Vec<String> = facts
+            .iter()
+            .filter_map(|(_, e)| artwork_of(e).map(str::to_owned))
+            .collect();
+        artworks.sort_unstable();
+        artworks.dedup();
+        if artworks.is_empty() {
+            return Ok(());
+        }
+        let counts = self.read_counts(&artworks).await?;
+        let through = |a: &str| counts.get(a).map_or(0, |c| c.next_offset);
+
+        let mut likes = SetSide::default();
+        let mut favorites = SetSide::default();
+        let mut comments = CommentBatch::default();
+        let mut posted_offsets: HashMap<Uuid, i64> = HashMap::new();
+        let mut deleted_offsets: HashMap<Uuid, i64> = HashMap::new();
+        let mut views = ViewBatch::default();
+        let mut view_offsets: HashMap<Uuid, i64> = HashMap::new();
+        let mut last_offset: BTreeMap<String, i64> = BTreeMap::new();
+        for (offset, event) in facts {
+            let Some(artwork) = artwork_of(event) else {
+                continue;
+            };
+            if *offset < through(artwork) {
+                continue; // folded into the partition already
+            }
+            let last = last_offset.entry(artwork.to_owned()).or_insert(*offset);
+            *last = (*last).max(*offset);
+            match event {
+                Event::LikeSet(e) => {
+                    let fact = SetFact {
+                        on: e.liked,
+                        event_id: e.event_id,
+                        occurred_at_ms: e.occurred_at,
+                    };
+                    likes.add(artwork, e.user_id.as_str(), fact, *offset);
+                }
+                Event::FavoriteSet(e) => {
+                    let fact = SetFact {
+                        on: e.favorited,
+                        event_id: e.event_id,
+                        occurred_at_ms: e.occurred_at,
+                    };
+                    favorites.add(artwork, e.user_id.as_str(), fact, *offset);
+                }
+                Event::CommentPosted(e) => {
+                    comments.add_posted(e);
+                    posted_offsets.entry(e.comment_id).or_insert(*offset);
+                }
+                Event::CommentDeleted(e) => {
+                    comments.add_deleted(e);
+                    deleted_offsets.entry(e.comment_id).or_insert(*offset);
+                }
+                Event::ArtworkViewed(e) => {
+                    views.add(e);
+                    view_offsets.entry(e.event_id).or_insert(*offset);
+                }
+                _ => {}
+            }
+        }
+        if last_offset.is_empty() {
+            return Ok(());
+        }
+
+        let mut pairs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (a, u) in likes.facts.keys().chain(favorites.facts.keys()) {
+            pairs.entry(a.clone()).or_default().push(u.clone());
+        }
+        for users in pairs.values_mut() {
+            users.sort_unstable();
+            users.dedup();
+        }
+        self.read_marks(&pairs, &mut likes, &mut favorites).await?;
+
+        let mut deltas: BTreeMap<String, StatsDelta> = BTreeMap::new();
+        let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
+        let mut rows: BTreeMap<String, Vec<(&PreparedStatement, Values)>> = BTreeMap::new();
+        for (side, mark) in [(&likes, "like"), (&favorites, "favorite")] {
+            let stored: HashMap<SetKey, (bool, Uuid)> = side
+                .stored
+                .iter()
+                .map(|(k, (on, e, _))| (k.clone(), (*on, *e)))
+                .collect();
+            let plan = side.batch.plan(&stored);
+            for (a, d) in &plan.count_deltas {
+                let entry = deltas.entry(a.clone()).or_default();
+                if mark == "like" {
+                    entry.likes += d;
+                } else {
+                    entry.favorites += d;
+                }
+            }
+            let state = if mark == "like" {
+                &self.statements.write_like
+            } else {
+                &self.statements.write_favorite
+            };
+            for ((a, u), fact) in &plan.upserts {
+                let offset = side.offsets.get(&fact.event_id).copied().unwrap_or(0);
+                rows.entry(a.clone()).or_default().push((
+                    state,
+                    vec![
+                        big(write_timestamp(offset)),
+                        flag(fact.on),
+                        id(fact.event_id),
+                        big(fact.occurred_at_ms),
+                        text(a),
+                        text(u),
+                    ],
+                ));
+            }
+            self.mark_writes(side, mark, &mut writes);
+        }
+
+        let (comment_deltas, comment_writes) = self
+            .comment_writes(&comments, &counts, &posted_offsets, &deleted_offsets)
+            .await?;
+        for (a, d) in comment_deltas {
+            deltas.entry(a).or_default().comments += d;
+        }
+        writes.extend(comment_writes);
+        let (view_deltas, view_writes) = self.view_writes(&views, &counts, &view_offsets).await?;
+        for (a, d) in view_deltas {
+            deltas.entry(a).or_default().views += d;
+        }
+        writes.extend(view_writes);
+
+        // Derived rows first: if the process dies before an artwork's partition is written,
+        // the replay recomputes and rewrites them identically.
+        self.exec(writes).await?;
+        let commits = last_offset.iter().map(|(artwork, last)| {
+            let before = counts.get(artwork).copied().unwrap_or_default();
+            let after = before.plus(deltas.get(artwork).copied().unwrap_or_default());
+            let mut batch = Batch::new(BatchType::Unlogged);
+            let mut values: Vec<Values> = Vec::new();
+            batch.append_statement(self.statements.write_counts.clone());
+            values.push(vec![
+                big(write_timestamp(*last)),
+                big(after.likes),
+                big(after.favorites),
+                big(after.comments),
+                big(after.views),
+                big(last + 1),
+                text(artwork),
+            ]);
+            for (statement, v) in rows.remove(artwork).unwrap_or_default() {
+                batch.append_statement(statement.clone());
+                values.push(v);
+            }
+            async move {
+                self.session
+                    .batch(&batch, values)
+                    .await
+                    .map_err(ProjectionError::cql("write artwork partition"))
+            }
+        });
+        try_join_all(commits.collect::<Vec<_>>()).await?;
+        Ok(())
+    }
+
+    /// The writes of the users' like (or favorite) lists: the row of the pair's final fact,
+    /// and the deletion of every other row the batch's facts (or the stored state) put there,
+    /// all at the timestamp of the pair's last fact, so even rows written by an interrupted
+    /// run of a longer batch are removed.
+    fn mark_writes<'s>(
+        &'s self,
+        side: &SetSide,
+        mark: &str,
+        writes: &mut Vec<(&'s PreparedStatement, Values)>,
+    ) {
+        for ((a, u), facts) in &side.facts {
+            let stored = side
+                .stored
+                .get(&(a.clone(), u.clone()))
+                .map(|(on, _, at)| (*on, *at));
+            let Some(change) = list_change(facts, stored) else {
+                continue;
+            };
+            let ts = big(write_timestamp(change.offset));
+            if let Some(at) = change.insert {
+                writes.push((
+                    &self.statements.insert_mark,
+                    vec![text(u), text(mark), big(at), text(a), ts.clone()],
+                ));
+            }
+            for at in change.delete {
+                writes.push((
+                    &self.statements.delete_mark,
+                    vec![ts.clone(), text(u), text(mark), big(at), text(a)],
+                ));
+            }
+        }
+    }
+
+    async fn comment_writes(
+        &self,
+        batch: &CommentBatch,
+        counts: &HashMap<String, Counts>,
+        posted_offsets: &HashMap<Uuid, i64>,
+        deleted_offsets: &HashMap<Uuid, i64>,
+    ) -> Result<(BTreeMap<String, i64>, Vec<(&PreparedStatement, Values)>), ProjectionError> {
+        let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
+        if batch.is_empty() {
+            return Ok((BTreeMap::new(), writes));
+        }
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.read_comments, (batch.ids(),))
+            .await
+            .map_err(ProjectionError::cql("read comments"))?
+            .into_rows_result()
+            .map_err(ProjectionError::cql("read comments"))?;
+        let mut stored: HashMap<Uuid, StoredComment> = HashMap::new();
+        let mut listed: HashMap<Uuid, (String, i64)> = HashMap::new();
+        // Every column may be null: a deletion's cells can land without the posting's when a
+        // batch is interrupted (the replay writes the posting again).
+        type Row = (Uuid, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+        for row in rows
+            .rows::<Row>()
+            .map_err(ProjectionError::cql("read comments"))?
+        {
+            let (comment, artwork, posted_at, posted, deleted) =
+                row.map_err(ProjectionError::cql("read comments"))?;
+            let (Some(artwork), Some(posted_at), Some(posted)) = (artwork, posted_at, posted)
+            else {
+                continue;
+            };
+            // As of the artwork's partition: rows written by an interrupted batch beyond it
+            // are not applied yet. A comment of an artwork outside the batch is left alone.
+            let Some(through) = counts.get(&artwork).map(|c| c.next_offset) else {
+                continue;
+            };
+            if posted >= through {
+                continue;
+            }
+            stored.insert(
+                comment,
+                StoredComment {
+                    artwork_id: artwork.clone(),
+                    deleted: deleted.is_some_and(|d| d < through),
+                },
+            );
+            listed.insert(comment, (artwork, posted_at));
+        }
+        let plan = batch.plan(&stored);
+        for c in &plan.inserts {
+            let offset = posted_offsets.get(&c.comment_id).copied().unwrap_or(0);
+            let ts = big(write_timestamp(offset));
+            writes.push((
+                &self.statements.insert_comment,
+                vec![
+                    id(c.comment_id),
+                    text(&c.artwork_id),
+                    text(&c.user_id),
+                    text(&c.body),
+                    big(c.posted_at_ms),
+                    big(offset),
+                    ts.clone(),
+                ],
+            ));
+            writes.push((
+                &self.statements.list_comment,
+                vec![
+                    text(&c.artwork_id),
+                    big(c.posted_at_ms),
+                    text(&c.comment_id.to_string()),
+                    text(&c.user_id),
+                    text(&c.body),
+                    ts,
+                ],
+            ));
+            listed.insert(c.comment_id, (c.artwork_id.clone(), c.posted_at_ms));
+        }
+        for d in &plan.deletions {
+            let offset = deleted_offsets.get(&d.comment_id).copied().unwrap_or(0);
+            let ts = big(write_timestamp(offset));
+            writes.push((
+                &self.statements.delete_comment,
+                vec![ts.clone(), big(offset), id(d.comment_id)],
+            ));
+            if let Some((artwork, posted_at)) = listed.get(&d.comment_id) {
+                writes.push((
+                    &self.statements.unlist_comment,
+                    vec![
+                        ts,
+                        text(artwork),
+                        big(*posted_at),
+                        text(&d.comment_id.to_string()),
+                    ],
+                ));
+            }
+        }
+        Ok((plan.count_deltas, writes))
+    }
+
+    async fn view_writes(
+        &self,
+        batch: &ViewBatch,
+        counts: &HashMap<String, Counts>,
+        view_offsets: &HashMap<Uuid, i64>,
+    ) -> Result<(BTreeMap<String, i64>, Vec<(&PreparedStatement, Values)>), ProjectionError> {
+        let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
+        if batch.is_empty() {
+            return Ok((BTreeMap::new(), writes));
+        }
+        let mut ids_of: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+        for v in batch.views() {
+            ids_of
+                .entry(v.artwork_id.clone())
+                .or_default()
+                .push(v.event_id);
+        }
+        let reads = ids_of.iter().map(|(artwork, ids)| async move {
+            let rows = self
+                .session
+                .execute_unpaged(&self.statements.read_views, (artwork, ids))
+                .await
+                .map_err(ProjectionError::cql("read views"))?
+                .into_rows_result()
+                .map_err(ProjectionError::cql("read views"))?;
+            let through = counts.get(artwork).map_or(0, |c| c.next_offset);
+            let mut out = Vec::new();
+            for row in rows
+                .rows::<(Uuid, i64)>()
+                .map_err(ProjectionError::cql("read views"))?
+            {
+                let (event, offset) = row.map_err(ProjectionError::cql("read views"))?;
+                if offset < through {
+                    out.push(event);
+                }
+            }
+            Ok::<_, ProjectionError>(out)
+        });
+        let stored: HashSet<Uuid> = try_join_all(reads).await?.into_iter().flatten().collect();
+        let plan = batch.plan(&stored);
+        for v in &plan.inserts {
+            let offset = view_offsets.get(&v.event_id).copied().unwrap_or(0);
+            writes.push((
+                &self.statements.insert_view,
+                vec![
+                    text(&v.artwork_id),
+                    id(v.event_id),
+                    big(offset),
+                    big(write_timestamp(offset)),
+                ],
+            ));
+        }
+        Ok((plan.count_deltas, writes))
+    }
+}
+
+/// How a user's list changes for one (artwork, user) pair and one batch.
+#[derive(Debug, PartialEq, Eq)]
+struct ListChange {
+    /// The entry (its time) of the pair's final fact, when it is "on".
+    insert: Option<i64>,
+    /// Entries to remove: the stored one and those of the batch's other "on" facts, which an
+    /// interrupted run of a longer batch may have written.
+    delete: Vec<i64>,
+    /// Offset of the pair's last fact: the timestamp of every write.
+    offset: i64,
+}
+
+/// `facts`: the pair's facts of the batch in log order, (on, at, offset); `stored`: the pair's
+/// (on, at) as of the artwork's partition.
+fn list_change(facts: &[(bool, i64, i64)], stored: Option<(bool, i64)>) -> Option<ListChange> {
+    let &(final_on, final_at, offset) = facts.last()?;
+    let mut stale: Vec<i64> = facts
+        .iter()
+        .filter(|(on, _, _)| *on)
+        .map(|(_, at, _)| *at)
+        .chain(stored.filter(|(on, _)| *on).map(|(_, at)| at))
+        .collect();
+    stale.sort_unstable();
+    stale.dedup();
+    if final_on {
+        stale.retain(|at| *at != final_at);
+    }
+    Some(ListChange {
+        insert: final_on.then_some(final_at),
+        delete: stale,
+        offset,
+    })
+}
+
+/// The artwork an interaction fact is about.
+fn artwork_of(event: &Event) -> Option<&str> {
+    match event {
+        Event::LikeSet(e) => Some(e.artwork_id.as_str()),
+        Event::FavoriteSet(e) => Some(e.artwork_id.as_str()),
+        Event::CommentPosted(e) => Some(e.artwork_id.as_str()),
+        Event::CommentDeleted(e) => Some(e.artwork_id.as_str()),
+        Event::ArtworkViewed(e) => Some(e.artwork_id.as_str()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_like_replaces_the_stored_entry() {
+        let change = list_change(&[(true, 20, 7)], Some((true, 10)));
+        assert_eq!(
+            change,
+            Some(ListChange {
+                insert: Some(20),
+                delete: vec![10],
+                offset: 7
+            })
+        );
+    }
+
+    #[test]
+    fn an_unlike_removes_every_entry_the_batch_or_an_interrupted_run_may_have_written() {
+        let facts = [
+            (false, 11, 3),
+            (true, 12, 4),
+            (false, 13, 5),
+            (true, 14, 6),
+            (false, 15, 8),
+        ];
+        let change = list_change(&facts, Some((true, 10)));
+        assert_eq!(
+            change,
+            Some(ListChange {
+                insert: None,
+                delete: vec![10, 12, 14],
+                offset: 8
+            })
+        );
+    }
+
+    #[test]
+    fn the_same_fact_again_keeps_its_entry() {
+        let change = list_change(&[(true, 10, 9)], Some((true, 10)));
+        assert_eq!(
+            change,
+            Some(ListChange {
+                insert: Some(10),
+                delete: vec![],
+                offset: 9
+            })
+        );
+        assert_eq!(list_change(&[], None), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! The interaction reads (counts, viewer flags, the viewer's likes and favorites, an artwork's
+//! comments) from the Scylla read model, with the same answers as from Postgres. Each
+//! function is one statement (the flags: one per viewer), counted like the SQL ones.
+
+use std::collections::{BTreeMap, HashMap};
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use uuid::Uuid;
+
+use super::{After, CommentRecord, Mark, MarkRecord, Stats};
+use crate::error::{CqlReadError, QueryError};
+
+/// Prepared statements over one keyspace.
+#[derive(Debug)]
+pub struct ScyllaReads {
+    session: Session,
+    stats: PreparedStatement,
+    flags: PreparedStatement,
+    comments_first: PreparedStatement,
+    comments_after: PreparedStatement,
+    marks_first: PreparedStatement,
+    marks_after: PreparedStatement,
+}
+
+fn cql<E: Into<CqlReadError>>(e: E) -> QueryError {
+    QueryError::Cql(Box::new(e.into()))
+}
+
+fn limit(limit: i64) -> i32 {
+    i32::try_from(limit).unwrap_or(i32::MAX)
+}
+
+impl ScyllaReads {
+    /// Prepares the statements over `keyspace` (created by the projections' migrations; the
+    /// name is checked by the configuration).
+    pub async fn new(session: Session, keyspace: &str) -> Result<Self, QueryError> {
+        let prepare = |cql_text: &str| {
+            let text = cql_text.replace("{ks}", keyspace);
+            let session = &session;
+            async move { session.prepare(text).await.map_err(cql) }
+        };
+        let stats = prepare(
+            "SELECT artwork_id, likes, favorites, comments, views FROM {ks}.artwork_state
+             WHERE artwork_id IN ? PER PARTITION LIMIT 1",
+        )
+        .await?;
+        let flags = prepare(
+            "SELECT artwork_id, liked, favorited FROM {ks}.artwork_state
+             WHERE artwork_id IN ? AND user_id = ?",
+        )
+        .await?;
+        let comments_first = prepare(
+            "SELECT comment_id, user_id, body, posted_at_ms FROM {ks}.artwork_comments
+             WHERE artwork_id = ? LIMIT ?",
+        )
+        .await?;
+        let comments_after = prepare(
+            "SELECT comment_id, user_id, body, posted_at_ms FROM {ks}.artwork_comments
+             WHERE artwork_id = ? AND (posted_at_ms, comment_id) < (?, ?) LIMIT ?",
+        )
+        .await?;
+        let marks_first = prepare(
+            "SELECT artwork_id, at_ms FROM {ks}.user_marks WHERE user_id = ? AND mark = ? LIMIT ?",
+        )
+        .await?;
+        let marks_after = prepare(
+            "SELECT artwork_id, at_ms FROM {ks}.user_marks WHERE user_id = ? AND mark = ?
+             AND (at_ms, artwork_id) < (?, ?) LIMIT ?",
+        )
+        .await?;
+        Ok(Self {
+            session,
+            stats,
+            flags,
+            comments_first,
+            comments_after,
+            marks_first,
+            marks_after,
+        })
+    }
+
+    pub(super) async fn stats(&self, ids: &[String]) -> Result<Vec<(String, Stats)>, QueryError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.stats, (ids,))
+            .await
+            .map_err(cql)?
+            .into_rows_result()
+            .map_err(cql)?;
+        type Row = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        let mut out = Vec::new();
+        for row in rows.rows::<Row>().map_err(cql)? {
+            let (id, likes, favorites, comments, views) = row.map_err(cql)?;
+            let stats = Stats {
+                likes: likes.unwrap_or(0),
+                favorites: favorites.unwrap_or(0),
+                comments: comments.unwrap_or(0),
+                views: views.unwrap_or(0),
+            };
+            out.push((id, stats));
+        }
+        Ok(out)
+    }
+
+    /// (liked, favorited) of (user, artwork) pairs; every pair is answered.
+    pub(super) async fn flags(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<((String, String), (bool, bool))>, QueryError> {
+        let mut by_user: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (u, a) in pairs {
+            by_user.entry(u.as_str()).or_default().push(a.as_str());
+        }
+        let mut found: HashMap<(String, String), (bool, bool)> = HashMap::new();
+        for (user, artworks) in by_user {
+            let rows = self
+                .session
+                .execute_unpaged(&self.flags, (&artworks, user))
+                .await
+                .map_err(cql)?
+                .into_rows_result()
+                .map_err(cql)?;
+            for row in rows
+                .rows::<(String, Option<bool>, Option<bool>)>()
+                .map_err(cql)?
+            {
+                let (artwork, liked, favorited) = row.map_err(cql)?;
+                found.insert(
+                    (user.to_owned(), artwork),
+                    (liked.unwrap_or(false), favorited.unwrap_or(false)),
+                );
+            }
+        }
+        Ok(pairs
+            .iter()
+            .map(|p| (p.clone(), found.get(p).copied().unwrap_or((false, false))))
+            .collect())
+    }
+
+    pub(super) async fn comments_page(
+        &self,
+        artwork: &str,
+        after: After<Uuid>,
+        n: i64,
+    ) -> Result<Vec<CommentRecord>, QueryError> {
+        let result = match after {
+            None => {
+                self.session
+                    .execute_unpaged(&self.comments_first, (artwork, limit(n)))
+                    .await
+            }
+            Some((at, id)) => {
+                self.session
+                    .execute_unpaged(
+                        &self.comments_after,
+                        (artwork, at, id.to_string(), limit(n)),
+                    )
+                    .await
+            }
+        };
+        let rows = result.map_err(cql)?.into_rows_result().map_err(cql)?;
+        let mut out = Vec::new();
+        for row in rows.rows::<(String, String, String, i64)>().map_err(cql)? {
+            let (id, user_id, body, posted_at_ms) = row.map_err(cql)?;
+            let id = Uuid::parse_str(&id).map_err(|_| QueryError::Stored {
+                column: "artwork_comments.comment_id",
+                value: id.clone(),
+            })?;
+            out.push(CommentRecord {
+                id,
+                artwork_id: artwork.to_owned(),
+                user_id,
+                body,
+                posted_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn marks_page(
+        &self,
+        mark: Mark,
+        user: &str,
+        after: After<String>,
+        n: i64,
+    ) -> Result<Vec<MarkRecord>, QueryError> {
+        let mark = match mark {
+            Mark::Likes => "like",
+            Mark::Favorites => "favorite",
+        };
+        let result = match after {
+            None => {
+                self.session
+                    .execute_unpaged(&self.marks_first, (user, mark, limit(n)))
+                    .await
+            }
+            Some((at, id)) => {
+                self.session
+                    .execute_unpaged(&self.marks_after, (user, mark, at, id, limit(n)))
+                    .await
+            }
+        };
+        let rows = result.map_err(cql)?.into_rows_result().map_err(cql)?;
+        let mut out = Vec::new();
+        for row in rows.rows::<(String, i64)>().map_err(cql)? {
+            let (artwork_id, at_ms) = row.map_err(cql)?;
+            out.push(MarkRecord { artwork_id, at_ms });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,576 @@
+//! The Scylla read model (Apache Cassandra locally): the same interactions give the same
+//! GraphQL answers from Postgres and from Scylla; a SIGKILLed projector with duplicated events
+//! ends at the ground truth; a replay from earlier offsets rewrites the same values.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::scylla::{offsets, projected_count, session, wait_projected, with_scylla};
+use common::{Accepted, App, TestEnv};
+use gallery::Roles;
+use gallery::config::ReadStore;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use scylla::client::session::Session;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// Sends a command, asserting a 202; returns its body.
+async fn send(app: &App, method: &str, path: &str, token: Option<&str>, body: Value) -> Value {
+    let url = app.commands_url(path);
+    let mut req = match method {
+        "PUT" => app.http.put(url),
+        "DELETE" => app.http.delete(url),
+        _ => app.http.post(url).json(&body),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 202, "{method} {path}: {body}");
+    body
+}
+
+/// Likes, favorites, comments (one deleted) and views on two artworks by three users.
+async fn interactions(env: &TestEnv, app: &App, a0: &str, a1: &str) {
+    let (ada, bob, cy) = (env.token("ada"), env.token("bob"), env.token("cy"));
+    let marks = [
+        ("PUT", format!("/v1/artworks/{a0}/like"), &ada),
+        ("PUT", format!("/v1/artworks/{a1}/like"), &ada),
+        ("PUT", format!("/v1/artworks/{a0}/like"), &bob),
+        ("DELETE", format!("/v1/artworks/{a0}/like"), &bob),
+        ("PUT", format!("/v1/artworks/{a0}/like"), &bob),
+        ("PUT", format!("/v1/artworks/{a1}/like"), &cy),
+        ("DELETE", format!("/v1/artworks/{a1}/like"), &cy),
+        ("DELETE", format!("/v1/artworks/{a0}/like"), &cy),
+        ("PUT", format!("/v1/artworks/{a0}/favorite"), &bob),
+        ("PUT", format!("/v1/artworks/{a1}/favorite"), &bob),
+        ("DELETE", format!("/v1/artworks/{a1}/favorite"), &bob),
+        ("PUT", format!("/v1/artworks/{a1}/favorite"), &ada),
+        ("PUT", format!("/v1/artworks/{a0}/favorite"), &ada),
+    ];
+    for (method, path, token) in &marks {
+        send(app, method, path, Some(token), Value::Null).await;
+        tokio::time::sleep(Duration::from_millis(3)).await; // distinct times: a stable order
+    }
+    let mut ids = vec![];
+    for (i, token) in [&ada, &ada, &bob, &ada].into_iter().enumerate() {
+        let body = send(
+            app,
+            "POST",
+            &format!("/v1/artworks/{a0}/comments"),
+            Some(token),
+            json!({"body": format!("comment {i}")}),
+        )
+        .await;
+        ids.push(body["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    send(
+        app,
+        "POST",
+        &format!("/v1/artworks/{a1}/comments"),
+        Some(&cy),
+        json!({"body": "lovely"}),
+    )
+    .await;
+    send(
+        app,
+        "DELETE",
+        &format!("/v1/artworks/{a0}/comments/{}", ids[1]),
+        Some(&ada),
+        Value::Null,
+    )
+    .await;
+    for token in [Some(&ada), None, Some(&bob)] {
+        send(
+            app,
+            "POST",
+            &format!("/v1/artworks/{a0}/views"),
+            token.map(String::as_str),
+            json!({}),
+        )
+        .await;
+    }
+    send(
+        app,
+        "POST",
+        &format!("/v1/artworks/{a1}/views"),
+        None,
+        json!({}),
+    )
+    .await;
+}
+
+const QUERY: &str = "query($a0: ID!, $a1: ID!) {
+  a0: artwork(id: $a0) { ...counts }
+  a1: artwork(id: $a1) { ...counts }
+  none: artwork(id: \"nobody-touched-it\") { ...counts }
+}
+fragment counts on Artwork {
+  id likeCount viewerHasLiked viewerHasFavorited stats { likes favorites comments views }
+  comments(first: 10) { edges { cursor node { id author body postedAt } } pageInfo { hasNextPage endCursor } }
+}";
+
+const VIEWER: &str = "{ viewer { id
+  likes(first: 10) { edges { cursor node { at artwork { id } } } pageInfo { hasNextPage endCursor } }
+  favorites(first: 10) { edges { cursor node { at artwork { id } } } pageInfo { hasNextPage endCursor } } } }";
+
+const COMMENT_PAGE: &str = "query($id: ID!, $after: String) { artwork(id: $id) {
+  comments(first: 1, after: $after) { edges { cursor node { id body } } pageInfo { hasNextPage endCursor } } } }";
+
+const MARK_PAGE: &str = "query($after: String) { viewer {
+  favorites(first: 1, after: $after) { edges { cursor node { artwork { id } } } pageInfo { hasNextPage endCursor } } } }";
+
+async fn answer(app: &App, token: Option<&str>, query: &str, vars: Value) -> Value {
+    let body = app.graphql(token, query, vars).await;
+    assert!(body.get("errors").is_none(), "graphql errors: {body}");
+    body["data"].clone()
+}
+
+/// Walks a connection page by page; returns every page.
+async fn walk(
+    app: &App,
+    token: Option<&str>,
+    query: &str,
+    vars: Value,
+    path: &[&str],
+) -> Vec<Value> {
+    let mut pages = vec![];
+    let mut after = Value::Null;
+    loop {
+        let mut v = vars.clone();
+        v["after"] = after;
+        let mut page = answer(app, token, query, v).await;
+        for p in path {
+            page = page[*p].clone();
+        }
+        pages.push(page.clone());
+        if page["pageInfo"]["hasNextPage"] != json!(true) {
+            return pages;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+        assert!(pages.len() < 20, "pagination does not end");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_and_scylla_give_the_same_answers() {
+    let env = with_scylla(TestEnv::new().await);
+    // Commands, both projectors (the read store is Scylla) and GraphQL over Scylla.
+    let app = env.start(Roles::ALL).await;
+    // GraphQL over Postgres, the same deployment otherwise.
+    let mut pg_config = env.config.clone();
+    pg_config.read.store = ReadStore::Postgres;
+    let pg_env = TestEnv {
+        config: pg_config,
+        db_name: env.db_name.clone(),
+    };
+    let pg_app = pg_env.start(Roles::QUERY_API).await;
+
+    let (a0, a1) = ("sunflowers", "irises");
+    interactions(&env, &app, a0, a1).await;
+    env.wait_everything_projected().await;
+    let cql = session(&env).await;
+    wait_projected(&env, &cql).await;
+
+    let vars = json!({"a0": a0, "a1": a1});
+    for user in [Some("ada"), Some("bob"), Some("cy"), None] {
+        let token = user.map(|u| env.token(u));
+        let t = token.as_deref();
+        let from_scylla = answer(&app, t, QUERY, vars.clone()).await;
+        let from_pg = answer(&pg_app, t, QUERY, vars.clone()).await;
+        assert_eq!(from_scylla, from_pg, "artworks as {user:?} sees them");
+        if t.is_some() {
+            let from_scylla = answer(&app, t, VIEWER, json!({})).await;
+            let from_pg = answer(&pg_app, t, VIEWER, json!({})).await;
+            assert_eq!(from_scylla, from_pg, "the viewer {user:?}");
+            let pages = walk(&app, t, MARK_PAGE, json!({}), &["viewer", "favorites"]).await;
+            let pg_pages = walk(&pg_app, t, MARK_PAGE, json!({}), &["viewer", "favorites"]).await;
+            assert_eq!(pages, pg_pages, "{user:?}'s favorites page by page");
+        }
+    }
+    let pages = walk(
+        &app,
+        None,
+        COMMENT_PAGE,
+        json!({"id": a0}),
+        &["artwork", "comments"],
+    )
+    .await;
+    let pg_pages = walk(
+        &pg_app,
+        None,
+        COMMENT_PAGE,
+        json!({"id": a0}),
+        &["artwork", "comments"],
+    )
+    .await;
+    assert_eq!(pages, pg_pages, "comments page by page");
+    assert_eq!(pages.len(), 3, "three comments not deleted, one a page");
+
+    // The answers are the expected ones, and they are Scylla's.
+    let ada = env.token("ada");
+    let seen = answer(&app, Some(&ada), QUERY, vars).await;
+    assert_eq!(
+        seen["a0"]["stats"],
+        json!({"likes": 2, "favorites": 2, "comments": 3, "views": 3})
+    );
+    assert_eq!(
+        seen["a1"]["stats"],
+        json!({"likes": 1, "favorites": 1, "comments": 1, "views": 1})
+    );
+    let ks = &env.config.scylla.keyspace;
+    let stored = cql
+        .query_unpaged(
+            format!("SELECT likes, comments FROM {ks}.artwork_state WHERE artwork_id = ? LIMIT 1"),
+            (a0,),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .single_row::<(Option<i64>, Option<i64>)>()
+        .unwrap();
+    assert_eq!(stored, (Some(2), Some(3)), "the counts stored in Scylla");
+    pg_app.stop().await;
+    app.stop().await;
+}
+
+fn spawn_projector(env: &TestEnv) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gallery"))
+        .arg("projections")
+        .env("GALLERY_POSTGRES__URL", env.config.postgres.url.expose())
+        .env("GALLERY_KAFKA__BROKERS", &env.config.kafka.brokers)
+        .env(
+            "GALLERY_KAFKA__TOPIC_PREFIX",
+            &env.config.kafka.topic_prefix,
+        )
+        .env("GALLERY_REGISTRY__URL", &env.config.registry.url)
+        .env("GALLERY_READ_STORE", "scylla")
+        .env("GALLERY_SCYLLA__KEYSPACE", &env.config.scylla.keyspace)
+        .env("GALLERY_SCYLLA__NODES", &env.config.scylla.nodes)
+        .env("GALLERY_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gallery projections")
+}
+
+/// A small deterministic generator, so a failure can be replayed from its seed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Produces an exact copy (key and payload) of the message at `partition`/`offset` again, to
+/// the same partition, as a producer retry would; returns the copy's offset.
+async fn produce_again(env: &TestEnv, topic: &str, partition: i32, offset: i64) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.brokers)
+        .set(
+            "group.id",
+            format!("{}copier", env.config.kafka.topic_prefix),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let (key, payload) = loop {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) if m.offset() == offset => {
+                break (m.key().unwrap().to_vec(), m.payload().unwrap().to_vec());
+            }
+            Some(_) => {}
+            None => panic!("no message at {topic}/{partition}@{offset}"),
+        }
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.brokers)
+        .create()
+        .unwrap();
+    let d = producer
+        .send(
+            FutureRecord::to(topic)
+                .partition(partition)
+                .key(&key)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    d.offset
+}
+
+/// (artwork, user) -> liked, and every artwork's likes, as stored in Scylla.
+async fn scylla_likes(
+    env: &TestEnv,
+    cql: &Session,
+) -> (BTreeMap<(String, String), bool>, BTreeMap<String, i64>) {
+    let ks = &env.config.scylla.keyspace;
+    let mut states = BTreeMap::new();
+    let mut counts = BTreeMap::new();
+    let Ok(result) = cql
+        .query_unpaged(
+            format!("SELECT artwork_id, user_id, liked, likes FROM {ks}.artwork_state"),
+            (),
+        )
+        .await
+    else {
+        return (states, counts); // killed before it created its tables
+    };
+    let rows = result.into_rows_result().unwrap();
+    for row in rows
+        .rows::<(String, Option<String>, Option<bool>, Option<i64>)>()
+        .unwrap()
+    {
+        let (a, u, liked, likes) = row.unwrap();
+        if let (Some(u), Some(l)) = (u, liked) {
+            states.insert((a.clone(), u), l);
+        }
+        counts.insert(a, likes.unwrap_or(0));
+    }
+    (states, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkilled_scylla_projector_with_duplicates_ends_at_the_ground_truth() {
+    let env = with_scylla(TestEnv::new().await);
+    let app = Arc::new(env.start(Roles::COMMANDS).await);
+    let cql = session(&env).await;
+    let artworks = ["water-lilies", "the-kiss", "nighthawks"];
+    let users: Vec<(String, String)> = (0..60)
+        .map(|i| {
+            let u = format!("u{i}");
+            let t = env.token(&u);
+            (u, t)
+        })
+        .collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = Lcg(seed);
+    let ops: Vec<(usize, usize, bool)> = (0..600)
+        .map(|_| {
+            (
+                rng.next(60) as usize,
+                rng.next(3) as usize,
+                rng.next(3) != 0,
+            )
+        })
+        .collect();
+    let topic = env.config.topics().interactions();
+
+    // (user, artwork, liked, partition, offset) of every fact in the topic, copies included.
+    let mut facts: Vec<(String, String, bool, i32, i64)> = Vec::new();
+    let mut kills_with_work_pending = 0;
+    for batch in ops.chunks(100) {
+        let mut produced: Vec<(String, String, bool, Accepted)> = Vec::new();
+        for chunk in batch.chunks(20) {
+            let mut set = tokio::task::JoinSet::new();
+            for &(u, a, liked) in chunk {
+                let app = app.clone();
+                let (user, token) = users[u].clone();
+                let artwork = artworks[a].to_owned();
+                set.spawn(async move {
+                    let accepted = app.accept_like(&token, &artwork, liked).await;
+                    (user, artwork, liked, accepted)
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                produced.push(r.unwrap());
+            }
+        }
+        // Some events of the round once more, as a producer retry would write them.
+        for _ in 0..10 {
+            let (user, artwork, liked, accepted) =
+                produced[rng.next(produced.len() as u64) as usize].clone();
+            let offset = produce_again(&env, &topic, accepted.partition, accepted.offset).await;
+            facts.push((user, artwork, liked, accepted.partition, offset));
+        }
+        for (user, artwork, liked, accepted) in produced {
+            facts.push((user, artwork, liked, accepted.partition, accepted.offset));
+        }
+        // The projector starts behind by a round and is killed at a random point of its
+        // start-up or catch-up.
+        // The projector starts behind by a round; once it has stored its first batch, it is
+        // killed at a random point of its catch-up.
+        let start = projected_count(&env, &cql).await;
+        let mut projector = spawn_projector(&env);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while projected_count(&env, &cql).await == start {
+            assert!(tokio::time::Instant::now() < deadline, "no progress");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.next(40))).await;
+        projector.start_kill().unwrap();
+        let status = projector.wait().await.unwrap();
+        assert!(!status.success(), "killed, not exited");
+        let projected = projected_count(&env, &cql).await;
+        eprintln!("killed at {projected} of {} messages", facts.len());
+        if projected < facts.len() as i64 {
+            kills_with_work_pending += 1;
+        }
+        let (_, counts) = scylla_likes(&env, &cql).await;
+        assert!(
+            counts.values().all(|c| *c >= 0),
+            "a negative count: {counts:?}"
+        );
+    }
+    let mut projector = spawn_projector(&env);
+    eprintln!("{kills_with_work_pending} of 6 kills landed with events still unapplied");
+    assert!(
+        kills_with_work_pending >= 1,
+        "at least one SIGKILL should land while events were still unapplied"
+    );
+
+    // Ground truth: the latest fact per (artwork, user) by offset (a copy re-asserts its fact).
+    let mut latest: BTreeMap<(String, String), (i64, bool)> = BTreeMap::new();
+    for (user, artwork, liked, _, offset) in &facts {
+        let entry = latest
+            .entry((artwork.clone(), user.clone()))
+            .or_insert((-1, false));
+        if *offset > entry.0 {
+            *entry = (*offset, *liked);
+        }
+    }
+    wait_projected(&env, &cql).await;
+    projector.start_kill().unwrap();
+
+    let (states, counts) = scylla_likes(&env, &cql).await;
+    for artwork in artworks {
+        let expected = latest
+            .iter()
+            .filter(|((a, _), (_, liked))| a == artwork && *liked)
+            .count() as i64;
+        assert_eq!(
+            counts.get(artwork).copied().unwrap_or(0),
+            expected,
+            "likes of {artwork}"
+        );
+    }
+    let truth: BTreeMap<(String, String), bool> =
+        latest.into_iter().map(|(k, (_, l))| (k, l)).collect();
+    assert_eq!(states, truth, "each user's latest like state");
+    // The users' lists agree with the states.
+    let ks = &env.config.scylla.keyspace;
+    let rows = cql
+        .query_unpaged(
+            format!("SELECT user_id, mark, artwork_id FROM {ks}.user_marks"),
+            (),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    let mut listed: Vec<(String, String)> = Vec::new();
+    for row in rows.rows::<(String, String, String)>().unwrap() {
+        let (user, mark, artwork) = row.unwrap();
+        assert_eq!(mark, "like");
+        listed.push((artwork, user));
+    }
+    listed.sort();
+    let liked: Vec<(String, String)> = truth
+        .iter()
+        .filter(|(_, l)| **l)
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(listed, liked, "every liked pair listed once, nothing else");
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+/// Every row of the interaction tables, with the write times of their cells, as text.
+async fn snapshot(env: &TestEnv, cql: &Session, except: &str) -> Vec<String> {
+    let ks = &env.config.scylla.keyspace;
+    let mut out = vec![];
+    for q in [
+        "SELECT artwork_id, user_id, likes, favorites, comments, views, next_offset, writetime(likes),
+                liked, like_event, liked_at_ms, writetime(liked), favorited, writetime(favorited)
+         FROM {ks}.artwork_state",
+        "SELECT artwork_id, user_id, mark, at_ms FROM {ks}.user_marks",
+        "SELECT artwork_id, comment_id, body, writetime(body) FROM {ks}.artwork_comments",
+        "SELECT artwork_id, comment_id, posted_offset, deleted_offset, writetime(deleted_offset)
+         FROM {ks}.comments",
+        "SELECT artwork_id, event_id, view_offset, writetime(view_offset) FROM {ks}.artwork_views",
+    ] {
+        let rows = cql
+            .query_unpaged(q.replace("{ks}", ks), ())
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        for row in rows.rows::<scylla::value::Row>().unwrap() {
+            let row = row.unwrap();
+            let text = format!("{:?}", row.columns);
+            if !text.contains(except) {
+                out.push(text);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_from_earlier_offsets_rewrites_the_same_values() {
+    let env = with_scylla(TestEnv::new().await);
+    let app = env.start(Roles::ALL).await;
+    interactions(&env, &app, "sunflowers", "irises").await;
+    let cql = session(&env).await;
+    wait_projected(&env, &cql).await;
+    let before = snapshot(&env, &cql, "the-marker").await;
+    assert!(
+        before.len() > 20,
+        "the tables hold the interactions: {before:?}"
+    );
+    app.stop().await;
+
+    // Back to the beginning of every partition, then the projector again.
+    let ks = &env.config.scylla.keyspace;
+    let stored = offsets(&env, &cql).await;
+    assert!(!stored.is_empty());
+    for (topic, partition) in stored.keys() {
+        cql.query_unpaged(
+            format!(
+                "UPDATE {ks}.projection_offsets SET next_offset = 0
+                 WHERE projection = 'read-model' AND topic = ? AND partition = ?"
+            ),
+            (topic, partition),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(projected_count(&env, &cql).await, 0);
+    let app = env.start(Roles::ALL).await;
+    // A like after the replayed ones, so that reaching it means the replay is done.
+    let marker = app.accept_like(&env.token("ada"), "the-marker", true).await;
+    wait_projected(&env, &cql).await;
+    assert!(offsets(&env, &cql).await[&(marker.topic.clone(), marker.partition)] > marker.offset);
+    let after = snapshot(&env, &cql, "the-marker").await;
+    assert_eq!(after, before, "values and write times after the replay");
+    let (_, counts) = scylla_likes(&env, &cql).await;
+    assert_eq!(counts.get("the-marker"), Some(&1));
+    assert_eq!(counts.get("sunflowers"), Some(&2));
+    app.stop().await;
+}
