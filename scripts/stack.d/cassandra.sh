@@ -14,59 +14,19 @@ CASSANDRA_DATA="$STACK_DATA/cassandra"
 # Matches the node's command line, to tell our process from a reused pid.
 CASSANDRA_PROC_PATTERN='cassandra/libs/.* org\.apache\.cassandra\.service\.CassandraDaemon'
 
-# The checksum of the pom the libs were fetched for; written last, so a half-finished
-# download is never taken for a complete one.
-cassandra_libs_marker() { echo "$STACK_DIST/cassandra/.libs-complete"; }
-
-cassandra_libs_current() {
-  [[ -d "$CASSANDRA_LIBS" && "$(cat "$(cassandra_libs_marker)" 2>/dev/null)" == "$(sha256sum <"$CASSANDRA_POM" | cut -d' ' -f1)" ]]
-}
-
 # cassandra_java: print the path of a Java 17 or 11 binary. Cassandra 5.0 supports only
 # those two: newer ones lack the SecurityManager its user-defined functions rely on. Looks
 # at JAVA_HOME, the java on PATH and the JDKs under /usr/lib/jvm, in that order, 17 first.
 cassandra_java() {
-  local homes=("${JAVA_HOME:-}") home major want onpath
-  onpath="$(command -v java 2>/dev/null || true)"
-  [[ -n "$onpath" ]] && homes+=("$(dirname "$(dirname "$(readlink -f "$onpath")")")")
-  homes+=(/usr/lib/jvm/*)
-  for want in 17 11; do
-    for home in "${homes[@]}"; do
-      [[ -n "$home" && -x "$home/bin/java" && -f "$home/release" ]] || continue
-      major="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$home/release")"
-      if [[ "$major" == "$want" ]]; then
-        echo "$home/bin/java"
-        return 0
-      fi
-    done
-  done
-  return 1
+  local found
+  found="$(java_versions)"
+  awk '$1 == 17 { print $2; exit }' <<<"$found" | grep . || awk '$1 == 11 { print $2; exit }' <<<"$found" | grep .
 }
 
 svc_cassandra_install() {
   cassandra_java >/dev/null || apt_install openjdk-17-jre-headless
   cassandra_java >/dev/null || die "cassandra: no Java 17 or 11 found after installing openjdk-17-jre-headless"
-  cassandra_libs_current && return 0
-  with_lock "$STACK_DIST/cassandra.lock" cassandra_fetch_libs
-}
-
-# Run under the dist lock; another stack may have fetched the libs while we waited.
-cassandra_fetch_libs() {
-  cassandra_libs_current && return 0
-  local want
-  want="$(sha256sum <"$CASSANDRA_POM" | cut -d' ' -f1)"
-  command -v mvn >/dev/null || apt_install maven
-  local mvn_log="$STACK_LOG/cassandra-install.log"
-  log "cassandra: fetching jars from Maven Central into $CASSANDRA_LIBS (log: $mvn_log)"
-  rm -rf "$CASSANDRA_LIBS.tmp" "$(cassandra_libs_marker)"
-  if ! mvn -B -ntp -Dstyle.color=never -f "$CASSANDRA_POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$CASSANDRA_LIBS.tmp" >"$mvn_log" 2>&1; then
-    grep -E '^\[(ERROR|WARNING)\]' "$mvn_log" | head -n 20 >&2 || true
-    die "cassandra: mvn could not fetch the jars (log: $mvn_log)"
-  fi
-  rm -rf "$CASSANDRA_LIBS"
-  mv "$CASSANDRA_LIBS.tmp" "$CASSANDRA_LIBS"
-  echo "$want" >"$(cassandra_libs_marker)"
+  maven_libs cassandra "$CASSANDRA_POM" "$CASSANDRA_LIBS"
 }
 
 # Written on every start, so that changed ports apply to an existing data directory.

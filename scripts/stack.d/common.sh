@@ -119,3 +119,50 @@ wait_ready() {
   done
   log "$name: ready after ${waited}s"
 }
+
+# maven_libs NAME POM LIBS: make LIBS hold the runtime jars of POM (from Maven Central), once.
+# A marker with the pom's checksum is written last, so a half-finished download is never taken
+# for a complete one and a changed pom fetches again; stacks sharing the download cache take
+# turns under a lock.
+maven_libs() {
+  local name="$1" pom="$2" libs="$3"
+  maven_libs_current "$pom" "$libs" && return 0
+  with_lock "$STACK_DIST/$name.lock" maven_fetch_libs "$name" "$pom" "$libs"
+}
+
+maven_libs_current() {
+  [[ -d "$2" && "$(cat "$2.complete" 2>/dev/null)" == "$(sha256sum <"$1" | cut -d' ' -f1)" ]]
+}
+
+# Run under the lock; another stack may have fetched the libs while we waited.
+maven_fetch_libs() {
+  local name="$1" pom="$2" libs="$3" want mvn_log="$STACK_LOG/$1-install.log"
+  maven_libs_current "$pom" "$libs" && return 0
+  want="$(sha256sum <"$pom" | cut -d' ' -f1)"
+  command -v mvn >/dev/null || apt_install maven
+  log "$name: fetching jars from Maven Central into $libs (log: $mvn_log)"
+  rm -rf "$libs.tmp" "$libs.complete"
+  if ! mvn -B -ntp -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs.tmp" >"$mvn_log" 2>&1; then
+    grep -E '^\[(ERROR|WARNING)\]' "$mvn_log" | head -n 20 >&2 || true
+    die "$name: mvn could not fetch the jars (log: $mvn_log)"
+  fi
+  rm -rf "$libs"
+  mv "$libs.tmp" "$libs"
+  echo "$want" >"$libs.complete"
+}
+
+# java_versions [EXTRA_HOME...]: print "MAJOR PATH-TO-JAVA" for every Java found, in the order
+# JAVA_HOME, the java on PATH, the JDKs under /usr/lib/jvm, then EXTRA_HOMEs.
+java_versions() {
+  local homes=("${JAVA_HOME:-}") home major onpath
+  onpath="$(command -v java 2>/dev/null || true)"
+  [[ -n "$onpath" ]] && homes+=("$(dirname "$(dirname "$(readlink -f "$onpath")")")")
+  homes+=(/usr/lib/jvm/* "$@")
+  for home in "${homes[@]}"; do
+    [[ -n "$home" && -x "$home/bin/java" && -f "$home/release" ]] || continue
+    major="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$home/release")"
+    [[ -n "$major" ]] && echo "$major $home/bin/java"
+  done
+  return 0
+}

@@ -10,38 +10,9 @@ KAFKA_DATA="$STACK_DATA/kafka"
 # Matches the broker's command line, to tell our process from a reused pid.
 KAFKA_PROC_PATTERN='kafka/libs/.* kafka\.Kafka '
 
-# The checksum of the pom the libs were fetched for; written last, so a half-finished
-# download is never taken for a complete one.
-kafka_libs_marker() { echo "$STACK_DIST/kafka/.libs-complete"; }
-
-# kafka_libs_current: true when the libs were completely fetched for the current pom.
-kafka_libs_current() {
-  [[ -d "$KAFKA_LIBS" && "$(cat "$(kafka_libs_marker)" 2>/dev/null)" == "$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)" ]]
-}
-
 svc_kafka_install() {
   command -v java >/dev/null || apt_install openjdk-17-jre-headless
-  kafka_libs_current && return 0
-  with_lock "$STACK_DIST/kafka.lock" kafka_fetch_libs
-}
-
-# Run under the dist lock; another stack may have fetched the libs while we waited.
-kafka_fetch_libs() {
-  kafka_libs_current && return 0
-  local want
-  want="$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)"
-  command -v mvn >/dev/null || apt_install maven
-  local mvn_log="$STACK_LOG/kafka-install.log"
-  log "kafka: fetching jars from Maven Central into $KAFKA_LIBS (log: $mvn_log)"
-  rm -rf "$KAFKA_LIBS.tmp" "$(kafka_libs_marker)"
-  if ! mvn -B -ntp -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >"$mvn_log" 2>&1; then
-    grep -E '^\[(ERROR|WARNING)\]' "$mvn_log" | head -n 20 >&2 || true
-    die "kafka: mvn could not fetch the jars (log: $mvn_log)"
-  fi
-  rm -rf "$KAFKA_LIBS"
-  mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
-  echo "$want" >"$(kafka_libs_marker)"
+  maven_libs kafka "$KAFKA_POM" "$KAFKA_LIBS"
 }
 
 # kafka_cli CLASS ARGS...: run a Kafka Java tool with the fetched classpath, e.g.

