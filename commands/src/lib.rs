@@ -33,6 +33,6 @@ pub use media::{
 pub use ops::{ArtworkUpload, GenerationInput};
 pub use ratelimit::{CommandClass, RateLimited, RateLimiter, RateLimits, Subject};
 pub use service::{
-    Accepted, AcceptedPosition, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher,
-    ImageFuture, ImageKind, ImageStore, Overload, PublishError, PublishFuture,
+    Accepted, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher, ImageFuture,
+    ImageKind, ImageStore, Overload, PublishError, PublishFuture,
 };

@@ -102,7 +102,8 @@ impl AdmissionPolicy for AlwaysAdmit {
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     pub event_id: Uuid,
-    pub position: AcceptedPosition,
+    /// Where the event landed: a read-your-writes token for the read side.
+    pub position: Position,
     /// The id of what the command created (a comment, an exhibition, an artwork, a
     /// generation request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,24 +111,6 @@ pub struct Accepted {
     /// For generation requests: whether the request was scaled down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<bool>,
-}
-
-/// Where the event landed: a read-your-writes token for the read side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AcceptedPosition {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl From<Position> for AcceptedPosition {
-    fn from(p: Position) -> Self {
-        Self {
-            topic: p.topic,
-            partition: p.partition,
-            offset: p.offset,
-        }
-    }
 }
 
 /// Who acts, and the idempotency key they sent, if any.
@@ -318,7 +301,7 @@ fn accepted(event: &Event, position: Position, id: Option<String>) -> Accepted {
     );
     Accepted {
         event_id: event.event_id(),
-        position: position.into(),
+        position,
         id,
         degraded,
     }

@@ -74,19 +74,29 @@ fn fit(w: i32, h: i32, max_side: i32, multiple: i32) -> (i32, i32) {
     (scale(w), scale(h))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn request(
-    who: &Principal,
+/// A request's parameters, checked and with the defaults and the admission applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    mode: GenerationMode,
+    prompt: Option<Prompt>,
+    negative_prompt: Option<Prompt>,
+    style: StyleName,
+    seed: Option<i64>,
+    steps: i32,
+    width: i32,
+    height: i32,
+    degraded: bool,
+}
+
+/// Checks a request before anything is stored; `has_photo` tells whether a source photo came
+/// with it.
+pub fn check(
     mode: GenerationMode,
     params: &Params,
-    source_image: Option<ImageRef>,
+    has_photo: bool,
     bounds: &Bounds,
     admission: Admission,
-    request_id: Uuid,
-    random_seed: i64,
-    event_id: Uuid,
-    now: i64,
-) -> Result<Event, Refusal> {
+) -> Result<Checked, Refusal> {
     let prompt = params
         .prompt
         .clone()
@@ -109,10 +119,16 @@ pub fn request(
                 rule: "is required for text-to-image",
             });
         }
-        GenerationMode::ImageToImage if source_image.is_none() => {
+        GenerationMode::ImageToImage if !has_photo => {
             return Err(Refusal::Rule {
                 field: "photo",
                 rule: "is required for image-to-image",
+            });
+        }
+        GenerationMode::TextToImage if has_photo => {
+            return Err(Refusal::Rule {
+                field: "photo",
+                rule: "is only for image-to-image",
             });
         }
         _ => {}
@@ -155,23 +171,46 @@ pub fn request(
         sides[0].1 = w;
         sides[1].1 = h;
     }
-    Ok(GenerationRequested {
-        event_id,
-        request_id,
-        user_id: who.user.clone(),
+    Ok(Checked {
         mode,
         prompt,
         negative_prompt,
         style,
-        seed: params.seed.unwrap_or(random_seed),
+        seed: params.seed,
         steps,
         width: sides[0].1,
         height: sides[1].1,
-        source_image,
         degraded,
+    })
+}
+
+/// The request event of checked parameters; `random_seed` stands in for a missing seed.
+pub fn request(
+    who: &Principal,
+    checked: Checked,
+    source_image: Option<ImageRef>,
+    request_id: Uuid,
+    random_seed: i64,
+    event_id: Uuid,
+    now: i64,
+) -> Event {
+    GenerationRequested {
+        event_id,
+        request_id,
+        user_id: who.user.clone(),
+        mode: checked.mode,
+        prompt: checked.prompt,
+        negative_prompt: checked.negative_prompt,
+        style: checked.style,
+        seed: checked.seed.unwrap_or(random_seed),
+        steps: checked.steps,
+        width: checked.width,
+        height: checked.height,
+        source_image,
+        degraded: checked.degraded,
         occurred_at: now,
     }
-    .into())
+    .into()
 }
 
 /// What the write side knows about a request.
@@ -223,18 +262,14 @@ mod tests {
     }
 
     fn t2i(params: &Params, admission: Admission) -> Result<GenerationRequested, Refusal> {
-        match request(
-            &ada(),
+        let checked = check(
             GenerationMode::TextToImage,
             params,
-            None,
+            false,
             &Bounds::default(),
             admission,
-            Uuid::nil(),
-            99,
-            Uuid::nil(),
-            0,
-        )? {
+        )?;
+        match request(&ada(), checked, None, Uuid::nil(), 99, Uuid::nil(), 0) {
             Event::GenerationRequested(r) => Ok(r),
             _ => unreachable!("a request"),
         }

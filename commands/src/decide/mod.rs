@@ -48,7 +48,6 @@ impl Refusal {
         move |source| Refusal::Text { field, source }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn id(field: &'static str) -> impl FnOnce(IdError) -> Self {
         move |source| Refusal::Id { field, source }
     }

@@ -65,51 +65,26 @@ impl Commands {
                 let request_id = input.request_id.unwrap_or_else(|| ids.id("request"));
                 let event_id = ids.id("event");
                 // Check the parameters before storing a photo.
-                let placeholder = input.photo.as_ref().map(|_| gallery_schemas::ImageRef {
-                    key: String::new(),
-                    content_type: String::new(),
-                    width: 0,
-                    height: 0,
-                    size_bytes: 0,
-                    sha256: String::new(),
-                });
-                rules::request(
-                    cx.who,
+                let checked = rules::check(
                     input.mode,
                     &input.params,
-                    placeholder,
+                    input.photo.is_some(),
                     &self.bounds,
                     admission,
-                    request_id,
-                    ids.seed(),
-                    event_id,
-                    now_ms(),
                 )?;
                 let source = match input.photo {
-                    Some(bytes) if input.mode == GenerationMode::ImageToImage => {
-                        Some(self.images()?.put_image(bytes, ImageKind::Photo).await?)
-                    }
-                    Some(_) => {
-                        return Err(Refusal::Rule {
-                            field: "photo",
-                            rule: "is only for image-to-image",
-                        }
-                        .into());
-                    }
+                    Some(bytes) => Some(self.images()?.put_image(bytes, ImageKind::Photo).await?),
                     None => None,
                 };
                 let event = rules::request(
                     cx.who,
-                    input.mode,
-                    &input.params,
+                    checked,
                     source,
-                    &self.bounds,
-                    admission,
                     request_id,
                     ids.seed(),
                     event_id,
                     now_ms(),
-                )?;
+                );
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
                 if !state::reserve_generation(&tx, request_id, &cx.who.user).await? {

@@ -3,8 +3,9 @@
 use std::fmt;
 
 use async_graphql::{Enum, ID, SimpleObject};
+use gallery_commands::Accepted;
 use gallery_commands::accounts::Account;
-use gallery_commands::{Accepted, AcceptedPosition};
+use gallery_schemas::Position;
 
 /// Where an event landed in the log.
 #[derive(Debug, Clone, SimpleObject)]
@@ -38,7 +39,7 @@ pub struct CommandResult {
 
 /// The compact form of a position: `<topic>:<partition>:<offset>` (topic names never hold
 /// a colon).
-pub fn consistency_token(p: &AcceptedPosition) -> String {
+pub fn consistency_token(p: &Position) -> String {
     format!("{}:{}:{}", p.topic, p.partition, p.offset)
 }
 

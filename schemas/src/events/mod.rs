@@ -116,7 +116,7 @@ events! {
 
 /// Where an event landed in Kafka. Doubles as a read-your-writes token: a reader that has
 /// applied `offset` of `partition` of `topic` has seen the event.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub topic: String,
     pub partition: i32,
