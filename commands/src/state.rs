@@ -4,6 +4,7 @@
 
 use gallery_schemas::{ArtworkId, Event, UserId};
 use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::db::DbError;
@@ -88,95 +89,66 @@ pub async fn generation(tx: &Transaction<'_>, id: Uuid) -> Result<Option<Request
 /// Records what an accepted event changes in the aggregate state. Idempotent, so a replayed
 /// event leaves the same state.
 pub async fn record(tx: &Transaction<'_>, event: &Event) -> Result<(), DbError> {
-    let (sql, what): (&str, &'static str) = match event {
-        Event::ExhibitionCreated(_) => (
+    let (sql, params, what): (&str, &[&(dyn ToSql + Sync)], &'static str) = match event {
+        Event::ExhibitionCreated(e) => (
             "INSERT INTO commands.exhibitions (exhibition_id, curator_id, status)
              VALUES ($1, $2, 'draft') ON CONFLICT DO NOTHING",
+            &[&e.exhibition_id, &e.curator_id.as_str()],
             "record exhibition",
         ),
-        Event::ArtworkAdded(_) => (
+        Event::ArtworkAdded(e) => (
             "WITH a AS (
                  INSERT INTO commands.artworks (artwork_id, exhibition_id) VALUES ($2, $1)
                  ON CONFLICT (artwork_id) DO UPDATE SET removed = false
                  WHERE commands.artworks.removed RETURNING 1)
              UPDATE commands.exhibitions SET artworks = artworks + (SELECT count(*) FROM a)
              WHERE exhibition_id = $1",
+            &[&e.exhibition_id, &e.artwork_id.as_str()],
             "record artwork",
         ),
-        Event::ArtworkRemoved(_) => (
+        Event::ArtworkRemoved(e) => (
             "WITH a AS (
                  UPDATE commands.artworks SET removed = true
                  WHERE artwork_id = $2 AND exhibition_id = $1 AND NOT removed RETURNING 1)
              UPDATE commands.exhibitions SET artworks = artworks - (SELECT count(*) FROM a)
              WHERE exhibition_id = $1",
+            &[&e.exhibition_id, &e.artwork_id.as_str()],
             "record removal",
         ),
-        Event::ExhibitionPublished(_) => (
+        Event::ExhibitionPublished(e) => (
             "UPDATE commands.exhibitions SET status = 'published'
-             WHERE exhibition_id = $1 AND status = 'draft' AND $2::text IS NOT NULL",
+             WHERE exhibition_id = $1 AND status = 'draft'",
+            &[&e.exhibition_id],
             "record publication",
         ),
-        Event::ExhibitionClosed(_) => (
-            "UPDATE commands.exhibitions SET status = 'closed'
-             WHERE exhibition_id = $1 AND $2::text IS NOT NULL",
+        Event::ExhibitionClosed(e) => (
+            "UPDATE commands.exhibitions SET status = 'closed' WHERE exhibition_id = $1",
+            &[&e.exhibition_id],
             "record closing",
         ),
-        Event::CommentPosted(_) => (
+        Event::CommentPosted(e) => (
             "INSERT INTO commands.comments (comment_id, artwork_id, author_id)
              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&e.comment_id, &e.artwork_id.as_str(), &e.user_id.as_str()],
             "record comment",
         ),
-        Event::CommentDeleted(_) => (
-            "UPDATE commands.comments SET deleted = true
-             WHERE comment_id = $1 AND $2::text IS NOT NULL",
+        Event::CommentDeleted(e) => (
+            "UPDATE commands.comments SET deleted = true WHERE comment_id = $1",
+            &[&e.comment_id],
             "record comment deletion",
         ),
-        Event::GenerationCancelled(_) => (
-            "UPDATE commands.generations SET cancelled = true
-             WHERE request_id = $1 AND $2::text IS NOT NULL",
+        Event::GenerationCancelled(e) => (
+            "UPDATE commands.generations SET cancelled = true WHERE request_id = $1",
+            &[&e.request_id],
             "record cancellation",
         ),
         // Recorded before publishing (its unique id guards against reuse), or stateless.
         _ => return Ok(()),
     };
-    let result = match event {
-        Event::ExhibitionCreated(e) => {
-            tx.execute(sql, &[&e.exhibition_id, &e.curator_id.as_str()])
-                .await
-        }
-        Event::ArtworkAdded(e) => {
-            tx.execute(sql, &[&e.exhibition_id, &e.artwork_id.as_str()])
-                .await
-        }
-        Event::ArtworkRemoved(e) => {
-            tx.execute(sql, &[&e.exhibition_id, &e.artwork_id.as_str()])
-                .await
-        }
-        Event::ExhibitionPublished(e) => {
-            tx.execute(sql, &[&e.exhibition_id, &e.published_by.as_str()])
-                .await
-        }
-        Event::ExhibitionClosed(e) => {
-            tx.execute(sql, &[&e.exhibition_id, &e.closed_by.as_str()])
-                .await
-        }
-        Event::CommentPosted(e) => {
-            tx.execute(
-                sql,
-                &[&e.comment_id, &e.artwork_id.as_str(), &e.user_id.as_str()],
-            )
-            .await
-        }
-        Event::CommentDeleted(e) => {
-            tx.execute(sql, &[&e.comment_id, &e.deleted_by.as_str()])
-                .await
-        }
-        Event::GenerationCancelled(e) => {
-            tx.execute(sql, &[&e.request_id, &e.user_id.as_str()]).await
-        }
-        _ => return Ok(()),
-    };
-    result.map(|_| ()).map_err(DbError::pg(what))
+    tx.execute(sql, params)
+        .await
+        .map(|_| ())
+        .map_err(DbError::pg(what))
 }
 
 /// Reserves a generation request id for `user` before its event is published. False when
