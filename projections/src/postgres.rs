@@ -325,6 +325,11 @@ impl Batch {
             Event::ArtworkViewed(e) => self.views.add(e),
             Event::GenerationRequested(e) => self.generation.add_requested(e),
             Event::GenerationCancelled(e) => self.generation.add_cancelled(e),
+            Event::GenerationStarted(_)
+            | Event::GenerationProgressed(_)
+            | Event::GenerationCompleted(_)
+            | Event::GenerationFailed(_)
+            | Event::GenerationCancelConfirmed(_) => {}
         }
     }
 }

@@ -17,8 +17,9 @@ use schema_registry_converter::schema_registry_common::{
 use crate::events::Stream;
 use crate::events::{
     ArtworkAdded, ArtworkRemoved, ArtworkViewed, CommentDeleted, CommentPosted, Event,
-    ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet, GenerationCancelled,
-    GenerationRequested, LikeSet, UserRegistered,
+    ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet,
+    GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted, GenerationFailed,
+    GenerationProgressed, GenerationRequested, GenerationStarted, LikeSet, UserRegistered,
 };
 use crate::topics::Topics;
 
@@ -45,6 +46,11 @@ macro_rules! with_record {
             Event::ArtworkViewed($e) => $body,
             Event::GenerationRequested($e) => $body,
             Event::GenerationCancelled($e) => $body,
+            Event::GenerationStarted($e) => $body,
+            Event::GenerationProgressed($e) => $body,
+            Event::GenerationCompleted($e) => $body,
+            Event::GenerationFailed($e) => $body,
+            Event::GenerationCancelConfirmed($e) => $body,
         }
     };
 }
@@ -64,6 +70,11 @@ pub const SCHEMAS: &[(&str, &str)] = &[
     schema!("gallery.interactions.ArtworkViewed"),
     schema!("gallery.generation.GenerationRequested"),
     schema!("gallery.generation.GenerationCancelled"),
+    schema!("gallery.generation.GenerationStarted"),
+    schema!("gallery.generation.GenerationProgressed"),
+    schema!("gallery.generation.GenerationCompleted"),
+    schema!("gallery.generation.GenerationFailed"),
+    schema!("gallery.generation.GenerationCancelConfirmed"),
 ];
 
 /// The stream (topic family) of a record, from its namespace `gallery.<stream>`.
@@ -323,6 +334,11 @@ pub fn from_avro(name: &str, value: &Value) -> Result<Event, CodecError> {
         ArtworkViewed::RECORD => Event::ArtworkViewed(read(name, value)?),
         GenerationRequested::RECORD => Event::GenerationRequested(read(name, value)?),
         GenerationCancelled::RECORD => Event::GenerationCancelled(read(name, value)?),
+        GenerationStarted::RECORD => Event::GenerationStarted(read(name, value)?),
+        GenerationProgressed::RECORD => Event::GenerationProgressed(read(name, value)?),
+        GenerationCompleted::RECORD => Event::GenerationCompleted(read(name, value)?),
+        GenerationFailed::RECORD => Event::GenerationFailed(read(name, value)?),
+        GenerationCancelConfirmed::RECORD => Event::GenerationCancelConfirmed(read(name, value)?),
         _ => {
             return Err(CodecError::UnknownRecord {
                 name: name.to_owned(),

@@ -17,8 +17,10 @@ pub use codec::{
 };
 pub use events::{
     ArtworkAdded, ArtworkRemoved, ArtworkViewed, CommentDeleted, CommentPosted, Event,
-    ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet, GenerationCancelled,
-    GenerationMode, GenerationRequested, ImageRef, LikeSet, Position, Role, Stream, UserRegistered,
+    ExhibitionClosed, ExhibitionCreated, ExhibitionPublished, FavoriteSet,
+    GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted, GenerationFailed,
+    GenerationMode, GenerationProgressed, GenerationRequested, GenerationStarted, ImageRef,
+    LikeSet, Position, Role, Stream, UserRegistered,
 };
 pub use ids::{ArtworkId, IdError, UserId};
 pub use text::{CommentBody, Description, PersonName, Prompt, StyleName, TextError, Title};

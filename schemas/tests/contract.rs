@@ -151,6 +151,66 @@ fn samples() -> Vec<Event> {
             occurred_at: 13,
         }
         .into(),
+        GenerationStarted {
+            event_id: id(),
+            request_id: id(),
+            user_id: user("bob"),
+            worker: "painter-0".into(),
+            model: "multistyle26".into(),
+            occurred_at: 14,
+        }
+        .into(),
+        GenerationProgressed {
+            event_id: id(),
+            request_id: id(),
+            user_id: user("bob"),
+            step: 3,
+            steps: 20,
+            occurred_at: 15,
+        }
+        .into(),
+        GenerationCompleted {
+            event_id: id(),
+            request_id: id(),
+            user_id: user("bob"),
+            model: "multistyle26".into(),
+            weights_digest: "ab".repeat(32),
+            image: image(),
+            webp: ImageRef {
+                content_type: "image/webp".into(),
+                ..image()
+            },
+            thumbnail: ImageRef {
+                width: 64,
+                height: 64,
+                ..image()
+            },
+            cache_hit: true,
+            degraded: false,
+            steps: 1,
+            width: 512,
+            height: 512,
+            duration_ms: 1234,
+            occurred_at: 16,
+        }
+        .into(),
+        GenerationFailed {
+            event_id: id(),
+            request_id: id(),
+            user_id: user("bob"),
+            code: "unknown_style".into(),
+            reason: "no style named cubism".into(),
+            occurred_at: 17,
+        }
+        .into(),
+        GenerationCancelConfirmed {
+            event_id: id(),
+            request_id: id(),
+            user_id: user("bob"),
+            step: 2,
+            occurred_at: 18,
+        }
+        .into(),
     ]
 }
 

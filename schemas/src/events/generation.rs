@@ -60,3 +60,102 @@ impl GenerationRequested {
 impl GenerationCancelled {
     pub const RECORD: &'static str = "gallery.generation.GenerationCancelled";
 }
+
+/// A worker began a generation. Not terminal: a job restarted after a worker crash is started
+/// again, with the same event id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationStarted {
+    #[serde(with = "crate::events::uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "crate::events::uuid_text")]
+    pub request_id: Uuid,
+    pub user_id: UserId,
+    /// The worker's stable id (its transactional id).
+    pub worker: String,
+    /// The model that runs the job, e.g. `multistyle26`.
+    pub model: String,
+    pub occurred_at: i64,
+}
+
+/// Step `step` of `steps` of a running generation is done (throttled). Not terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationProgressed {
+    #[serde(with = "crate::events::uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "crate::events::uuid_text")]
+    pub request_id: Uuid,
+    pub user_id: UserId,
+    pub step: i32,
+    pub steps: i32,
+    pub occurred_at: i64,
+}
+
+/// Terminal: the picture is ready, in three forms in object storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationCompleted {
+    #[serde(with = "crate::events::uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "crate::events::uuid_text")]
+    pub request_id: Uuid,
+    pub user_id: UserId,
+    pub model: String,
+    /// Lower-case hex SHA-256 of the model's weights.
+    pub weights_digest: String,
+    /// The picture as PNG.
+    pub image: ImageRef,
+    pub webp: ImageRef,
+    pub thumbnail: ImageRef,
+    /// Served from the result cache, without inference.
+    pub cache_hit: bool,
+    /// Fewer steps or a smaller size because the backlog was high.
+    pub degraded: bool,
+    pub steps: i32,
+    pub width: i32,
+    pub height: i32,
+    pub duration_ms: i64,
+    pub occurred_at: i64,
+}
+
+/// Terminal: the job ended without a picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationFailed {
+    #[serde(with = "crate::events::uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "crate::events::uuid_text")]
+    pub request_id: Uuid,
+    pub user_id: UserId,
+    /// Stable machine-readable reason: `unknown_style`, `invalid_prompt`, `invalid_image`,
+    /// `unsupported_mode`, `model_unavailable` or `internal`.
+    pub code: String,
+    pub reason: String,
+    pub occurred_at: i64,
+}
+
+/// Terminal: the worker honoured a cancellation, before or during the run; no picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationCancelConfirmed {
+    #[serde(with = "crate::events::uuid_text")]
+    pub event_id: Uuid,
+    #[serde(with = "crate::events::uuid_text")]
+    pub request_id: Uuid,
+    pub user_id: UserId,
+    /// Steps done when it stopped; 0 when it never ran.
+    pub step: i32,
+    pub occurred_at: i64,
+}
+
+impl GenerationStarted {
+    pub const RECORD: &'static str = "gallery.generation.GenerationStarted";
+}
+impl GenerationProgressed {
+    pub const RECORD: &'static str = "gallery.generation.GenerationProgressed";
+}
+impl GenerationCompleted {
+    pub const RECORD: &'static str = "gallery.generation.GenerationCompleted";
+}
+impl GenerationFailed {
+    pub const RECORD: &'static str = "gallery.generation.GenerationFailed";
+}
+impl GenerationCancelConfirmed {
+    pub const RECORD: &'static str = "gallery.generation.GenerationCancelConfirmed";
+}

@@ -11,7 +11,10 @@ pub use catalog::{
     ArtworkAdded, ArtworkRemoved, ExhibitionClosed, ExhibitionCreated, ExhibitionPublished,
     ImageRef,
 };
-pub use generation::{GenerationCancelled, GenerationMode, GenerationRequested};
+pub use generation::{
+    GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted, GenerationFailed,
+    GenerationMode, GenerationProgressed, GenerationRequested, GenerationStarted,
+};
 pub use interactions::{ArtworkViewed, CommentDeleted, CommentPosted, FavoriteSet, LikeSet};
 pub use users::{Role, UserRegistered};
 
@@ -112,6 +115,11 @@ events! {
     ArtworkViewed => Interactions, key = |e| e.artwork_id.to_string();
     GenerationRequested => Generation, key = |e| e.request_id.to_string();
     GenerationCancelled => Generation, key = |e| e.request_id.to_string();
+    GenerationStarted => Generation, key = |e| e.request_id.to_string();
+    GenerationProgressed => Generation, key = |e| e.request_id.to_string();
+    GenerationCompleted => Generation, key = |e| e.request_id.to_string();
+    GenerationFailed => Generation, key = |e| e.request_id.to_string();
+    GenerationCancelConfirmed => Generation, key = |e| e.request_id.to_string();
 }
 
 /// Where an event landed in Kafka. Doubles as a read-your-writes token: a reader that has
