@@ -1,3 +1,11 @@
-//! The AI painter: candle workers that consume generation requests and emit exactly one
-//! terminal result event per request. Not built yet; the crate exists so the workspace has
-//! its final shape and the dependency direction (workers depend on `schemas` only) is fixed.
+//! The AI painter: workers that consume generation requests and emit exactly one terminal
+//! result event per request, with the pictures in object storage.
+//! Topic `generation`, key: request id, so a request, its cancellation and its results are
+//! read in order on one partition. See [`worker`] for how the exactly-once result is kept.
+
+pub mod worker;
+
+pub use worker::{
+    Degradation, FailureCode, PaintError, PaintJob, PaintParams, Painter, Painters, Progress,
+    Rejection, SourceLimits, Worker, WorkerError, WorkerSettings,
+};

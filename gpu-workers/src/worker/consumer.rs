@@ -1,0 +1,510 @@
+//! The consumer side: a group consumer (read committed, no auto commit, static membership)
+//! polled on its own thread, whose rebalance callback catches up on every partition it is
+//! given before handing it over, and passes messages and assignment changes to the session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gallery_schemas::{Event, EventCodec};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::error::WorkerError;
+use super::events::terminal_of;
+use super::history::History;
+
+/// How long a blocking Kafka call in the rebalance callback may take (fetching committed
+/// offsets waits for the previous owner's open transaction to end).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a catch-up scan of one partition may take.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a revocation waits for the session to drop the partitions' jobs.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// Messages waiting for the session beyond which the poller stops fetching for a moment.
+const MAX_WAITING: usize = 10_000;
+
+/// A message of the generation topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// A partition the worker now owns, caught up.
+#[derive(Debug)]
+pub struct Assigned {
+    pub partition: i32,
+    /// The committed offset (the previous owner's low-water mark), where reading starts.
+    pub committed: i64,
+    /// Terminals and request ids from the scan.
+    pub history: History,
+}
+
+/// What the poller tells the session, in order.
+#[derive(Debug)]
+pub enum Inbound {
+    Assigned(Vec<Assigned>),
+    /// Drop everything about these partitions, then answer on `done`.
+    Revoked {
+        partitions: Vec<i32>,
+        done: SyncSender<()>,
+    },
+    Message(Record),
+    /// The session cannot go on.
+    Failed(WorkerError),
+}
+
+/// The consumer's settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// Static membership: a restarted worker takes its partitions back at once.
+    pub instance_id: String,
+    /// Messages scanned before the committed offset, to recognise duplicate requests.
+    pub dedup_window: i64,
+}
+
+/// The group consumer's context: lag from the statistics, catch-up in the rebalance.
+pub struct WorkerContext {
+    settings: ConsumerSettings,
+    codec: EventCodec,
+    runtime: Handle,
+    inbound: UnboundedSender<Inbound>,
+    lag: Arc<AtomicU64>,
+    scanner: BaseConsumer,
+}
+
+impl std::fmt::Debug for WorkerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerContext")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        // What is not read yet: the last stable offset minus the read position, summed over
+        // the partitions this worker reads.
+        let lag: i64 = statistics
+            .topics
+            .get(&self.settings.topic)
+            .map(|t| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.desired)
+                    .map(|p| {
+                        let position = [p.app_offset, p.committed_offset, p.lo_offset]
+                            .into_iter()
+                            .find(|o| *o >= 0);
+                        match position {
+                            Some(pos) if p.ls_offset >= pos => p.ls_offset - pos,
+                            _ => 0,
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.lag
+            .store(u64::try_from(lag).unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let assigned = match self.catch_up(consumer, tpl) {
+                Ok(assigned) => assigned,
+                Err(e) => {
+                    tracing::error!(error = %e, "catch-up failed; the session restarts");
+                    let _ = self.inbound.send(Inbound::Failed(e));
+                    Vec::new()
+                }
+            };
+            for a in &assigned {
+                let _ = tpl.set_partition_offset(
+                    &self.settings.topic,
+                    a.partition,
+                    Offset::Offset(a.committed),
+                );
+            }
+            if !assigned.is_empty() {
+                let _ = self.inbound.send(Inbound::Assigned(assigned));
+            }
+            let result = if cooperative {
+                consumer.incremental_assign(tpl)
+            } else {
+                consumer.assign(tpl)
+            };
+            if let Err(e) = result {
+                let _ = self.inbound.send(Inbound::Failed(WorkerError::Kafka {
+                    context: "assign partitions",
+                    source: e,
+                }));
+            }
+            return;
+        }
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            tracing::warn!(?err, "rebalance error; dropping the assignment");
+        }
+        let partitions: Vec<i32> = if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        } else {
+            consumer
+                .assignment()
+                .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                .unwrap_or_default()
+        };
+        let (done, acked) = sync_channel(1);
+        if self
+            .inbound
+            .send(Inbound::Revoked {
+                partitions: partitions.clone(),
+                done,
+            })
+            .is_ok()
+            && acked.recv_timeout(REVOKE_WAIT).is_err()
+        {
+            tracing::warn!(
+                ?partitions,
+                "the session did not confirm the revocation in time"
+            );
+        }
+        tracing::info!(
+            ?partitions,
+            lost = consumer.assignment_lost(),
+            "partitions revoked"
+        );
+        let result = if cooperative {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "unassign failed");
+        }
+    }
+}
+
+impl WorkerContext {
+    /// For each newly assigned partition: the committed offset, then a scan from a window
+    /// before it up to the last stable offset, recording terminals and request ids.
+    fn catch_up(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> Result<Vec<Assigned>, WorkerError> {
+        let topic = &self.settings.topic;
+        let mut wanted = TopicPartitionList::new();
+        for e in tpl.elements() {
+            wanted.add_partition(e.topic(), e.partition());
+        }
+        // With read_committed this waits while a transaction that carries offsets of these
+        // partitions is open (KIP-447), so every terminal the previous owner committed is
+        // below the last stable offset read next.
+        let committed = consumer
+            .committed_offsets(wanted, CALL_TIMEOUT)
+            .map_err(WorkerError::kafka("fetch committed offsets"))?;
+        let mut assigned = Vec::new();
+        for e in committed.elements() {
+            if e.topic() != topic {
+                continue;
+            }
+            let partition = e.partition();
+            // The scanner reads committed data only, so "high" is the last stable offset.
+            let (low, stable) = self
+                .scanner
+                .fetch_watermarks(topic, partition, CALL_TIMEOUT)
+                .map_err(WorkerError::kafka("fetch watermarks"))?;
+            let committed = match e.offset() {
+                Offset::Offset(o) if o >= low => o,
+                _ => low,
+            };
+            let start = committed
+                .saturating_sub(self.settings.dedup_window)
+                .max(low);
+            let started = Instant::now();
+            let history = self.scan(partition, start, stable)?;
+            tracing::info!(
+                partition,
+                committed,
+                scanned_from = start,
+                stable,
+                remembered = history.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "partition assigned and caught up"
+            );
+            assigned.push(Assigned {
+                partition,
+                committed,
+                history,
+            });
+        }
+        Ok(assigned)
+    }
+
+    /// Reads `[start, end)` of `partition` (committed messages only).
+    fn scan(&self, partition: i32, start: i64, end: i64) -> Result<History, WorkerError> {
+        let mut history = History::new();
+        if start >= end {
+            return Ok(history);
+        }
+        let topic = &self.settings.topic;
+        let failed = |reason: String| WorkerError::CatchUp { partition, reason };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(WorkerError::kafka("scan position"))?;
+        self.scanner
+            .assign(&tpl)
+            .map_err(WorkerError::kafka("assign the scan"))?;
+        let deadline = Instant::now() + SCAN_TIMEOUT;
+        let outcome = loop {
+            if Instant::now() > deadline {
+                break Err(failed(format!("did not reach offset {end} in time")));
+            }
+            match self.scanner.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let offset = m.offset();
+                    if offset >= end {
+                        break Ok(());
+                    }
+                    if let Some(event) = self.decode(m.payload(), deadline, partition)? {
+                        observe(&mut history, &event, offset);
+                    }
+                    if offset + 1 >= end {
+                        break Ok(());
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
+                Some(Err(e)) => tracing::warn!(partition, error = %e, "scan: fetch error"),
+                None => {
+                    // Transaction markers take offsets but are no messages: the position
+                    // says whether the scan is past `end`.
+                    let past = self.scanner.position().ok().is_some_and(|p| {
+                        matches!(
+                            p.find_partition(topic, partition).map(|e| e.offset()),
+                            Some(Offset::Offset(o)) if o >= end
+                        )
+                    });
+                    if past {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        let _ = self.scanner.unassign();
+        outcome.map(|()| history)
+    }
+
+    /// Decodes a scanned message; waits out a registry outage until `deadline`.
+    fn decode(
+        &self,
+        payload: Option<&[u8]>,
+        deadline: Instant,
+        partition: i32,
+    ) -> Result<Option<Event>, WorkerError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.runtime.block_on(self.codec.decode(payload)) {
+                Ok(event) => return Ok(Some(event)),
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    tracing::warn!(partition, error = %e, "scan: registry unavailable; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) if e.is_transient() => {
+                    return Err(WorkerError::Registry {
+                        context: "scanning a partition",
+                        source: e,
+                    });
+                }
+                // Not an event: nothing the scan needs.
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// What the scan keeps of one event.
+fn observe(history: &mut History, event: &Event, offset: i64) {
+    if let Event::GenerationRequested(r) = event {
+        history.saw_request(r.request_id, offset);
+    } else if let Some(request) = terminal_of(event) {
+        history.saw_terminal(request, offset);
+    }
+}
+
+/// The group consumer and the thread that polls it.
+pub struct Poller {
+    pub consumer: Arc<BaseConsumer<WorkerContext>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Messages handed to the session and not yet taken (the poller pauses above a bound).
+    pub waiting: Arc<AtomicUsize>,
+    /// Messages not read yet on the worker's partitions (from the statistics).
+    pub lag: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("waiting", &self.waiting)
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Poller {
+    /// Creates the consumer, subscribes it and starts polling.
+    pub fn start(
+        settings: ConsumerSettings,
+        codec: EventCodec,
+        inbound: UnboundedSender<Inbound>,
+    ) -> Result<Self, WorkerError> {
+        let scanner: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(WorkerError::kafka("create the scan consumer"))?;
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let lag = Arc::new(AtomicU64::new(0));
+        let context = WorkerContext {
+            settings: settings.clone(),
+            codec,
+            runtime: Handle::current(),
+            inbound: inbound.clone(),
+            lag: lag.clone(),
+            scanner,
+        };
+        let consumer: BaseConsumer<WorkerContext> = BaseConsumer::from_config_and_context(
+            ClientConfig::new()
+                .set("bootstrap.servers", &settings.brokers)
+                .set("group.id", &settings.group)
+                .set("group.instance.id", &settings.instance_id)
+                .set("isolation.level", "read_committed")
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("statistics.interval.ms", "1000"),
+            context,
+        )
+        .map_err(WorkerError::kafka("create the consumer"))?;
+        consumer
+            .subscribe(&[settings.topic.as_str()])
+            .map_err(WorkerError::kafka("subscribe"))?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (consumer, stop, waiting) = (consumer.clone(), stop.clone(), waiting.clone());
+            std::thread::Builder::new()
+                .name("painter-consumer".into())
+                .spawn(move || poll_loop(&consumer, &stop, &waiting, &inbound))
+                .map_err(WorkerError::Threads)?
+        };
+        Ok(Self {
+            consumer,
+            stop,
+            thread: Some(thread),
+            waiting,
+            lag,
+        })
+    }
+
+    /// Stops polling and closes the consumer (off the async runtime: closing blocks).
+    pub async fn shut_down(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take();
+        let consumer = self.consumer.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+            drop(consumer);
+        })
+        .await;
+    }
+
+    /// Pauses or resumes every assigned partition.
+    pub fn set_paused(&self, paused: bool) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, paused, "pause/resume failed");
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: &BaseConsumer<WorkerContext>,
+    stop: &AtomicBool,
+    waiting: &AtomicUsize,
+    inbound: &UnboundedSender<Inbound>,
+) {
+    let mut last_error: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if waiting.load(Ordering::Relaxed) > MAX_WAITING {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                waiting.fetch_add(1, Ordering::Relaxed);
+                let record = Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                };
+                if inbound.send(Inbound::Message(record)).is_err() {
+                    return;
+                }
+            }
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                let _ = inbound.send(Inbound::Failed(WorkerError::Kafka {
+                    context: "consume (fatal)",
+                    source: KafkaError::MessageConsumptionFatal(code),
+                }));
+                return;
+            }
+            // Transient (a broker away): librdkafka retries; say so now and then.
+            Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) => {
+                tracing::warn!(error = %e, "consumer error");
+                last_error = Some(Instant::now());
+            }
+            Some(Err(_)) => {}
+        }
+    }
+}

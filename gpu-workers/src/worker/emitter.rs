@@ -1,0 +1,161 @@
+//! The transactional producer: one per worker, `transactional.id` from the worker's stable
+//! id, so a restarted worker fences its previous incarnation when it initialises. Each
+//! transaction carries a batch of events and the consumer's offsets (with the consumer's
+//! group metadata, so a member of a stale group generation cannot commit: KIP-447).
+//! librdkafka's transactional calls block; they run on blocking threads.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::error::WorkerError;
+
+/// How long the broker lets a transaction stay open before aborting it. Short, so that a
+/// worker that died mid-transaction holds its partitions' offsets back briefly when another
+/// worker takes them over (a restart with the same id aborts it at once).
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one transactional call may block.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Commits retried in place on a retriable error before the transaction is aborted.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// One message of a transaction.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub partition: i32,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub records: Vec<OutRecord>,
+    /// Next offset to read, per partition of the consumed topic.
+    pub offsets: Vec<(i32, i64)>,
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// Aborted: nothing of it is visible; the events may be sent again.
+    #[error("transaction aborted")]
+    Aborted(#[source] KafkaError),
+    /// The consumer is not a group member right now (rebalancing): nothing was sent.
+    #[error("the consumer has no group membership to commit offsets with")]
+    NotInGroup,
+    /// The producer cannot go on (fenced, or a fatal error): tear the session down.
+    #[error("transactional producer failed")]
+    Fatal(#[source] KafkaError),
+}
+
+/// The worker's transactional producer.
+pub struct Emitter {
+    producer: BaseProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emitter {
+    /// Creates the producer and initialises transactions (blocking): any transaction the
+    /// previous incarnation with the same id left open is aborted, and it is fenced.
+    pub fn start(brokers: &str, transactional_id: &str, topic: &str) -> Result<Self, WorkerError> {
+        let timeout_ms = TRANSACTION_TIMEOUT.as_millis().to_string();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("transaction.timeout.ms", &timeout_ms)
+            .set("message.timeout.ms", &timeout_ms)
+            .set("linger.ms", "2")
+            .create()
+            .map_err(WorkerError::kafka("create the transactional producer"))?;
+        producer
+            .init_transactions(CALL_TIMEOUT)
+            .map_err(|source| WorkerError::Transaction {
+                context: "init transactions",
+                source,
+            })?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Writes `batch` and its offsets in one transaction (blocking).
+    pub fn commit(&self, batch: &Batch, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+        self.producer.begin_transaction().map_err(TxnError::Fatal)?;
+        if let Err(e) = self.fill(batch, group) {
+            return Err(self.abort(e));
+        }
+        let mut attempt = 1;
+        loop {
+            match self.producer.commit_transaction(CALL_TIMEOUT) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && !e.txn_requires_abort() && attempt < COMMIT_ATTEMPTS =>
+                {
+                    tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.abort(e)),
+            }
+        }
+    }
+
+    fn fill(&self, batch: &Batch, group: &ConsumerGroupMetadata) -> Result<(), KafkaError> {
+        for r in &batch.records {
+            let mut record = BaseRecord::to(&self.topic)
+                .partition(r.partition)
+                .key(&r.key)
+                .payload(&r.payload);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        self.producer.poll(Duration::from_millis(50));
+                        record = back;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in &batch.offsets {
+            offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
+        }
+        if offsets.count() > 0 {
+            self.producer
+                .send_offsets_to_transaction(&offsets, group, CALL_TIMEOUT)?;
+        }
+        Ok(())
+    }
+
+    /// Aborts after `cause`; fatal when the producer itself is done for.
+    fn abort(&self, cause: KafkaError) -> TxnError {
+        if let KafkaError::Transaction(e) = &cause
+            && e.is_fatal()
+        {
+            return TxnError::Fatal(cause);
+        }
+        match self.producer.abort_transaction(CALL_TIMEOUT) {
+            Ok(()) => TxnError::Aborted(cause),
+            Err(e) => {
+                tracing::error!(error = %e, cause = %cause, "abort failed");
+                TxnError::Fatal(e)
+            }
+        }
+    }
+}

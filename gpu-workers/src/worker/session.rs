@@ -1,0 +1,797 @@
+//! One session of a worker: from a fresh producer and consumer to shutdown or a failure.
+//! A single task owns all state: the partitions (ledger and history), the held jobs, the
+//! fair queue, the events waiting for a transaction, the transaction in flight. Messages,
+//! job reports and transaction results come in one at a time, so there is no lock and no
+//! interleaving to reason about.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gallery_schemas::{Event, EventCodec, GenerationMode, GenerationRequested, ImageRef, UserId};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::{JoinError, JoinHandle};
+use uuid::Uuid;
+
+use super::WorkerSettings;
+use super::cache_key::{CacheInputs, cache_key};
+use super::consumer::{Assigned, Inbound, Poller, Record};
+use super::emitter::{Batch, Emitter, OutRecord, TxnError};
+use super::error::WorkerError;
+use super::events::{self, CompletedHow};
+use super::history::{Admission, History};
+use super::images::check_reference;
+use super::job::{self, JobEnv, JobSpec, Outcome, Report, Update};
+use super::ledger::Ledger;
+use super::painter::{FailureCode, PaintParams, Painter, Painters, Rejection};
+use super::scheduler::FairQueue;
+
+/// How often the session looks at back-pressure, stalled messages and due commits.
+const TICK: Duration = Duration::from_millis(100);
+/// Pause before retrying an aborted transaction.
+const RETRY_TXN: Duration = Duration::from_millis(200);
+/// How long a stopping session waits for its transaction in flight.
+const WIND_DOWN: Duration = Duration::from_secs(30);
+/// How often the partitions' histories are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// What every session of a worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub settings: WorkerSettings,
+    pub codec: EventCodec,
+    pub painters: Painters,
+    pub env: Arc<JobEnv>,
+}
+
+/// How a held request will run (absent when it was refused on arrival).
+#[derive(Debug)]
+struct Plan {
+    params: PaintParams,
+    source: Option<ImageRef>,
+    degraded: bool,
+    cache_key: String,
+    painter: Arc<dyn Painter>,
+}
+
+#[derive(Debug)]
+enum JobState {
+    Queued,
+    Running {
+        seq: u64,
+        cancel: Arc<AtomicBool>,
+    },
+    /// Its terminal event is waiting for a transaction or in one.
+    Finished,
+}
+
+#[derive(Debug)]
+struct Job {
+    request: GenerationRequested,
+    partition: i32,
+    offset: i64,
+    state: JobState,
+    plan: Option<Plan>,
+}
+
+/// An event waiting for a transaction.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    partition: i32,
+    /// The offset of its request.
+    offset: i64,
+    request: Uuid,
+    event: Event,
+    terminal: bool,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    ledger: Ledger,
+    history: History,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    handle: JoinHandle<Result<(), TxnError>>,
+    events: Vec<Outgoing>,
+}
+
+enum Wake {
+    Shutdown,
+    Txn(Result<Result<(), TxnError>, JoinError>),
+    Inbound(Option<Inbound>),
+    Update(Option<Update>),
+    Tick,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    transactional_id: String,
+    topic: String,
+    poller: Poller,
+    emitter: Arc<Emitter>,
+    inbound: UnboundedReceiver<Inbound>,
+    updates_tx: UnboundedSender<Update>,
+    updates: UnboundedReceiver<Update>,
+    partitions: HashMap<i32, PartitionState>,
+    jobs: HashMap<Uuid, Job>,
+    queue: FairQueue<UserId, Uuid>,
+    /// Cache key -> the run painting it: identical jobs wait for it and take its result.
+    flights: HashMap<String, u64>,
+    /// Runs not finished yet -> their request and cache key.
+    tasks: HashMap<u64, (Uuid, String)>,
+    pending: Vec<Outgoing>,
+    txn: Option<InFlight>,
+    /// A message whose decoding waits for the schema registry (nothing after it is read).
+    stalled: Option<Record>,
+    seq: u64,
+    paused: bool,
+    /// Offsets moved since the last commit.
+    dirty: bool,
+    last_commit: Instant,
+    retry_txn_at: Option<Instant>,
+    last_prune: Instant,
+}
+
+async fn wait_txn(txn: &mut Option<InFlight>) -> Result<Result<(), TxnError>, JoinError> {
+    match txn {
+        Some(t) => (&mut t.handle).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        poller: Poller,
+        emitter: Emitter,
+        inbound: UnboundedReceiver<Inbound>,
+    ) -> Self {
+        let (updates_tx, updates) = tokio::sync::mpsc::unbounded_channel();
+        let transactional_id = shared.settings.transactional_id();
+        let topic = shared.settings.topics.generation();
+        Self {
+            shared,
+            transactional_id,
+            topic,
+            poller,
+            emitter: Arc::new(emitter),
+            inbound,
+            updates_tx,
+            updates,
+            partitions: HashMap::new(),
+            jobs: HashMap::new(),
+            queue: FairQueue::new(),
+            flights: HashMap::new(),
+            tasks: HashMap::new(),
+            pending: Vec::new(),
+            txn: None,
+            stalled: None,
+            seq: 0,
+            paused: false,
+            dirty: false,
+            last_commit: Instant::now(),
+            retry_txn_at: None,
+            last_prune: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown` resolves (`Ok`) or the session fails (`Err`); either way the
+    /// consumer is closed and running jobs are stopped before it returns.
+    pub async fn run<S: Future<Output = ()>>(
+        mut self,
+        shutdown: &mut Pin<&mut S>,
+    ) -> Result<(), WorkerError> {
+        let result = self.serve(shutdown).await;
+        self.wind_down().await;
+        self.poller.shut_down().await;
+        result
+    }
+
+    async fn serve<S: Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut Pin<&mut S>,
+    ) -> Result<(), WorkerError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.dispatch();
+            self.maybe_commit().await;
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => Wake::Shutdown,
+                done = wait_txn(&mut self.txn) => Wake::Txn(done),
+                update = self.updates.recv() => Wake::Update(update),
+                inbound = self.inbound.recv(), if self.stalled.is_none() => Wake::Inbound(inbound),
+                _ = tick.tick() => Wake::Tick,
+            };
+            match wake {
+                Wake::Shutdown => return Ok(()),
+                Wake::Txn(done) => self.on_txn(done)?,
+                Wake::Update(Some(update)) => self.on_update(update),
+                Wake::Update(None) => {}
+                Wake::Inbound(Some(inbound)) => self.on_inbound(inbound).await?,
+                Wake::Inbound(None) => return Err(WorkerError::PollerGone),
+                Wake::Tick => self.on_tick().await,
+            }
+        }
+    }
+
+    /// Stops the running jobs (their partitions' next owner redoes them) and lets the
+    /// transaction in flight finish.
+    async fn wind_down(&mut self) {
+        for job in self.jobs.values() {
+            if let JobState::Running { cancel, .. } = &job.state {
+                cancel.store(true, Ordering::Release);
+            }
+        }
+        if let Some(t) = self.txn.take()
+            && tokio::time::timeout(WIND_DOWN, t.handle).await.is_err()
+        {
+            tracing::warn!("the last transaction did not finish in time");
+        }
+    }
+
+    // ---- inbound: assignment and messages ----
+
+    async fn on_inbound(&mut self, inbound: Inbound) -> Result<(), WorkerError> {
+        match inbound {
+            Inbound::Message(record) => {
+                self.poller.waiting.fetch_sub(1, Ordering::Relaxed);
+                self.on_record(record).await;
+            }
+            Inbound::Assigned(assigned) => {
+                for Assigned {
+                    partition,
+                    committed,
+                    history,
+                } in assigned
+                {
+                    self.drop_partition(partition);
+                    self.partitions.insert(
+                        partition,
+                        PartitionState {
+                            ledger: Ledger::starting_at(committed),
+                            history,
+                        },
+                    );
+                }
+            }
+            Inbound::Revoked { partitions, done } => {
+                for partition in &partitions {
+                    self.drop_partition(*partition);
+                }
+                tracing::info!(?partitions, "dropped the revoked partitions' jobs");
+                let _ = done.send(());
+            }
+            Inbound::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    async fn on_record(&mut self, record: Record) {
+        let (partition, offset) = (record.partition, record.offset);
+        match self.partitions.get(&partition) {
+            Some(state) if offset >= state.ledger.next() => {}
+            // Revoked meanwhile, or read before (a re-fetch after a pause).
+            _ => return,
+        }
+        match self.shared.codec.decode(record.payload.as_deref()).await {
+            Ok(event) => self.apply(partition, offset, event),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(partition, offset, error = %e, "schema registry unavailable; waiting");
+                self.stalled = Some(record);
+            }
+            Err(e) => {
+                tracing::warn!(partition, offset, error = %e, "not a valid event; skipped");
+                if let Some(state) = self.partitions.get_mut(&partition) {
+                    state.ledger.read(offset);
+                }
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn apply(&mut self, partition: i32, offset: i64, event: Event) {
+        self.dirty = true;
+        if let Event::GenerationRequested(request) = event {
+            self.on_request(partition, offset, request);
+            return;
+        }
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        state.ledger.read(offset);
+        if let Event::GenerationCancelled(cancel) = &event {
+            self.on_cancel(cancel.request_id);
+        } else if let Some(request) = events::terminal_of(&event) {
+            state.history.saw_terminal(request, offset);
+            self.on_terminal_read(request);
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(request = %request.request_id, user = %request.user_id, partition, offset))]
+    fn on_request(&mut self, partition: i32, offset: i64, request: GenerationRequested) {
+        let id = request.request_id;
+        let held = self.jobs.len();
+        let lag = self.poller.lag.load(Ordering::Relaxed);
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        match state.history.admit(id, offset) {
+            Admission::Finished => {
+                tracing::debug!("already finished; skipped");
+                state.ledger.read(offset);
+                return;
+            }
+            Admission::Duplicate { first } => {
+                tracing::info!(first, "the same request again; it runs once");
+                state.ledger.read(offset);
+                return;
+            }
+            Admission::Run if self.jobs.contains_key(&id) => {
+                state.ledger.read(offset);
+                return;
+            }
+            Admission::Run => state.ledger.hold(offset, id),
+        }
+        let backlog = u64::try_from(held).unwrap_or(u64::MAX).saturating_add(lag);
+        match self.plan(&request, backlog) {
+            Ok(plan) => {
+                tracing::info!(
+                    mode = ?request.mode,
+                    style = %request.style,
+                    steps = plan.params.steps,
+                    width = plan.params.width,
+                    height = plan.params.height,
+                    degraded = plan.degraded,
+                    "request held"
+                );
+                self.queue.push(request.user_id.clone(), id);
+                self.jobs.insert(
+                    id,
+                    Job {
+                        request,
+                        partition,
+                        offset,
+                        state: JobState::Queued,
+                        plan: Some(plan),
+                    },
+                );
+            }
+            Err(rejection) => {
+                tracing::info!(code = %rejection.code, reason = %rejection.reason, "request refused");
+                let event = events::failed(&request, &rejection);
+                self.jobs.insert(
+                    id,
+                    Job {
+                        request,
+                        partition,
+                        offset,
+                        state: JobState::Finished,
+                        plan: None,
+                    },
+                );
+                self.push_terminal(id, event);
+            }
+        }
+    }
+
+    /// Checks a request and decides how it runs: its painter, its limits (degraded while the
+    /// backlog is high), its cache key.
+    fn plan(&self, request: &GenerationRequested, backlog: u64) -> Result<Plan, Rejection> {
+        let settings = &self.shared.settings;
+        let painter = self.shared.painters.for_mode(request.mode)?.clone();
+        let max = settings.max_prompt_chars;
+        for (what, text) in [
+            ("prompt", &request.prompt),
+            ("negative prompt", &request.negative_prompt),
+        ] {
+            let chars = text.as_ref().map_or(0, |t| t.as_str().chars().count());
+            if chars > max {
+                return Err(Rejection::new(
+                    FailureCode::InvalidPrompt,
+                    format!(
+                        "the {what} is {chars} characters long; the painter reads at most {max}"
+                    ),
+                ));
+            }
+        }
+        let source = match request.mode {
+            GenerationMode::ImageToImage => {
+                let source = request.source_image.clone().ok_or_else(|| {
+                    Rejection::new(
+                        FailureCode::InvalidImage,
+                        "an image-to-image request needs a source image",
+                    )
+                })?;
+                check_reference(&source, &settings.source_limits)?;
+                Some(source)
+            }
+            GenerationMode::TextToImage => None,
+        };
+        let positive = |value: i32, what: &str| {
+            u32::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| {
+                Rejection::new(
+                    FailureCode::UnsupportedMode,
+                    format!("{what} must be positive, not {value}"),
+                )
+            })
+        };
+        let effective = settings.degradation.apply(
+            backlog,
+            positive(request.steps, "steps")?,
+            positive(request.width, "width")?,
+            positive(request.height, "height")?,
+        );
+        let params = PaintParams {
+            mode: request.mode,
+            prompt: request.prompt.as_ref().map(|p| p.as_str().to_owned()),
+            negative_prompt: request
+                .negative_prompt
+                .as_ref()
+                .map(|p| p.as_str().to_owned()),
+            style: request.style.as_str().to_owned(),
+            seed: request.seed,
+            steps: effective.steps,
+            width: effective.width,
+            height: effective.height,
+        };
+        painter.validate(&params)?;
+        let cache_key = cache_key(&CacheInputs {
+            model: painter.model(),
+            weights_digest: painter.weights_digest(),
+            scheduler: painter.scheduler(),
+            params: &params,
+            source_sha256: source.as_ref().map(|s| s.sha256.as_str()),
+        });
+        Ok(Plan {
+            params,
+            source,
+            degraded: request.degraded || effective.degraded,
+            cache_key,
+            painter,
+        })
+    }
+
+    fn on_cancel(&mut self, id: Uuid) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            tracing::debug!(request = %id, "cancel for a request not held; nothing to do");
+            return;
+        };
+        match &job.state {
+            JobState::Queued => {
+                self.queue.remove(&job.request.user_id, &id);
+                job.state = JobState::Finished;
+                let event = events::cancel_confirmed(&job.request, 0);
+                tracing::info!(request = %id, "cancelled before it ran");
+                self.push_terminal(id, event);
+            }
+            JobState::Running { cancel, .. } => {
+                tracing::info!(request = %id, "cancelling the running job");
+                cancel.store(true, Ordering::Release);
+            }
+            JobState::Finished => {}
+        }
+    }
+
+    /// A committed terminal was read. This worker's own come back this way (and are known);
+    /// one for a request it still works on was written by someone else: that request is done.
+    fn on_terminal_read(&mut self, id: Uuid) {
+        let foreign = self
+            .jobs
+            .get(&id)
+            .is_some_and(|job| !matches!(job.state, JobState::Finished));
+        if foreign {
+            tracing::warn!(request = %id, "another worker finished a request held here; dropping it");
+            self.drop_job(id);
+        }
+    }
+
+    fn drop_job(&mut self, id: Uuid) {
+        let Some(job) = self.jobs.remove(&id) else {
+            return;
+        };
+        match &job.state {
+            JobState::Queued => {
+                self.queue.remove(&job.request.user_id, &id);
+            }
+            JobState::Running { cancel, .. } => cancel.store(true, Ordering::Release),
+            JobState::Finished => {}
+        }
+        if let Some(state) = self.partitions.get_mut(&job.partition) {
+            state.ledger.forget(job.offset);
+        }
+        self.pending.retain(|e| e.request != id);
+    }
+
+    fn drop_partition(&mut self, partition: i32) {
+        let ids: Vec<Uuid> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.partition == partition)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.drop_job(id);
+        }
+        self.pending.retain(|e| e.partition != partition);
+        self.partitions.remove(&partition);
+    }
+
+    // ---- jobs ----
+
+    /// Starts queued jobs while paint threads are free, in fair order; a job identical to
+    /// one running waits for it.
+    fn dispatch(&mut self) {
+        while self.tasks.len() < self.shared.settings.threads {
+            let (jobs, flights) = (&self.jobs, &self.flights);
+            let next = self.queue.pop_next(|id| {
+                jobs.get(id)
+                    .and_then(|j| j.plan.as_ref())
+                    .is_some_and(|p| !flights.contains_key(&p.cache_key))
+            });
+            let Some(id) = next else {
+                return;
+            };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let Some(plan) = &job.plan else {
+                continue;
+            };
+            self.seq += 1;
+            let seq = self.seq;
+            let cancel = Arc::new(AtomicBool::new(false));
+            job.state = JobState::Running {
+                seq,
+                cancel: cancel.clone(),
+            };
+            self.flights.insert(plan.cache_key.clone(), seq);
+            self.tasks.insert(seq, (id, plan.cache_key.clone()));
+            tracing::info!(request = %id, user = %job.request.user_id, "job dispatched");
+            let spec = JobSpec {
+                seq,
+                params: plan.params.clone(),
+                source: plan.source.clone(),
+                cache_key: plan.cache_key.clone(),
+                painter: plan.painter.clone(),
+                cancel,
+            };
+            tokio::spawn(job::run(
+                self.shared.env.clone(),
+                spec,
+                self.updates_tx.clone(),
+            ));
+        }
+    }
+
+    fn on_update(&mut self, update: Update) {
+        let Some((id, key)) = self.tasks.get(&update.seq).cloned() else {
+            return;
+        };
+        if let Report::Finished(_) = &update.report {
+            self.tasks.remove(&update.seq);
+            if self.flights.get(&key) == Some(&update.seq) {
+                self.flights.remove(&key);
+            }
+        }
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let current = matches!(&job.state, JobState::Running { seq, .. } if *seq == update.seq);
+        if !current {
+            return;
+        }
+        let Some(plan) = &job.plan else {
+            return;
+        };
+        let (partition, offset) = (job.partition, job.offset);
+        let (event, terminal) = match update.report {
+            Report::Started => (
+                events::started(&job.request, &self.transactional_id, plan.painter.model()),
+                false,
+            ),
+            Report::Progress { step, steps } => {
+                (events::progressed(&job.request, step, steps), false)
+            }
+            Report::Finished(outcome) => {
+                let event = match outcome {
+                    Outcome::Completed {
+                        manifest,
+                        cache_hit,
+                        duration_ms,
+                    } => {
+                        tracing::info!(request = %id, cache_hit, duration_ms, "completed");
+                        let how = CompletedHow {
+                            cache_hit,
+                            degraded: plan.degraded,
+                            duration_ms,
+                        };
+                        events::completed(&job.request, &manifest, how)
+                    }
+                    Outcome::Failed(rejection) => {
+                        tracing::info!(request = %id, code = %rejection.code, reason = %rejection.reason, "failed");
+                        events::failed(&job.request, &rejection)
+                    }
+                    Outcome::Cancelled { step } => {
+                        tracing::info!(request = %id, step, "cancelled while running");
+                        events::cancel_confirmed(&job.request, step)
+                    }
+                };
+                job.state = JobState::Finished;
+                (event, true)
+            }
+        };
+        self.pending.push(Outgoing {
+            partition,
+            offset,
+            request: id,
+            event,
+            terminal,
+        });
+    }
+
+    fn push_terminal(&mut self, id: Uuid, event: Event) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        self.pending.push(Outgoing {
+            partition: job.partition,
+            offset: job.offset,
+            request: id,
+            event,
+            terminal: true,
+        });
+    }
+
+    // ---- transactions ----
+
+    /// Starts a transaction when none is in flight and there are events, or the offsets
+    /// moved a while ago.
+    async fn maybe_commit(&mut self) {
+        if self.txn.is_some() || self.retry_txn_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let offsets_due =
+            self.dirty && self.last_commit.elapsed() >= self.shared.settings.commit_interval;
+        if self.pending.is_empty() && !offsets_due {
+            return;
+        }
+        if self.partitions.is_empty() {
+            self.pending.clear();
+            self.dirty = false;
+            return;
+        }
+        let events = std::mem::take(&mut self.pending);
+        let mut records = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for e in &events {
+            match self.shared.codec.encode(&self.topic, &e.event).await {
+                Ok(payload) => records.push(OutRecord {
+                    partition: e.partition,
+                    key: e.request.to_string(),
+                    payload,
+                }),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failure {
+            tracing::warn!(%error, "cannot encode events (schema registry); retrying");
+            let mut later = events;
+            later.append(&mut self.pending);
+            self.pending = later;
+            self.retry_txn_at = Some(Instant::now() + Duration::from_secs(1));
+            return;
+        }
+        for e in events.iter().filter(|e| e.terminal) {
+            if let Some(state) = self.partitions.get_mut(&e.partition) {
+                state.ledger.seal(e.offset);
+            }
+        }
+        let offsets = self
+            .partitions
+            .iter()
+            .map(|(p, s)| (*p, s.ledger.low_water()))
+            .collect();
+        let batch = Batch { records, offsets };
+        self.dirty = false;
+        let (emitter, consumer) = (self.emitter.clone(), self.poller.consumer.clone());
+        let handle = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let group = consumer.group_metadata().ok_or(TxnError::NotInGroup)?;
+            emitter.commit(&batch, &group)
+        });
+        self.txn = Some(InFlight { handle, events });
+    }
+
+    fn on_txn(&mut self, done: Result<Result<(), TxnError>, JoinError>) -> Result<(), WorkerError> {
+        let Some(inflight) = self.txn.take() else {
+            return Ok(());
+        };
+        match done {
+            Ok(Ok(())) => {
+                let mut finished = 0;
+                for state in self.partitions.values_mut() {
+                    for (offset, id) in state.ledger.settle_sealed() {
+                        state.history.saw_terminal(id, offset);
+                        self.jobs.remove(&id);
+                        finished += 1;
+                    }
+                }
+                tracing::debug!(
+                    events = inflight.events.len(),
+                    finished,
+                    "transaction committed"
+                );
+                self.last_commit = Instant::now();
+                self.retry_txn_at = None;
+                Ok(())
+            }
+            Ok(Err(TxnError::Fatal(source))) => Err(WorkerError::Transaction {
+                context: "commit",
+                source,
+            }),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "transaction aborted; sending its events again");
+                for state in self.partitions.values_mut() {
+                    state.ledger.unseal_all();
+                }
+                let mut again: Vec<Outgoing> = inflight
+                    .events
+                    .into_iter()
+                    .filter(|e| {
+                        self.partitions.contains_key(&e.partition)
+                            && self.jobs.contains_key(&e.request)
+                    })
+                    .collect();
+                again.append(&mut self.pending);
+                self.pending = again;
+                self.dirty = true;
+                self.retry_txn_at = Some(Instant::now() + RETRY_TXN);
+                Ok(())
+            }
+            Err(join) => Err(WorkerError::Task(join)),
+        }
+    }
+
+    // ---- housekeeping ----
+
+    async fn on_tick(&mut self) {
+        if let Some(record) = self.stalled.take() {
+            self.on_record(record).await;
+        }
+        let settings = &self.shared.settings;
+        let held = self.jobs.len();
+        if held >= settings.max_held {
+            if !self.paused {
+                tracing::info!(
+                    held,
+                    "holding the most requests allowed; pausing the partitions"
+                );
+            }
+            self.paused = true;
+            // Again on every tick, for partitions assigned since.
+            self.poller.set_paused(true);
+        } else if self.paused && held <= settings.max_held * 3 / 4 {
+            tracing::info!(held, "resuming the partitions");
+            self.paused = false;
+            self.poller.set_paused(false);
+        }
+        if self.last_prune.elapsed() >= PRUNE_EVERY {
+            self.last_prune = Instant::now();
+            let window = settings.dedup_window;
+            for state in self.partitions.values_mut() {
+                state.history.prune(state.ledger.low_water(), window);
+            }
+        }
+    }
+}
