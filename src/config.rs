@@ -33,6 +33,7 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub read: ReadConfig,
     pub scylla: ScyllaConfig,
+    pub painter: PainterConfig,
 }
 
 /// Which store the GraphQL API reads interactions from.
@@ -184,6 +185,144 @@ pub struct GenerationConfig {
     pub backlog_interval_ms: u64,
 }
 
+/// Where the AI painter runs its models.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    Cpu,
+    /// An NVIDIA GPU (a build with the `cuda` feature); refused at start without one.
+    Cuda,
+    /// A GPU when the build and the machine have one, else the CPU.
+    Auto,
+}
+
+/// The AI painter (the `painter` role): the generation worker and its models.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PainterConfig {
+    /// The worker's stable id: its Kafka transactional id (under the topic prefix) and its
+    /// static group membership. Unique per live worker; keep it across restarts.
+    pub worker_id: String,
+    /// The workers' consumer group; unset = `<topic prefix>gpu-workers`, the group whose lag
+    /// the command side reads as the generation backlog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Jobs painted at once, each on its own thread.
+    pub threads: usize,
+    /// Requests held at most (queued and running); the worker stops reading beyond.
+    pub max_held: usize,
+    /// At most one progress event per job per interval.
+    pub progress_interval_ms: u64,
+    /// Backlog (held requests plus unread messages) above which jobs are degraded.
+    pub backlog_threshold: u64,
+    /// Most steps of a degraded job.
+    pub degraded_max_steps: u32,
+    /// Longest side, in pixels, of a degraded job's picture.
+    pub degraded_max_side: u32,
+    /// Longest prompt (and negative prompt) a job takes, in characters.
+    pub max_prompt_chars: usize,
+    /// Messages re-read before the committed offset when taking a partition, to recognise
+    /// duplicate requests.
+    pub dedup_window: i64,
+    /// Longest side of the stored thumbnail, in pixels.
+    pub thumbnail_side: u32,
+    /// Where the models' weights are (`scripts/models` puts them there).
+    pub models_dir: String,
+    pub device: Device,
+}
+
+/// `$GALLERY_MODELS_DIR`, else `~/.cache/gallery/models`.
+pub fn default_models_dir() -> String {
+    if let Some(dir) = std::env::var_os("GALLERY_MODELS_DIR").filter(|d| !d.is_empty()) {
+        return dir.to_string_lossy().into_owned();
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    std::path::PathBuf::from(home)
+        .join(".cache")
+        .join("gallery")
+        .join("models")
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Default for PainterConfig {
+    fn default() -> Self {
+        let policy = GenerationPolicy::default();
+        Self {
+            worker_id: "painter-1".into(),
+            group: None,
+            threads: 1,
+            max_held: 1000,
+            progress_interval_ms: 500,
+            backlog_threshold: policy.backlog_threshold,
+            degraded_max_steps: policy.degraded_max_steps,
+            degraded_max_side: policy.degraded_max_side,
+            max_prompt_chars: gallery_schemas::Prompt::MAX_CHARS,
+            dedup_window: 20_000,
+            thumbnail_side: 256,
+            models_dir: default_models_dir(),
+            device: Device::Auto,
+        }
+    }
+}
+
+impl PainterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let id_ok = !self.worker_id.is_empty()
+            && self.worker_id.len() <= 100
+            && self
+                .worker_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !id_ok {
+            return Err(invalid(
+                "painter.worker_id",
+                "must be 1 to 100 ASCII letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if self.group.as_ref().is_some_and(|g| g.trim().is_empty()) {
+            return Err(invalid("painter.group", "must not be empty when set"));
+        }
+        if !(1..=64).contains(&self.threads) {
+            return Err(invalid("painter.threads", "must be between 1 and 64"));
+        }
+        if !(1..=1_000_000).contains(&self.max_held) {
+            return Err(invalid("painter.max_held", "must be between 1 and 1000000"));
+        }
+        if !(10..=600_000).contains(&self.progress_interval_ms) {
+            return Err(invalid(
+                "painter.progress_interval_ms",
+                "must be between 10 and 600000",
+            ));
+        }
+        if self.degraded_max_steps == 0 {
+            return Err(invalid("painter.degraded_max_steps", "must be at least 1"));
+        }
+        if !(8..=16_384).contains(&self.degraded_max_side) {
+            return Err(invalid(
+                "painter.degraded_max_side",
+                "must be between 8 and 16384 pixels",
+            ));
+        }
+        if self.max_prompt_chars == 0 {
+            return Err(invalid("painter.max_prompt_chars", "must be at least 1"));
+        }
+        if self.dedup_window < 0 {
+            return Err(invalid("painter.dedup_window", "must not be negative"));
+        }
+        if !(16..=4096).contains(&self.thumbnail_side) {
+            return Err(invalid(
+                "painter.thumbnail_side",
+                "must be between 16 and 4096 pixels",
+            ));
+        }
+        if self.models_dir.trim().is_empty() {
+            return Err(invalid("painter.models_dir", "must name a directory"));
+        }
+        Ok(())
+    }
+}
+
 /// A string that never prints (connection strings with passwords, signing keys).
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(transparent)]
@@ -278,6 +417,7 @@ impl Default for Config {
                 keyspace: "gallery".into(),
                 replication_factor: 1,
             },
+            painter: PainterConfig::default(),
         }
     }
 }
@@ -536,6 +676,7 @@ impl Config {
         self.scylla_settings()
             .validate()
             .map_err(|e| invalid("scylla.keyspace", e.to_string()))?;
+        self.painter.validate()?;
         self.media.validate().map_err(|e| match e {
             gallery_commands::MediaError::Config { key, value, reason } => {
                 invalid(key, format!("{value:?} {reason}"))
@@ -600,6 +741,41 @@ impl Config {
                 .collect(),
             keyspace: self.scylla.keyspace.clone(),
             replication_factor: self.scylla.replication_factor,
+        }
+    }
+
+    /// The generation worker's settings (the `painter` role).
+    pub fn painter_settings(&self) -> gallery_gpu_workers::WorkerSettings {
+        let p = &self.painter;
+        let topics = self.topics();
+        let group = p
+            .group
+            .clone()
+            .unwrap_or_else(|| gallery_commands::backlog::workers_group(&topics));
+        let limits = self.media.limits;
+        gallery_gpu_workers::WorkerSettings {
+            group,
+            threads: p.threads,
+            max_held: p.max_held,
+            progress_interval: Duration::from_millis(p.progress_interval_ms),
+            degradation: gallery_gpu_workers::Degradation {
+                backlog_threshold: p.backlog_threshold,
+                max_steps: p.degraded_max_steps,
+                max_side: p.degraded_max_side,
+            },
+            max_prompt_chars: p.max_prompt_chars,
+            dedup_window: p.dedup_window,
+            thumbnail_side: p.thumbnail_side,
+            source_limits: gallery_gpu_workers::SourceLimits {
+                max_bytes: limits.max_bytes,
+                max_side: limits.max_side,
+                max_pixels: limits.max_pixels,
+            },
+            ..gallery_gpu_workers::WorkerSettings::new(
+                self.kafka.brokers.clone(),
+                topics.clone(),
+                p.worker_id.clone(),
+            )
         }
     }
 
@@ -840,6 +1016,35 @@ mod tests {
             Config::default().scylla_settings().nodes,
             vec!["127.0.0.1:9042".to_owned()]
         );
+    }
+
+    #[test]
+    fn the_painter_reads_its_section_and_is_validated() {
+        let c = Config::default();
+        let s = c.painter_settings();
+        assert_eq!(s.group, "gallery.gpu-workers");
+        assert_eq!(s.transactional_id(), "gallery.painter-1");
+        assert_eq!((s.threads, s.max_held), (1, 1000));
+        assert_eq!(s.max_prompt_chars, gallery_schemas::Prompt::MAX_CHARS);
+        assert_eq!(c.painter.device, Device::Auto);
+        let p: Result<PainterConfig, _> = Figment::from(Serialized::defaults(PainterConfig::default()))
+            .merge(Toml::string("worker_id = \"gpu-7\"\nthreads = 2\ndevice = \"cpu\"\ngroup = \"painters\""))
+            .extract();
+        let p = p.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!((p.worker_id.as_str(), p.threads, p.device), ("gpu-7", 2, Device::Cpu));
+        assert_eq!(p.group.as_deref(), Some("painters"));
+        for (key, bad) in [
+            ("painter.worker_id", PainterConfig { worker_id: "two words".into(), ..PainterConfig::default() }),
+            ("painter.threads", PainterConfig { threads: 0, ..PainterConfig::default() }),
+            ("painter.degraded_max_side", PainterConfig { degraded_max_side: 4, ..PainterConfig::default() }),
+            ("painter.group", PainterConfig { group: Some(" ".into()), ..PainterConfig::default() }),
+        ] {
+            let c = Config { painter: bad, ..Config::default() };
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key: k, .. }) if k == key),
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -186,6 +186,12 @@ impl MediaStore {
         &self.location
     }
 
+    /// The object store underneath, for other roles of the process that share it (the AI
+    /// painter reads source photos from it and writes its results into it).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// Checks `bytes` against `limits` (off the async runtime: decoding is CPU work), then
     /// stores them under their content-addressed key unless an object is already there.
     /// Returns the reference an event carries; the same bytes always give the same key.
