@@ -1,3 +1,6 @@
-//! The AI painter: candle workers that consume generation requests and emit exactly one
-//! terminal result event per request. Not built yet; the crate exists so the workspace has
-//! its final shape and the dependency direction (workers depend on `schemas` only) is fixed.
+//! The AI painter: candle networks and the workers that consume generation requests and emit
+//! exactly one terminal result event per request. CUDA sits behind the `cuda` feature; the
+//! default build runs on the CPU.
+
+pub mod device;
+pub mod style;
