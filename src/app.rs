@@ -7,7 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use gallery_commands::{
     Accounts, BacklogAdmission, BacklogConfig, BacklogMonitor, Commands, KafkaPublisher,
-    ProducerConfig, RateLimiter, TokenKeys,
+    MediaStore, ProducerConfig, RateLimiter, StoreLocation, TokenKeys,
 };
 use gallery_projections::scylla::{ScyllaProjector, ScyllaProjectorConfig};
 use gallery_projections::{Projector, ProjectorConfig};
@@ -25,6 +25,8 @@ pub struct Roles {
     pub commands: bool,
     pub projections: bool,
     pub query_api: bool,
+    /// The AI painter: the generation worker.
+    pub painter: bool,
 }
 
 impl Roles {
@@ -32,11 +34,13 @@ impl Roles {
         commands: true,
         projections: true,
         query_api: true,
+        painter: true,
     };
     pub const NONE: Roles = Roles {
         commands: false,
         projections: false,
         query_api: false,
+        painter: false,
     };
     pub const COMMANDS: Roles = Roles {
         commands: true,
@@ -48,6 +52,16 @@ impl Roles {
     };
     pub const QUERY_API: Roles = Roles {
         query_api: true,
+        ..Roles::NONE
+    };
+    /// Everything but the painter: the write side, the projectors and GraphQL (for tests that
+    /// watch generation requests stay unanswered).
+    pub const SERVICES: Roles = Roles {
+        painter: false,
+        ..Roles::ALL
+    };
+    pub const PAINTER: Roles = Roles {
+        painter: true,
         ..Roles::NONE
     };
 }
@@ -87,6 +101,8 @@ pub enum StartError {
     CommandsDb(#[from] gallery_commands::db::DbError),
     #[error("password hashing settings")]
     Accounts(#[from] gallery_commands::accounts::HashError),
+    #[error("AI painter")]
+    Painter(#[from] gallery_gpu_workers::WorkerError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -153,6 +169,7 @@ fn write_side(
     config: &Config,
     codec: &EventCodec,
     keys: &Arc<TokenKeys>,
+    media: &MediaStore,
 ) -> Result<(gallery_query_api::Writes, BacklogMonitor), StartError> {
     let publisher = KafkaPublisher::new(
         &ProducerConfig {
@@ -183,7 +200,7 @@ fn write_side(
     };
     let commands = Commands::new(publisher, pool)
         .with_images(Arc::new(gallery_commands::LimitedImages {
-            store: gallery_commands::MediaStore::open(&config.media)?,
+            store: media.clone(),
             limits: config.media.limits,
         }))
         .with_admission(Arc::new(admission))
@@ -202,10 +219,17 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         .await
         .map_err(kafka_error(config))?;
     let codec = EventCodec::new(&config.registry())?;
-    if roles.commands || roles.query_api {
+    if roles.commands || roles.query_api || roles.painter {
         // Writers register every schema (BACKWARD-checked by the registry) before any command.
         codec.register_all(&config.topics()).await?;
     }
+    // One image store per process: uploads and the painter's sources and results meet in it
+    // (with `memory://` they could not meet otherwise).
+    let media = if roles.commands || roles.query_api || roles.painter {
+        Some(MediaStore::open(&config.media)?)
+    } else {
+        None
+    };
     let keys = Arc::new(TokenKeys::from_secret(
         config.auth.jwt_secret.expose().as_bytes(),
     )?);
@@ -247,8 +271,8 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     // The command service and the GraphQL mutations share one write side: one idempotent
     // producer, one pool, one password hasher.
-    let writes = if roles.commands || roles.query_api {
-        let (writes, monitor) = write_side(config, &codec, &keys)?;
+    let writes = if let (true, Some(media)) = (roles.commands || roles.query_api, &media) {
+        let (writes, monitor) = write_side(config, &codec, &keys, media)?;
         tasks.spawn(monitor.run(stopped(rx.clone())));
         Some(writes)
     } else {
@@ -337,6 +361,22 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             tasks.spawn(projector.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
         }
+    }
+
+    if let (true, Some(media)) = (roles.painter, &media) {
+        let painters = gallery_gpu_workers::load_painters(
+            std::path::Path::new(&config.painter.models_dir),
+            config.painter.device,
+        );
+        let worker = gallery_gpu_workers::Worker::new(
+            config.painter_settings(),
+            codec.clone(),
+            media.object_store(),
+            matches!(media.location(), StoreLocation::S3 { .. }),
+            painters,
+        )?;
+        tasks.spawn(worker.run(stopped(rx.clone())));
+        tracing::info!(worker = %config.painter.worker_id, "painter running");
     }
 
     Ok(Running {

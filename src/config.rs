@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use gallery_commands::AccountSettings;
 use gallery_commands::accounts::HashCost;
 use gallery_commands::{GenerationPolicy, OverloadPolicy, RateLimits};
+use gallery_gpu_workers::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
 /// A development signing secret, used when none is configured (with a warning at start).
@@ -185,17 +186,6 @@ pub struct GenerationConfig {
     pub backlog_interval_ms: u64,
 }
 
-/// Where the AI painter runs its models.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    Cpu,
-    /// An NVIDIA GPU (a build with the `cuda` feature); refused at start without one.
-    Cuda,
-    /// A GPU when the build and the machine have one, else the CPU.
-    Auto,
-}
-
 /// The AI painter (the `painter` role): the generation worker and its models.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -228,17 +218,23 @@ pub struct PainterConfig {
     pub thumbnail_side: u32,
     /// Where the models' weights are (`scripts/models` puts them there).
     pub models_dir: String,
-    pub device: Device,
+    /// `cpu`, `cuda` or `auto` (a GPU when the build and the machine have one).
+    pub device: DeviceChoice,
 }
 
-/// `$GALLERY_MODELS_DIR`, else `~/.cache/gallery/models`.
+/// Where `scripts/models` puts the weights: `$GALLERY_MODELS_DIR`, else
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/gallery/models`.
 pub fn default_models_dir() -> String {
-    if let Some(dir) = std::env::var_os("GALLERY_MODELS_DIR").filter(|d| !d.is_empty()) {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("GALLERY_MODELS_DIR") {
         return dir.to_string_lossy().into_owned();
     }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    std::path::PathBuf::from(home)
-        .join(".cache")
+    let cache = var("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(var("HOME").unwrap_or_default()).join(".cache")
+        });
+    cache
         .join("gallery")
         .join("models")
         .to_string_lossy()
@@ -261,7 +257,7 @@ impl Default for PainterConfig {
             dedup_window: 20_000,
             thumbnail_side: 256,
             models_dir: default_models_dir(),
-            device: Device::Auto,
+            device: DeviceChoice::Auto,
         }
     }
 }
@@ -1026,20 +1022,53 @@ mod tests {
         assert_eq!(s.transactional_id(), "gallery.painter-1");
         assert_eq!((s.threads, s.max_held), (1, 1000));
         assert_eq!(s.max_prompt_chars, gallery_schemas::Prompt::MAX_CHARS);
-        assert_eq!(c.painter.device, Device::Auto);
-        let p: Result<PainterConfig, _> = Figment::from(Serialized::defaults(PainterConfig::default()))
-            .merge(Toml::string("worker_id = \"gpu-7\"\nthreads = 2\ndevice = \"cpu\"\ngroup = \"painters\""))
-            .extract();
+        assert_eq!(c.painter.device, DeviceChoice::Auto);
+        let p: Result<PainterConfig, _> =
+            Figment::from(Serialized::defaults(PainterConfig::default()))
+                .merge(Toml::string(
+                    "worker_id = \"gpu-7\"\nthreads = 2\ndevice = \"cpu\"\ngroup = \"painters\"",
+                ))
+                .extract();
         let p = p.unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!((p.worker_id.as_str(), p.threads, p.device), ("gpu-7", 2, Device::Cpu));
+        assert_eq!(
+            (p.worker_id.as_str(), p.threads, p.device),
+            ("gpu-7", 2, DeviceChoice::Cpu)
+        );
         assert_eq!(p.group.as_deref(), Some("painters"));
         for (key, bad) in [
-            ("painter.worker_id", PainterConfig { worker_id: "two words".into(), ..PainterConfig::default() }),
-            ("painter.threads", PainterConfig { threads: 0, ..PainterConfig::default() }),
-            ("painter.degraded_max_side", PainterConfig { degraded_max_side: 4, ..PainterConfig::default() }),
-            ("painter.group", PainterConfig { group: Some(" ".into()), ..PainterConfig::default() }),
+            (
+                "painter.worker_id",
+                PainterConfig {
+                    worker_id: "two words".into(),
+                    ..PainterConfig::default()
+                },
+            ),
+            (
+                "painter.threads",
+                PainterConfig {
+                    threads: 0,
+                    ..PainterConfig::default()
+                },
+            ),
+            (
+                "painter.degraded_max_side",
+                PainterConfig {
+                    degraded_max_side: 4,
+                    ..PainterConfig::default()
+                },
+            ),
+            (
+                "painter.group",
+                PainterConfig {
+                    group: Some(" ".into()),
+                    ..PainterConfig::default()
+                },
+            ),
         ] {
-            let c = Config { painter: bad, ..Config::default() };
+            let c = Config {
+                painter: bad,
+                ..Config::default()
+            };
             assert!(
                 matches!(c.validate(), Err(ConfigError::Invalid { key: k, .. }) if k == key),
                 "{key}"

@@ -46,6 +46,8 @@ enum Command {
     },
     /// Run the GraphQL API.
     QueryApi,
+    /// Run the AI painter: the generation worker.
+    Painter,
     /// Print a signed bearer token for a user (development and testing).
     Token {
         /// The user id the token names.
@@ -207,6 +209,7 @@ async fn run() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::QueryApi => Roles::QUERY_API,
+        Command::Painter => Roles::PAINTER,
         Command::Token { user, hours, role } => {
             return gallery::app::print_token(
                 &config,

@@ -40,7 +40,7 @@ fn header<'a>(m: &'a rdkafka::message::BorrowedMessage<'_>, name: &str) -> Optio
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_messages_are_dead_lettered_and_the_projector_goes_on() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let topic = env.config.topics().interactions();
     let ada = env.token("ada");
 

@@ -28,7 +28,7 @@ async fn graphql_with_token(app: &App, auth: &str, token: &str, query: &str, id:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_with_the_token_of_a_mutation_sees_that_write() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let ada = env.token("ada");
     let mut tokens = Vec::new();
     for (n, artwork) in ["sunflowers", "irises", "sunflowers-2"].iter().enumerate() {
@@ -56,7 +56,7 @@ async fn a_query_with_the_token_of_a_mutation_sees_that_write() {
 async fn a_token_the_read_model_does_not_reach_in_time_is_a_consistency_timeout() {
     let mut env = TestEnv::new().await;
     env.config.query_api.consistency_timeout_ms = 300;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let ada = env.token("ada");
     let topic = env.config.topics().interactions();
     let body = graphql_with_token(&app, &ada, &format!("{topic}:0:1000000"), LIKES, "x").await;
@@ -77,7 +77,7 @@ async fn a_token_the_read_model_does_not_reach_in_time_is_a_consistency_timeout(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cached_count_changes_as_soon_as_the_projection_commits_a_like() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let (ada, bob) = (env.token("ada"), env.token("bob"));
     let stats = "query($id: ID!) { artwork(id: $id) { stats { likes } } }";
     let first = app

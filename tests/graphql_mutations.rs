@@ -64,7 +64,7 @@ async fn create_exhibition(app: &App, token: &str, title: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_like_mutation_counts_once_and_its_retry_replays_the_same_event() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let ada = env.token("ada");
 
     let first = like(&app, Some(&ada), "sunflowers", Some("like-1")).await;

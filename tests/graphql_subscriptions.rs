@@ -80,7 +80,7 @@ async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stats_subscription_receives_the_new_count_of_a_like() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let mut socket = connect(&app, None).await;
     subscribe(
         &mut socket,
@@ -118,7 +118,7 @@ async fn a_stats_subscription_receives_the_new_count_of_a_like() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_its_requester_follows_a_generation_job() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let ada = env.token("ada");
     let request_id = uuid::Uuid::new_v4().to_string();
     let job = "subscription($id: ID!) { generation(id: $id) { id status } }";

@@ -83,7 +83,7 @@ fn data(body: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_shows_in_its_read_model() {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let cur = env.token_as("cur", Role::Curator);
     let (ada, bob) = (env.token("ada"), env.token("bob"));
 
@@ -391,7 +391,7 @@ async fn checksums(env: &TestEnv) -> Vec<(String, String)> {
 async fn pages_walk_without_gaps_and_cost_a_constant_number_of_statements_and_a_rebuild_is_identical()
  {
     let env = TestEnv::new().await;
-    let app = env.start(Roles::ALL).await;
+    let app = env.start(Roles::SERVICES).await;
     let cur = env.token_as("cur", Role::Curator);
     let (exhibition, art) = exhibition_with(&app, &cur, "Series", 7).await;
     send(

@@ -75,7 +75,7 @@ async fn like_count(app: &App, artwork: &str) -> Result<i64, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rebuild_replays_into_a_new_generation_and_switches_without_downtime() {
     let env = TestEnv::new().await;
-    let app = Arc::new(env.start(Roles::ALL).await);
+    let app = Arc::new(env.start(Roles::SERVICES).await);
     let producer = FactProducer::new(&env.config);
     let mut rng = Lcg::from_clock();
     let facts = (0..2000).map(|_| rng.fact(80, 12)).collect();

@@ -9,6 +9,7 @@ pub mod style;
 pub mod worker;
 
 pub use worker::{
-    Degradation, FailureCode, PaintError, PaintJob, PaintParams, Painter, Painters, Progress,
-    Rejection, SourceLimits, Worker, WorkerError, WorkerSettings,
+    Degradation, DeviceChoice, FailureCode, PaintError, PaintJob, PaintParams, Painter, Painters,
+    Progress, Rejection, SourceLimits, StylePainter, Worker, WorkerError, WorkerSettings,
+    load_painters,
 };

@@ -52,11 +52,13 @@ pub mod ids;
 pub mod images;
 mod job;
 pub mod ledger;
+pub mod models;
 pub mod painter;
 mod pool;
 pub mod scheduler;
 mod session;
 pub mod store;
+pub mod style_painter;
 pub mod throttle;
 
 use std::future::Future;
@@ -70,9 +72,11 @@ use tokio::sync::mpsc::unbounded_channel;
 pub use degrade::Degradation;
 pub use error::WorkerError;
 pub use images::SourceLimits;
+pub use models::{DeviceChoice, load_painters};
 pub use painter::{
     FailureCode, PaintError, PaintJob, PaintParams, Painter, Painters, Progress, Rejection,
 };
+pub use style_painter::StylePainter;
 
 use consumer::{ConsumerSettings, Poller};
 use emitter::Emitter;
