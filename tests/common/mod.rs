@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod facts;
+pub mod generation;
 pub mod private_kafka;
 pub mod scylla;
 

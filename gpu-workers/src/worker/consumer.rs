@@ -386,6 +386,8 @@ impl Poller {
     ) -> Result<Self, WorkerError> {
         let scanner: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
+            // librdkafka assigns only with a group id; this consumer never joins nor commits.
+            .set("group.id", format!("{}.catch-up", settings.group))
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")

@@ -188,6 +188,9 @@ impl Session {
         shutdown: &mut Pin<&mut S>,
     ) -> Result<(), WorkerError> {
         let result = self.serve(shutdown).await;
+        // Nothing is taken from the poller any more: a revocation while the consumer closes
+        // does not wait for an answer.
+        self.inbound.close();
         self.wind_down().await;
         self.poller.shut_down().await;
         result
@@ -340,7 +343,10 @@ impl Session {
             }
             Admission::Run => state.ledger.hold(offset, id),
         }
-        let backlog = u64::try_from(held).unwrap_or(u64::MAX).saturating_add(lag);
+        // This request included: the backlog it joins.
+        let backlog = u64::try_from(held + 1)
+            .unwrap_or(u64::MAX)
+            .saturating_add(lag);
         match self.plan(&request, backlog) {
             Ok(plan) => {
                 tracing::info!(

@@ -1,0 +1,546 @@
+//! The AI painter's worker against the real Kafka and schema registry, run in-process with a
+//! small deterministic painter (image arithmetic in steps): results, the result cache, single
+//! flight, duplicates, cancellation, bad input, fairness and degradation. Every request is
+//! checked to end in exactly one terminal event, read with `isolation.level=read_committed`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestEnv;
+use common::generation::{
+    Requests, Results, RunningWorker, StepPainter, both, objects, only_terminal, photo_request,
+    text_request, worker_settings,
+};
+use gallery_commands::MediaStore;
+use gallery_gpu_workers::{Painters, WorkerSettings};
+use gallery_schemas::{Event, GenerationRequested, ImageRef, Prompt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Setup {
+    env: TestEnv,
+    store: Arc<dyn ObjectStore>,
+    dir: std::path::PathBuf,
+    requests: Requests,
+    results: Results,
+}
+
+async fn setup() -> Setup {
+    let env = TestEnv::new().await;
+    gallery::topics::ensure_topics(&env.config).await.unwrap();
+    let media = MediaStore::open(&env.config.media).unwrap();
+    let dir = std::path::PathBuf::from(&env.config.media.store_url);
+    Setup {
+        store: media.object_store(),
+        requests: Requests::new(&env.config),
+        results: Results::new(&env.config),
+        dir,
+        env,
+    }
+}
+
+impl Setup {
+    fn worker(&self, settings: WorkerSettings, painters: Painters) -> RunningWorker {
+        RunningWorker::start(&self.env.config, settings, self.store.clone(), painters)
+    }
+
+    /// Stores `bytes` as a photo would be, returning the reference a request carries.
+    async fn photo(&self, bytes: Vec<u8>, width: i32, height: i32) -> ImageRef {
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let key = format!("images/sha256/{sha}.png");
+        let size = bytes.len() as i64;
+        self.store
+            .put(&object_store::path::Path::from(key.as_str()), bytes.into())
+            .await
+            .unwrap();
+        ImageRef {
+            key,
+            content_type: "image/png".into(),
+            width,
+            height,
+            size_bytes: size,
+            sha256: sha,
+        }
+    }
+
+    fn bytes(&self, key: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join(key)).unwrap()
+    }
+}
+
+fn completed(event: &Event) -> &gallery_schemas::GenerationCompleted {
+    match event {
+        Event::GenerationCompleted(c) => c,
+        other => panic!("expected a completion, got {other:#?}"),
+    }
+}
+
+fn failed_code(event: &Event) -> (&str, &str) {
+    match event {
+        Event::GenerationFailed(f) => (f.code.as_str(), f.reason.as_str()),
+        other => panic!("expected a failure, got {other:#?}"),
+    }
+}
+
+fn cancelled_step(event: &Event) -> i32 {
+    match event {
+        Event::GenerationCancelConfirmed(c) => c.step,
+        other => panic!("expected a cancel confirmation, got {other:#?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_is_started_progressed_and_completed_with_its_images_stored() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(60));
+    let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+    let request = text_request("ada", "a lighthouse", "warm", 10, 96);
+    s.requests.request(&request).await;
+    let id = request.request_id;
+    s.results
+        .until(WAIT, "the completion", |r| r.has_terminal(id))
+        .await;
+
+    let events = s.results.of(id);
+    let kinds: Vec<&str> = events.iter().map(|e| e.record_name()).collect();
+    assert_eq!(
+        kinds.first(),
+        Some(&"gallery.generation.GenerationRequested")
+    );
+    assert_eq!(
+        kinds.get(1),
+        Some(&"gallery.generation.GenerationStarted"),
+        "{kinds:?}"
+    );
+    let progressed: Vec<(i32, i32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GenerationProgressed(p) => Some((p.step, p.steps)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        (2..=10).contains(&progressed.len()),
+        "throttled progress, 600 ms at most one per 100 ms: {progressed:?}"
+    );
+    assert!(progressed.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(progressed.iter().all(|(_, steps)| *steps == 10));
+    let Event::GenerationStarted(started) = events[1] else {
+        unreachable!()
+    };
+    assert_eq!(started.model, "test-steps");
+    assert_eq!(
+        started.worker,
+        s.env.config.painter_settings().transactional_id()
+    );
+
+    let done = completed(events.last().unwrap());
+    assert!(!done.cache_hit && !done.degraded);
+    assert_eq!((done.steps, done.width, done.height), (10, 96, 96));
+    assert_eq!(done.model, "test-steps");
+    assert_eq!(done.image.content_type, "image/png");
+    assert_eq!(done.webp.content_type, "image/webp");
+    for image in [&done.image, &done.webp, &done.thumbnail] {
+        let bytes = s.bytes(&image.key);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), image.sha256);
+        assert_eq!(bytes.len() as i64, image.size_bytes);
+        assert!(image.key.starts_with("images/sha256/"), "{}", image.key);
+        let decoded = image::load_from_memory(&bytes).unwrap();
+        assert_eq!(
+            (decoded.width() as i32, decoded.height() as i32),
+            (image.width, image.height)
+        );
+    }
+    let png = image::load_from_memory(&s.bytes(&done.image.key)).unwrap();
+    let webp = image::load_from_memory(&s.bytes(&done.webp.key)).unwrap();
+    assert_eq!(png.to_rgb8(), webp.to_rgb8(), "the WebP is lossless");
+    // The event ids derive from the request: a re-run would emit the same ones.
+    assert_eq!(
+        events.last().unwrap().event_id(),
+        gallery_gpu_workers::worker::ids::terminal(id)
+    );
+    assert_eq!(painter.calls(), 1);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_picture_again_comes_from_the_cache_and_identical_jobs_run_once() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(40));
+    let settings = WorkerSettings {
+        threads: 2,
+        ..worker_settings(&s.env.config)
+    };
+    let worker = s.worker(settings, both(painter.clone()));
+
+    // Two identical requests at once, with two paint threads: painted once.
+    let a = text_request("ada", "a harbour at dawn", "cool", 8, 64);
+    let b = text_request("bob", "a harbour at dawn", "cool", 8, 64);
+    s.requests.request(&a).await;
+    s.requests.request(&b).await;
+    s.results
+        .until(WAIT, "both completions", |r| {
+            r.has_terminal(a.request_id) && r.has_terminal(b.request_id)
+        })
+        .await;
+    let (ca, cb) = (
+        only_terminal(&s.results, a.request_id),
+        only_terminal(&s.results, b.request_id),
+    );
+    let (ca, cb) = (completed(&ca), completed(&cb));
+    assert_eq!(painter.calls(), 1, "identical jobs in flight run once");
+    assert_eq!(ca.image, cb.image);
+    assert!(
+        ca.cache_hit != cb.cache_hit,
+        "one painted, one took its result"
+    );
+    let stored = objects(&s.dir);
+
+    // The same picture later: at once from the cache, no inference, nothing stored.
+    let c = text_request("cyd", "a harbour at dawn", "cool", 8, 64);
+    s.requests.request(&c).await;
+    s.results
+        .until(WAIT, "the cached completion", |r| {
+            r.has_terminal(c.request_id)
+        })
+        .await;
+    let cc = only_terminal(&s.results, c.request_id);
+    let cc = completed(&cc);
+    assert!(cc.cache_hit);
+    assert_eq!(cc.duration_ms, 0);
+    assert_eq!(cc.image, ca.image);
+    assert_eq!(cc.thumbnail, ca.thumbnail);
+    assert_eq!(painter.calls(), 1);
+    assert!(
+        !s.results
+            .of(c.request_id)
+            .iter()
+            .any(|e| matches!(e, Event::GenerationStarted(_))),
+        "a cache hit is not started"
+    );
+    assert_eq!(objects(&s.dir), stored, "no new object");
+    // The images (a small picture is its own thumbnail) and one cache manifest.
+    let images: std::collections::BTreeSet<&str> = [&ca.image.key, &ca.webp.key, &ca.thumbnail.key]
+        .into_iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(stored.len(), images.len() + 1, "{stored:?}");
+    assert!(images.iter().all(|k| stored.contains(&(*k).to_owned())));
+
+    // Another seed is another picture.
+    let d = GenerationRequested {
+        seed: 8,
+        ..text_request("ada", "a harbour at dawn", "cool", 8, 64)
+    };
+    s.requests.request(&d).await;
+    s.results
+        .until(WAIT, "a new picture", |r| r.has_terminal(d.request_id))
+        .await;
+    let cd = only_terminal(&s.results, d.request_id);
+    assert!(!completed(&cd).cache_hit);
+    assert_eq!(painter.calls(), 2);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_sent_twice_is_one_job_with_one_terminal() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(20));
+    let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+    let request = text_request("ada", "twice", "warm", 5, 64);
+    // A command retried with the same idempotency key carries the same request id.
+    s.requests.request(&request).await;
+    s.requests.request(&request).await;
+    let after = text_request("ada", "after", "warm", 5, 64);
+    s.requests.request(&after).await;
+    s.results
+        .until(WAIT, "both requests done", |r| {
+            r.has_terminal(request.request_id) && r.has_terminal(after.request_id)
+        })
+        .await;
+    s.results.settle(Duration::from_secs(2)).await;
+    assert_eq!(s.results.terminals(request.request_id).len(), 1);
+    let started = s
+        .results
+        .of(request.request_id)
+        .iter()
+        .filter(|e| matches!(e, Event::GenerationStarted(_)))
+        .count();
+    assert_eq!(started, 1);
+    assert_eq!(painter.calls(), 2);
+    worker.stop().await;
+
+    // A second worker on the same group (a restart) reads from the committed offsets and
+    // does nothing again.
+    let again = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+    s.results.settle(Duration::from_secs(4)).await;
+    assert_eq!(painter.calls(), 2);
+    assert!(s.results.terminal_counts().values().all(|n| *n == 1));
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_is_honoured_before_and_during_a_run() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(50));
+    let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+    // One paint thread: `long` runs (100 steps, 5 s), `queued` waits behind it.
+    let long = text_request("ada", "long", "warm", 100, 64);
+    let queued = text_request("ada", "queued", "cool", 5, 64);
+    s.requests.request(&long).await;
+    s.requests.request(&queued).await;
+    s.results
+        .until(WAIT, "progress of the long job", |r| {
+            r.of(long.request_id)
+                .iter()
+                .any(|e| matches!(e, Event::GenerationProgressed(p) if p.step >= 3))
+        })
+        .await;
+    s.requests.cancel(&queued).await;
+    s.results
+        .until(WAIT, "the queued job cancelled", |r| {
+            r.has_terminal(queued.request_id)
+        })
+        .await;
+    assert_eq!(
+        cancelled_step(&only_terminal(&s.results, queued.request_id)),
+        0
+    );
+    assert!(
+        !s.results
+            .of(queued.request_id)
+            .iter()
+            .any(|e| matches!(e, Event::GenerationStarted(_))),
+        "cancelled before it started"
+    );
+    assert!(!s.results.has_terminal(long.request_id), "still running");
+
+    s.requests.cancel(&long).await;
+    s.results
+        .until(WAIT, "the running job cancelled", |r| {
+            r.has_terminal(long.request_id)
+        })
+        .await;
+    let step = cancelled_step(&only_terminal(&s.results, long.request_id));
+    assert!((3..100).contains(&step), "stopped mid-run, at {step}");
+
+    // A cancel of a finished request changes nothing; the worker goes on.
+    s.requests.cancel(&long).await;
+    let next = text_request("ada", "next", "cool", 3, 64);
+    s.requests.request(&next).await;
+    s.results
+        .until(WAIT, "the next job", |r| r.has_terminal(next.request_id))
+        .await;
+    completed(&only_terminal(&s.results, next.request_id));
+    s.results.settle(Duration::from_secs(1)).await;
+    assert!(s.results.terminal_counts().values().all(|n| *n == 1));
+    assert_eq!(painter.calls(), 2, "the queued job never painted");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_fails_with_its_code_and_the_worker_goes_on() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(5));
+    let settings = WorkerSettings {
+        max_prompt_chars: 40,
+        source_limits: gallery_gpu_workers::SourceLimits {
+            max_side: 256,
+            ..gallery_gpu_workers::SourceLimits::default()
+        },
+        ..worker_settings(&s.env.config)
+    };
+    // No text-to-image model: those requests are `model_unavailable`.
+    let painters = Painters::new(
+        Err("no diffusion weights configured".into()),
+        Ok(painter.clone()),
+    );
+    let worker = s.worker(settings, painters);
+
+    let good_photo = common::png(80, 60);
+    let good = s.photo(good_photo.clone(), 80, 60).await;
+    let mut corrupt_bytes = good_photo.clone();
+    let n = corrupt_bytes.len();
+    for b in &mut corrupt_bytes[n - 40..n - 20] {
+        *b ^= 0xff;
+    }
+    let corrupt = s.photo(corrupt_bytes, 80, 60).await;
+    let oversized = s.photo(common::png(300, 100), 300, 100).await;
+    let text = s
+        .photo(
+            b"these are not the pixels you are looking for".to_vec(),
+            80,
+            60,
+        )
+        .await;
+    let missing = ImageRef {
+        key: format!("images/sha256/{}.png", "ab".repeat(32)),
+        sha256: "ab".repeat(32),
+        ..good.clone()
+    };
+    let forged = ImageRef {
+        sha256: "cd".repeat(32),
+        ..good.clone()
+    };
+
+    let cases: Vec<(GenerationRequested, &str, &str)> = vec![
+        (
+            photo_request("ada", good.clone(), "baroque", 3, 64),
+            "unknown_style",
+            "baroque",
+        ),
+        (
+            GenerationRequested {
+                prompt: Some(Prompt::parse("a".repeat(41)).unwrap()),
+                ..photo_request("ada", good.clone(), "warm", 3, 64)
+            },
+            "invalid_prompt",
+            "41 characters",
+        ),
+        (
+            photo_request("ada", corrupt, "warm", 3, 64),
+            "invalid_image",
+            "corrupt",
+        ),
+        (
+            photo_request("ada", oversized, "warm", 3, 64),
+            "invalid_image",
+            "300x100",
+        ),
+        (
+            photo_request("ada", text, "warm", 3, 64),
+            "invalid_image",
+            "not a PNG",
+        ),
+        (
+            photo_request("ada", missing, "warm", 3, 64),
+            "invalid_image",
+            "not in the object store",
+        ),
+        (
+            photo_request("ada", forged, "warm", 3, 64),
+            "invalid_image",
+            "digest",
+        ),
+        (
+            GenerationRequested {
+                source_image: None,
+                ..photo_request("ada", good.clone(), "warm", 3, 64)
+            },
+            "invalid_image",
+            "needs a source image",
+        ),
+        (
+            text_request("ada", "a cat", "warm", 3, 64),
+            "model_unavailable",
+            "diffusion",
+        ),
+    ];
+    for (request, _, _) in &cases {
+        s.requests.request(request).await;
+    }
+    let fine = photo_request("ada", good, "cool", 3, 64);
+    s.requests.request(&fine).await;
+    let ids: Vec<_> = cases.iter().map(|(r, _, _)| r.request_id).collect();
+    s.results
+        .until(WAIT, "every request answered", |r| {
+            ids.iter().all(|id| r.has_terminal(*id)) && r.has_terminal(fine.request_id)
+        })
+        .await;
+    for (request, code, says) in &cases {
+        let terminal = only_terminal(&s.results, request.request_id);
+        let (got, reason) = failed_code(&terminal);
+        assert_eq!(got, *code, "{reason}");
+        assert!(
+            reason.contains(says),
+            "{code}: {reason:?} should mention {says:?}"
+        );
+        assert!(
+            !s.results
+                .of(request.request_id)
+                .iter()
+                .any(|e| matches!(e, Event::GenerationStarted(_))),
+            "{code}: refused before painting"
+        );
+    }
+    let done = only_terminal(&s.results, fine.request_id);
+    let done = completed(&done);
+    assert_eq!((done.width, done.height), (64, 64));
+    assert_eq!(painter.calls(), 1, "only the good request painted");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_users_burst_does_not_starve_another_users_request() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(40));
+    let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+    let burst: Vec<GenerationRequested> = (0..8)
+        .map(|i| text_request("burst", &format!("picture {i}"), "warm", 6, 64))
+        .collect();
+    for r in &burst {
+        s.requests.request(r).await;
+    }
+    let solo = text_request("solo", "just one", "cool", 6, 64);
+    s.requests.request(&solo).await;
+    s.results
+        .until(WAIT, "everything done", |r| {
+            r.has_terminal(solo.request_id) && burst.iter().all(|b| r.has_terminal(b.request_id))
+        })
+        .await;
+    let finish_order: Vec<_> = s
+        .results
+        .seen
+        .iter()
+        .filter(|e| e.is_terminal())
+        .map(|e| e.request().unwrap())
+        .collect();
+    let solo_at = finish_order
+        .iter()
+        .position(|id| *id == solo.request_id)
+        .unwrap();
+    // The worker may have started the first one or two of the burst before it read the
+    // solo request; after that, users take turns.
+    assert!(
+        solo_at <= 2,
+        "the single request finished {}th of 9, behind the burst",
+        solo_at + 1
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn above_the_backlog_threshold_jobs_are_degraded_and_say_so() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(5));
+    let settings = WorkerSettings {
+        degradation: gallery_gpu_workers::Degradation {
+            backlog_threshold: 0,
+            max_steps: 3,
+            max_side: 48,
+        },
+        ..worker_settings(&s.env.config)
+    };
+    let worker = s.worker(settings, both(painter.clone()));
+    let request = GenerationRequested {
+        width: 128,
+        height: 64,
+        ..text_request("ada", "big", "warm", 20, 128)
+    };
+    s.requests.request(&request).await;
+    s.results
+        .until(WAIT, "the completion", |r| {
+            r.has_terminal(request.request_id)
+        })
+        .await;
+    let done = only_terminal(&s.results, request.request_id);
+    let done = completed(&done);
+    assert!(done.degraded);
+    assert_eq!((done.steps, done.width, done.height), (3, 48, 24));
+    worker.stop().await;
+}
