@@ -293,6 +293,13 @@ async fn cancel_is_honoured_before_and_during_a_run() {
     let long = text_request("ada", "long", "warm", 100, 64);
     let queued = text_request("ada", "queued", "cool", 5, 64);
     s.requests.request(&long).await;
+    s.results
+        .until(WAIT, "the long job started", |r| {
+            r.of(long.request_id)
+                .iter()
+                .any(|e| matches!(e, Event::GenerationStarted(_)))
+        })
+        .await;
     s.requests.request(&queued).await;
     s.results
         .until(WAIT, "progress of the long job", |r| {
@@ -542,5 +549,123 @@ async fn above_the_backlog_threshold_jobs_are_degraded_and_say_so() {
     let done = completed(&done);
     assert!(done.degraded);
     assert_eq!((done.steps, done.width, done.height), (3, 48, 24));
+    worker.stop().await;
+}
+
+/// What a previous owner of the partition left: a completion, as its transaction wrote it.
+fn completion_of(request: &GenerationRequested) -> Event {
+    let image = ImageRef {
+        key: format!("images/sha256/{}.png", "0".repeat(64)),
+        content_type: "image/png".into(),
+        width: 64,
+        height: 64,
+        size_bytes: 1,
+        sha256: "0".repeat(64),
+    };
+    gallery_schemas::GenerationCompleted {
+        event_id: gallery_gpu_workers::worker::ids::terminal(request.request_id),
+        request_id: request.request_id,
+        user_id: request.user_id.clone(),
+        model: "test-steps".into(),
+        weights_digest: "0".repeat(64),
+        image: image.clone(),
+        webp: image.clone(),
+        thumbnail: image,
+        cache_hit: false,
+        degraded: false,
+        steps: 3,
+        width: 64,
+        height: 64,
+        duration_ms: 5,
+        occurred_at: common::generation::now_ms(),
+    }
+    .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_finished_by_a_previous_owner_are_not_run_again() {
+    let mut s = setup().await;
+    let topic = s.env.config.topics().generation();
+    // Partition 0 as a previous owner left it, finishing out of order: `first` unfinished,
+    // `second` completed after it, so the committed offset stayed at `first`.
+    let first = text_request("ada", "first", "warm", 3, 64);
+    let second = text_request("bob", "second", "warm", 3, 64);
+    let (_, at) = s
+        .requests
+        .send_to(Some(0), first.request_id, &first.clone().into())
+        .await;
+    s.requests
+        .send_to(Some(0), second.request_id, &second.clone().into())
+        .await;
+    // Its progress, then its completion: the completion is read well after the request.
+    for step in 1..=400 {
+        let progressed = gallery_schemas::GenerationProgressed {
+            event_id: gallery_gpu_workers::worker::ids::progressed(second.request_id, step),
+            request_id: second.request_id,
+            user_id: second.user_id.clone(),
+            step: step as i32,
+            steps: 400,
+            occurred_at: common::generation::now_ms(),
+        };
+        s.requests
+            .send_to(Some(0), second.request_id, &progressed.into())
+            .await;
+    }
+    s.requests
+        .send_to(Some(0), second.request_id, &completion_of(&second))
+        .await;
+    // Partition 1: `old` finished long ago, the committed offset is past it, and the same
+    // request comes again (a command retried after a crash).
+    let old = text_request("cyd", "old", "cool", 3, 64);
+    s.requests
+        .send_to(Some(1), old.request_id, &old.clone().into())
+        .await;
+    s.requests
+        .send_to(Some(1), old.request_id, &completion_of(&old))
+        .await;
+    let group = s.env.config.painter_settings().group;
+    let committer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &s.env.config.kafka.brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Offset(at))
+        .unwrap();
+    offsets
+        .add_partition_offset(&topic, 1, rdkafka::Offset::Offset(2))
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer as _;
+        committer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    s.requests
+        .send_to(Some(1), old.request_id, &old.clone().into())
+        .await;
+
+    // Two paint threads: a request read while a thread is free is dispatched at once. The
+    // catch-up scan at assignment keeps the finished ones from running; so does reading
+    // their completion while they wait (each suffices here; without both, `second` runs and
+    // ends twice).
+    let painter = StepPainter::new(Duration::from_millis(30));
+    let settings = WorkerSettings {
+        threads: 2,
+        ..worker_settings(&s.env.config)
+    };
+    let worker = s.worker(settings, both(painter.clone()));
+    s.results
+        .until(WAIT, "the unfinished request done", |r| {
+            r.terminals(first.request_id).len() == 1
+        })
+        .await;
+    s.results.settle(Duration::from_secs(2)).await;
+    assert_eq!(s.results.terminals(second.request_id).len(), 1);
+    assert_eq!(s.results.terminals(old.request_id).len(), 1);
+    assert_eq!(painter.calls(), 1, "only the unfinished request ran");
     worker.stop().await;
 }

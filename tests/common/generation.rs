@@ -50,14 +50,25 @@ impl Requests {
 
     /// Sends `event` keyed by `request`; returns (partition, offset).
     pub async fn send(&self, request: Uuid, event: &Event) -> (i32, i64) {
+        self.send_to(None, request, event).await
+    }
+
+    /// Sends `event` keyed by `request` to `partition` (else the key's).
+    pub async fn send_to(
+        &self,
+        partition: Option<i32>,
+        request: Uuid,
+        event: &Event,
+    ) -> (i32, i64) {
         let bytes = self.codec.encode(&self.topic, event).await.unwrap();
         let key = request.to_string();
+        let mut record = FutureRecord::to(&self.topic).key(&key).payload(&bytes);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         let delivery = self
             .producer
-            .send(
-                FutureRecord::to(&self.topic).key(&key).payload(&bytes),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .unwrap();
