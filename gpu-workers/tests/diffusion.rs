@@ -376,6 +376,32 @@ fn weights_that_do_not_fit_the_configuration_are_refused() {
     assert!(chain.contains(name), "{chain}");
 }
 
+#[test]
+fn a_tokenizer_larger_than_the_encoders_vocabulary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tiny::write_model(dir.path(), WEIGHTS_SEED).unwrap();
+    let mut config = tiny::config();
+    let TextEncoderConfig::Clip(clip) = &mut config.text_encoders[0] else {
+        panic!("the tiny encoder is a CLIP one");
+    };
+    clip.vocab_size = 300;
+    // Weights of the smaller vocabulary, read with the 514-token byte tokenizer.
+    tiny::write_random_model(&config, dir.path(), WEIGHTS_SEED).unwrap();
+    let error = load_error(config, &files);
+    assert!(
+        matches!(
+            &error,
+            DiffusionError::VocabularyMismatch {
+                tokens: 514,
+                vocab_size: 300,
+                component: Component::Clip,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

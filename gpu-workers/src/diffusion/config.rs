@@ -468,6 +468,41 @@ mod tests {
         assert_eq!(ModelConfig::sdxl_turbo().text_hidden_size(), 2048);
     }
 
+    /// candle keeps its presets' parts private but prints them: ours must be the same.
+    #[test]
+    fn presets_match_candles() {
+        use candle_transformers::models::stable_diffusion::StableDiffusionConfig;
+        let candle_sd15 = format!("{:?}", StableDiffusionConfig::v1_5(None, None, None));
+        let ours = ModelConfig::sd15();
+        for part in [
+            format!("unet: {:?}", ours.unet),
+            format!("autoencoder: {:?}", ours.vae),
+            format!("{:?}", ours.scheduler),
+        ] {
+            assert!(candle_sd15.contains(&part), "{part}\nnot in\n{candle_sd15}");
+        }
+        // The text tower: same fields under another type name.
+        let fields = |debug: String| debug.split_once('{').map(|(_, f)| f.to_owned());
+        let TextEncoderConfig::Clip(clip) = TextEncoderConfig::clip_vit_l14() else {
+            panic!("ViT-L/14 is a CLIP encoder");
+        };
+        assert_eq!(
+            fields(format!("{clip:?}")),
+            fields(format!("{:?}", SdClipConfig::v1_5()))
+        );
+        let candle_turbo = format!("{:?}", StableDiffusionConfig::sdxl_turbo(None, None, None));
+        let ours = ModelConfig::sdxl_turbo();
+        for part in [
+            format!("unet: {:?}", ours.unet),
+            format!("autoencoder: {:?}", ours.vae),
+        ] {
+            assert!(
+                candle_turbo.contains(&part),
+                "{part}\nnot in\n{candle_turbo}"
+            );
+        }
+    }
+
     #[test]
     fn impossible_configurations_are_refused() {
         let mut c = ModelConfig::sd15();

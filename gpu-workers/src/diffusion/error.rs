@@ -178,13 +178,21 @@ pub enum DiffusionError {
     },
     #[error("the tokenizer {} has no {token} token", path.display())]
     MissingToken { path: PathBuf, token: String },
+    #[error(
+        "the tokenizer {} has {tokens} token ids but the {component} knows {vocab_size}",
+        path.display()
+    )]
+    VocabularyMismatch {
+        path: PathBuf,
+        tokens: usize,
+        component: Component,
+        vocab_size: usize,
+    },
     #[error("the prompt cannot be tokenized")]
     Tokenize {
         #[source]
         source: tokenizers::Error,
     },
-    #[error("token id {id} is outside the text encoder's vocabulary of {vocab_size}")]
-    TokenOutOfVocabulary { id: u32, vocab_size: usize },
     #[error("the model failed while {stage}")]
     Model {
         stage: Stage,

@@ -22,8 +22,11 @@
 //!
 //! A model directory holds `unet.safetensors`, `vae.safetensors`, `clip.safetensors`
 //! (and `clip2.safetensors` for SDXL) and `tokenizer.json` (see [`ModelFiles`]); the
-//! tokenizer is built by `scripts/models.d/clip-tokenizer`, the weights are not downloaded
-//! by the project.
+//! tokenizer is built by `scripts/models.d/clip-tokenizer` from the BPE merges of OpenAI's
+//! CLIP shipped in the `open-clip-torch` wheel on PyPI (MIT licence, copied beside it). The
+//! weights are not downloaded by the project: copy them from the models' published
+//! diffusers layout (their own licences apply, e.g. CreativeML Open RAIL-M for SD 1.5; see
+//! each model's card).
 //!
 //! **Determinism.** The same model, request and seed give the same picture, byte for byte,
 //! on the same device: the starting noise comes from ChaCha8 seeded with the request's seed

@@ -22,7 +22,6 @@ enum Transformer {
 struct Encoder {
     transformer: Transformer,
     context: usize,
-    vocab_size: usize,
     pad_id: u32,
 }
 
@@ -53,6 +52,15 @@ impl PromptEncoder {
                     None => tokenizer.end_id(),
                 };
                 let (component, weights) = files.text_encoder(index);
+                let vocab_size = encoder.vocab_size();
+                if tokenizer.max_id() as usize >= vocab_size {
+                    return Err(DiffusionError::VocabularyMismatch {
+                        path: tokenizer.path().to_path_buf(),
+                        tokens: tokenizer.max_id() as usize + 1,
+                        component,
+                        vocab_size,
+                    });
+                }
                 let weights = weights.ok_or_else(|| DiffusionError::MissingFile {
                     component,
                     path: files.clip.with_file_name(component.file_name()),
@@ -75,7 +83,6 @@ impl PromptEncoder {
                 Ok(Encoder {
                     transformer,
                     context: encoder.context_length(),
-                    vocab_size: encoder.vocab_size(),
                     pad_id,
                 })
             })
@@ -106,12 +113,6 @@ impl PromptEncoder {
         let tokens = self
             .tokenizer
             .encode_padded(prompt, encoder.context, encoder.pad_id)?;
-        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= encoder.vocab_size) {
-            return Err(DiffusionError::TokenOutOfVocabulary {
-                id,
-                vocab_size: encoder.vocab_size,
-            });
-        }
         let input = Tensor::new(tokens.as_slice(), &self.device)
             .and_then(|t| t.unsqueeze(0))
             .map_err(DiffusionError::model(Stage::TextEncoding))?;

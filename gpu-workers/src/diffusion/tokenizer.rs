@@ -19,6 +19,7 @@ pub struct ClipTokenizer {
     path: PathBuf,
     start_id: u32,
     end_id: u32,
+    max_id: u32,
 }
 
 impl ClipTokenizer {
@@ -37,7 +38,14 @@ impl ClipTokenizer {
             path: path.to_path_buf(),
             start_id: 0,
             end_id: 0,
+            max_id: 0,
         };
+        this.max_id = this
+            .tokenizer
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .unwrap_or(0);
         this.start_id = this.token_id(START_OF_TEXT)?;
         this.end_id = this.token_id(END_OF_TEXT)?;
         Ok(this)
@@ -51,6 +59,16 @@ impl ClipTokenizer {
                 path: self.path.clone(),
                 token: token.to_owned(),
             })
+    }
+
+    /// The largest id this tokenizer can produce.
+    pub fn max_id(&self) -> u32 {
+        self.max_id
+    }
+
+    /// The path it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The id of the end of text token.
