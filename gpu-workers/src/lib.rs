@@ -5,6 +5,7 @@
 //! CUDA sits behind the `cuda` feature; the default build runs on the CPU.
 
 pub mod device;
+pub mod diffusion;
 pub mod style;
 pub mod worker;
 
