@@ -367,6 +367,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let painters = gallery_gpu_workers::load_painters(
             std::path::Path::new(&config.painter.models_dir),
             config.painter.device,
+            config.painter.text_to_image,
         );
         let worker = gallery_gpu_workers::Worker::new(
             config.painter_settings(),

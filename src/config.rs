@@ -13,7 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use gallery_commands::AccountSettings;
 use gallery_commands::accounts::HashCost;
 use gallery_commands::{GenerationPolicy, OverloadPolicy, RateLimits};
-use gallery_gpu_workers::DeviceChoice;
+use gallery_gpu_workers::{DeviceChoice, TextModel};
 use serde::{Deserialize, Serialize};
 
 /// A development signing secret, used when none is configured (with a warning at start).
@@ -220,6 +220,10 @@ pub struct PainterConfig {
     pub models_dir: String,
     /// `cpu`, `cuda` or `auto` (a GPU when the build and the machine have one).
     pub device: DeviceChoice,
+    /// The text-to-image model, `sd15` or `sdxl-turbo` (weights under `models_dir`); unset,
+    /// text-to-image requests fail with `model_unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_to_image: Option<TextModel>,
 }
 
 /// Where `scripts/models` puts the weights: `$GALLERY_MODELS_DIR`, else
@@ -258,6 +262,7 @@ impl Default for PainterConfig {
             thumbnail_side: 256,
             models_dir: default_models_dir(),
             device: DeviceChoice::Auto,
+            text_to_image: None,
         }
     }
 }
@@ -1026,7 +1031,8 @@ mod tests {
         let p: Result<PainterConfig, _> =
             Figment::from(Serialized::defaults(PainterConfig::default()))
                 .merge(Toml::string(
-                    "worker_id = \"gpu-7\"\nthreads = 2\ndevice = \"cpu\"\ngroup = \"painters\"",
+                    "worker_id = \"gpu-7\"\nthreads = 2\ndevice = \"cpu\"\ngroup = \"painters\"\n\
+                     text_to_image = \"sdxl-turbo\"",
                 ))
                 .extract();
         let p = p.unwrap_or_else(|e| unreachable!("{e}"));
@@ -1035,6 +1041,8 @@ mod tests {
             ("gpu-7", 2, DeviceChoice::Cpu)
         );
         assert_eq!(p.group.as_deref(), Some("painters"));
+        assert_eq!(p.text_to_image, Some(TextModel::SdxlTurbo));
+        assert_eq!(Config::default().painter.text_to_image, None);
         for (key, bad) in [
             (
                 "painter.worker_id",

@@ -10,7 +10,7 @@ pub mod style;
 pub mod worker;
 
 pub use worker::{
-    Degradation, DeviceChoice, FailureCode, PaintError, PaintJob, PaintParams, Painter, Painters,
-    Progress, Rejection, SourceLimits, StylePainter, Worker, WorkerError, WorkerSettings,
-    load_painters,
+    Degradation, DeviceChoice, DiffusionPainter, FailureCode, PaintError, PaintJob, PaintParams,
+    Painter, Painters, Progress, Rejection, SourceLimits, StylePainter, TextModel, Worker,
+    WorkerError, WorkerSettings, load_painters,
 };

@@ -44,6 +44,7 @@
 pub mod cache_key;
 mod consumer;
 pub mod degrade;
+pub mod diffusion_painter;
 mod emitter;
 mod error;
 mod events;
@@ -70,9 +71,10 @@ use object_store::ObjectStore;
 use tokio::sync::mpsc::unbounded_channel;
 
 pub use degrade::Degradation;
+pub use diffusion_painter::DiffusionPainter;
 pub use error::WorkerError;
 pub use images::SourceLimits;
-pub use models::{DeviceChoice, load_painters};
+pub use models::{DeviceChoice, TextModel, load_painters};
 pub use painter::{
     FailureCode, PaintError, PaintJob, PaintParams, Painter, Painters, Progress, Rejection,
 };

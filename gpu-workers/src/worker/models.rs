@@ -1,6 +1,7 @@
 //! The painters a worker runs by default, loaded from the models directory: the style
-//! network for image-to-image. A model that cannot be loaded does not stop the worker: its
-//! mode's requests fail with `model_unavailable` and the reason.
+//! network for image-to-image, and a diffusion model for text-to-image when one is
+//! configured. A model that cannot be loaded does not stop the worker: its mode's requests
+//! fail with `model_unavailable` and the reason.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use std::sync::Arc;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use super::diffusion_painter::DiffusionPainter;
 use super::painter::{Painter, Painters};
 use super::style_painter::StylePainter;
+use crate::diffusion::ModelKind;
 use crate::style::{MODEL_NAME, ModelFiles};
 
 /// Where the models run.
@@ -36,8 +39,33 @@ impl DeviceChoice {
     }
 }
 
-/// Loads the default painters from `models_dir` on `device`.
-pub fn load_painters(models_dir: &Path, device: DeviceChoice) -> Painters {
+/// The diffusion models text-to-image can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TextModel {
+    /// Stable Diffusion 1.5, from `<models>/sd15`.
+    #[serde(rename = "sd15")]
+    Sd15,
+    /// SDXL-Turbo, from `<models>/sdxl-turbo`.
+    #[serde(rename = "sdxl-turbo")]
+    SdxlTurbo,
+}
+
+impl TextModel {
+    fn kind(self) -> ModelKind {
+        match self {
+            TextModel::Sd15 => ModelKind::Sd15,
+            TextModel::SdxlTurbo => ModelKind::SdxlTurbo,
+        }
+    }
+}
+
+/// Loads the default painters from `models_dir` on `device`: the style network, and
+/// `text_model` for text-to-image when given.
+pub fn load_painters(
+    models_dir: &Path,
+    device: DeviceChoice,
+    text_model: Option<TextModel>,
+) -> Painters {
     let device = device.device();
     let style = device.clone().and_then(|device| {
         let files = ModelFiles::new(models_dir.join(MODEL_NAME));
@@ -58,8 +86,33 @@ pub fn load_painters(models_dir: &Path, device: DeviceChoice) -> Painters {
         ),
         Err(reason) => tracing::warn!(%reason, "image-to-image requests will fail"),
     }
-    let text = Err(
-        "text-to-image needs diffusion weights, and this painter has none configured".to_owned(),
-    );
+    let text = match text_model {
+        None => Err(
+            "text-to-image needs diffusion weights, and this painter has none configured \
+             (painter.text_to_image)"
+                .to_owned(),
+        ),
+        Some(model) => device.and_then(|device| {
+            let kind = model.kind();
+            let dir = models_dir.join(kind.dir_name());
+            DiffusionPainter::load(kind.dir_name(), kind.config(), &dir, &device)
+                .map(|p| Arc::new(p) as Arc<dyn Painter>)
+                .map_err(|e| {
+                    format!(
+                        "the {} model could not be loaded from {}: {e}",
+                        kind.dir_name(),
+                        dir.display()
+                    )
+                })
+        }),
+    };
+    match &text {
+        Ok(p) => tracing::info!(
+            model = p.model(),
+            digest = p.weights_digest(),
+            "diffusion model loaded"
+        ),
+        Err(reason) => tracing::warn!(%reason, "text-to-image requests will fail"),
+    }
     Painters::new(text, style)
 }
