@@ -669,3 +669,70 @@ async fn requests_finished_by_a_previous_owner_are_not_run_again() {
     assert_eq!(painter.calls(), 1, "only the unfinished request ran");
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
+    let weights = std::path::Path::new(&gallery::Config::default().painter.models_dir)
+        .join("multistyle26")
+        .join("model.safetensors");
+    assert!(
+        weights.is_file(),
+        "{} is missing: run scripts/models first",
+        weights.display()
+    );
+    let mut s = setup().await;
+    // Every role, as `gallery up` runs them, the painter with its default model.
+    let app = s.env.start(gallery::Roles::ALL).await;
+    let ada = s.env.token("ada");
+    let photo = common::png(400, 300);
+    let (status, body) = common::post_form(
+        &app,
+        "/v1/generations/image-to-image",
+        &ada,
+        &[
+            ("style", "style-05:0.7+style-19:0.3"),
+            ("width", "256"),
+            ("height", "256"),
+        ],
+        ("photo", "me.png", &photo),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    s.results
+        .until(WAIT, "the painting", |r| r.has_terminal(id))
+        .await;
+    let events = s.results.of(id);
+    let Event::GenerationRequested(request) = events[0] else {
+        panic!("{events:#?}")
+    };
+    let done = completed(events.last().unwrap());
+    assert_eq!(done.model, "multistyle26");
+    assert_eq!(done.weights_digest.len(), 64);
+    assert!(!done.cache_hit);
+    assert_eq!(
+        (done.width, done.height),
+        (256, 192),
+        "the photo's shape, fitted"
+    );
+    let source = request.source_image.as_ref().unwrap();
+    let original = image::load_from_memory(&s.bytes(&source.key))
+        .unwrap()
+        .to_rgb8();
+    let painted = image::load_from_memory(&s.bytes(&done.image.key))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(painted.dimensions(), (256, 192));
+    let small = image::imageops::resize(&original, 256, 192, image::imageops::FilterType::Triangle);
+    assert_ne!(painted, small, "repainted, not just scaled");
+    let webp = image::load_from_memory(&s.bytes(&done.webp.key))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(webp, painted);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::GenerationStarted(_)))
+    );
+    app.stop().await;
+}
