@@ -26,6 +26,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{DynamicImage, RgbImage};
 
+use super::cpu;
 use super::error::{Result, StyleError};
 use super::files::{ModelFiles, WeightsDigest};
 use super::image_io::{dynamic_image_to_tensor, tensor_to_image};
@@ -38,12 +39,34 @@ pub const MIN_SIDE: usize = 8;
 /// One convolution (no bias) and the conditional instance norm after it.
 #[derive(Debug)]
 struct ConvNorm {
+    /// `[out, in, k, k]`, as in the ONNX graph.
     weight: Tensor,
+    /// The same, laid out `[k * k * in, out]` for the CPU path's patch products.
+    kernel_rows: Tensor,
+    kernel: usize,
     stride: usize,
     channels: usize,
     /// `[styles, channels]`, row-major.
     gamma: Vec<f32>,
     beta: Vec<f32>,
+}
+
+/// Where a layer's output goes: the activation, the norm's output maps, and the residual
+/// (a padded tensor and its padding) added before the activation.
+struct Output<'a> {
+    act: Activation,
+    maps: (AxisMap, AxisMap),
+    skip: Option<(&'a Tensor, usize)>,
+}
+
+impl Output<'_> {
+    fn to(act: Activation, maps: (AxisMap, AxisMap)) -> Self {
+        Output {
+            act,
+            maps,
+            skip: None,
+        }
+    }
 }
 
 impl ConvNorm {
@@ -55,10 +78,16 @@ impl ConvNorm {
     ) -> candle_core::Result<Self> {
         let vb = vb.pp(name);
         let weight = vb.get((cout, cin, kernel, kernel), "w")?;
+        let kernel_rows = weight
+            .permute((2, 3, 1, 0))?
+            .contiguous()?
+            .reshape((kernel * kernel * cin, cout))?;
         let gamma = vb.get((styles, cout), "norm.gamma")?;
         let beta = vb.get((styles, cout), "norm.beta")?;
         Ok(Self {
             weight,
+            kernel_rows,
+            kernel,
             stride,
             channels: cout,
             gamma: gamma.flatten_all()?.to_vec1()?,
@@ -82,28 +111,51 @@ impl ConvNorm {
         (mix(&self.gamma), mix(&self.beta))
     }
 
-    /// The convolution of an already padded input, then the norm, `act` (after `skip`'s
-    /// interior is added, when given) and the output maps.
-    #[allow(clippy::too_many_arguments)]
+    /// Any device: candle's `conv2d` of an already padded `[b, c, h, w]` input, then the
+    /// norm and `out`, composed from tensor ops.
     fn run(
         &self,
         padded: &Tensor,
         weights: &[f32],
-        act: Activation,
-        (rows, cols): (AxisMap, AxisMap),
-        skip: Option<(&Tensor, usize)>,
-        fused: bool,
+        out: Output<'_>,
     ) -> candle_core::Result<Tensor> {
         let conv = padded.conv2d(&self.weight, 0, self.stride, 1, 1)?;
         let (scale, shift) = self.affine(weights);
         let norm = Norm {
             scale: &scale,
             shift: &shift,
-            act,
-            rows: &rows,
-            cols: &cols,
+            act: out.act,
+            rows: &out.maps.0,
+            cols: &out.maps.1,
         };
-        ops::norm(&conv, &norm, skip, fused)
+        ops::norm(&conv, &norm, out.skip)
+    }
+
+    /// The CPU: the convolution of an already padded channels-last `[h, w, c]` input as patch
+    /// products, then one fused pass for the norm and `out` (channels-last, or `[1, c, h, w]`
+    /// with `planar`).
+    fn run_cpu(
+        &self,
+        padded: &Tensor,
+        weights: &[f32],
+        out: Output<'_>,
+        planar: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (hp, wp, _) = padded.dims3()?;
+        let conv = cpu::conv(padded, &self.kernel_rows, self.kernel, self.stride)?;
+        let size = (
+            (hp - self.kernel) / self.stride + 1,
+            (wp - self.kernel) / self.stride + 1,
+        );
+        let (scale, shift) = self.affine(weights);
+        let norm = Norm {
+            scale: &scale,
+            shift: &shift,
+            act: out.act,
+            rows: &out.maps.0,
+            cols: &out.maps.1,
+        };
+        cpu::norm(&conv, size, &norm, out.skip, planar)
     }
 }
 
@@ -242,53 +294,135 @@ impl StyleNet {
         Ok(self.forward(&image, style.weights(), fused)?)
     }
 
-    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`]; every
-    /// padding, upsampling and crop happens in the norms' output maps (see [`ops`]).
+    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`],
+    /// fused on the CPU (one sample at a time) or composed from tensor ops.
     fn forward(&self, image: &Tensor, weights: &[f32], fused: bool) -> candle_core::Result<Tensor> {
-        let (_, _, h, w) = image.dims4()?;
-        let (h4, w4) = (h.next_multiple_of(4), w.next_multiple_of(4));
-        let padded = |h: usize, w: usize, pad: usize| {
-            (
-                AxisMap::identity(h).reflect(pad),
-                AxisMap::identity(w).reflect(pad),
-            )
-        };
-        let upsampled = |h: usize, w: usize| {
-            (
-                AxisMap::identity(h).upsample2().reflect(1),
-                AxisMap::identity(w).upsample2().reflect(1),
-            )
-        };
-        let (relu, sigmoid) = (Activation::Relu, Activation::Sigmoid);
+        if !fused {
+            return self.forward_composed(image, weights);
+        }
+        let samples = (0..image.dim(0)?)
+            .map(|i| self.forward_cpu(&image.narrow(0, i, 1)?, weights))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&samples, 0)
+    }
 
-        let rows = AxisMap::identity(h).extend(h4).reflect(4);
-        let cols = AxisMap::identity(w).extend(w4).reflect(4);
-        let x = ops::remap(image, &rows, &cols, fused)?;
+    /// Every padding, upsampling and crop happens in the norms' output maps (see [`ops`]):
+    /// each layer's norm writes the next layer's padded input.
+    fn forward_composed(&self, image: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = image.dims4()?;
+        let plan = Plan::new(h, w);
+        let x = ops::remap(image, &plan.input.0, &plan.input.1)?;
         let [c0, c1, c2] = &self.contract[..] else {
             candle_core::bail!("the network has three contracting layers")
         };
-        let x = c0.run(&x, weights, relu, padded(h4, w4, 1), None, fused)?;
-        let x = c1.run(&x, weights, relu, padded(h4 / 2, w4 / 2, 1), None, fused)?;
-        let (qh, qw) = (h4 / 4, w4 / 4);
-        let mut x = c2.run(&x, weights, relu, padded(qh, qw, 1), None, fused)?;
+        let x = c0.run(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
+        let x = c1.run(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
+        let mut x = c2.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
         for (i, (first, second)) in self.residual.iter().enumerate() {
-            let inner = first.run(&x, weights, relu, padded(qh, qw, 1), None, fused)?;
-            // The last block's sum goes straight to expand.0's upsampled, padded input.
-            let out = if i + 1 == self.residual.len() {
-                upsampled(qh, qw)
-            } else {
-                padded(qh, qw, 1)
-            };
-            let identity = Activation::Identity;
-            x = second.run(&inner, weights, identity, out, Some((&x, 1)), fused)?;
+            let inner = first.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
+            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
+            x = second.run(&inner, weights, out)?;
         }
         let [e0, e1, e2] = &self.expand[..] else {
             candle_core::bail!("the network has three expanding layers")
         };
-        let x = e0.run(&x, weights, relu, upsampled(h4 / 2, w4 / 2), None, fused)?;
-        let x = e1.run(&x, weights, relu, padded(h4, w4, 4), None, fused)?;
-        let crop = (AxisMap::identity(h4).crop(h), AxisMap::identity(w4).crop(w));
-        e2.run(&x, weights, sigmoid, crop, None, fused)
+        let x = e0.run(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
+        let x = e1.run(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
+        e2.run(&x, weights, Output::to(SIGMOID, plan.crop()))
+    }
+
+    /// The same steps on the CPU, channels-last, for one `[1, 3, h, w]` sample.
+    fn forward_cpu(&self, image: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = image.dims4()?;
+        let plan = Plan::new(h, w);
+        let x = cpu::channels_last(image, &plan.input.0, &plan.input.1)?;
+        let [c0, c1, c2] = &self.contract[..] else {
+            candle_core::bail!("the network has three contracting layers")
+        };
+        let x = c0.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 1)), false)?;
+        let x = c1.run_cpu(&x, weights, Output::to(RELU, plan.padded(2, 1)), false)?;
+        let mut x = c2.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)), false)?;
+        for (i, (first, second)) in self.residual.iter().enumerate() {
+            let out = Output::to(RELU, plan.padded(4, 1));
+            let inner = first.run_cpu(&x, weights, out, false)?;
+            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
+            x = second.run_cpu(&inner, weights, out, false)?;
+        }
+        let [e0, e1, e2] = &self.expand[..] else {
+            candle_core::bail!("the network has three expanding layers")
+        };
+        let x = e0.run_cpu(&x, weights, Output::to(RELU, plan.upsampled(2)), false)?;
+        let x = e1.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 4)), false)?;
+        e2.run_cpu(&x, weights, Output::to(SIGMOID, plan.crop()), true)
+    }
+}
+
+const RELU: Activation = Activation::Relu;
+const SIGMOID: Activation = Activation::Sigmoid;
+
+/// The index maps of one input size: `h` x `w` reflect-extended to multiples of 4 (`h4` x
+/// `w4`), and what each layer's norm writes.
+struct Plan {
+    h: usize,
+    w: usize,
+    h4: usize,
+    w4: usize,
+    /// The input, extended and padded by 4 for `contract.0`.
+    input: (AxisMap, AxisMap),
+}
+
+impl Plan {
+    fn new(h: usize, w: usize) -> Self {
+        let (h4, w4) = (h.next_multiple_of(4), w.next_multiple_of(4));
+        let input = (
+            AxisMap::identity(h).extend(h4).reflect(4),
+            AxisMap::identity(w).extend(w4).reflect(4),
+        );
+        Self {
+            h,
+            w,
+            h4,
+            w4,
+            input,
+        }
+    }
+
+    /// A `1/scale`-size output, reflect-padded by `pad`.
+    fn padded(&self, scale: usize, pad: usize) -> (AxisMap, AxisMap) {
+        (
+            AxisMap::identity(self.h4 / scale).reflect(pad),
+            AxisMap::identity(self.w4 / scale).reflect(pad),
+        )
+    }
+
+    /// A `1/scale`-size output, upsampled by two and reflect-padded by 1.
+    fn upsampled(&self, scale: usize) -> (AxisMap, AxisMap) {
+        (
+            AxisMap::identity(self.h4 / scale).upsample2().reflect(1),
+            AxisMap::identity(self.w4 / scale).upsample2().reflect(1),
+        )
+    }
+
+    /// The full-size output cropped back to the input's size.
+    fn crop(&self) -> (AxisMap, AxisMap) {
+        (
+            AxisMap::identity(self.h4).crop(self.h),
+            AxisMap::identity(self.w4).crop(self.w),
+        )
+    }
+
+    /// A residual block's sum, `skip` (the block's input, padded by 1) plus its second norm;
+    /// the last block's goes straight to `expand.0`'s upsampled, padded input.
+    fn residual_out<'a>(&self, last: bool, skip: &'a Tensor) -> Output<'a> {
+        Output {
+            act: Activation::Identity,
+            maps: if last {
+                self.upsampled(4)
+            } else {
+                self.padded(4, 1)
+            },
+            skip: Some((skip, 1)),
+        }
     }
 }
 
