@@ -1,6 +1,6 @@
 //! Style transfer on the CPU, candle against onnxruntime on the same network and the same
 //! images (the astronaut photo at 256x256 and 512x512): prints milliseconds per image
-//! (median of warm runs) and the ratio candle / onnxruntime. onnxruntime runs in the
+//! (median of warm runs, the two taking turns) and the ratio candle / onnxruntime. onnxruntime runs in the
 //! virtualenv of `scripts/models` (`scripts/models bench-onnxruntime`).
 //!
 //! `cargo bench -p gallery-gpu-workers --bench style` (release build). `STYLE_BENCH_RUNS`
@@ -17,6 +17,7 @@ use gallery_gpu_workers::style::{ModelFiles, StyleMix, StyleNet, image_to_tensor
 use image::imageops::FilterType;
 
 const SIZES: [u32; 2] = [256, 512];
+const ROUNDS: usize = 3;
 
 fn median_ms(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -42,33 +43,75 @@ fn main() {
         .to_rgb8();
 
     let mut inputs = HashMap::new();
-    let mut candle_ms = Vec::new();
     for size in SIZES {
         let img = image::imageops::resize(&photo, size, size, FilterType::Lanczos3);
-        let input = image_to_tensor(&img, &Device::Cpu).unwrap();
-        net.stylize(&input, &mix).unwrap();
-        let samples = (0..runs)
-            .map(|_| {
-                let start = Instant::now();
-                net.stylize(&input, &mix).unwrap();
-                start.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        candle_ms.push(median_ms(samples));
-        inputs.insert(format!("{size}x{size}"), input);
+        inputs.insert(key(size), image_to_tensor(&img, &Device::Cpu).unwrap());
     }
-
-    inputs.insert(
-        "style_weights".to_owned(),
-        Tensor::new(mix.weights(), &Device::Cpu).unwrap(),
-    );
+    let weights = Tensor::new(mix.weights(), &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inputs.safetensors");
-    candle_core::safetensors::save(&inputs, &path).unwrap();
+    let mut file_inputs = inputs.clone();
+    file_inputs.insert("style_weights".to_owned(), weights);
+    candle_core::safetensors::save(&file_inputs, &path).unwrap();
+
+    // The machine may be shared: candle and onnxruntime take turns, ROUNDS times, and each
+    // side's figure is the median of its rounds' medians.
+    let mut candle_rounds: Vec<Vec<f64>> = vec![Vec::new(); SIZES.len()];
+    let mut ort_rounds: Vec<Vec<f64>> = vec![Vec::new(); SIZES.len()];
+    let mut ort_version = String::new();
+    for _ in 0..ROUNDS {
+        for (i, size) in SIZES.into_iter().enumerate() {
+            let input = &inputs[&key(size)];
+            net.stylize(input, &mix).unwrap();
+            let samples = (0..runs)
+                .map(|_| {
+                    let start = Instant::now();
+                    net.stylize(input, &mix).unwrap();
+                    start.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            candle_rounds[i].push(median_ms(samples));
+        }
+        let report = onnxruntime(&path, runs);
+        ort_version = report["onnxruntime"].as_str().unwrap_or("?").to_owned();
+        for (i, size) in SIZES.into_iter().enumerate() {
+            ort_rounds[i].push(report["ms"][&key(size)].as_f64().unwrap());
+        }
+    }
+
+    println!(
+        "style transfer, CPU, {} threads; median of {ROUNDS} alternating rounds, each the \
+         median of {runs} warm runs (ms per image):",
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:>9}  {:>10}  {:>18}  {:>18}",
+        "size",
+        "candle",
+        format!("onnxruntime {ort_version}"),
+        "candle/onnxruntime"
+    );
+    for (i, size) in SIZES.into_iter().enumerate() {
+        let candle = median_ms(candle_rounds[i].clone());
+        let ort = median_ms(ort_rounds[i].clone());
+        println!(
+            "{:>9}  {candle:>10.1}  {ort:>18.1}  {:>18.2}",
+            key(size),
+            candle / ort
+        );
+    }
+}
+
+fn key(size: u32) -> String {
+    format!("{size}x{size}")
+}
+
+/// `scripts/models bench-onnxruntime`: onnxruntime's median per input, as JSON.
+fn onnxruntime(inputs: &Path, runs: usize) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/models");
     let output = Command::new(&script)
         .arg("bench-onnxruntime")
-        .arg(&path)
+        .arg(inputs)
         .arg(runs.to_string())
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
@@ -77,28 +120,5 @@ fn main() {
         "scripts/models bench-onnxruntime failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-
-    println!(
-        "style transfer, CPU, {} threads, median of {runs} warm runs (ms per image):",
-        rayon::current_num_threads()
-    );
-    println!(
-        "{:>9}  {:>10}  {:>16}  {:>17}",
-        "size",
-        "candle",
-        format!(
-            "onnxruntime {}",
-            report["onnxruntime"].as_str().unwrap_or("?")
-        ),
-        "candle/onnxruntime"
-    );
-    for (size, candle) in SIZES.iter().zip(candle_ms) {
-        let key = format!("{size}x{size}");
-        let ort = report["ms"][&key].as_f64().unwrap();
-        println!(
-            "{key:>9}  {candle:>10.1}  {ort:>16.1}  {:>17.2}",
-            candle / ort
-        );
-    }
+    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -3,152 +3,279 @@
 //!
 //! candle's CPU `conv2d` builds its patch matrix element by element and runs one small matrix
 //! product per 512 output pixels; on this network that is about ten times slower than
-//! onnxruntime. Here a convolution's input is kept channels-last (`[h, w, c]`), so each row
-//! of the patch matrix is `k` contiguous runs of `k * c` floats, copied whole; the product
-//! `patches [pixels, k*k*c] x kernel [k*k*c, out]` is candle's `matmul` (the `gemm` crate,
-//! AVX-512 when the CPU has it) and yields the next channels-last output directly. Bands of
-//! output rows keep the patch matrix in cache.
+//! onnxruntime. Here activations are channels-last (`[h, w, c]`), so each row of a patch
+//! matrix is `k` contiguous runs of `k * c` floats, copied whole; the product `patches
+//! [pixels, k*k*c] x kernel [k*k*c, out]` is candle's `matmul` (the `gemm` crate, AVX-512 when
+//! the CPU has it) and yields the next channels-last output directly.
 //!
-//! Between two convolutions, one pass (a candle custom op) computes the norm's statistics,
-//! then writes `act(x * a + b)` (plus the residual) straight into the next convolution's
-//! padded, possibly upsampled input through the norm's [`AxisMap`]s.
+//! Activations are held as bands of whole rows ([`Rows`]): a band's patch matrix stays in the
+//! cache, and no buffer is so large that the allocator hands it back to the system after
+//! each use (which costs a page fault per 4 KiB on the next one). Between two convolutions,
+//! one pass computes the norm's statistics, then writes `act(x * a + b)` (plus the residual)
+//! straight into the next convolution's padded, possibly upsampled input through the norm's
+//! [`AxisMap`]s.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, bail};
+use std::ops::Range;
+
+use candle_core::{Device, Storage, Tensor, bail};
 use rayon::prelude::*;
 
 use super::ops::{Activation, AxisMap, EPS, Norm};
 
-/// Output pixels per band of a convolution: the patch matrix of a band (up to 16384 x 324
-/// floats) stays in the last-level cache, and the product is still large enough for `gemm`.
-const BAND_PIXELS: usize = 16 * 1024;
+/// Output pixels per band of a convolution: large enough for an efficient product, small
+/// enough for the patch matrix (up to 8192 x 324 floats) to stay in the cache. Measured on 2
+/// cores: 8192 beats 2048, 4096 and 16384 (each product also pays a fixed cost in candle).
+const BAND_PIXELS: usize = 8 * 1024;
+/// Floats per band of a norm's output (4 MiB).
+const BAND_FLOATS: usize = 1024 * 1024;
 
-/// A convolution of a channels-last padded input `[hp, wp, c]` with `kernel` laid out
-/// `[k * k * c, out]` (rows ordered by kernel row, kernel column, input channel): returns
-/// `[ho * wo, out]`, channels-last.
-pub(crate) fn conv(
-    padded: &Tensor,
-    kernel: &Tensor,
+/// A channels-last activation `[h, w, c]` on the CPU, as bands of whole rows: tensors `[rows,
+/// w, c]`, each `band_rows` rows but the last.
+#[derive(Debug)]
+pub(crate) struct Rows {
+    bands: Vec<Tensor>,
+    band_rows: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+}
+
+/// The rows of a [`Rows`], borrowed from its tensors' storage.
+struct RowSlices<'a> {
+    bands: Vec<&'a [f32]>,
+    band_rows: usize,
+    row_len: usize,
+}
+
+impl RowSlices<'_> {
+    #[inline]
+    fn row(&self, i: usize) -> &[f32] {
+        let band = self.bands[i / self.band_rows];
+        &band[(i % self.band_rows) * self.row_len..][..self.row_len]
+    }
+}
+
+impl Rows {
+    pub(crate) fn dims(&self) -> (usize, usize, usize) {
+        (self.h, self.w, self.c)
+    }
+
+    /// Runs `f` on the rows' data.
+    fn read<R>(&self, f: impl FnOnce(&RowSlices<'_>) -> R) -> candle_core::Result<R> {
+        let guards: Vec<_> = self.bands.iter().map(Tensor::storage_and_layout).collect();
+        let bands = guards
+            .iter()
+            .map(|(storage, layout)| {
+                let Storage::Cpu(cpu) = &**storage else {
+                    bail!("the CPU path got a tensor of another device")
+                };
+                let Some((start, end)) = layout.contiguous_offsets() else {
+                    bail!("the CPU path needs contiguous tensors")
+                };
+                Ok(&cpu.as_slice::<f32>()?[start..end])
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let row_len = self.w * self.c;
+        for (i, band) in bands.iter().enumerate() {
+            let rows = self.band_rows.min(self.h - i * self.band_rows);
+            if band.len() != rows * row_len {
+                bail!(
+                    "band {i} of {} floats, expected {}",
+                    band.len(),
+                    rows * row_len
+                )
+            }
+        }
+        Ok(f(&RowSlices {
+            bands,
+            band_rows: self.band_rows,
+            row_len,
+        }))
+    }
+
+    /// `[h, w, c]`, in bands of about [`BAND_FLOATS`], each row written by `fill(row, out)`.
+    fn build(
+        (h, w, c): (usize, usize, usize),
+        fill: impl Fn(usize, &mut [f32]) + Sync,
+    ) -> candle_core::Result<Self> {
+        let row_len = w * c;
+        let band_rows = (BAND_FLOATS / row_len.max(1)).clamp(1, h.max(1));
+        let bands = (0..h)
+            .step_by(band_rows)
+            .map(|start| {
+                let rows = band_rows.min(h - start);
+                let mut data = vec![0f32; rows * row_len];
+                data.par_chunks_mut(row_len)
+                    .enumerate()
+                    .for_each(|(i, out)| fill(start + i, out));
+                Tensor::from_vec(data, (rows, w, c), &Device::Cpu)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            bands,
+            band_rows,
+            h,
+            w,
+            c,
+        })
+    }
+}
+
+/// A convolution's weights, laid out for one of two lowerings chosen by its shape.
+#[derive(Debug)]
+pub(crate) struct ConvKernel {
     k: usize,
     stride: usize,
-) -> candle_core::Result<Tensor> {
-    let (hp, wp, _) = padded.dims3()?;
-    if hp < k || wp < k || stride == 0 {
-        bail!("a {k}x{k} convolution of a {hp}x{wp} input")
-    }
-    let (ho, wo) = ((hp - k) / stride + 1, (wp - k) / stride + 1);
-    let band_rows = (BAND_PIXELS / wo).max(1);
-    let mut bands = Vec::with_capacity(ho.div_ceil(band_rows));
-    for y0 in (0..ho).step_by(band_rows) {
-        let rows = y0..(y0 + band_rows).min(ho);
-        let patches = padded.apply_op1_no_bwd(&Im2Col {
+    out: usize,
+    lowering: Lowering,
+}
+
+#[derive(Debug)]
+enum Lowering {
+    /// Patches of `k x k` pixels: `[pixels, k*k*c] x [k*k*c, out]`, the kernel's rows
+    /// ordered by kernel row, kernel column, input channel.
+    Patches(Tensor),
+    /// Patches of one row of `k` pixels against every kernel row at once: `[pixels, k*c] x
+    /// [k*c, k*out]`, then output row `y` sums kernel row `ky`'s columns of row `y + ky`.
+    /// Copies `k` times less than full patches, and a product with `k` times more columns
+    /// uses `gemm` far better when `out` is small; pays off when `2 * out < (k - 1) * c`
+    /// (the layers of the expanding end).
+    RowSums(Tensor),
+}
+
+impl ConvKernel {
+    /// The lowering of `weight` (`[out, in, k, k]`) that moves the fewest floats.
+    pub(crate) fn new(weight: &Tensor, stride: usize) -> candle_core::Result<Self> {
+        let (out, c, k, kw) = weight.dims4()?;
+        if k != kw {
+            bail!("a {k}x{kw} kernel is not square")
+        }
+        let lowering = if stride == 1 && 2 * out < (k - 1) * c {
+            // [out, c, ky, kx] -> [kx, c, ky, out]
+            let rows = weight.permute((3, 1, 2, 0))?.contiguous()?;
+            Lowering::RowSums(rows.reshape((k * c, k * out))?)
+        } else {
+            // [out, c, ky, kx] -> [ky, kx, c, out]
+            let rows = weight.permute((2, 3, 1, 0))?.contiguous()?;
+            Lowering::Patches(rows.reshape((k * k * c, out))?)
+        };
+        Ok(Self {
             k,
             stride,
-            rows,
-            wo,
-        })?;
-        bands.push(patches.matmul(kernel)?);
-    }
-    if bands.len() == 1 {
-        return Ok(bands.swap_remove(0));
-    }
-    Tensor::cat(&bands, 0)
-}
-
-/// A `[1, c, h, w]` image to the channels-last `[rows.len(), cols.len(), c]` through the maps.
-pub(crate) fn channels_last(
-    image: &Tensor,
-    rows: &AxisMap,
-    cols: &AxisMap,
-) -> candle_core::Result<Tensor> {
-    image
-        .contiguous()?
-        .apply_op1_no_bwd(&ChannelsLast { rows, cols })
-}
-
-/// The norm of a channels-last convolution output `x` (`[h * w, c]`, of an `h x w` image),
-/// then `skip`'s interior (a channels-last `[h + 2 pad, w + 2 pad, c]`) added when given,
-/// then the activation, written channels-last through the norm's maps:
-/// `[rows.len(), cols.len(), c]`. With `planar`, written `[1, c, rows.len(), cols.len()]`
-/// instead (the network's output).
-pub(crate) fn norm(
-    x: &Tensor,
-    (h, w): (usize, usize),
-    norm: &Norm<'_>,
-    skip: Option<(&Tensor, usize)>,
-    planar: bool,
-) -> candle_core::Result<Tensor> {
-    let op = NormPass {
-        norm,
-        h,
-        w,
-        skip_pad: skip.map_or(0, |(_, pad)| pad),
-        planar,
-    };
-    let x = x.contiguous()?;
-    match skip {
-        None => x.apply_op1_no_bwd(&op),
-        Some((skip, _)) => x.apply_op2_no_bwd(&skip.contiguous()?, &op),
+            out,
+            lowering,
+        })
     }
 }
 
-/// The contiguous f32 data of a CPU tensor argument.
-fn data<'s>(storage: &'s CpuStorage, layout: &Layout) -> candle_core::Result<&'s [f32]> {
-    let data = storage.as_slice::<f32>()?;
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("style ops need contiguous tensors")
-    };
-    Ok(&data[start..end])
-}
-
-struct Im2Col {
-    k: usize,
-    stride: usize,
-    rows: std::ops::Range<usize>,
-    wo: usize,
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "style-im2col"
+/// The convolution of a padded channels-last input.
+pub(crate) fn conv(padded: &Rows, kernel: &ConvKernel) -> candle_core::Result<Rows> {
+    let (hp, wp, c) = padded.dims();
+    let ConvKernel { k, stride, out, .. } = *kernel;
+    if hp < k || wp < k || stride == 0 {
+        bail!("a {k}x{k} convolution of a {hp}x{wp}x{c} input")
     }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let input = data(storage, layout)?;
-        let (hp, wp, c) = layout.shape().dims3()?;
-        let Self { k, stride, wo, .. } = *self;
-        let last_row = (self.rows.end.max(1) - 1) * stride + k;
-        if last_row > hp || (wo - 1) * stride + k > wp {
-            bail!("patches beyond a {hp}x{wp} input")
+    let (ho, wo) = ((hp - k) / stride + 1, (wp - k) / stride + 1);
+    match &kernel.lowering {
+        Lowering::Patches(weights) => products(padded, weights, (k, k, stride), (ho, wo, out)),
+        Lowering::RowSums(weights) => {
+            // One row of k pixels for every input row, against all kernel rows at once.
+            let rows = products(padded, weights, (1, k, 1), (hp, wo, k * out))?;
+            row_sums(&rows, k, (ho, wo, out))
         }
-        let run = k * c;
-        let width = k * run;
-        let mut out = vec![0f32; self.rows.len() * wo * width];
-        type Copy = fn(&mut [f32], &[f32], (usize, usize), usize, usize);
-        let copy: Copy = match run {
-            24 => copy_runs::<24>,
-            27 => copy_runs::<27>,
-            36 => copy_runs::<36>,
-            96 => copy_runs::<96>,
-            _ => copy_runs_any,
-        };
-        out.par_chunks_mut(wo * width)
-            .zip(self.rows.clone())
-            .for_each(|(dst, oy)| {
-                for ky in 0..k {
-                    let src = &input[(oy * stride + ky) * wp * c..][..wp * c];
-                    copy(dst, src, (ky * run, run), width, stride * c);
-                }
-            });
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((self.rows.len() * wo, width)),
-        ))
     }
 }
+
+/// `patches x weights` for `ho x wo` output pixels, each with a patch of `kh x kw` input
+/// pixels at `stride`, in bands of [`BAND_PIXELS`].
+fn products(
+    padded: &Rows,
+    weights: &Tensor,
+    (kh, kw, stride): (usize, usize, usize),
+    (ho, wo, out): (usize, usize, usize),
+) -> candle_core::Result<Rows> {
+    let c = padded.dims().2;
+    let (width, cols) = weights.dims2()?;
+    if width != kh * kw * c || cols != out {
+        bail!("weights [{width}, {cols}] for {kh}x{kw} patches of {c} channels to {out}")
+    }
+    let band_rows = (BAND_PIXELS / wo).clamp(1, ho);
+    let bands = (0..ho)
+        .step_by(band_rows)
+        .map(|start| {
+            let rows = start..(start + band_rows).min(ho);
+            let n = rows.len();
+            let patches = padded.read(|input| im2col(input, rows, (kh, kw, stride, c, wo)))?;
+            let patches = Tensor::from_vec(patches, (n * wo, width), &Device::Cpu)?;
+            patches.matmul(weights)?.reshape((n, wo, out))
+        })
+        .collect::<candle_core::Result<_>>()?;
+    Ok(Rows {
+        bands,
+        band_rows,
+        h: ho,
+        w: wo,
+        c: out,
+    })
+}
+
+/// `out[y, x, o] = sum over ky of rows[y + ky, x, ky * out + o]`.
+fn row_sums(
+    rows: &Rows,
+    k: usize,
+    (ho, wo, out): (usize, usize, usize),
+) -> candle_core::Result<Rows> {
+    rows.read(|z| {
+        Rows::build((ho, wo, out), |y, dst| {
+            for (d, px) in dst
+                .chunks_exact_mut(out)
+                .zip(z.row(y).chunks_exact(k * out))
+            {
+                d.copy_from_slice(&px[..out]);
+            }
+            for ky in 1..k {
+                for (d, px) in dst
+                    .chunks_exact_mut(out)
+                    .zip(z.row(y + ky).chunks_exact(k * out))
+                {
+                    for (d, &v) in d.iter_mut().zip(&px[ky * out..][..out]) {
+                        *d += v;
+                    }
+                }
+            }
+        })
+    })?
+}
+
+/// The patch matrix of output rows `rows`: one row of `kh * kw * c` floats per output pixel,
+/// `kh` runs of `kw * c` input floats each.
+fn im2col(
+    input: &RowSlices<'_>,
+    rows: Range<usize>,
+    (kh, kw, stride, c, wo): (usize, usize, usize, usize, usize),
+) -> Vec<f32> {
+    let run = kw * c;
+    let width = kh * run;
+    let copy: CopyRuns = match run {
+        24 => copy_runs::<24>,
+        27 => copy_runs::<27>,
+        36 => copy_runs::<36>,
+        96 => copy_runs::<96>,
+        _ => copy_runs_any,
+    };
+    let mut out = vec![0f32; rows.len() * wo * width];
+    out.par_chunks_mut(wo * width)
+        .zip(rows)
+        .for_each(|(dst, oy)| {
+            for ky in 0..kh {
+                let src = input.row(oy * stride + ky);
+                copy(dst, src, (ky * run, run), width, stride * c);
+            }
+        });
+    out
+}
+
+type CopyRuns = fn(&mut [f32], &[f32], (usize, usize), usize, usize);
 
 /// For every patch `i` (a `width`-long chunk of `dst`), copies the `run` floats at
 /// `src[i * step..]` to `offset` in the patch. `RUN` is `run` known at compile time (the
@@ -161,7 +288,15 @@ fn copy_runs<const RUN: usize>(
     step: usize,
 ) {
     for (i, patch) in dst.chunks_exact_mut(width).enumerate() {
-        patch[offset..offset + RUN].copy_from_slice(&src[i * step..i * step + RUN]);
+        let to: &mut [f32; RUN] = match patch[offset..].first_chunk_mut() {
+            Some(to) => to,
+            None => return,
+        };
+        let from: &[f32; RUN] = match src[i * step..].first_chunk() {
+            Some(from) => from,
+            None => return,
+        };
+        *to = *from;
     }
 }
 
@@ -177,133 +312,128 @@ fn copy_runs_any(
     }
 }
 
-struct ChannelsLast<'a> {
-    rows: &'a AxisMap,
-    cols: &'a AxisMap,
-}
-
-impl CustomOp1 for ChannelsLast<'_> {
-    fn name(&self) -> &'static str {
-        "style-channels-last"
+/// A `[1, c, h, w]` CPU image to channels-last `[rows.len(), cols.len(), c]` through the maps.
+pub(crate) fn channels_last(
+    image: &Tensor,
+    rows: &AxisMap,
+    cols: &AxisMap,
+) -> candle_core::Result<Rows> {
+    let (b, c, h, w) = image.dims4()?;
+    if b != 1 || rows.input() != h || cols.input() != w {
+        bail!("channels-last remap of a [{b}, {c}, {h}, {w}] tensor")
     }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let input = data(storage, layout)?;
-        let (b, c, h, w) = layout.shape().dims4()?;
-        if b != 1 || self.rows.input() != h || self.cols.input() != w {
-            bail!("channels-last remap of a [{b}, {c}, {h}, {w}] tensor")
-        }
-        let (oh, ow) = (self.rows.len(), self.cols.len());
-        let mut out = vec![0f32; oh * ow * c];
-        out.par_chunks_mut(ow * c)
-            .zip(self.rows.src())
-            .for_each(|(dst, &r)| {
-                for (px, &col) in dst.chunks_exact_mut(c).zip(self.cols.src()) {
-                    for (ch, v) in px.iter_mut().enumerate() {
-                        *v = input[(ch * h + r as usize) * w + col as usize];
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), Shape::from((oh, ow, c))))
-    }
-}
-
-struct NormPass<'a> {
-    norm: &'a Norm<'a>,
-    h: usize,
-    w: usize,
-    skip_pad: usize,
-    planar: bool,
-}
-
-impl NormPass<'_> {
-    fn run(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        skip: Option<(&CpuStorage, &Layout)>,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let input = data(x, x_layout)?;
-        let (n, c) = x_layout.shape().dims2()?;
-        let Norm {
-            scale,
-            shift,
-            act,
-            rows,
-            cols,
-        } = *self.norm;
-        let (h, w) = (self.h, self.w);
-        if n != h * w || rows.input() != h || cols.input() != w {
-            bail!(
-                "norm of {n} pixels as {h}x{w}, maps for {}x{}",
-                rows.input(),
-                cols.input()
-            )
-        }
-        if scale.len() != c || shift.len() != c {
-            bail!(
-                "norm parameters for {} channels, input has {c}",
-                scale.len()
-            )
-        }
-        let skip = match skip {
-            None => None,
-            Some((s, l)) => {
-                let dims = l.shape().dims3()?;
-                let want = (h + 2 * self.skip_pad, w + 2 * self.skip_pad, c);
-                if dims != want {
-                    bail!("residual of shape {dims:?}, expected {want:?}")
-                }
-                Some(data(s, l)?)
+    let image = image.contiguous()?;
+    let (storage, layout) = image.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        bail!("the CPU path got a tensor of another device")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("the CPU path needs contiguous tensors")
+    };
+    let input = &cpu.as_slice::<f32>()?[start..end];
+    Rows::build((rows.len(), cols.len(), c), |i, out| {
+        let r = rows.src()[i] as usize;
+        for (px, &col) in out.chunks_exact_mut(c).zip(cols.src()) {
+            for (ch, v) in px.iter_mut().enumerate() {
+                *v = input[(ch * h + r) * w + col as usize];
             }
-        };
-        let (a, b) = affine(input, c, scale, shift);
-        let (oh, ow) = (rows.len(), cols.len());
-        let mut out = vec![0f32; oh * ow * c];
-        if self.planar {
-            out.par_chunks_mut(oh * ow)
-                .enumerate()
-                .for_each(|(ch, plane)| {
-                    for (dst, &r) in plane.chunks_exact_mut(ow).zip(rows.src()) {
-                        let src = &input[r as usize * w * c..][..w * c];
-                        for (v, &col) in dst.iter_mut().zip(cols.src()) {
-                            *v = act.apply(src[col as usize * c + ch] * a[ch] + b[ch]);
-                        }
-                    }
-                });
-            return Ok((CpuStorage::F32(out), Shape::from((1, c, oh, ow))));
         }
+    })
+}
+
+/// The norm of a channels-last convolution output, then `skip`'s interior (a channels-last
+/// input padded by `pad`) added when given, then the activation, written channels-last
+/// through the norm's maps.
+pub(crate) fn norm(
+    x: &Rows,
+    norm: &Norm<'_>,
+    skip: Option<(&Rows, usize)>,
+) -> candle_core::Result<Rows> {
+    let (h, w, c) = x.dims();
+    check(x, norm)?;
+    if let Some((skip, pad)) = skip
+        && skip.dims() != (h + 2 * pad, w + 2 * pad, c)
+    {
+        bail!("residual of shape {:?} for a {h}x{w}x{c} norm", skip.dims())
+    }
+    let (rows, cols) = (norm.rows.src(), norm.cols.src());
+    x.read(|input| {
+        let (a, b) = affine(input, x.dims(), norm.scale, norm.shift);
+        let out = (norm.rows.len(), norm.cols.len(), c);
         let ctx = RowCtx {
             input,
-            skip,
-            skip_pad: self.skip_pad,
-            w,
             c,
             a: &a,
             b: &b,
-            cols: cols.src(),
+            cols,
         };
-        out.par_chunks_mut(ow * c)
-            .zip(rows.src())
-            .for_each(|(dst, &r)| match act {
-                Activation::Relu => ctx.row(dst, r as usize, |v| v.max(0.0)),
-                Activation::Identity => ctx.row(dst, r as usize, |v| v),
-                Activation::Sigmoid => ctx.row(dst, r as usize, |v| 1.0 / (1.0 + (-v).exp())),
-            });
-        Ok((CpuStorage::F32(out), Shape::from((oh, ow, c))))
+        match skip {
+            None => Rows::build(out, |i, dst| match norm.act {
+                Activation::Relu => ctx.row(dst, rows[i] as usize, None, |v| v.max(0.0)),
+                Activation::Identity => ctx.row(dst, rows[i] as usize, None, |v| v),
+                Activation::Sigmoid => {
+                    ctx.row(dst, rows[i] as usize, None, |v| 1.0 / (1.0 + (-v).exp()))
+                }
+            }),
+            Some((skip, pad)) => skip.read(|skip| {
+                Rows::build(out, |i, dst| {
+                    let r = rows[i] as usize;
+                    let add = &skip.row(r + pad)[pad * c..][..w * c];
+                    match norm.act {
+                        Activation::Relu => ctx.row(dst, r, Some(add), |v| v.max(0.0)),
+                        Activation::Identity => ctx.row(dst, r, Some(add), |v| v),
+                        Activation::Sigmoid => {
+                            ctx.row(dst, r, Some(add), |v| 1.0 / (1.0 + (-v).exp()))
+                        }
+                    }
+                })
+            })?,
+        }
+    })?
+}
+
+/// [`norm`] without a residual, written `[1, c, rows.len(), cols.len()]` (the network's
+/// output).
+pub(crate) fn norm_planar(x: &Rows, norm: &Norm<'_>) -> candle_core::Result<Tensor> {
+    let (_, _, c) = x.dims();
+    check(x, norm)?;
+    let (oh, ow) = (norm.rows.len(), norm.cols.len());
+    let out = x.read(|input| {
+        let (a, b) = affine(input, x.dims(), norm.scale, norm.shift);
+        let mut out = vec![0f32; c * oh * ow];
+        out.par_chunks_mut(ow).enumerate().for_each(|(i, dst)| {
+            let (ch, r) = (i / oh, norm.rows.src()[i % oh] as usize);
+            let src = input.row(r);
+            for (v, &col) in dst.iter_mut().zip(norm.cols.src()) {
+                *v = norm.act.apply(src[col as usize * c + ch] * a[ch] + b[ch]);
+            }
+        });
+        out
+    })?;
+    Tensor::from_vec(out, (1, c, oh, ow), &Device::Cpu)
+}
+
+fn check(x: &Rows, norm: &Norm<'_>) -> candle_core::Result<()> {
+    let (h, w, c) = x.dims();
+    if norm.rows.input() != h || norm.cols.input() != w {
+        bail!(
+            "norm maps for {}x{} applied to {h}x{w}",
+            norm.rows.input(),
+            norm.cols.input()
+        )
     }
+    if norm.scale.len() != c || norm.shift.len() != c {
+        bail!(
+            "norm parameters for {} channels, input has {c}",
+            norm.scale.len()
+        )
+    }
+    Ok(())
 }
 
 /// What writing one channels-last output row needs.
 struct RowCtx<'a> {
-    input: &'a [f32],
-    skip: Option<&'a [f32]>,
-    skip_pad: usize,
-    w: usize,
+    input: &'a RowSlices<'a>,
     c: usize,
     a: &'a [f32],
     b: &'a [f32],
@@ -311,11 +441,12 @@ struct RowCtx<'a> {
 }
 
 impl RowCtx<'_> {
+    /// Output row `dst` from input row `r`: `act(x * a + b (+ add))` per pixel of the maps.
     #[inline(always)]
-    fn row(&self, dst: &mut [f32], r: usize, act: impl Fn(f32) -> f32) {
-        let (w, c) = (self.w, self.c);
-        let src = &self.input[r * w * c..][..w * c];
-        match self.skip {
+    fn row(&self, dst: &mut [f32], r: usize, add: Option<&[f32]>, act: impl Fn(f32) -> f32) {
+        let c = self.c;
+        let src = self.input.row(r);
+        match add {
             None => {
                 for (px, &col) in dst.chunks_exact_mut(c).zip(self.cols) {
                     let from = &src[col as usize * c..][..c];
@@ -324,13 +455,10 @@ impl RowCtx<'_> {
                     }
                 }
             }
-            Some(skip) => {
-                let p = self.skip_pad;
-                let sw = w + 2 * p;
-                let skip = &skip[((r + p) * sw + p) * c..][..w * c];
+            Some(add) => {
                 for (px, &col) in dst.chunks_exact_mut(c).zip(self.cols) {
                     let from = &src[col as usize * c..][..c];
-                    let add = &skip[col as usize * c..][..c];
+                    let add = &add[col as usize * c..][..c];
                     for ((((v, &x), &s), &a), &b) in
                         px.iter_mut().zip(from).zip(add).zip(self.a).zip(self.b)
                     {
@@ -342,48 +470,22 @@ impl RowCtx<'_> {
     }
 }
 
-impl CustomOp1 for NormPass<'_> {
-    fn name(&self) -> &'static str {
-        "style-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.run(storage, layout, None)
-    }
-}
-
-impl CustomOp2 for NormPass<'_> {
-    fn name(&self) -> &'static str {
-        "style-norm-residual"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.run(s1, l1, Some((s2, l2)))
-    }
-}
-
 /// The per-channel `a = scale / sqrt(var + eps)` and `b = shift - mean * a` of a channels-last
-/// `[pixels, c]` input, so that the norm is `x * a + b`. Sums run in f32 over blocks of
-/// pixels (vectorized across channels) and in f64 across blocks; the variance takes a second
-/// pass around the mean.
-fn affine(x: &[f32], c: usize, scale: &[f32], shift: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let pixels = (x.len() / c.max(1)).max(1) as f64;
+/// input, so that the norm is `x * a + b`. Sums run in f32 per row (vectorized across
+/// channels) and in f64 across rows; the variance takes a second pass around the mean.
+fn affine(
+    x: &RowSlices<'_>,
+    (h, w, c): (usize, usize, usize),
+    scale: &[f32],
+    shift: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let pixels = (h * w).max(1) as f64;
     let zero = vec![0f32; c];
-    let mean: Vec<f32> = channel_sums(x, c, &zero, |v, _| v)
+    let mean: Vec<f32> = channel_sums(x, h, c, &zero, |v, _| v)
         .into_iter()
         .map(|s| (s / pixels) as f32)
         .collect();
-    let var = channel_sums(x, c, &mean, |v, m| (v - m) * (v - m));
+    let var = channel_sums(x, h, c, &mean, |v, m| (v - m) * (v - m));
     let a: Vec<f32> = var
         .iter()
         .zip(scale)
@@ -398,24 +500,32 @@ fn affine(x: &[f32], c: usize, scale: &[f32], shift: &[f32]) -> (Vec<f32>, Vec<f
     (a, b)
 }
 
-/// Per channel, the sum over pixels of `f(value, center[channel])`.
+/// Per channel, the sum over the `h` rows' pixels of `f(value, center[channel])`.
 fn channel_sums(
-    x: &[f32],
+    x: &RowSlices<'_>,
+    h: usize,
     c: usize,
     center: &[f32],
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Vec<f64> {
-    const BLOCK: usize = 512;
-    x.par_chunks(BLOCK * c)
-        .map(|block| {
-            let mut acc = vec![0f32; c];
-            for px in block.chunks_exact(c) {
-                for ((s, &v), &m) in acc.iter_mut().zip(px).zip(center) {
-                    *s += f(v, m);
+    (0..h)
+        .into_par_iter()
+        .fold(
+            || vec![0f64; c],
+            |mut total, r| {
+                let mut acc = vec![0f32; c];
+                for px in x.row(r).chunks_exact(c) {
+                    for ((s, &v), &m) in acc.iter_mut().zip(px).zip(center) {
+                        *s += f(v, m);
+                    }
                 }
-            }
-            acc.into_iter().map(f64::from).collect::<Vec<_>>()
-        })
+                total
+                    .iter_mut()
+                    .zip(acc)
+                    .for_each(|(t, a)| *t += f64::from(a));
+                total
+            },
+        )
         .reduce(
             || vec![0f64; c],
             |mut a, b| {

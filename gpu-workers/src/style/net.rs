@@ -26,7 +26,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{DynamicImage, RgbImage};
 
-use super::cpu;
+use super::cpu::{self, ConvKernel, Rows};
 use super::error::{Result, StyleError};
 use super::files::{ModelFiles, WeightsDigest};
 use super::image_io::{dynamic_image_to_tensor, tensor_to_image};
@@ -41,9 +41,8 @@ pub const MIN_SIDE: usize = 8;
 struct ConvNorm {
     /// `[out, in, k, k]`, as in the ONNX graph.
     weight: Tensor,
-    /// The same, laid out `[k * k * in, out]` for the CPU path's patch products.
-    kernel_rows: Tensor,
-    kernel: usize,
+    /// The same, laid out for the CPU path's products.
+    cpu_kernel: ConvKernel,
     stride: usize,
     channels: usize,
     /// `[styles, channels]`, row-major.
@@ -52,19 +51,30 @@ struct ConvNorm {
 }
 
 /// Where a layer's output goes: the activation, the norm's output maps, and the residual
-/// (a padded tensor and its padding) added before the activation.
-struct Output<'a> {
+/// (the padded input of the block, `Tensor` or CPU [`Rows`], and its padding) added before
+/// the activation.
+struct Output<'a, T> {
     act: Activation,
     maps: (AxisMap, AxisMap),
-    skip: Option<(&'a Tensor, usize)>,
+    skip: Option<(&'a T, usize)>,
 }
 
-impl Output<'_> {
+impl<T> Output<'_, T> {
     fn to(act: Activation, maps: (AxisMap, AxisMap)) -> Self {
         Output {
             act,
             maps,
             skip: None,
+        }
+    }
+
+    fn norm<'n>(&'n self, scale: &'n [f32], shift: &'n [f32]) -> Norm<'n> {
+        Norm {
+            scale,
+            shift,
+            act: self.act,
+            rows: &self.maps.0,
+            cols: &self.maps.1,
         }
     }
 }
@@ -78,16 +88,12 @@ impl ConvNorm {
     ) -> candle_core::Result<Self> {
         let vb = vb.pp(name);
         let weight = vb.get((cout, cin, kernel, kernel), "w")?;
-        let kernel_rows = weight
-            .permute((2, 3, 1, 0))?
-            .contiguous()?
-            .reshape((kernel * kernel * cin, cout))?;
+        let cpu_kernel = ConvKernel::new(&weight, stride)?;
         let gamma = vb.get((styles, cout), "norm.gamma")?;
         let beta = vb.get((styles, cout), "norm.beta")?;
         Ok(Self {
             weight,
-            kernel_rows,
-            kernel,
+            cpu_kernel,
             stride,
             channels: cout,
             gamma: gamma.flatten_all()?.to_vec1()?,
@@ -117,45 +123,36 @@ impl ConvNorm {
         &self,
         padded: &Tensor,
         weights: &[f32],
-        out: Output<'_>,
+        out: Output<'_, Tensor>,
     ) -> candle_core::Result<Tensor> {
         let conv = padded.conv2d(&self.weight, 0, self.stride, 1, 1)?;
         let (scale, shift) = self.affine(weights);
-        let norm = Norm {
-            scale: &scale,
-            shift: &shift,
-            act: out.act,
-            rows: &out.maps.0,
-            cols: &out.maps.1,
-        };
-        ops::norm(&conv, &norm, out.skip)
+        ops::norm(&conv, &out.norm(&scale, &shift), out.skip)
     }
 
-    /// The CPU: the convolution of an already padded channels-last `[h, w, c]` input as patch
-    /// products, then one fused pass for the norm and `out` (channels-last, or `[1, c, h, w]`
-    /// with `planar`).
+    /// The CPU: the convolution of an already padded channels-last input as patch products,
+    /// then one fused pass for the norm and `out`.
     fn run_cpu(
         &self,
-        padded: &Tensor,
+        padded: &Rows,
         weights: &[f32],
-        out: Output<'_>,
-        planar: bool,
-    ) -> candle_core::Result<Tensor> {
-        let (hp, wp, _) = padded.dims3()?;
-        let conv = cpu::conv(padded, &self.kernel_rows, self.kernel, self.stride)?;
-        let size = (
-            (hp - self.kernel) / self.stride + 1,
-            (wp - self.kernel) / self.stride + 1,
-        );
+        out: Output<'_, Rows>,
+    ) -> candle_core::Result<Rows> {
+        let conv = cpu::conv(padded, &self.cpu_kernel)?;
         let (scale, shift) = self.affine(weights);
-        let norm = Norm {
-            scale: &scale,
-            shift: &shift,
-            act: out.act,
-            rows: &out.maps.0,
-            cols: &out.maps.1,
-        };
-        cpu::norm(&conv, size, &norm, out.skip, planar)
+        cpu::norm(&conv, &out.norm(&scale, &shift), out.skip)
+    }
+
+    /// [`Self::run_cpu`] for the last layer: its output `[1, c, h, w]`.
+    fn run_cpu_planar(
+        &self,
+        padded: &Rows,
+        weights: &[f32],
+        out: Output<'_, Rows>,
+    ) -> candle_core::Result<Tensor> {
+        let conv = cpu::conv(padded, &self.cpu_kernel)?;
+        let (scale, shift) = self.affine(weights);
+        cpu::norm_planar(&conv, &out.norm(&scale, &shift))
     }
 }
 
@@ -339,21 +336,20 @@ impl StyleNet {
         let [c0, c1, c2] = &self.contract[..] else {
             candle_core::bail!("the network has three contracting layers")
         };
-        let x = c0.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 1)), false)?;
-        let x = c1.run_cpu(&x, weights, Output::to(RELU, plan.padded(2, 1)), false)?;
-        let mut x = c2.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)), false)?;
+        let x = c0.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
+        let x = c1.run_cpu(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
+        let mut x = c2.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
         for (i, (first, second)) in self.residual.iter().enumerate() {
-            let out = Output::to(RELU, plan.padded(4, 1));
-            let inner = first.run_cpu(&x, weights, out, false)?;
+            let inner = first.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
             let out = plan.residual_out(i + 1 == self.residual.len(), &x);
-            x = second.run_cpu(&inner, weights, out, false)?;
+            x = second.run_cpu(&inner, weights, out)?;
         }
         let [e0, e1, e2] = &self.expand[..] else {
             candle_core::bail!("the network has three expanding layers")
         };
-        let x = e0.run_cpu(&x, weights, Output::to(RELU, plan.upsampled(2)), false)?;
-        let x = e1.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 4)), false)?;
-        e2.run_cpu(&x, weights, Output::to(SIGMOID, plan.crop()), true)
+        let x = e0.run_cpu(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
+        let x = e1.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
+        e2.run_cpu_planar(&x, weights, Output::to(SIGMOID, plan.crop()))
     }
 }
 
@@ -413,7 +409,7 @@ impl Plan {
 
     /// A residual block's sum, `skip` (the block's input, padded by 1) plus its second norm;
     /// the last block's goes straight to `expand.0`'s upsampled, padded input.
-    fn residual_out<'a>(&self, last: bool, skip: &'a Tensor) -> Output<'a> {
+    fn residual_out<'a, T>(&self, last: bool, skip: &'a T) -> Output<'a, T> {
         Output {
             act: Activation::Identity,
             maps: if last {
