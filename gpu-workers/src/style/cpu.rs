@@ -100,8 +100,9 @@ impl Rows {
     ) -> candle_core::Result<Self> {
         let row_len = w * c;
         let band_rows = (BAND_FLOATS / row_len.max(1)).clamp(1, h.max(1));
-        let bands = (0..h)
-            .step_by(band_rows)
+        let starts: Vec<usize> = (0..h).step_by(band_rows).collect();
+        let bands = starts
+            .into_par_iter()
             .map(|start| {
                 let rows = band_rows.min(h - start);
                 let mut data = vec![0f32; rows * row_len];
@@ -199,17 +200,21 @@ fn products(
     if width != kh * kw * c || cols != out {
         bail!("weights [{width}, {cols}] for {kh}x{kw} patches of {c} channels to {out}")
     }
-    let band_rows = (BAND_PIXELS / wo).clamp(1, ho);
-    let bands = (0..ho)
-        .step_by(band_rows)
-        .map(|start| {
-            let rows = start..(start + band_rows).min(ho);
-            let n = rows.len();
-            let patches = padded.read(|input| im2col(input, rows, (kh, kw, stride, c, wo)))?;
-            let patches = Tensor::from_vec(patches, (n * wo, width), &Device::Cpu)?;
-            patches.matmul(weights)?.reshape((n, wo, out))
-        })
-        .collect::<candle_core::Result<_>>()?;
+    // At least two bands, which the two halves of the machine can take at once.
+    let band_rows = (BAND_PIXELS / wo).clamp(1, ho.div_ceil(2).max(1));
+    let starts: Vec<usize> = (0..ho).step_by(band_rows).collect();
+    let bands = padded.read(|input| {
+        starts
+            .into_par_iter()
+            .map(|start| {
+                let rows = start..(start + band_rows).min(ho);
+                let n = rows.len();
+                let patches = im2col(input, rows, (kh, kw, stride, c, wo));
+                let patches = Tensor::from_vec(patches, (n * wo, width), &Device::Cpu)?;
+                patches.matmul(weights)?.reshape((n, wo, out))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+    })??;
     Ok(Rows {
         bands,
         band_rows,
