@@ -1,19 +1,20 @@
-//! The CPU path: the network in channels-last layout, each convolution lowered to patches and
-//! one matrix product per band of output rows.
+//! The CPU path: the network in channels-last layout, each convolution lowered to matrix
+//! products of patches, in bands of output rows.
 //!
 //! candle's CPU `conv2d` builds its patch matrix element by element and runs one small matrix
 //! product per 512 output pixels; on this network that is about ten times slower than
-//! onnxruntime. Here activations are channels-last (`[h, w, c]`), so each row of a patch
-//! matrix is `k` contiguous runs of `k * c` floats, copied whole; the product `patches
-//! [pixels, k*k*c] x kernel [k*k*c, out]` is candle's `matmul` (the `gemm` crate, AVX-512 when
-//! the CPU has it) and yields the next channels-last output directly.
+//! onnxruntime. Here activations are channels-last (`[h, w, c]`), so a patch is `k`
+//! contiguous runs of `k * c` floats, copied whole, and the product `patches [pixels, k*k*c] x
+//! kernel [k*k*c, out]` (candle's `matmul`: the `gemm` crate, AVX-512 when the CPU has it)
+//! yields the next channels-last output directly. Layers with few output channels use
+//! one-row patches instead (see [`ConvKernel`]).
 //!
-//! Activations are held as bands of whole rows ([`Rows`]): a band's patch matrix stays in the
-//! cache, and no buffer is so large that the allocator hands it back to the system after
-//! each use (which costs a page fault per 4 KiB on the next one). Between two convolutions,
-//! one pass computes the norm's statistics, then writes `act(x * a + b)` (plus the residual)
-//! straight into the next convolution's padded, possibly upsampled input through the norm's
-//! [`AxisMap`]s.
+//! Activations are held as bands of whole rows ([`Rows`]): the bands of a convolution and of
+//! a norm's output are computed in parallel, a band's patch matrix stays in the cache, and
+//! no buffer is so large that the allocator returns it to the system after each use (which
+//! costs a page fault per 4 KiB on the next one). Between two convolutions, one pass computes
+//! the norm's statistics, then one writes `act(x * a + b)` (plus the residual) straight into
+//! the next convolution's padded, possibly upsampled input through the norm's [`AxisMap`]s.
 
 use std::ops::Range;
 
@@ -22,9 +23,9 @@ use rayon::prelude::*;
 
 use super::ops::{Activation, AxisMap, EPS, Norm};
 
-/// Output pixels per band of a convolution: large enough for an efficient product, small
-/// enough for the patch matrix (up to 8192 x 324 floats) to stay in the cache. Measured on 2
-/// cores: 8192 beats 2048, 4096 and 16384 (each product also pays a fixed cost in candle).
+/// Output pixels per band of a convolution: large enough for an efficient product (each also
+/// pays a fixed cost in candle), small enough for the patch matrix (up to 8192 x 288 floats)
+/// to stay in the cache. On 2 cores, 8192 was faster than 2048, 4096 and 16384.
 const BAND_PIXELS: usize = 8 * 1024;
 /// Floats per band of a norm's output (4 MiB).
 const BAND_FLOATS: usize = 1024 * 1024;
@@ -99,7 +100,8 @@ impl Rows {
         fill: impl Fn(usize, &mut [f32]) + Sync,
     ) -> candle_core::Result<Self> {
         let row_len = w * c;
-        let band_rows = (BAND_FLOATS / row_len.max(1)).clamp(1, h.max(1));
+        // At least two bands, which the two halves of the machine can take at once.
+        let band_rows = (BAND_FLOATS / row_len.max(1)).clamp(1, h.div_ceil(2).max(1));
         let starts: Vec<usize> = (0..h).step_by(band_rows).collect();
         let bands = starts
             .into_par_iter()
@@ -138,9 +140,10 @@ enum Lowering {
     Patches(Tensor),
     /// Patches of one row of `k` pixels against every kernel row at once: `[pixels, k*c] x
     /// [k*c, k*out]`, then output row `y` sums kernel row `ky`'s columns of row `y + ky`.
-    /// Copies `k` times less than full patches, and a product with `k` times more columns
-    /// uses `gemm` far better when `out` is small; pays off when `2 * out < (k - 1) * c`
-    /// (the layers of the expanding end).
+    /// Per pixel it writes `k*c` patch floats and `k*out` product floats (read again by the
+    /// sums) instead of `k*k*c` patch floats, so it moves less when `2 * out < (k - 1) * c`:
+    /// the expanding layers (32->8, 8->4, 4->3 channels). Their products also get `k` times
+    /// more columns, which `gemm` runs far better than 3 or 4.
     RowSums(Tensor),
 }
 
@@ -253,68 +256,25 @@ fn row_sums(
 }
 
 /// The patch matrix of output rows `rows`: one row of `kh * kw * c` floats per output pixel,
-/// `kh` runs of `kw * c` input floats each.
+/// `kh` runs of `kw * c` input floats each. Written once, in order, without zeroing it
+/// first (bands of a convolution already run in parallel).
 fn im2col(
     input: &RowSlices<'_>,
     rows: Range<usize>,
     (kh, kw, stride, c, wo): (usize, usize, usize, usize, usize),
 ) -> Vec<f32> {
     let run = kw * c;
-    let width = kh * run;
-    let copy: CopyRuns = match run {
-        24 => copy_runs::<24>,
-        27 => copy_runs::<27>,
-        36 => copy_runs::<36>,
-        96 => copy_runs::<96>,
-        _ => copy_runs_any,
-    };
-    let mut out = vec![0f32; rows.len() * wo * width];
-    out.par_chunks_mut(wo * width)
-        .zip(rows)
-        .for_each(|(dst, oy)| {
-            for ky in 0..kh {
-                let src = input.row(oy * stride + ky);
-                copy(dst, src, (ky * run, run), width, stride * c);
+    let mut out = Vec::with_capacity(rows.len() * wo * kh * run);
+    let step = stride * c;
+    for oy in rows {
+        let srcs: Vec<&[f32]> = (0..kh).map(|ky| input.row(oy * stride + ky)).collect();
+        for ox in 0..wo {
+            for src in &srcs {
+                out.extend_from_slice(&src[ox * step..ox * step + run]);
             }
-        });
+        }
+    }
     out
-}
-
-type CopyRuns = fn(&mut [f32], &[f32], (usize, usize), usize, usize);
-
-/// For every patch `i` (a `width`-long chunk of `dst`), copies the `run` floats at
-/// `src[i * step..]` to `offset` in the patch. `RUN` is `run` known at compile time (the
-/// network's run lengths), so the copy becomes a few vector moves instead of a `memcpy` call.
-fn copy_runs<const RUN: usize>(
-    dst: &mut [f32],
-    src: &[f32],
-    (offset, _run): (usize, usize),
-    width: usize,
-    step: usize,
-) {
-    for (i, patch) in dst.chunks_exact_mut(width).enumerate() {
-        let to: &mut [f32; RUN] = match patch[offset..].first_chunk_mut() {
-            Some(to) => to,
-            None => return,
-        };
-        let from: &[f32; RUN] = match src[i * step..].first_chunk() {
-            Some(from) => from,
-            None => return,
-        };
-        *to = *from;
-    }
-}
-
-fn copy_runs_any(
-    dst: &mut [f32],
-    src: &[f32],
-    (offset, run): (usize, usize),
-    width: usize,
-    step: usize,
-) {
-    for (i, patch) in dst.chunks_exact_mut(width).enumerate() {
-        patch[offset..offset + run].copy_from_slice(&src[i * step..i * step + run]);
-    }
 }
 
 /// A `[1, c, h, w]` CPU image to channels-last `[rows.len(), cols.len(), c]` through the maps.
@@ -476,66 +436,102 @@ impl RowCtx<'_> {
 }
 
 /// The per-channel `a = scale / sqrt(var + eps)` and `b = shift - mean * a` of a channels-last
-/// input, so that the norm is `x * a + b`. Sums run in f32 per row (vectorized across
-/// channels) and in f64 across rows; the variance takes a second pass around the mean.
+/// input, so that the norm is `x * a + b`. One pass over the input: each row's mean and sum
+/// of squared deviations in f32 (two passes over a row that is in the cache, vectorized
+/// across channels), rows merged in f64 (Chan et al.'s pairwise update).
 fn affine(
     x: &RowSlices<'_>,
-    (h, w, c): (usize, usize, usize),
+    (h, _, c): (usize, usize, usize),
     scale: &[f32],
     shift: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let pixels = (h * w).max(1) as f64;
-    let zero = vec![0f32; c];
-    let mean: Vec<f32> = channel_sums(x, h, c, &zero, |v, _| v)
-        .into_iter()
-        .map(|s| (s / pixels) as f32)
-        .collect();
-    let var = channel_sums(x, h, c, &mean, |v, m| (v - m) * (v - m));
-    let a: Vec<f32> = var
-        .iter()
-        .zip(scale)
-        .map(|(&v, &g)| g / (v / pixels + EPS).sqrt() as f32)
-        .collect();
-    let b = shift
-        .iter()
-        .zip(&a)
-        .zip(&mean)
-        .map(|((&s, &a), &m)| s - m * a)
-        .collect();
-    (a, b)
-}
-
-/// Per channel, the sum over the `h` rows' pixels of `f(value, center[channel])`.
-fn channel_sums(
-    x: &RowSlices<'_>,
-    h: usize,
-    c: usize,
-    center: &[f32],
-    f: impl Fn(f32, f32) -> f32 + Sync,
-) -> Vec<f64> {
-    (0..h)
+    let moments = (0..h)
         .into_par_iter()
         .fold(
-            || vec![0f64; c],
+            || Moments::new(c),
             |mut total, r| {
-                let mut acc = vec![0f32; c];
-                for px in x.row(r).chunks_exact(c) {
-                    for ((s, &v), &m) in acc.iter_mut().zip(px).zip(center) {
-                        *s += f(v, m);
-                    }
-                }
-                total
-                    .iter_mut()
-                    .zip(acc)
-                    .for_each(|(t, a)| *t += f64::from(a));
+                total.merge(&Moments::of_row(x.row(r), c));
                 total
             },
         )
         .reduce(
-            || vec![0f64; c],
+            || Moments::new(c),
             |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a.merge(&b);
                 a
             },
-        )
+        );
+    let n = moments.count.max(1.0);
+    let a: Vec<f32> = moments
+        .m2
+        .iter()
+        .zip(scale)
+        .map(|(&m2, &g)| g / (m2 / n + EPS).sqrt() as f32)
+        .collect();
+    let b = shift
+        .iter()
+        .zip(&a)
+        .zip(&moments.mean)
+        .map(|((&s, &a), &m)| s - m as f32 * a)
+        .collect();
+    (a, b)
+}
+
+/// Count, mean and sum of squared deviations per channel.
+struct Moments {
+    count: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    fn new(c: usize) -> Self {
+        Self {
+            count: 0.0,
+            mean: vec![0.0; c],
+            m2: vec![0.0; c],
+        }
+    }
+
+    fn of_row(row: &[f32], c: usize) -> Self {
+        let pixels = row.len() / c.max(1);
+        let mut sum = vec![0f32; c];
+        for px in row.chunks_exact(c) {
+            for (s, &v) in sum.iter_mut().zip(px) {
+                *s += v;
+            }
+        }
+        let mean: Vec<f32> = sum.iter().map(|&s| s / pixels.max(1) as f32).collect();
+        let mut m2 = vec![0f32; c];
+        for px in row.chunks_exact(c) {
+            for ((s, &v), &m) in m2.iter_mut().zip(px).zip(&mean) {
+                *s += (v - m) * (v - m);
+            }
+        }
+        Self {
+            count: pixels as f64,
+            mean: mean.into_iter().map(f64::from).collect(),
+            m2: m2.into_iter().map(f64::from).collect(),
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        let total = self.count + other.count;
+        if other.count == 0.0 {
+            return;
+        }
+        let weight = self.count * other.count / total;
+        for (((mean, m2), &other_mean), &other_m2) in self
+            .mean
+            .iter_mut()
+            .zip(&mut self.m2)
+            .zip(&other.mean)
+            .zip(&other.m2)
+        {
+            let delta = other_mean - *mean;
+            *mean += delta * other.count / total;
+            *m2 += other_m2 + delta * delta * weight;
+        }
+        self.count = total;
+    }
 }
