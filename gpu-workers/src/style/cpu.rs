@@ -535,3 +535,163 @@ impl Moments {
         self.count = total;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[h, w, c]` channels-last rows of a `[1, c, h, w]` tensor.
+    fn rows_of(x: &Tensor) -> Rows {
+        let (_, _, h, w) = x.dims4().unwrap();
+        channels_last(x, &AxisMap::identity(h), &AxisMap::identity(w)).unwrap()
+    }
+
+    /// The `[1, c, h, w]` tensor of channels-last rows.
+    fn planar(rows: &Rows) -> Tensor {
+        let parts: Vec<Tensor> = rows.bands.clone();
+        Tensor::cat(&parts, 0)
+            .unwrap()
+            .permute((2, 0, 1))
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn both_lowerings_match_candle_conv2d() {
+        let dev = Device::Cpu;
+        // (in, out, k, stride): full patches (3x3 stride 1 and 2, 9x9 from 3 channels) and
+        // row sums (few output channels).
+        for (cin, cout, k, stride) in [
+            (8, 8, 3, 1),
+            (8, 8, 3, 2),
+            (3, 16, 9, 1),
+            (8, 4, 3, 1),
+            (4, 3, 9, 1),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (1, cin, 23, 30), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.2, (cout, cin, k, k), &dev).unwrap();
+            let kernel = ConvKernel::new(&w, stride).unwrap();
+            let ours = planar(&conv(&rows_of(&x), &kernel).unwrap());
+            let theirs = x.conv2d(&w, 0, stride, 1, 1).unwrap();
+            let diff = max_diff(&ours, &theirs);
+            assert!(diff < 1e-4, "{cin}->{cout} {k}x{k}/{stride}: {diff}");
+        }
+    }
+
+    #[test]
+    fn norms_match_the_composed_norm() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(1f32, 2.0, (1, 5, 9, 14), &dev).unwrap();
+        let skip = Tensor::randn(0f32, 1.0, (1, 5, 11, 16), &dev).unwrap();
+        let scale = [0.5, -1.0, 2.0, 1.5, 1.0];
+        let shift = [0.1, 0.2, -0.3, 0.0, 0.7];
+        let maps = [
+            (
+                AxisMap::identity(9).reflect(1),
+                AxisMap::identity(14).reflect(1),
+            ),
+            (
+                AxisMap::identity(9).upsample2().reflect(1),
+                AxisMap::identity(14).upsample2().reflect(1),
+            ),
+            (
+                AxisMap::identity(9).reflect(4),
+                AxisMap::identity(14).reflect(4),
+            ),
+        ];
+        for act in [Activation::Relu, Activation::Identity, Activation::Sigmoid] {
+            for (rows, cols) in &maps {
+                let n = Norm {
+                    scale: &scale,
+                    shift: &shift,
+                    act,
+                    rows,
+                    cols,
+                };
+                let ours = planar(&norm(&rows_of(&x), &n, None).unwrap());
+                let theirs = super::super::ops::norm(&x, &n, None).unwrap();
+                assert!(max_diff(&ours, &theirs) < 1e-5, "{act:?}");
+                let ours = planar(&norm(&rows_of(&x), &n, Some((&rows_of(&skip), 1))).unwrap());
+                let theirs = super::super::ops::norm(&x, &n, Some((&skip, 1))).unwrap();
+                assert!(max_diff(&ours, &theirs) < 1e-5, "{act:?} with residual");
+            }
+        }
+        let (rows, cols) = (AxisMap::identity(9).crop(7), AxisMap::identity(14).crop(11));
+        let n = Norm {
+            scale: &scale,
+            shift: &shift,
+            act: Activation::Sigmoid,
+            rows: &rows,
+            cols: &cols,
+        };
+        let ours = norm_planar(&rows_of(&x), &n).unwrap();
+        let theirs = super::super::ops::norm(&x, &n, None).unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-5);
+    }
+
+    #[test]
+    fn statistics_stay_accurate_far_from_zero() {
+        // A large mean and a small spread: the sums of squares must not cancel.
+        let dev = Device::Cpu;
+        let x = (Tensor::randn(0f32, 0.01, (1, 2, 300, 301), &dev).unwrap() + 1000.0).unwrap();
+        let (rows, cols) = (AxisMap::identity(300), AxisMap::identity(301));
+        let n = Norm {
+            scale: &[1.0, 1.0],
+            shift: &[0.0, 0.0],
+            act: Activation::Identity,
+            rows: &rows,
+            cols: &cols,
+        };
+        let ours = planar(&norm(&rows_of(&x), &n, None).unwrap());
+        let xs = x.to_dtype(candle_core::DType::F64).unwrap();
+        let mean = xs.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
+        let centered = xs.broadcast_sub(&mean).unwrap();
+        let std = (centered
+            .sqr()
+            .unwrap()
+            .mean_keepdim(3)
+            .unwrap()
+            .mean_keepdim(2)
+            .unwrap()
+            + 1e-5)
+            .unwrap()
+            .sqrt()
+            .unwrap();
+        let exact = centered
+            .broadcast_div(&std)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        // f32 inputs near 1000 carry about 6e-5 of rounding, 6e-3 of a 0.01 spread.
+        assert!(max_diff(&ours, &exact) < 2e-2);
+    }
+
+    #[test]
+    fn bands_cover_tall_inputs() {
+        // More rows than one band holds: rows are found across band boundaries.
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (1, 32, 400, 180), &dev).unwrap();
+        let rows = rows_of(&x);
+        assert!(rows.bands.len() > 2);
+        assert_eq!(max_diff(&planar(&rows), &x), 0.0);
+        let w = Tensor::randn(0f32, 0.1, (32, 32, 3, 3), &dev).unwrap();
+        let out = conv(&rows, &ConvKernel::new(&w, 1).unwrap()).unwrap();
+        assert!(out.bands.len() > 2);
+        assert!(max_diff(&planar(&out), &x.conv2d(&w, 0, 1, 1, 1).unwrap()) < 1e-3);
+    }
+}

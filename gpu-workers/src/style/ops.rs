@@ -30,6 +30,9 @@ impl AxisMap {
     /// Reflect-pads the output by `pad` on both ends (edge not repeated, as ONNX `reflect`).
     pub(crate) fn reflect(&self, pad: usize) -> Self {
         let n = self.src.len();
+        if n == 0 {
+            return self.clone();
+        }
         let src = (0..n + 2 * pad)
             .map(|i| self.src[reflect_index(i as isize - pad as isize, n)])
             .collect();
@@ -42,6 +45,9 @@ impl AxisMap {
     /// Reflect-extends the output at its end to `len` entries.
     pub(crate) fn extend(&self, len: usize) -> Self {
         let n = self.src.len();
+        if n == 0 {
+            return self.clone();
+        }
         let src = (0..len)
             .map(|i| self.src[reflect_index(i as isize, n)])
             .collect();
