@@ -24,9 +24,9 @@ use rayon::prelude::*;
 use super::ops::{Activation, AxisMap, EPS, Norm};
 
 /// Output pixels per band of a convolution: large enough for an efficient product (each also
-/// pays a fixed cost in candle), small enough for the patch matrix (up to 8192 x 288 floats)
-/// to stay in the cache. On 2 cores, 8192 was faster than 2048, 4096 and 16384.
-const BAND_PIXELS: usize = 8 * 1024;
+/// pays a fixed cost in candle), small enough for the patch matrix (up to 16384 x 288 floats)
+/// to stay in the last-level cache. On 2 cores, 16384 was faster than 4096, 8192 and 32768.
+const BAND_PIXELS: usize = 16 * 1024;
 /// Floats per band of a norm's output (4 MiB).
 const BAND_FLOATS: usize = 1024 * 1024;
 
