@@ -131,7 +131,7 @@ impl ConvNorm {
     }
 
     /// The CPU: the convolution of an already padded channels-last input as patch products,
-    /// then one fused pass for the norm and `out`.
+    /// then one pass for the norm and `out`.
     fn run_cpu(
         &self,
         padded: &Rows,
@@ -159,9 +159,9 @@ impl ConvNorm {
 /// The 26-style transfer network on one device.
 #[derive(Debug)]
 pub struct StyleNet {
-    contract: Vec<ConvNorm>,
+    contract: [ConvNorm; 3],
     residual: Vec<(ConvNorm, ConvNorm)>,
-    expand: Vec<ConvNorm>,
+    expand: [ConvNorm; 3],
     catalog: StyleCatalog,
     digest: WeightsDigest,
     device: Device,
@@ -207,25 +207,25 @@ impl StyleNet {
                 found: catalog.len(),
             });
         }
-        let layer = |name: String, shape| ConvNorm::load(vb, &name, shape, styles);
-        let contract = CONTRACT
-            .iter()
-            .enumerate()
-            .map(|(i, &shape)| layer(format!("contract.{i}"), shape))
-            .collect::<candle_core::Result<_>>()?;
+        let layer = |name: &str, shape| ConvNorm::load(vb, name, shape, styles);
+        let contract = [
+            layer("contract.0", CONTRACT[0])?,
+            layer("contract.1", CONTRACT[1])?,
+            layer("contract.2", CONTRACT[2])?,
+        ];
         let residual = (0..RESIDUAL_BLOCKS)
             .map(|i| {
                 Ok((
-                    layer(format!("res.{i}.0"), RESIDUAL)?,
-                    layer(format!("res.{i}.1"), RESIDUAL)?,
+                    layer(&format!("res.{i}.0"), RESIDUAL)?,
+                    layer(&format!("res.{i}.1"), RESIDUAL)?,
                 ))
             })
             .collect::<candle_core::Result<_>>()?;
-        let expand = EXPAND
-            .iter()
-            .enumerate()
-            .map(|(i, &shape)| layer(format!("expand.{i}"), shape))
-            .collect::<candle_core::Result<_>>()?;
+        let expand = [
+            layer("expand.0", EXPAND[0])?,
+            layer("expand.1", EXPAND[1])?,
+            layer("expand.2", EXPAND[2])?,
+        ];
         Ok(Self {
             contract,
             residual,
@@ -263,7 +263,8 @@ impl StyleNet {
         tensor_to_image(&self.stylize(&input, style)?)
     }
 
-    fn checked_forward(&self, image: &Tensor, style: &StyleMix, fused: bool) -> Result<Tensor> {
+    /// The CPU path (`on_cpu`) or the composed one, after checking the input.
+    fn checked_forward(&self, image: &Tensor, style: &StyleMix, on_cpu: bool) -> Result<Tensor> {
         let bad = || StyleError::BadImageTensor {
             dims: image.dims().to_vec(),
             dtype: image.dtype().as_str().to_owned(),
@@ -288,13 +289,18 @@ impl StyleNet {
             });
         }
         let image = image.to_device(&self.device)?;
-        Ok(self.forward(&image, style.weights(), fused)?)
+        Ok(self.forward(&image, style.weights(), on_cpu)?)
     }
 
-    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`],
-    /// fused on the CPU (one sample at a time) or composed from tensor ops.
-    fn forward(&self, image: &Tensor, weights: &[f32], fused: bool) -> candle_core::Result<Tensor> {
-        if !fused {
+    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`]:
+    /// the CPU path (one sample at a time) or composed from tensor ops.
+    fn forward(
+        &self,
+        image: &Tensor,
+        weights: &[f32],
+        on_cpu: bool,
+    ) -> candle_core::Result<Tensor> {
+        if !on_cpu {
             return self.forward_composed(image, weights);
         }
         let samples = (0..image.dim(0)?)
@@ -309,9 +315,7 @@ impl StyleNet {
         let (_, _, h, w) = image.dims4()?;
         let plan = Plan::new(h, w);
         let x = ops::remap(image, &plan.input.0, &plan.input.1)?;
-        let [c0, c1, c2] = &self.contract[..] else {
-            candle_core::bail!("the network has three contracting layers")
-        };
+        let [c0, c1, c2] = &self.contract;
         let x = c0.run(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
         let x = c1.run(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
         let mut x = c2.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
@@ -320,9 +324,7 @@ impl StyleNet {
             let out = plan.residual_out(i + 1 == self.residual.len(), &x);
             x = second.run(&inner, weights, out)?;
         }
-        let [e0, e1, e2] = &self.expand[..] else {
-            candle_core::bail!("the network has three expanding layers")
-        };
+        let [e0, e1, e2] = &self.expand;
         let x = e0.run(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
         let x = e1.run(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
         e2.run(&x, weights, Output::to(SIGMOID, plan.crop()))
@@ -333,9 +335,7 @@ impl StyleNet {
         let (_, _, h, w) = image.dims4()?;
         let plan = Plan::new(h, w);
         let x = cpu::channels_last(image, &plan.input.0, &plan.input.1)?;
-        let [c0, c1, c2] = &self.contract[..] else {
-            candle_core::bail!("the network has three contracting layers")
-        };
+        let [c0, c1, c2] = &self.contract;
         let x = c0.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
         let x = c1.run_cpu(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
         let mut x = c2.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
@@ -344,9 +344,7 @@ impl StyleNet {
             let out = plan.residual_out(i + 1 == self.residual.len(), &x);
             x = second.run_cpu(&inner, weights, out)?;
         }
-        let [e0, e1, e2] = &self.expand[..] else {
-            candle_core::bail!("the network has three expanding layers")
-        };
+        let [e0, e1, e2] = &self.expand;
         let x = e0.run_cpu(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
         let x = e1.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
         e2.run_cpu_planar(&x, weights, Output::to(SIGMOID, plan.crop()))
@@ -457,15 +455,15 @@ mod tests {
     }
 
     #[test]
-    fn fused_cpu_ops_match_candle_tensor_ops() {
+    fn the_cpu_path_matches_candle_conv2d_and_tensor_ops() {
         let net = random_net();
         let mix = StyleMix::new(net.catalog(), [("a", 0.2), ("c", 0.8)]).unwrap();
         // Sides that are not multiples of 4, a batch of two.
         let image = Tensor::rand(0f32, 1.0, (2, 3, 21, 34), &Device::Cpu).unwrap();
-        let fused = net.checked_forward(&image, &mix, true).unwrap();
+        let cpu = net.checked_forward(&image, &mix, true).unwrap();
         let composed = net.checked_forward(&image, &mix, false).unwrap();
-        assert_eq!(fused.dims(), [2, 3, 21, 34]);
-        let diff = (fused - composed)
+        assert_eq!(cpu.dims(), [2, 3, 21, 34]);
+        let diff = (cpu - composed)
             .unwrap()
             .abs()
             .unwrap()
