@@ -536,6 +536,21 @@ mod tests {
     }
 
     #[test]
+    fn pictures_keep_their_size_and_the_network_is_shareable() {
+        fn shareable<T: Send + Sync>(_: &T) {}
+        let net = random_net();
+        shareable(&net);
+        let mix = StyleMix::parse(net.catalog(), "a:1+b:2").unwrap();
+        let photo = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            37,
+            18,
+            image::Rgba([200, 30, 90, 128]),
+        ));
+        let painting = net.stylize_image(&photo, &mix).unwrap();
+        assert_eq!(painting.dimensions(), (37, 18));
+    }
+
+    #[test]
     fn a_catalog_of_the_wrong_size_is_refused() {
         let net = random_net();
         let mut tensors = HashMap::new();
