@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cpu;
 mod error;
 mod files;
 mod image_io;

@@ -26,6 +26,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{DynamicImage, RgbImage};
 
+use super::cpu::{self, ConvKernel, Rows};
 use super::error::{Result, StyleError};
 use super::files::{ModelFiles, WeightsDigest};
 use super::image_io::{dynamic_image_to_tensor, tensor_to_image};
@@ -38,12 +39,44 @@ pub const MIN_SIDE: usize = 8;
 /// One convolution (no bias) and the conditional instance norm after it.
 #[derive(Debug)]
 struct ConvNorm {
+    /// `[out, in, k, k]`, as in the ONNX graph.
     weight: Tensor,
+    /// The same, laid out for the CPU path's products.
+    cpu_kernel: ConvKernel,
     stride: usize,
     channels: usize,
     /// `[styles, channels]`, row-major.
     gamma: Vec<f32>,
     beta: Vec<f32>,
+}
+
+/// Where a layer's output goes: the activation, the norm's output maps, and the residual
+/// (the padded input of the block, `Tensor` or CPU [`Rows`], and its padding) added before
+/// the activation.
+struct Output<'a, T> {
+    act: Activation,
+    maps: (AxisMap, AxisMap),
+    skip: Option<(&'a T, usize)>,
+}
+
+impl<T> Output<'_, T> {
+    fn to(act: Activation, maps: (AxisMap, AxisMap)) -> Self {
+        Output {
+            act,
+            maps,
+            skip: None,
+        }
+    }
+
+    fn norm<'n>(&'n self, scale: &'n [f32], shift: &'n [f32]) -> Norm<'n> {
+        Norm {
+            scale,
+            shift,
+            act: self.act,
+            rows: &self.maps.0,
+            cols: &self.maps.1,
+        }
+    }
 }
 
 impl ConvNorm {
@@ -55,10 +88,12 @@ impl ConvNorm {
     ) -> candle_core::Result<Self> {
         let vb = vb.pp(name);
         let weight = vb.get((cout, cin, kernel, kernel), "w")?;
+        let cpu_kernel = ConvKernel::new(&weight, stride)?;
         let gamma = vb.get((styles, cout), "norm.gamma")?;
         let beta = vb.get((styles, cout), "norm.beta")?;
         Ok(Self {
             weight,
+            cpu_kernel,
             stride,
             channels: cout,
             gamma: gamma.flatten_all()?.to_vec1()?,
@@ -82,37 +117,51 @@ impl ConvNorm {
         (mix(&self.gamma), mix(&self.beta))
     }
 
-    /// The convolution of an already padded input, then the norm, `act` (after `skip`'s
-    /// interior is added, when given) and the output maps.
-    #[allow(clippy::too_many_arguments)]
+    /// Any device: candle's `conv2d` of an already padded `[b, c, h, w]` input, then the
+    /// norm and `out`, composed from tensor ops.
     fn run(
         &self,
         padded: &Tensor,
         weights: &[f32],
-        act: Activation,
-        (rows, cols): (AxisMap, AxisMap),
-        skip: Option<(&Tensor, usize)>,
-        fused: bool,
+        out: Output<'_, Tensor>,
     ) -> candle_core::Result<Tensor> {
         let conv = padded.conv2d(&self.weight, 0, self.stride, 1, 1)?;
         let (scale, shift) = self.affine(weights);
-        let norm = Norm {
-            scale: &scale,
-            shift: &shift,
-            act,
-            rows: &rows,
-            cols: &cols,
-        };
-        ops::norm(&conv, &norm, skip, fused)
+        ops::norm(&conv, &out.norm(&scale, &shift), out.skip)
+    }
+
+    /// The CPU: the convolution of an already padded channels-last input as patch products,
+    /// then one pass for the norm and `out`.
+    fn run_cpu(
+        &self,
+        padded: &Rows,
+        weights: &[f32],
+        out: Output<'_, Rows>,
+    ) -> candle_core::Result<Rows> {
+        let conv = cpu::conv(padded, &self.cpu_kernel)?;
+        let (scale, shift) = self.affine(weights);
+        cpu::norm(&conv, &out.norm(&scale, &shift), out.skip)
+    }
+
+    /// [`Self::run_cpu`] for the last layer: its output `[1, c, h, w]`.
+    fn run_cpu_planar(
+        &self,
+        padded: &Rows,
+        weights: &[f32],
+        out: Output<'_, Rows>,
+    ) -> candle_core::Result<Tensor> {
+        let conv = cpu::conv(padded, &self.cpu_kernel)?;
+        let (scale, shift) = self.affine(weights);
+        cpu::norm_planar(&conv, &out.norm(&scale, &shift))
     }
 }
 
 /// The 26-style transfer network on one device.
 #[derive(Debug)]
 pub struct StyleNet {
-    contract: Vec<ConvNorm>,
+    contract: [ConvNorm; 3],
     residual: Vec<(ConvNorm, ConvNorm)>,
-    expand: Vec<ConvNorm>,
+    expand: [ConvNorm; 3],
     catalog: StyleCatalog,
     digest: WeightsDigest,
     device: Device,
@@ -158,25 +207,25 @@ impl StyleNet {
                 found: catalog.len(),
             });
         }
-        let layer = |name: String, shape| ConvNorm::load(vb, &name, shape, styles);
-        let contract = CONTRACT
-            .iter()
-            .enumerate()
-            .map(|(i, &shape)| layer(format!("contract.{i}"), shape))
-            .collect::<candle_core::Result<_>>()?;
+        let layer = |name: &str, shape| ConvNorm::load(vb, name, shape, styles);
+        let contract = [
+            layer("contract.0", CONTRACT[0])?,
+            layer("contract.1", CONTRACT[1])?,
+            layer("contract.2", CONTRACT[2])?,
+        ];
         let residual = (0..RESIDUAL_BLOCKS)
             .map(|i| {
                 Ok((
-                    layer(format!("res.{i}.0"), RESIDUAL)?,
-                    layer(format!("res.{i}.1"), RESIDUAL)?,
+                    layer(&format!("res.{i}.0"), RESIDUAL)?,
+                    layer(&format!("res.{i}.1"), RESIDUAL)?,
                 ))
             })
             .collect::<candle_core::Result<_>>()?;
-        let expand = EXPAND
-            .iter()
-            .enumerate()
-            .map(|(i, &shape)| layer(format!("expand.{i}"), shape))
-            .collect::<candle_core::Result<_>>()?;
+        let expand = [
+            layer("expand.0", EXPAND[0])?,
+            layer("expand.1", EXPAND[1])?,
+            layer("expand.2", EXPAND[2])?,
+        ];
         Ok(Self {
             contract,
             residual,
@@ -214,7 +263,8 @@ impl StyleNet {
         tensor_to_image(&self.stylize(&input, style)?)
     }
 
-    fn checked_forward(&self, image: &Tensor, style: &StyleMix, fused: bool) -> Result<Tensor> {
+    /// The CPU path (`on_cpu`) or the composed one, after checking the input.
+    fn checked_forward(&self, image: &Tensor, style: &StyleMix, on_cpu: bool) -> Result<Tensor> {
         let bad = || StyleError::BadImageTensor {
             dims: image.dims().to_vec(),
             dtype: image.dtype().as_str().to_owned(),
@@ -239,56 +289,134 @@ impl StyleNet {
             });
         }
         let image = image.to_device(&self.device)?;
-        Ok(self.forward(&image, style.weights(), fused)?)
+        Ok(self.forward(&image, style.weights(), on_cpu)?)
     }
 
-    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`]; every
-    /// padding, upsampling and crop happens in the norms' output maps (see [`ops`]).
-    fn forward(&self, image: &Tensor, weights: &[f32], fused: bool) -> candle_core::Result<Tensor> {
-        let (_, _, h, w) = image.dims4()?;
-        let (h4, w4) = (h.next_multiple_of(4), w.next_multiple_of(4));
-        let padded = |h: usize, w: usize, pad: usize| {
-            (
-                AxisMap::identity(h).reflect(pad),
-                AxisMap::identity(w).reflect(pad),
-            )
-        };
-        let upsampled = |h: usize, w: usize| {
-            (
-                AxisMap::identity(h).upsample2().reflect(1),
-                AxisMap::identity(w).upsample2().reflect(1),
-            )
-        };
-        let (relu, sigmoid) = (Activation::Relu, Activation::Sigmoid);
-
-        let rows = AxisMap::identity(h).extend(h4).reflect(4);
-        let cols = AxisMap::identity(w).extend(w4).reflect(4);
-        let x = ops::remap(image, &rows, &cols, fused)?;
-        let [c0, c1, c2] = &self.contract[..] else {
-            candle_core::bail!("the network has three contracting layers")
-        };
-        let x = c0.run(&x, weights, relu, padded(h4, w4, 1), None, fused)?;
-        let x = c1.run(&x, weights, relu, padded(h4 / 2, w4 / 2, 1), None, fused)?;
-        let (qh, qw) = (h4 / 4, w4 / 4);
-        let mut x = c2.run(&x, weights, relu, padded(qh, qw, 1), None, fused)?;
-        for (i, (first, second)) in self.residual.iter().enumerate() {
-            let inner = first.run(&x, weights, relu, padded(qh, qw, 1), None, fused)?;
-            // The last block's sum goes straight to expand.0's upsampled, padded input.
-            let out = if i + 1 == self.residual.len() {
-                upsampled(qh, qw)
-            } else {
-                padded(qh, qw, 1)
-            };
-            let identity = Activation::Identity;
-            x = second.run(&inner, weights, identity, out, Some((&x, 1)), fused)?;
+    /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`]:
+    /// the CPU path (one sample at a time) or composed from tensor ops.
+    fn forward(
+        &self,
+        image: &Tensor,
+        weights: &[f32],
+        on_cpu: bool,
+    ) -> candle_core::Result<Tensor> {
+        if !on_cpu {
+            return self.forward_composed(image, weights);
         }
-        let [e0, e1, e2] = &self.expand[..] else {
-            candle_core::bail!("the network has three expanding layers")
-        };
-        let x = e0.run(&x, weights, relu, upsampled(h4 / 2, w4 / 2), None, fused)?;
-        let x = e1.run(&x, weights, relu, padded(h4, w4, 4), None, fused)?;
-        let crop = (AxisMap::identity(h4).crop(h), AxisMap::identity(w4).crop(w));
-        e2.run(&x, weights, sigmoid, crop, None, fused)
+        let samples = (0..image.dim(0)?)
+            .map(|i| self.forward_cpu(&image.narrow(0, i, 1)?, weights))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&samples, 0)
+    }
+
+    /// Every padding, upsampling and crop happens in the norms' output maps (see [`ops`]):
+    /// each layer's norm writes the next layer's padded input.
+    fn forward_composed(&self, image: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = image.dims4()?;
+        let plan = Plan::new(h, w);
+        let x = ops::remap(image, &plan.input.0, &plan.input.1)?;
+        let [c0, c1, c2] = &self.contract;
+        let x = c0.run(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
+        let x = c1.run(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
+        let mut x = c2.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
+        for (i, (first, second)) in self.residual.iter().enumerate() {
+            let inner = first.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
+            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
+            x = second.run(&inner, weights, out)?;
+        }
+        let [e0, e1, e2] = &self.expand;
+        let x = e0.run(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
+        let x = e1.run(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
+        e2.run(&x, weights, Output::to(SIGMOID, plan.crop()))
+    }
+
+    /// The same steps on the CPU, channels-last, for one `[1, 3, h, w]` sample.
+    fn forward_cpu(&self, image: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = image.dims4()?;
+        let plan = Plan::new(h, w);
+        let x = cpu::channels_last(image, &plan.input.0, &plan.input.1)?;
+        let [c0, c1, c2] = &self.contract;
+        let x = c0.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
+        let x = c1.run_cpu(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
+        let mut x = c2.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
+        for (i, (first, second)) in self.residual.iter().enumerate() {
+            let inner = first.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
+            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
+            x = second.run_cpu(&inner, weights, out)?;
+        }
+        let [e0, e1, e2] = &self.expand;
+        let x = e0.run_cpu(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
+        let x = e1.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
+        e2.run_cpu_planar(&x, weights, Output::to(SIGMOID, plan.crop()))
+    }
+}
+
+const RELU: Activation = Activation::Relu;
+const SIGMOID: Activation = Activation::Sigmoid;
+
+/// The index maps of one input size: `h` x `w` reflect-extended to multiples of 4 (`h4` x
+/// `w4`), and what each layer's norm writes.
+struct Plan {
+    h: usize,
+    w: usize,
+    h4: usize,
+    w4: usize,
+    /// The input, extended and padded by 4 for `contract.0`.
+    input: (AxisMap, AxisMap),
+}
+
+impl Plan {
+    fn new(h: usize, w: usize) -> Self {
+        let (h4, w4) = (h.next_multiple_of(4), w.next_multiple_of(4));
+        let input = (
+            AxisMap::identity(h).extend(h4).reflect(4),
+            AxisMap::identity(w).extend(w4).reflect(4),
+        );
+        Self {
+            h,
+            w,
+            h4,
+            w4,
+            input,
+        }
+    }
+
+    /// A `1/scale`-size output, reflect-padded by `pad`.
+    fn padded(&self, scale: usize, pad: usize) -> (AxisMap, AxisMap) {
+        (
+            AxisMap::identity(self.h4 / scale).reflect(pad),
+            AxisMap::identity(self.w4 / scale).reflect(pad),
+        )
+    }
+
+    /// A `1/scale`-size output, upsampled by two and reflect-padded by 1.
+    fn upsampled(&self, scale: usize) -> (AxisMap, AxisMap) {
+        (
+            AxisMap::identity(self.h4 / scale).upsample2().reflect(1),
+            AxisMap::identity(self.w4 / scale).upsample2().reflect(1),
+        )
+    }
+
+    /// The full-size output cropped back to the input's size.
+    fn crop(&self) -> (AxisMap, AxisMap) {
+        (
+            AxisMap::identity(self.h4).crop(self.h),
+            AxisMap::identity(self.w4).crop(self.w),
+        )
+    }
+
+    /// A residual block's sum, `skip` (the block's input, padded by 1) plus its second norm;
+    /// the last block's goes straight to `expand.0`'s upsampled, padded input.
+    fn residual_out<'a, T>(&self, last: bool, skip: &'a T) -> Output<'a, T> {
+        Output {
+            act: Activation::Identity,
+            maps: if last {
+                self.upsampled(4)
+            } else {
+                self.padded(4, 1)
+            },
+            skip: Some((skip, 1)),
+        }
     }
 }
 
@@ -327,15 +455,15 @@ mod tests {
     }
 
     #[test]
-    fn fused_cpu_ops_match_candle_tensor_ops() {
+    fn the_cpu_path_matches_candle_conv2d_and_tensor_ops() {
         let net = random_net();
         let mix = StyleMix::new(net.catalog(), [("a", 0.2), ("c", 0.8)]).unwrap();
         // Sides that are not multiples of 4, a batch of two.
         let image = Tensor::rand(0f32, 1.0, (2, 3, 21, 34), &Device::Cpu).unwrap();
-        let fused = net.checked_forward(&image, &mix, true).unwrap();
+        let cpu = net.checked_forward(&image, &mix, true).unwrap();
         let composed = net.checked_forward(&image, &mix, false).unwrap();
-        assert_eq!(fused.dims(), [2, 3, 21, 34]);
-        let diff = (fused - composed)
+        assert_eq!(cpu.dims(), [2, 3, 21, 34]);
+        let diff = (cpu - composed)
             .unwrap()
             .abs()
             .unwrap()
@@ -405,6 +533,21 @@ mod tests {
                 .unwrap(),
         );
         assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
+    }
+
+    #[test]
+    fn pictures_keep_their_size_and_the_network_is_shareable() {
+        fn shareable<T: Send + Sync>(_: &T) {}
+        let net = random_net();
+        shareable(&net);
+        let mix = StyleMix::parse(net.catalog(), "a:1+b:2").unwrap();
+        let photo = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            37,
+            18,
+            image::Rgba([200, 30, 90, 128]),
+        ));
+        let painting = net.stylize_image(&photo, &mix).unwrap();
+        assert_eq!(painting.dimensions(), (37, 18));
     }
 
     #[test]
