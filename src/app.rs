@@ -326,14 +326,13 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         tasks.spawn(projector.run(stopped(rx.clone())));
         tracing::info!("projector running");
         if config.read.store == ReadStore::Scylla {
-            let projector = ScyllaProjector::new(
-                ScyllaProjectorConfig::new(
-                    config.kafka.brokers.clone(),
-                    config.topics(),
-                    config.scylla_settings(),
-                ),
-                codec.clone(),
-            )?;
+            let mut scylla = ScyllaProjectorConfig::new(
+                config.kafka.brokers.clone(),
+                config.topics(),
+                config.scylla_settings(),
+            );
+            scylla.group = config.group_settings();
+            let projector = ScyllaProjector::new(scylla, codec.clone())?;
             tasks.spawn(projector.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
         }
@@ -370,11 +369,13 @@ pub async fn collect_read_model_garbage(
 }
 
 fn projector_config(config: &Config) -> ProjectorConfig {
-    ProjectorConfig::new(
+    let mut projector = ProjectorConfig::new(
         config.kafka.brokers.clone(),
         config.postgres.url.expose().to_owned(),
         config.topics(),
-    )
+    );
+    projector.group = config.group_settings();
+    projector
 }
 
 /// Prints a token for `user` (the `gallery token` command).

@@ -33,6 +33,7 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub read: ReadConfig,
     pub scylla: ScyllaConfig,
+    pub projections: ProjectionsConfig,
 }
 
 /// Which store the GraphQL API reads interactions from.
@@ -50,6 +51,17 @@ pub struct ReadConfig {
     /// and comments are read from (everything else is read from Postgres). With `scylla`, the
     /// projections role runs the Scylla projector besides the Postgres one.
     pub store: ReadStore,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionsConfig {
+    /// How long the projectors' consumer group waits for a silent instance before its
+    /// partitions go to the others.
+    pub session_timeout_ms: u64,
+    /// A stable, unique name of this instance (e.g. the pod name of a StatefulSet): a
+    /// restarted instance gets its partitions back at once (Kafka static membership).
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -278,6 +290,10 @@ impl Default for Config {
                 keyspace: "gallery".into(),
                 replication_factor: 1,
             },
+            projections: ProjectionsConfig {
+                session_timeout_ms: 10_000,
+                instance_id: None,
+            },
         }
     }
 }
@@ -368,6 +384,39 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_projections(&self) -> Result<(), ConfigError> {
+        let p = &self.projections;
+        // Kafka's brokers accept 6 s to 30 min by default (group.min/max.session.timeout.ms).
+        if !(1_000..=1_800_000).contains(&p.session_timeout_ms) {
+            return Err(invalid(
+                "projections.session_timeout_ms",
+                "must be between 1000 and 1800000",
+            ));
+        }
+        if let Some(id) = &p.instance_id {
+            let ok = !id.is_empty()
+                && id.len() <= 200
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(invalid(
+                    "projections.instance_id",
+                    "may hold only ASCII letters, digits, '.', '_' and '-' (1 to 200)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How the projectors take part in their consumer groups.
+    pub fn group_settings(&self) -> gallery_projections::GroupSettings {
+        gallery_projections::GroupSettings {
+            session_timeout: Duration::from_millis(self.projections.session_timeout_ms),
+            instance_id: self.projections.instance_id.clone(),
+        }
+    }
+
     fn validate_query_api(&self) -> Result<(), ConfigError> {
         let q = &self.query_api;
         if !(1..=600_000).contains(&q.consistency_timeout_ms) {
@@ -407,6 +456,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_projections()?;
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must name at least one broker"));
         }

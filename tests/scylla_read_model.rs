@@ -257,6 +257,8 @@ fn spawn_projector(env: &TestEnv) -> Child {
         )
         .env("GALLERY_REGISTRY__URL", &env.config.registry.url)
         .env("GALLERY_READ_STORE", "scylla")
+        // Static membership: a restarted projector gets its partitions back at once.
+        .env("GALLERY_PROJECTIONS__INSTANCE_ID", "projector-0")
         .env("GALLERY_SCYLLA__KEYSPACE", &env.config.scylla.keyspace)
         .env("GALLERY_SCYLLA__NODES", &env.config.scylla.nodes)
         .env("GALLERY_LOG", "warn")

@@ -210,6 +210,43 @@ pub fn gallery_command(env: &TestEnv, args: &[&str]) -> tokio::process::Command 
     command
 }
 
+/// Samples the smallest like or favorite count of the read model every 15 ms until `stop`;
+/// returns how many samples saw counts, and the smallest count seen.
+pub fn sample_smallest_count(
+    env: std::sync::Arc<TestEnv>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u32, i64)> {
+    tokio::spawn(async move {
+        let db = env.db().await;
+        let (mut samples, mut smallest) = (0_u32, i64::MAX);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // An error only before the first projector created the tables.
+            if let Ok(row) = db
+                .query_one(
+                    "SELECT min(least(like_count, favorite_count)) FROM artwork_stats",
+                    &[],
+                )
+                .await
+                && let Some(m) = row.get::<_, Option<i64>>(0)
+            {
+                smallest = smallest.min(m);
+                samples += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        (samples, smallest)
+    })
+}
+
+/// `gallery projections` for `env`, with extra configuration `vars`, its output discarded.
+pub fn spawn_projector(env: &TestEnv, vars: &[(&str, &str)]) -> tokio::process::Child {
+    gallery_command(env, &["projections"])
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn gallery projections")
+}
+
 pub fn pg_url(pg: &tokio_postgres::Config) -> String {
     let host = match pg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
