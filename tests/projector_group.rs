@@ -117,7 +117,10 @@ async fn wait_progress(env: &TestEnv) {
 async fn projectors_share_partitions_and_stay_exact_across_rebalances() {
     let env = Arc::new(TestEnv::new().await);
     gallery::topics::ensure_topics(&env.config).await.unwrap();
-    let group = format!("{}projection-read-model", env.config.kafka.topic_prefix);
+    let group = format!(
+        "{}projection-read-model-{}",
+        env.config.kafka.topic_prefix, env.db_name
+    );
     let producer = Arc::new(FactProducer::new(&env.config));
     let mut rng = Lcg::from_clock();
 

@@ -164,10 +164,17 @@ impl Projector {
         let partitions = partitions_of(&self.config.brokers, &names).await?;
         let stored = self.store.offsets(&client).await?;
 
+        // Instances that write the same database share a group; another database (a second
+        // deployment on the same topics, a test) must read every partition itself.
+        let database = database_name(&self.config.postgres_url);
         let group = match &self.config.target {
-            Target::Live => format!("{}projection-{}", topics.prefix(), self.config.projection),
+            Target::Live => format!(
+                "{}projection-{}-{database}",
+                topics.prefix(),
+                self.config.projection
+            ),
             Target::Pinned(g) => format!(
-                "{}projection-{}-{g}",
+                "{}projection-{}-{database}-{g}",
                 topics.prefix(),
                 self.config.projection
             ),
@@ -420,6 +427,15 @@ pub(crate) fn advise<C: ConsumerContext + 'static>(
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "advisory offset commit failed");
     }
+}
+
+/// The database a Postgres URL names (Postgres' default, the user's name, when it names none).
+fn database_name(url: &str) -> String {
+    let config = url.parse::<tokio_postgres::Config>().ok();
+    let named = config
+        .as_ref()
+        .and_then(|c| c.get_dbname().or(c.get_user()));
+    named.unwrap_or("postgres").to_owned()
 }
 
 pub(crate) async fn connect(url: &str) -> Result<Client, ProjectionError> {

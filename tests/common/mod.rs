@@ -335,6 +335,17 @@ impl App {
     }
 
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.graphql_after(token, None, query, variables).await
+    }
+
+    /// A GraphQL request that reads no older than `seen` (its consistency token).
+    pub async fn graphql_after(
+        &self,
+        token: Option<&str>,
+        seen: Option<&Accepted>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
         let mut req = self
             .http
             .post(self.graphql_url())
@@ -342,14 +353,29 @@ impl App {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        if let Some(a) = seen {
+            let position = format!("{}:{}:{}", a.topic, a.partition, a.offset);
+            req = req.header("X-Consistency-Token", position);
+        }
         req.send().await.unwrap().json().await.unwrap()
     }
 
     /// (likeCount, viewerHasLiked) of `artwork` as `token`'s user sees it.
     pub async fn artwork_likes(&self, token: Option<&str>, artwork: &str) -> (i64, bool) {
+        self.artwork_likes_after(token, None, artwork).await
+    }
+
+    /// (likeCount, viewerHasLiked) of `artwork`, no older than `seen`.
+    pub async fn artwork_likes_after(
+        &self,
+        token: Option<&str>,
+        seen: Option<&Accepted>,
+        artwork: &str,
+    ) -> (i64, bool) {
         let body = self
-            .graphql(
+            .graphql_after(
                 token,
+                seen,
                 "query($id: ID!) { artwork(id: $id) { id likeCount viewerHasLiked } }",
                 json!({"id": artwork}),
             )

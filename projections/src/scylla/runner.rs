@@ -107,10 +107,12 @@ impl ScyllaProjector {
         .await?;
         let names = vec![self.config.topics.of(Stream::Interactions)];
         let stored = store.offsets().await?;
+        // Instances that write the same keyspace share a group.
         let group = format!(
-            "{}projection-scylla-{}",
+            "{}projection-scylla-{}-{}",
             self.config.topics.prefix(),
-            self.config.projection
+            self.config.projection,
+            self.config.scylla.keyspace
         );
         let membership = Membership::new(&stored);
         let consumer = group_consumer(
