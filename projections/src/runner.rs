@@ -197,6 +197,7 @@ impl Projector {
             client,
             consumer,
             membership,
+            dead_lettered_below: HashMap::new(),
             generation,
             partitions,
             applied: stored,
@@ -308,9 +309,14 @@ impl Projector {
             match event {
                 Ok(event) => batch.add(event),
                 Err(reason) => {
-                    self.dead_letters
-                        .send(&dead_letter(message, reason))
-                        .await?;
+                    let sent_before = session.dead_lettered_below.get(&position);
+                    if sent_before.is_some_and(|below| offset < *below) {
+                        tracing::debug!(topic = %position.0, partition = position.1, offset, "invalid message, dead-lettered before");
+                    } else {
+                        self.dead_letters
+                            .send(&dead_letter(message, reason))
+                            .await?;
+                    }
                 }
             }
             let next = batch.next_offsets.entry(position).or_insert(0);
@@ -343,6 +349,9 @@ pub(crate) struct Session {
     pub(crate) partitions: Vec<TopicPartition>,
     /// The next offset to apply per partition, as stored.
     pub(crate) applied: HashMap<TopicPartition, i64>,
+    /// Per partition, the offset below which invalid messages were dead-lettered already
+    /// (by the live generation, when this session rebuilds another one).
+    pub(crate) dead_lettered_below: HashMap<TopicPartition, i64>,
 }
 
 /// A message and its event, or the reason it is not a valid event of its topic.
