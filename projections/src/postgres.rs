@@ -283,6 +283,8 @@ pub(crate) async fn offsets_in(
 #[derive(Debug)]
 pub struct PostgresStore {
     projection: String,
+    /// The projection named in the batches' notifications.
+    announce_as: String,
 }
 
 /// A (topic, partition) pair.
@@ -395,8 +397,19 @@ const NOTIFY_LIMIT: usize = 7_900;
 
 impl PostgresStore {
     pub fn new(projection: impl Into<String>) -> Self {
+        let projection = projection.into();
         Self {
-            projection: projection.into(),
+            announce_as: projection.clone(),
+            projection,
+        }
+    }
+
+    /// Announces batches under another name: a rebuild's batches go to a generation nobody
+    /// reads yet, so readers waiting for an offset must not take them for the live one's.
+    pub fn announced_as(self, name: impl Into<String>) -> Self {
+        Self {
+            announce_as: name.into(),
+            ..self
         }
     }
 
@@ -448,7 +461,7 @@ impl PostgresStore {
         // Delivered to listeners only when the transaction commits.
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[&NOTIFY_CHANNEL, &batch.notification(&self.projection)],
+            &[&NOTIFY_CHANNEL, &batch.notification(&self.announce_as)],
         )
         .await
         .map_err(ProjectionError::pg("notify"))?;

@@ -82,7 +82,11 @@ impl Projector {
             format!("projection:{}", config.projection),
         )?;
         Ok(Self {
-            store: PostgresStore::new(config.projection.clone()),
+            store: match &config.target {
+                Target::Live => PostgresStore::new(config.projection.clone()),
+                Target::Pinned(g) => PostgresStore::new(config.projection.clone())
+                    .announced_as(format!("{}@{g}", config.projection)),
+            },
             config,
             codec,
             dead_letters,
