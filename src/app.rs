@@ -81,6 +81,8 @@ pub enum StartError {
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("image store")]
     Media(#[from] gallery_commands::MediaError),
+    #[error("signed image URLs")]
+    MediaUrls(#[from] gallery_query_api::MediaUrlError),
     #[error("generation backlog monitor")]
     Backlog(#[from] gallery_commands::backlog::BacklogError),
     #[error("write-side database")]
@@ -153,6 +155,7 @@ fn write_side(
     config: &Config,
     codec: &EventCodec,
     keys: &Arc<TokenKeys>,
+    images: &gallery_commands::MediaStore,
 ) -> Result<(gallery_query_api::Writes, BacklogMonitor), StartError> {
     let publisher = KafkaPublisher::new(
         &ProducerConfig {
@@ -183,7 +186,7 @@ fn write_side(
     };
     let commands = Commands::new(publisher, pool)
         .with_images(Arc::new(gallery_commands::LimitedImages {
-            store: gallery_commands::MediaStore::open(&config.media)?,
+            store: images.clone(),
             limits: config.media.limits,
         }))
         .with_admission(Arc::new(admission))
@@ -196,6 +199,11 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     if config.uses_dev_secret() && (roles.commands || roles.query_api) {
         tracing::warn!(
             "auth.jwt_secret is the built-in development secret; set GALLERY_AUTH__JWT_SECRET in production"
+        );
+    }
+    if config.uses_dev_media_secret() && roles.query_api {
+        tracing::warn!(
+            "query_api.media_url_secret is the built-in development secret; set GALLERY_QUERY_API__MEDIA_URL_SECRET in production"
         );
     }
     crate::topics::ensure_topics(config)
@@ -247,8 +255,14 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     // The command service and the GraphQL mutations share one write side: one idempotent
     // producer, one pool, one password hasher.
-    let writes = if roles.commands || roles.query_api {
-        let (writes, monitor) = write_side(config, &codec, &keys)?;
+    // One image store for uploads and the images the API serves (one `memory://` store too).
+    let images = if roles.commands || roles.query_api {
+        Some(gallery_commands::MediaStore::open(&config.media)?)
+    } else {
+        None
+    };
+    let writes = if let (true, Some(images)) = (roles.commands || roles.query_api, &images) {
+        let (writes, monitor) = write_side(config, &codec, &keys, images)?;
         tasks.spawn(monitor.run(stopped(rx.clone())));
         Some(writes)
     } else {
@@ -281,7 +295,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         running_commands = Some(addr);
     }
 
-    if let (true, Some(writes)) = (roles.query_api, writes) {
+    if let (true, Some(writes), Some(images)) = (roles.query_api, writes, images) {
         let mut read = gallery_query_api::ReadModel::new(pg_pool(config)?);
         if let Some(session) = scylla {
             let reads =
@@ -301,6 +315,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys.clone(),
             feed,
             config.query_api.settings(),
+            gallery_query_api::Media {
+                store: images,
+                urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
+            },
         );
         let listener = bind(config.query_api.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {

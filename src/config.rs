@@ -131,6 +131,13 @@ pub struct QueryApiConfig {
     pub query_timeout_ms: u64,
     /// Automatic persisted queries kept in memory (least recently used dropped).
     pub persisted_queries: usize,
+    /// HMAC-SHA256 secret of the signed image URLs (`/media/...`), at least 32 bytes.
+    pub media_url_secret: Secret,
+    /// Shortest lifetime of a signed image URL, in seconds.
+    pub media_url_ttl_secs: u64,
+    /// Public origin of the API (`https://gallery.example.org`) for absolute image URLs;
+    /// empty: URLs relative to the API.
+    pub public_url: String,
 }
 
 impl QueryApiConfig {
@@ -146,6 +153,16 @@ impl QueryApiConfig {
             max_complexity: self.max_complexity,
             query_timeout: Duration::from_millis(self.query_timeout_ms),
             persisted_queries: self.persisted_queries,
+        }
+    }
+
+    /// How image URLs are signed.
+    pub fn media_url_settings(&self) -> gallery_query_api::MediaUrlSettings {
+        let base = self.public_url.trim();
+        gallery_query_api::MediaUrlSettings {
+            secret: gallery_query_api::MediaSecret::new(self.media_url_secret.expose().as_bytes()),
+            ttl: Duration::from_secs(self.media_url_ttl_secs),
+            public_base_url: (!base.is_empty()).then(|| base.to_owned()),
         }
     }
 }
@@ -260,6 +277,9 @@ impl Default for Config {
                 max_complexity: 500,
                 query_timeout_ms: 10_000,
                 persisted_queries: 1_000,
+                media_url_secret: Secret::new(gallery_query_api::DEV_MEDIA_URL_SECRET),
+                media_url_ttl_secs: 3_600,
+                public_url: String::new(),
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
@@ -452,6 +472,24 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
+        if !(60..=604_800).contains(&q.media_url_ttl_secs) {
+            return Err(invalid(
+                "query_api.media_url_ttl_secs",
+                "must be between 60 (a minute) and 604800 (a week)",
+            ));
+        }
+        let base = q.public_url.trim();
+        let scheme_ok = base.starts_with("http://") || base.starts_with("https://");
+        if !base.is_empty()
+            && (!scheme_ok || base.contains(|c: char| c.is_whitespace() || c == '?' || c == '#'))
+        {
+            return Err(invalid(
+                "query_api.public_url",
+                "must be empty or an http:// or https:// URL without query or fragment",
+            ));
+        }
+        gallery_query_api::MediaUrls::new(&q.media_url_settings())
+            .map_err(|e| invalid("query_api.media_url_secret", e.to_string()))?;
         Ok(())
     }
 
@@ -656,6 +694,10 @@ impl Config {
     pub fn uses_dev_secret(&self) -> bool {
         self.auth.jwt_secret.expose() == DEV_JWT_SECRET
     }
+
+    pub fn uses_dev_media_secret(&self) -> bool {
+        self.query_api.media_url_secret.expose() == gallery_query_api::DEV_MEDIA_URL_SECRET
+    }
 }
 
 #[cfg(test)]
@@ -779,6 +821,37 @@ mod tests {
         assert!(
             matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_depth")
         );
+    }
+
+    #[test]
+    fn media_urls_default_to_an_hour_relative_and_are_validated() {
+        let c = Config::default();
+        let s = c.query_api.media_url_settings();
+        assert_eq!(s.ttl, Duration::from_secs(3600));
+        assert_eq!(s.public_base_url, None);
+        assert!(c.uses_dev_media_secret());
+        assert!(!format!("{c:?}").contains(gallery_query_api::DEV_MEDIA_URL_SECRET));
+        let mut c = Config::default();
+        c.query_api.media_url_secret = Secret::new("short");
+        let err = c.validate().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("configuration key query_api.media_url_secret: the media URL secret must be at least 32 bytes, got 5".into())
+        );
+        for bad in ["ftp://x", "https://x/?a=1", "example.org"] {
+            let mut c = Config::default();
+            c.query_api.public_url = bad.into();
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.public_url"),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.query_api.public_url = "https://gallery.example.org".into();
+        c.query_api.media_url_ttl_secs = 600;
+        assert!(c.validate().is_ok());
+        c.query_api.media_url_ttl_secs = 5;
+        assert!(c.validate().is_err());
     }
 
     #[test]
