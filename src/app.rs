@@ -95,6 +95,8 @@ pub enum StartError {
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("image store")]
     Media(#[from] gallery_commands::MediaError),
+    #[error("signed image URLs")]
+    MediaUrls(#[from] gallery_query_api::MediaUrlError),
     #[error("generation backlog monitor")]
     Backlog(#[from] gallery_commands::backlog::BacklogError),
     #[error("write-side database")]
@@ -215,6 +217,11 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             "auth.jwt_secret is the built-in development secret; set GALLERY_AUTH__JWT_SECRET in production"
         );
     }
+    if config.uses_dev_media_secret() && roles.query_api {
+        tracing::warn!(
+            "query_api.media_url_secret is the built-in development secret; set GALLERY_QUERY_API__MEDIA_URL_SECRET in production"
+        );
+    }
     crate::topics::ensure_topics(config)
         .await
         .map_err(kafka_error(config))?;
@@ -305,7 +312,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         running_commands = Some(addr);
     }
 
-    if let (true, Some(writes)) = (roles.query_api, writes) {
+    if let (true, Some(writes), Some(images)) = (roles.query_api, writes, media.clone()) {
         let mut read = gallery_query_api::ReadModel::new(pg_pool(config)?);
         if let Some(session) = scylla {
             let reads =
@@ -325,6 +332,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys.clone(),
             feed,
             config.query_api.settings(),
+            gallery_query_api::Media {
+                store: images,
+                urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
+            },
         );
         let listener = bind(config.query_api.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
@@ -350,14 +361,13 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         tasks.spawn(projector.run(stopped(rx.clone())));
         tracing::info!("projector running");
         if config.read.store == ReadStore::Scylla {
-            let projector = ScyllaProjector::new(
-                ScyllaProjectorConfig::new(
-                    config.kafka.brokers.clone(),
-                    config.topics(),
-                    config.scylla_settings(),
-                ),
-                codec.clone(),
-            )?;
+            let mut scylla = ScyllaProjectorConfig::new(
+                config.kafka.brokers.clone(),
+                config.topics(),
+                config.scylla_settings(),
+            );
+            scylla.group = config.group_settings();
+            let projector = ScyllaProjector::new(scylla, codec.clone())?;
             tasks.spawn(projector.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
         }
@@ -411,11 +421,13 @@ pub async fn collect_read_model_garbage(
 }
 
 fn projector_config(config: &Config) -> ProjectorConfig {
-    ProjectorConfig::new(
+    let mut projector = ProjectorConfig::new(
         config.kafka.brokers.clone(),
         config.postgres.url.expose().to_owned(),
         config.topics(),
-    )
+    );
+    projector.group = config.group_settings();
+    projector
 }
 
 /// Prints a token for `user` (the `gallery token` command).

@@ -34,6 +34,7 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub read: ReadConfig,
     pub scylla: ScyllaConfig,
+    pub projections: ProjectionsConfig,
     pub painter: PainterConfig,
 }
 
@@ -52,6 +53,17 @@ pub struct ReadConfig {
     /// and comments are read from (everything else is read from Postgres). With `scylla`, the
     /// projections role runs the Scylla projector besides the Postgres one.
     pub store: ReadStore,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionsConfig {
+    /// How long the projectors' consumer group waits for a silent instance before its
+    /// partitions go to the others.
+    pub session_timeout_ms: u64,
+    /// A stable, unique name of this instance (e.g. the pod name of a StatefulSet): a
+    /// restarted instance gets its partitions back at once (Kafka static membership).
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +133,13 @@ pub struct QueryApiConfig {
     pub query_timeout_ms: u64,
     /// Automatic persisted queries kept in memory (least recently used dropped).
     pub persisted_queries: usize,
+    /// HMAC-SHA256 secret of the signed image URLs (`/media/...`), at least 32 bytes.
+    pub media_url_secret: Secret,
+    /// Shortest lifetime of a signed image URL, in seconds.
+    pub media_url_ttl_secs: u64,
+    /// Public origin of the API (`https://gallery.example.org`) for absolute image URLs;
+    /// empty: URLs relative to the API.
+    pub public_url: String,
 }
 
 impl QueryApiConfig {
@@ -136,6 +155,16 @@ impl QueryApiConfig {
             max_complexity: self.max_complexity,
             query_timeout: Duration::from_millis(self.query_timeout_ms),
             persisted_queries: self.persisted_queries,
+        }
+    }
+
+    /// How image URLs are signed.
+    pub fn media_url_settings(&self) -> gallery_query_api::MediaUrlSettings {
+        let base = self.public_url.trim();
+        gallery_query_api::MediaUrlSettings {
+            secret: gallery_query_api::MediaSecret::new(self.media_url_secret.expose().as_bytes()),
+            ttl: Duration::from_secs(self.media_url_ttl_secs),
+            public_base_url: (!base.is_empty()).then(|| base.to_owned()),
         }
     }
 }
@@ -388,6 +417,9 @@ impl Default for Config {
                 max_complexity: 500,
                 query_timeout_ms: 10_000,
                 persisted_queries: 1_000,
+                media_url_secret: Secret::new(gallery_query_api::DEV_MEDIA_URL_SECRET),
+                media_url_ttl_secs: 3_600,
+                public_url: String::new(),
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(DEV_JWT_SECRET),
@@ -417,6 +449,10 @@ impl Default for Config {
                 nodes: "127.0.0.1:9042".into(),
                 keyspace: "gallery".into(),
                 replication_factor: 1,
+            },
+            projections: ProjectionsConfig {
+                session_timeout_ms: 10_000,
+                instance_id: None,
             },
             painter: PainterConfig::default(),
         }
@@ -509,6 +545,39 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_projections(&self) -> Result<(), ConfigError> {
+        let p = &self.projections;
+        // Kafka's brokers accept 6 s to 30 min by default (group.min/max.session.timeout.ms).
+        if !(1_000..=1_800_000).contains(&p.session_timeout_ms) {
+            return Err(invalid(
+                "projections.session_timeout_ms",
+                "must be between 1000 and 1800000",
+            ));
+        }
+        if let Some(id) = &p.instance_id {
+            let ok = !id.is_empty()
+                && id.len() <= 200
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(invalid(
+                    "projections.instance_id",
+                    "may hold only ASCII letters, digits, '.', '_' and '-' (1 to 200)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How the projectors take part in their consumer groups.
+    pub fn group_settings(&self) -> gallery_projections::GroupSettings {
+        gallery_projections::GroupSettings {
+            session_timeout: Duration::from_millis(self.projections.session_timeout_ms),
+            instance_id: self.projections.instance_id.clone(),
+        }
+    }
+
     fn validate_query_api(&self) -> Result<(), ConfigError> {
         let q = &self.query_api;
         if !(1..=600_000).contains(&q.consistency_timeout_ms) {
@@ -544,10 +613,29 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
+        if !(60..=604_800).contains(&q.media_url_ttl_secs) {
+            return Err(invalid(
+                "query_api.media_url_ttl_secs",
+                "must be between 60 (a minute) and 604800 (a week)",
+            ));
+        }
+        let base = q.public_url.trim();
+        let scheme_ok = base.starts_with("http://") || base.starts_with("https://");
+        if !base.is_empty()
+            && (!scheme_ok || base.contains(|c: char| c.is_whitespace() || c == '?' || c == '#'))
+        {
+            return Err(invalid(
+                "query_api.public_url",
+                "must be empty or an http:// or https:// URL without query or fragment",
+            ));
+        }
+        gallery_query_api::MediaUrls::new(&q.media_url_settings())
+            .map_err(|e| invalid("query_api.media_url_secret", e.to_string()))?;
         Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_projections()?;
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must name at least one broker"));
         }
@@ -783,6 +871,10 @@ impl Config {
     pub fn uses_dev_secret(&self) -> bool {
         self.auth.jwt_secret.expose() == DEV_JWT_SECRET
     }
+
+    pub fn uses_dev_media_secret(&self) -> bool {
+        self.query_api.media_url_secret.expose() == gallery_query_api::DEV_MEDIA_URL_SECRET
+    }
 }
 
 #[cfg(test)]
@@ -906,6 +998,37 @@ mod tests {
         assert!(
             matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_depth")
         );
+    }
+
+    #[test]
+    fn media_urls_default_to_an_hour_relative_and_are_validated() {
+        let c = Config::default();
+        let s = c.query_api.media_url_settings();
+        assert_eq!(s.ttl, Duration::from_secs(3600));
+        assert_eq!(s.public_base_url, None);
+        assert!(c.uses_dev_media_secret());
+        assert!(!format!("{c:?}").contains(gallery_query_api::DEV_MEDIA_URL_SECRET));
+        let mut c = Config::default();
+        c.query_api.media_url_secret = Secret::new("short");
+        let err = c.validate().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("configuration key query_api.media_url_secret: the media URL secret must be at least 32 bytes, got 5".into())
+        );
+        for bad in ["ftp://x", "https://x/?a=1", "example.org"] {
+            let mut c = Config::default();
+            c.query_api.public_url = bad.into();
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.public_url"),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.query_api.public_url = "https://gallery.example.org".into();
+        c.query_api.media_url_ttl_secs = 600;
+        assert!(c.validate().is_ok());
+        c.query_api.media_url_ttl_secs = 5;
+        assert!(c.validate().is_err());
     }
 
     #[test]

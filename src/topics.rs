@@ -1,16 +1,19 @@
 //! Creates Gallery's topics when they are missing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
 
-/// Creates every topic of the deployment that does not exist yet.
+/// Creates every topic of the deployment that does not exist yet, and waits (up to 15 s) until
+/// every partition has a leader: a producer started right after would otherwise meet "not
+/// leader for partition" while a new topic settles.
 pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
@@ -41,6 +44,38 @@ pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
                 tracing::error!(topic = %name, ?code, "could not create topic");
                 return Err(KafkaError::AdminOp(code));
             }
+        }
+    }
+    let brokers = config.kafka.brokers.clone();
+    tokio::task::spawn_blocking(move || wait_for_leaders(&brokers, &names))
+        .await
+        .map_err(|_| KafkaError::AdminOp(RDKafkaErrorCode::Fail))?
+}
+
+fn wait_for_leaders(brokers: &str, topics: &[String]) -> Result<(), KafkaError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for topic in topics {
+        loop {
+            let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+            let ready = metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            });
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(%topic, "topic has partitions without a leader after 15 s");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(())

@@ -116,5 +116,17 @@ async fn invalid_messages_are_dead_lettered_and_the_projector_goes_on() {
     assert_eq!(found[0].2.as_deref(), Some(&b"{\"liked\": true}"[..]));
     assert_eq!(found[1].0, truncated);
     assert_eq!(found[1].2.as_deref(), Some(&frame[..8]));
+
+    // A rebuild replays the poison too, but does not dead-letter it a second time.
+    let out = common::gallery_command(&env, &["projections", "rebuild"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "rebuild failed: {out:?}");
+    let letters: i64 = env
+        .end_offsets(&env.config.topics().dead_letters())
+        .values()
+        .sum();
+    assert_eq!(letters, 2, "each invalid message dead-lettered once");
     app.stop().await;
 }

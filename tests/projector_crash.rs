@@ -9,13 +9,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::TestEnv;
 use common::facts::{Encoded, FactProducer, Lcg, Produced, Truth, assert_tables_match};
-use common::{TestEnv, gallery_command};
 use tokio::process::Child;
 
 const FACTS: usize = 3000;
@@ -23,11 +22,10 @@ const USERS: u64 = 200;
 const ARTWORKS: u64 = 30;
 const KILLS: usize = 7;
 
+/// A stable instance name (Kafka static membership): the restarted projector gets the
+/// partitions back at once instead of after the killed one's session timeout.
 fn spawn_projector(env: &TestEnv) -> Child {
-    gallery_command(env, &["projections"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn gallery projections")
+    common::spawn_projector(env, &[("GALLERY_PROJECTIONS__INSTANCE_ID", "projector-0")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -39,29 +37,7 @@ async fn sigkilled_projector_with_duplicates_ends_equal_to_the_ground_truth() {
 
     // Never negative: sample the smallest count while everything runs.
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (env, stop) = (env.clone(), stop.clone());
-        tokio::spawn(async move {
-            let db = env.db().await;
-            let (mut samples, mut smallest) = (0_u32, i64::MAX);
-            while !stop.load(Ordering::Relaxed) {
-                // An error only before the first projector created the tables.
-                if let Ok(row) = db
-                    .query_one(
-                        "SELECT min(least(like_count, favorite_count)) FROM artwork_stats",
-                        &[],
-                    )
-                    .await
-                    && let Some(m) = row.get::<_, Option<i64>>(0)
-                {
-                    smallest = smallest.min(m);
-                    samples += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(15)).await;
-            }
-            (samples, smallest)
-        })
-    };
+    let poller = common::sample_smallest_count(env.clone(), stop.clone());
 
     // The producer: 30 rounds of 100 facts, a tenth of them again byte for byte a little
     // later in the stream, over several seconds.

@@ -236,7 +236,7 @@ async fn every_event_shows_in_its_read_model() {
     let v = data(app.graphql(Some(&ada), "{ viewer { id
         likes(first: 10) { edges { node { at artwork { id } } } }
         favorites { edges { node { artwork { id title } } } }
-        generations { edges { node { id status steps kind prompt degraded progress resultImageKeys } } } } }", json!({})).await)["viewer"].clone();
+        generations { edges { node { id status steps kind prompt degraded progress { step } result { cacheHit } } } } } }", json!({})).await)["viewer"].clone();
     let likes: Vec<&str> = v["likes"]["edges"]
         .as_array()
         .unwrap()

@@ -106,6 +106,36 @@ async fn rebuild_replays_into_a_new_generation_and_switches_without_downtime() {
         })
     };
 
+    // The projections named in the read model's notifications during the rebuild.
+    let announced = {
+        let url = env.config.postgres.url.expose().to_owned();
+        let (client, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let listen = tokio::spawn(async move {
+            let mut names = std::collections::BTreeSet::new();
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let mut stop = std::pin::pin!(rx);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return names,
+                    m = futures::StreamExt::next(&mut messages) => match m {
+                        Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                            if let Some(p) = n.payload().lines().next() {
+                                names.insert(p.to_owned());
+                            }
+                        }
+                        Some(_) => {}
+                        None => return names,
+                    },
+                }
+            }
+        });
+        client.batch_execute("LISTEN read_model").await.unwrap();
+        (client, tx, listen)
+    };
+
     let out = gallery_command(&env, &["projections", "rebuild"])
         .output()
         .await
@@ -117,6 +147,14 @@ async fn rebuild_replays_into_a_new_generation_and_switches_without_downtime() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("from read_v1 to read_v2"), "{stdout}");
+    // The replay announced itself under its generation, never as the live read model (a
+    // reader waiting for an offset would take it for the live one's).
+    let (client, stop_listening, listen) = announced;
+    stop_listening.send(()).unwrap();
+    let names = listen.await.unwrap();
+    drop(client);
+    assert!(names.contains("p read-model@read_v2"), "{names:?}");
+    assert!(!names.contains("p read-model"), "{names:?}");
     assert_eq!(live_schema(&db).await, "read_v2");
 
     // Nothing was produced meanwhile: both generations stand at the same offsets, row for row.

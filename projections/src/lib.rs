@@ -8,11 +8,15 @@
 //!
 //! The Scylla projector ([`scylla`]) folds the interactions with the same folds into absolute
 //! values written with offset-derived timestamps, and stores its offsets after each batch.
+//!
+//! Instances of a projection share its partitions through a Kafka consumer group (see `GroupSettings`):
+//! an assigned partition resumes at the offset its store holds, never at Kafka's.
 
 mod dead_letter;
 mod error;
 pub mod fold;
 mod generations;
+mod group;
 mod postgres;
 mod rebuild;
 mod runner;
@@ -21,6 +25,7 @@ pub mod scylla;
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
 pub use error::{CqlError, ProjectionError};
 pub use generations::{Generation, READ_MODEL};
+pub use group::GroupSettings;
 pub use postgres::{PostgresStore, migrate};
 pub use rebuild::{RebuildOptions, RebuildReport, collect_garbage, rebuild};
 pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig, Target};

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
      );",
     ),
     (2, MIGRATION_2),
+    (3, MIGRATION_3),
 ];
 
 /// The read model of every event. The projection of the first migration folded likes only,
@@ -168,6 +169,51 @@ const MIGRATION_2: &str = "
     CREATE INDEX generation_jobs_by_user ON generation_jobs (user_id, requested_at_ms DESC, request_id DESC);
 ";
 
+/// The AI painter's results on generation jobs: the `cancelling` status, the start, the
+/// progress (step of steps), the result images with their sizes and content types, the
+/// failure's code. The placeholder columns of migration 2 that no event ever filled go (the
+/// view over the table depends on them, hence `CASCADE`: `migrate` points the views again).
+/// A read model that skipped result events before this migration catches up with a rebuild.
+const MIGRATION_3: &str = "
+    ALTER TABLE generation_jobs
+        DROP COLUMN progress CASCADE,
+        DROP COLUMN result_image_keys CASCADE,
+        DROP CONSTRAINT generation_jobs_status_check,
+        ADD CONSTRAINT generation_jobs_status_check CHECK (status IN
+            ('requested', 'running', 'cancelling', 'completed', 'failed', 'cancelled')),
+        ADD COLUMN model                          text,
+        ADD COLUMN started_at_ms                  bigint,
+        ADD COLUMN progress_step                  integer,
+        ADD COLUMN progress_steps                 integer,
+        ADD COLUMN progress_at_ms                 bigint,
+        ADD COLUMN result_image_key               text,
+        ADD COLUMN result_image_content_type      text,
+        ADD COLUMN result_image_width             integer,
+        ADD COLUMN result_image_height            integer,
+        ADD COLUMN result_image_size_bytes        bigint,
+        ADD COLUMN result_webp_key                text,
+        ADD COLUMN result_webp_content_type       text,
+        ADD COLUMN result_webp_width              integer,
+        ADD COLUMN result_webp_height             integer,
+        ADD COLUMN result_webp_size_bytes         bigint,
+        ADD COLUMN result_thumbnail_key           text,
+        ADD COLUMN result_thumbnail_content_type  text,
+        ADD COLUMN result_thumbnail_width         integer,
+        ADD COLUMN result_thumbnail_height        integer,
+        ADD COLUMN result_thumbnail_size_bytes    bigint,
+        ADD COLUMN cache_hit                      boolean,
+        ADD COLUMN result_degraded                boolean,
+        ADD COLUMN result_steps                   integer,
+        ADD COLUMN duration_ms                    bigint,
+        ADD COLUMN failure_code                   text,
+        ADD CONSTRAINT generation_jobs_result_when_completed
+            CHECK ((status = 'completed') = (result_image_key IS NOT NULL)),
+        ADD CONSTRAINT generation_jobs_failure_when_failed
+            CHECK ((status = 'failed') = (failure_code IS NOT NULL)),
+        ADD CONSTRAINT generation_jobs_progress_whole
+            CHECK ((progress_step IS NULL) = (progress_steps IS NULL));
+";
+
 /// Key of the advisory lock that serialises migrations between processes.
 pub(crate) const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
 
@@ -283,6 +329,8 @@ pub(crate) async fn offsets_in(
 #[derive(Debug)]
 pub struct PostgresStore {
     projection: String,
+    /// The projection named in the batches' notifications.
+    announce_as: String,
 }
 
 /// A (topic, partition) pair.
@@ -325,11 +373,11 @@ impl Batch {
             Event::ArtworkViewed(e) => self.views.add(e),
             Event::GenerationRequested(e) => self.generation.add_requested(e),
             Event::GenerationCancelled(e) => self.generation.add_cancelled(e),
-            Event::GenerationStarted(_)
-            | Event::GenerationProgressed(_)
-            | Event::GenerationCompleted(_)
-            | Event::GenerationFailed(_)
-            | Event::GenerationCancelConfirmed(_) => {}
+            Event::GenerationStarted(e) => self.generation.add_started(e),
+            Event::GenerationProgressed(e) => self.generation.add_progressed(e),
+            Event::GenerationCompleted(e) => self.generation.add_completed(e),
+            Event::GenerationFailed(e) => self.generation.add_failed(e),
+            Event::GenerationCancelConfirmed(e) => self.generation.add_cancel_confirmed(e),
         }
     }
 }
@@ -349,14 +397,18 @@ impl Batch {
         if let Some(id) = artwork {
             self.changed_artworks.insert(id.as_str().to_owned());
         }
-        match event {
-            Event::GenerationRequested(e) => {
-                self.changed_jobs.insert(e.request_id);
-            }
-            Event::GenerationCancelled(e) => {
-                self.changed_jobs.insert(e.request_id);
-            }
-            _ => {}
+        let job = match event {
+            Event::GenerationRequested(e) => Some(e.request_id),
+            Event::GenerationCancelled(e) => Some(e.request_id),
+            Event::GenerationStarted(e) => Some(e.request_id),
+            Event::GenerationProgressed(e) => Some(e.request_id),
+            Event::GenerationCompleted(e) => Some(e.request_id),
+            Event::GenerationFailed(e) => Some(e.request_id),
+            Event::GenerationCancelConfirmed(e) => Some(e.request_id),
+            _ => None,
+        };
+        if let Some(id) = job {
+            self.changed_jobs.insert(id);
         }
     }
 
@@ -395,8 +447,19 @@ const NOTIFY_LIMIT: usize = 7_900;
 
 impl PostgresStore {
     pub fn new(projection: impl Into<String>) -> Self {
+        let projection = projection.into();
         Self {
-            projection: projection.into(),
+            announce_as: projection.clone(),
+            projection,
+        }
+    }
+
+    /// Announces batches under another name: a rebuild's batches go to a generation nobody
+    /// reads yet, so readers waiting for an offset must not take them for the live one's.
+    pub fn announced_as(self, name: impl Into<String>) -> Self {
+        Self {
+            announce_as: name.into(),
+            ..self
         }
     }
 
@@ -448,7 +511,7 @@ impl PostgresStore {
         // Delivered to listeners only when the transaction commits.
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[&NOTIFY_CHANNEL, &batch.notification(&self.projection)],
+            &[&NOTIFY_CHANNEL, &batch.notification(&self.announce_as)],
         )
         .await
         .map_err(ProjectionError::pg("notify"))?;
@@ -523,5 +586,36 @@ mod tests {
         let big = batch.notification("read-model");
         assert!(big.len() < 8_000);
         assert_eq!(big, "p read-model\no g.interactions 2 18\n*\n");
+    }
+
+    #[test]
+    fn the_workers_events_mark_their_job_changed() {
+        let user = gallery_schemas::UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}"));
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let mut batch = Batch::default();
+        batch.add(&Event::GenerationProgressed(
+            gallery_schemas::GenerationProgressed {
+                event_id: uuid::Uuid::now_v7(),
+                request_id: a,
+                user_id: user.clone(),
+                step: 1,
+                steps: 2,
+                occurred_at: 0,
+            },
+        ));
+        batch.add(&Event::GenerationCancelConfirmed(
+            gallery_schemas::GenerationCancelConfirmed {
+                event_id: uuid::Uuid::now_v7(),
+                request_id: b,
+                user_id: user,
+                step: 0,
+                occurred_at: 0,
+            },
+        ));
+        assert_eq!(batch.generation.ids(), vec![a, b]);
+        assert_eq!(
+            batch.notification("read-model"),
+            format!("p read-model\nj {a}\nj {b}\n")
+        );
     }
 }

@@ -101,6 +101,9 @@ async fn replay_and_switch(
         codec,
     )?;
     let mut session = projector.open().await?;
+    // The live projector has dead-lettered the invalid messages it passed: only those beyond
+    // it (new ones, or all of them when the live generation is new) are sent again.
+    session.dead_lettered_below = offsets_in(&*admin, from, &projection).await?;
 
     let ends = end_offsets(&brokers, &session.partitions).await?;
     projector.catch_up(&mut session, &ends).await?;
@@ -120,6 +123,7 @@ async fn replay_and_switch(
                 waited_secs: started.elapsed().as_secs(),
             });
         }
+        session.dead_lettered_below = live.clone();
         projector.catch_up(&mut session, &live).await?;
     }
 
@@ -141,6 +145,7 @@ async fn replay_and_switch(
     }
     // The live projector cannot commit now: its offsets are final for the old generation.
     let frozen = offsets_in(&tx, from, &projection).await?;
+    session.dead_lettered_below = frozen.clone();
     projector.catch_up(&mut session, &frozen).await?;
     generations::switch(&tx, from, to).await?;
     tx.commit()

@@ -7,7 +7,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use gallery_schemas::{Event, EventCodec, Stream, Topics};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use std::sync::Arc;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_postgres::{Client, NoTls};
@@ -15,6 +17,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::ProjectionError;
 use crate::generations::{self, Generation};
+use crate::group::{GroupContext, GroupSettings, Membership, assigned_consumer, group_consumer};
 use crate::postgres::{Batch, PostgresStore, TopicPartition, migrate};
 
 /// The name under which the Postgres read model stores its offsets.
@@ -33,6 +36,8 @@ pub struct ProjectorConfig {
     pub batch_linger: Duration,
     /// Which generation of the read model to write.
     pub target: Target,
+    /// How the live projector shares partitions with other instances.
+    pub group: GroupSettings,
 }
 
 /// Which generation of the read model a projector writes.
@@ -54,6 +59,7 @@ impl ProjectorConfig {
             max_batch: 1000,
             batch_linger: Duration::from_millis(20),
             target: Target::Live,
+            group: GroupSettings::default(),
         }
     }
 }
@@ -76,7 +82,11 @@ impl Projector {
             format!("projection:{}", config.projection),
         )?;
         Ok(Self {
-            store: PostgresStore::new(config.projection.clone()),
+            store: match &config.target {
+                Target::Live => PostgresStore::new(config.projection.clone()),
+                Target::Pinned(g) => PostgresStore::new(config.projection.clone())
+                    .announced_as(format!("{}@{g}", config.projection)),
+            },
             config,
             codec,
             dead_letters,
@@ -117,13 +127,25 @@ impl Projector {
     async fn session(&self) -> Result<(), ProjectionError> {
         let mut session = self.open().await?;
         loop {
-            let messages = self.next_batch(&session.consumer, None).await?;
+            let mut messages = self.next_batch(&session.consumer, None).await?;
+            let dropped = session.membership.keep_owned(&mut messages);
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    "messages of revoked partitions or read again dropped"
+                );
+            }
+            if messages.is_empty() {
+                continue;
+            }
             let committed = self.process(&mut session, messages).await?;
             advise(&session.consumer, &committed);
         }
     }
 
-    /// Connects to Postgres (in the target generation) and Kafka (at the stored offsets).
+    /// Connects to Postgres (in the target generation) and Kafka: the live projector joins its
+    /// consumer group, a pinned one (a rebuild) reads every partition itself. Either way a
+    /// partition starts at its stored offset.
     pub(crate) async fn open(&self) -> Result<Session, ProjectionError> {
         let mut client = connect(&self.config.postgres_url).await?;
         let live = migrate(&mut client).await?;
@@ -146,19 +168,40 @@ impl Projector {
         let partitions = partitions_of(&self.config.brokers, &names).await?;
         let stored = self.store.offsets(&client).await?;
 
+        // Instances that write the same database share a group; another database (a second
+        // deployment on the same topics, a test) must read every partition itself.
+        let database = database_name(&self.config.postgres_url);
         let group = match &self.config.target {
-            Target::Live => format!("{}projection-{}", topics.prefix(), self.config.projection),
+            Target::Live => format!(
+                "{}projection-{}-{database}",
+                topics.prefix(),
+                self.config.projection
+            ),
             Target::Pinned(g) => format!(
-                "{}projection-{}-{g}",
+                "{}projection-{}-{database}-{g}",
                 topics.prefix(),
                 self.config.projection
             ),
         };
-        let consumer = assigned_consumer(&self.config.brokers, &group, &partitions, &stored)?;
-        tracing::info!(topics = ?names, partitions = partitions.len(), projection = %self.config.projection, %generation, "projector assigned");
+        let membership = Membership::new(&stored);
+        let consumer = match &self.config.target {
+            Target::Live => group_consumer(
+                &self.config.brokers,
+                &group,
+                &self.config.group,
+                &membership,
+                &names,
+            )?,
+            Target::Pinned(_) => {
+                assigned_consumer(&self.config.brokers, &group, &membership, &partitions)?
+            }
+        };
+        tracing::info!(topics = ?names, partitions = partitions.len(), projection = %self.config.projection, %generation, %group, "projector started");
         Ok(Session {
             client,
             consumer,
+            membership,
+            dead_lettered_below: HashMap::new(),
             generation,
             partitions,
             applied: stored,
@@ -182,7 +225,8 @@ impl Projector {
             if behind.is_empty() {
                 return Ok(());
             }
-            let messages = self.next_batch(&session.consumer, Some(idle)).await?;
+            let mut messages = self.next_batch(&session.consumer, Some(idle)).await?;
+            session.membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 let position = session
                     .consumer
@@ -205,7 +249,7 @@ impl Projector {
 
     async fn next_batch(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<GroupContext>,
         wait: Option<Duration>,
     ) -> Result<Vec<OwnedMessage>, ProjectionError> {
         let first = match wait {
@@ -269,9 +313,14 @@ impl Projector {
             match event {
                 Ok(event) => batch.add(event),
                 Err(reason) => {
-                    self.dead_letters
-                        .send(&dead_letter(message, reason))
-                        .await?;
+                    let sent_before = session.dead_lettered_below.get(&position);
+                    if sent_before.is_some_and(|below| offset < *below) {
+                        tracing::debug!(topic = %position.0, partition = position.1, offset, "invalid message, dead-lettered before");
+                    } else {
+                        self.dead_letters
+                            .send(&dead_letter(message, reason))
+                            .await?;
+                    }
                 }
             }
             let next = batch.next_offsets.entry(position).or_insert(0);
@@ -289,59 +338,32 @@ impl Projector {
             let applied = session.applied.entry(tp.clone()).or_insert(0);
             *applied = (*applied).max(*o);
         }
+        session.membership.stored(&batch.next_offsets);
         Ok(batch.next_offsets)
     }
 }
 
 /// A projector's connections: Postgres with its path in one generation, and a consumer
-/// assigned at that generation's stored offsets.
+/// placed at that generation's stored offsets.
 pub(crate) struct Session {
     client: Client,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<GroupContext>,
+    membership: Arc<Membership>,
     pub(crate) generation: Generation,
     pub(crate) partitions: Vec<TopicPartition>,
     /// The next offset to apply per partition, as stored.
     pub(crate) applied: HashMap<TopicPartition, i64>,
+    /// Per partition, the offset below which invalid messages were dead-lettered already
+    /// (by the live generation, when this session rebuilds another one).
+    pub(crate) dead_lettered_below: HashMap<TopicPartition, i64>,
 }
 
 /// A message and its event, or the reason it is not a valid event of its topic.
 pub(crate) type Decoded = (OwnedMessage, Result<Event, String>);
 
-/// A consumer assigned every partition of `partitions`, each at its stored next offset (or the
-/// beginning). Offsets are stored by the projector, never automatically.
-pub(crate) fn assigned_consumer(
-    brokers: &str,
-    group: &str,
-    partitions: &[TopicPartition],
-    stored: &HashMap<TopicPartition, i64>,
-) -> Result<StreamConsumer, ProjectionError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .map_err(ProjectionError::kafka("create consumer"))?;
-    let mut assignment = TopicPartitionList::new();
-    for tp in partitions {
-        let offset = stored
-            .get(tp)
-            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-        assignment
-            .add_partition_offset(&tp.0, tp.1, offset)
-            .map_err(ProjectionError::kafka("build assignment"))?;
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(ProjectionError::kafka("assign partitions"))?;
-    Ok(consumer)
-}
-
 /// Waits for one message, then takes what arrives within `linger`, up to `max` messages.
-pub(crate) async fn next_batch(
-    consumer: &StreamConsumer,
+pub(crate) async fn next_batch<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     max: usize,
     linger: Duration,
 ) -> Result<Vec<OwnedMessage>, ProjectionError> {
@@ -399,7 +421,10 @@ pub(crate) fn dead_letter(message: &OwnedMessage, reason: &str) -> DeadLetter {
 
 /// Commits the offsets to Kafka's group as well, so lag shows in Kafka's tools. Advisory only:
 /// the offsets in Postgres are the ones the projector seeks to.
-pub(crate) fn advise(consumer: &StreamConsumer, next_offsets: &HashMap<TopicPartition, i64>) {
+pub(crate) fn advise<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    next_offsets: &HashMap<TopicPartition, i64>,
+) {
     if next_offsets.is_empty() {
         return;
     }
@@ -415,6 +440,15 @@ pub(crate) fn advise(consumer: &StreamConsumer, next_offsets: &HashMap<TopicPart
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "advisory offset commit failed");
     }
+}
+
+/// The database a Postgres URL names (Postgres' default, the user's name, when it names none).
+fn database_name(url: &str) -> String {
+    let config = url.parse::<tokio_postgres::Config>().ok();
+    let named = config
+        .as_ref()
+        .and_then(|c| c.get_dbname().or(c.get_user()));
+    named.unwrap_or("postgres").to_owned()
 }
 
 pub(crate) async fn connect(url: &str) -> Result<Client, ProjectionError> {

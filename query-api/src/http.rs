@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::WebSocketUpgrade;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +23,7 @@ use crate::cache::{CacheSettings, HotCache};
 use crate::changes::ChangeFeed;
 use crate::consistency::{self, Position};
 use crate::error::QueryError;
+use crate::media::{Media, media};
 use crate::mutation::Writes;
 use crate::read::ReadModel;
 use crate::schema::{Caller, GallerySchema, Viewer, build_schema};
@@ -71,26 +72,44 @@ pub struct ApiState {
     pub read: ReadModel,
     pub feed: ChangeFeed,
     pub settings: ApiSettings,
+    /// Stored images and their signed URLs.
+    pub media: Media,
 }
 
 impl ApiState {
-    /// The API over `read` and `writes`: its cache follows `feed`.
+    /// The API over `read` and `writes`: its cache follows `feed`; it serves the images of
+    /// `media` and signs their URLs.
     pub fn new(
         read: ReadModel,
         writes: Writes,
         keys: Arc<TokenKeys>,
         feed: ChangeFeed,
         settings: ApiSettings,
+        media: Media,
     ) -> Self {
         let cache = HotCache::new(settings.cache);
         feed.observe(Arc::new(cache.clone()));
         Self {
-            schema: build_schema(read.clone(), writes, cache, feed.clone(), &settings),
+            schema: build_schema(
+                read.clone(),
+                writes,
+                cache,
+                feed.clone(),
+                media.urls.clone(),
+                &settings,
+            ),
             keys,
             read,
             feed,
             settings,
+            media,
         }
+    }
+}
+
+impl FromRef<ApiState> for Media {
+    fn from_ref(state: &ApiState) -> Self {
+        state.media.clone()
     }
 }
 
@@ -104,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
+        .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)

@@ -7,6 +7,7 @@ mod changes;
 mod consistency;
 mod error;
 mod http;
+mod media;
 mod mutation;
 mod protect;
 mod query;
@@ -19,6 +20,10 @@ pub use changes::{Change, ChangeFeed};
 pub use consistency::Position;
 pub use error::{CqlReadError, QueryError};
 pub use http::{ApiSettings, ApiState, router};
+pub use media::{
+    DEV_MEDIA_URL_SECRET, IMAGE_PREFIXES, MIN_MEDIA_SECRET_LEN, Media, MediaSecret, MediaUrlError,
+    MediaUrlSettings, MediaUrls,
+};
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{InteractionStore, ReadModel, ScyllaReads, StatementCounter};

@@ -10,6 +10,7 @@ use gallery_schemas::UserId;
 use crate::cache::HotCache;
 use crate::changes::ChangeFeed;
 use crate::http::ApiSettings;
+use crate::media::MediaUrls;
 use crate::mutation::{MutationRoot, Writes};
 use crate::protect::Protection;
 use crate::query::{QueryRoot, loaders};
@@ -27,12 +28,14 @@ pub struct Viewer(pub Option<UserId>);
 pub struct Caller(pub Option<Principal>);
 
 /// The schema: queries read `read` (the read model, batched through DataLoaders); mutations
-/// call `writes`, the same command library the HTTP command service calls.
+/// call `writes`, the same command library the HTTP command service calls; image URLs are
+/// signed with `media_urls`.
 pub fn build_schema(
     read: ReadModel,
     writes: Writes,
     cache: HotCache,
     feed: ChangeFeed,
+    media_urls: MediaUrls,
     settings: &ApiSettings,
 ) -> GallerySchema {
     Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
@@ -48,6 +51,7 @@ pub fn build_schema(
         .data(read)
         .data(writes)
         .data(cache)
+        .data(media_urls)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
         .finish()

@@ -91,9 +91,11 @@ impl SubscriptionRoot {
         ))
     }
 
-    /// A generation job: now (once the read model has it), then each time its status or
-    /// progress changes. Only its requester (or an admin) may follow it: the bearer token
-    /// goes in the `connection_init` payload, `{"authorization": "Bearer <token>"}`.
+    /// A generation job: now (once the read model has it), then each time the projection
+    /// commits a change to it (status, progress, result, failure). Once the AI painter ended it
+    /// (`finishedAt` is set), nothing changes any more and the subscription completes. Only its
+    /// requester (or an admin) may follow it: the bearer token goes in the `connection_init`
+    /// payload, `{"authorization": "Bearer <token>"}`.
     async fn generation(
         &self,
         ctx: &Context<'_>,
@@ -113,57 +115,61 @@ impl SubscriptionRoot {
         })?;
         let read = read_model(ctx)?.clone();
         let changes = feed(ctx)?.subscribe();
-        let state = (
+        let state = JobFollower {
             changes,
             read,
             who,
-            None::<(String, Option<u32>)>,
-            true,
-            false,
-        );
-        Ok(futures::stream::unfold(
-            state,
-            move |(mut changes, read, who, last, first, done)| async move {
-                if done {
-                    return None;
-                }
-                let mut last = last;
-                let mut first = first;
-                loop {
-                    if !first && !next_change(&mut changes, |c| c.touches_job(id)).await {
-                        return None;
-                    }
-                    first = false;
-                    let job = match read.job(id).await {
-                        Ok(Some(job)) => job,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            return Some((
-                                Err(e.extend()),
-                                (changes, read, who, last, first, done),
-                            ));
-                        }
-                    };
-                    if !allowed(&who, &job) {
-                        let refused = async_graphql::Error::new("not your generation")
-                            .extend_with(|_, x| x.set("code", "FORBIDDEN"));
-                        return Some((Err(refused), (changes, read, who, last, first, true)));
-                    }
-                    // Progress in thousandths, so a float compares.
-                    let seen = (
-                        job.status.clone(),
-                        job.progress.map(|p| (p.clamp(0.0, 1.0) * 1000.0) as u32),
-                    );
-                    if last.as_ref() == Some(&seen) {
-                        continue;
-                    }
-                    last = Some(seen);
-                    return Some((
-                        Ok(GenerationJob::from(job)),
-                        (changes, read, who, last, first, done),
-                    ));
-                }
-            },
-        ))
+            last: None,
+            first: true,
+            done: false,
+        };
+        Ok(futures::stream::unfold(state, move |mut f| async move {
+            let next = f.next(id).await?;
+            Some((next, f))
+        }))
+    }
+}
+
+/// The state of a `generation` subscription.
+struct JobFollower {
+    changes: tokio::sync::broadcast::Receiver<std::sync::Arc<Change>>,
+    read: ReadModel,
+    who: Principal,
+    /// The job as last sent.
+    last: Option<JobRecord>,
+    first: bool,
+    /// Nothing more to send: the job is final, or the caller may not follow it.
+    done: bool,
+}
+
+impl JobFollower {
+    /// The next update of job `id`, or `None` when the subscription ends.
+    async fn next(&mut self, id: Uuid) -> Option<async_graphql::Result<GenerationJob>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if !self.first && !next_change(&mut self.changes, |c| c.touches_job(id)).await {
+                return None;
+            }
+            self.first = false;
+            let job = match self.read.job(id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e.extend())),
+            };
+            if !allowed(&self.who, &job) {
+                self.done = true;
+                let refused = async_graphql::Error::new("not your generation")
+                    .extend_with(|_, x| x.set("code", "FORBIDDEN"));
+                return Some(Err(refused));
+            }
+            if self.last.as_ref() == Some(&job) {
+                continue;
+            }
+            self.done = job.finished_at_ms.is_some();
+            self.last = Some(job.clone());
+            return Some(Ok(GenerationJob::from(job)));
+        }
     }
 }

@@ -211,6 +211,43 @@ pub fn gallery_command(env: &TestEnv, args: &[&str]) -> tokio::process::Command 
     command
 }
 
+/// Samples the smallest like or favorite count of the read model every 15 ms until `stop`;
+/// returns how many samples saw counts, and the smallest count seen.
+pub fn sample_smallest_count(
+    env: std::sync::Arc<TestEnv>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u32, i64)> {
+    tokio::spawn(async move {
+        let db = env.db().await;
+        let (mut samples, mut smallest) = (0_u32, i64::MAX);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // An error only before the first projector created the tables.
+            if let Ok(row) = db
+                .query_one(
+                    "SELECT min(least(like_count, favorite_count)) FROM artwork_stats",
+                    &[],
+                )
+                .await
+                && let Some(m) = row.get::<_, Option<i64>>(0)
+            {
+                smallest = smallest.min(m);
+                samples += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        (samples, smallest)
+    })
+}
+
+/// `gallery projections` for `env`, with extra configuration `vars`, its output discarded.
+pub fn spawn_projector(env: &TestEnv, vars: &[(&str, &str)]) -> tokio::process::Child {
+    gallery_command(env, &["projections"])
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn gallery projections")
+}
+
 pub fn pg_url(pg: &tokio_postgres::Config) -> String {
     let host = match pg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -299,6 +336,17 @@ impl App {
     }
 
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.graphql_after(token, None, query, variables).await
+    }
+
+    /// A GraphQL request that reads no older than `seen` (its consistency token).
+    pub async fn graphql_after(
+        &self,
+        token: Option<&str>,
+        seen: Option<&Accepted>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
         let mut req = self
             .http
             .post(self.graphql_url())
@@ -306,14 +354,29 @@ impl App {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        if let Some(a) = seen {
+            let position = format!("{}:{}:{}", a.topic, a.partition, a.offset);
+            req = req.header("X-Consistency-Token", position);
+        }
         req.send().await.unwrap().json().await.unwrap()
     }
 
     /// (likeCount, viewerHasLiked) of `artwork` as `token`'s user sees it.
     pub async fn artwork_likes(&self, token: Option<&str>, artwork: &str) -> (i64, bool) {
+        self.artwork_likes_after(token, None, artwork).await
+    }
+
+    /// (likeCount, viewerHasLiked) of `artwork`, no older than `seen`.
+    pub async fn artwork_likes_after(
+        &self,
+        token: Option<&str>,
+        seen: Option<&Accepted>,
+        artwork: &str,
+    ) -> (i64, bool) {
         let body = self
-            .graphql(
+            .graphql_after(
                 token,
+                seen,
                 "query($id: ID!) { artwork(id: $id) { id likeCount viewerHasLiked } }",
                 json!({"id": artwork}),
             )

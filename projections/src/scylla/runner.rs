@@ -1,6 +1,6 @@
 //! The Scylla projector loop: the Postgres projector's consumer, batching, decoding and dead
-//! letters, over the interactions topic, with the batch applied to Scylla and the offsets
-//! stored after it.
+//! letters and consumer group, over the interactions topic, with the batch applied to Scylla
+//! and the offsets stored after it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,8 +13,9 @@ use super::store::ScyllaStore;
 use super::{ScyllaSettings, connect, migrate};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::ProjectionError;
+use crate::group::{GroupSettings, Membership, group_consumer};
 use crate::postgres::TopicPartition;
-use crate::runner::{advise, assigned_consumer, dead_letter, decode, next_batch, partitions_of};
+use crate::runner::{advise, dead_letter, decode, next_batch};
 
 /// How the Scylla projector connects and batches.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct ScyllaProjectorConfig {
     /// Scylla and Cassandra refuse beyond a size (50 KiB by default), so keep this modest.
     pub max_batch: usize,
     pub batch_linger: Duration,
+    /// How the projector shares partitions with other instances.
+    pub group: GroupSettings,
 }
 
 impl ScyllaProjectorConfig {
@@ -40,6 +43,7 @@ impl ScyllaProjectorConfig {
             projection: crate::DEFAULT_PROJECTION.to_owned(),
             max_batch: 100,
             batch_linger: Duration::from_millis(20),
+            group: GroupSettings::default(),
         }
     }
 }
@@ -102,19 +106,31 @@ impl ScyllaProjector {
         )
         .await?;
         let names = vec![self.config.topics.of(Stream::Interactions)];
-        let partitions = partitions_of(&self.config.brokers, &names).await?;
         let stored = store.offsets().await?;
+        // Instances that write the same keyspace share a group.
         let group = format!(
-            "{}projection-scylla-{}",
+            "{}projection-scylla-{}-{}",
             self.config.topics.prefix(),
-            self.config.projection
+            self.config.projection,
+            self.config.scylla.keyspace
         );
-        let consumer = assigned_consumer(&self.config.brokers, &group, &partitions, &stored)?;
-        tracing::info!(topics = ?names, partitions = partitions.len(), keyspace = %self.config.scylla.keyspace, "scylla projector assigned");
+        let membership = Membership::new(&stored);
+        let consumer = group_consumer(
+            &self.config.brokers,
+            &group,
+            &self.config.group,
+            &membership,
+            &names,
+        )?;
+        tracing::info!(topics = ?names, keyspace = %self.config.scylla.keyspace, %group, "scylla projector started");
 
         loop {
-            let messages =
+            let mut messages =
                 next_batch(&consumer, self.config.max_batch, self.config.batch_linger).await?;
+            membership.keep_owned(&mut messages);
+            if messages.is_empty() {
+                continue;
+            }
             let decoded = decode(&self.codec, &self.config.topics, messages).await?;
             let mut next_offsets: HashMap<TopicPartition, i64> = HashMap::new();
             let mut facts = Vec::with_capacity(decoded.len());
@@ -134,6 +150,7 @@ impl ScyllaProjector {
             }
             store.apply(&facts).await?;
             store.store_offsets(&next_offsets).await?;
+            membership.stored(&next_offsets);
             tracing::debug!(offsets = ?next_offsets, "scylla batch applied");
             advise(&consumer, &next_offsets);
         }

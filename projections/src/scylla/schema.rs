@@ -20,6 +20,8 @@ const TABLES: &[&str] = &[
         comments        bigint static,
         views           bigint static,
         next_offset     bigint static,
+        like_hours      map<bigint, bigint> static,
+        view_hours      map<bigint, bigint> static,
         liked           boolean,
         like_event      uuid,
         liked_at_ms     bigint,
@@ -27,6 +29,16 @@ const TABLES: &[&str] = &[
         favorite_event  uuid,
         favorited_at_ms bigint,
         PRIMARY KEY (artwork_id, user_id)
+    )",
+    // Net likes and views per hour and artwork, copied from the artworks' partitions (their
+    // `like_hours` and `view_hours`, each hour's start in ms) for the popularity reads: one
+    // partition per hour.
+    "CREATE TABLE IF NOT EXISTS {ks}.popular_hours (
+        hour_ms    bigint,
+        artwork_id text,
+        net_likes  bigint,
+        views      bigint,
+        PRIMARY KEY (hour_ms, artwork_id)
     )",
     // The artworks a user likes (mark = 'like') or favorites ('favorite') now, newest first.
     "CREATE TABLE IF NOT EXISTS {ks}.user_marks (
@@ -105,9 +117,41 @@ pub async fn migrate(session: &Session, settings: &ScyllaSettings) -> Result<(),
             .await
             .map_err(ProjectionError::cql("create table"))?;
     }
+    add_missing_columns(session, ks).await?;
     session
         .await_schema_agreement()
         .await
         .map_err(ProjectionError::cql("schema agreement"))?;
+    Ok(())
+}
+
+/// Columns added to tables after their first release: (table, column, type).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("artwork_state", "like_hours", "map<bigint, bigint> static"),
+    ("artwork_state", "view_hours", "map<bigint, bigint> static"),
+];
+
+/// Adds the columns of [`ADDED_COLUMNS`] that a keyspace created before them lacks (CQL has
+/// no `ADD COLUMN IF NOT EXISTS` in every version).
+async fn add_missing_columns(session: &Session, ks: &str) -> Result<(), ProjectionError> {
+    let what = "read the schema";
+    for (table, column, kind) in ADDED_COLUMNS {
+        let rows = session
+            .query_unpaged(
+                "SELECT column_name FROM system_schema.columns
+                 WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+                (ks, *table, *column),
+            )
+            .await
+            .map_err(ProjectionError::cql(what))?
+            .into_rows_result()
+            .map_err(ProjectionError::cql(what))?;
+        if rows.rows_num() == 0 {
+            session
+                .query_unpaged(format!("ALTER TABLE {ks}.{table} ADD {column} {kind}"), ())
+                .await
+                .map_err(ProjectionError::cql("add a column"))?;
+        }
+    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! touches as of each artwork's `next_offset`, fold with the pure folds, write the derived rows,
 //! then each artwork's partition in one atomic single-partition batch.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::future::try_join_all;
 use gallery_schemas::Event;
@@ -16,7 +16,7 @@ use super::write_timestamp;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{SetBatch, SetFact, SetKey, StatsDelta};
+use crate::fold::{SetBatch, SetFact, SetKey, StatsDelta, hour_of};
 use crate::postgres::TopicPartition;
 
 /// The values of one statement, in bind-marker order (`None` is null).
@@ -35,26 +35,57 @@ fn flag(v: bool) -> Option<CqlValue> {
     Some(CqlValue::Boolean(v))
 }
 
-/// An artwork's counts and how far its partition is folded.
-#[derive(Debug, Default, Clone, Copy)]
+/// How long an artwork keeps its hourly net likes and views, counted back from its newest
+/// hour: longer than the longest popularity window (7 days).
+const HOURS_KEPT_MS: i64 = 8 * 24 * 3_600_000;
+
+/// An artwork's counts, its hourly net likes and views, and how far its partition is folded.
+#[derive(Debug, Default, Clone)]
 struct Counts {
     likes: i64,
     favorites: i64,
     comments: i64,
     views: i64,
+    like_hours: BTreeMap<i64, i64>,
+    view_hours: BTreeMap<i64, i64>,
     next_offset: i64,
 }
 
 impl Counts {
-    fn plus(self, d: StatsDelta) -> Self {
+    fn plus(&self, d: StatsDelta) -> Self {
         Self {
             likes: self.likes + d.likes,
             favorites: self.favorites + d.favorites,
             comments: self.comments + d.comments,
             views: self.views + d.views,
-            next_offset: self.next_offset,
+            ..self.clone()
         }
     }
+}
+
+/// The hourly values after adding `deltas`, and the hours to drop: those older than
+/// [`HOURS_KEPT_MS`] before the newest.
+fn hours_after(
+    before: &BTreeMap<i64, i64>,
+    deltas: impl Iterator<Item = (i64, i64)>,
+) -> (BTreeMap<i64, i64>, Vec<i64>) {
+    let mut after = before.clone();
+    let mut changed = BTreeMap::new();
+    for (hour, d) in deltas {
+        let value = after.entry(hour).or_insert(0);
+        *value += d;
+        changed.insert(hour, *value);
+    }
+    let newest = after.keys().next_back().copied().unwrap_or(0);
+    let dropped: Vec<i64> = after
+        .keys()
+        .copied()
+        .take_while(|h| *h < newest - HOURS_KEPT_MS)
+        .collect();
+    for hour in &dropped {
+        changed.remove(hour);
+    }
+    (changed, dropped)
 }
 
 /// The prepared statements of one session.
@@ -76,6 +107,9 @@ struct Statements {
     insert_view: PreparedStatement,
     read_offsets: PreparedStatement,
     write_offset: PreparedStatement,
+    write_hours: PreparedStatement,
+    drop_hours: PreparedStatement,
+    write_popular: PreparedStatement,
 }
 
 /// One projection's view of the Scylla keyspace.
@@ -129,8 +163,10 @@ impl ScyllaStore {
             }
         };
         let statements = Statements {
-            read_counts: p("SELECT artwork_id, likes, favorites, comments, views, next_offset
-                 FROM {ks}.artwork_state WHERE artwork_id IN ? PER PARTITION LIMIT 1")
+            read_counts: p(
+                "SELECT artwork_id, likes, favorites, comments, views, next_offset, like_hours,
+                 view_hours FROM {ks}.artwork_state WHERE artwork_id IN ? PER PARTITION LIMIT 1",
+            )
             .await?,
             read_marks: p(
                 "SELECT user_id, liked, like_event, liked_at_ms, favorited, favorite_event,
@@ -182,6 +218,17 @@ impl ScyllaStore {
             .await?,
             write_offset: p("UPDATE {ks}.projection_offsets SET next_offset = ?
                  WHERE projection = ? AND topic = ? AND partition = ?")
+            .await?,
+            write_hours: p("UPDATE {ks}.artwork_state USING TIMESTAMP ?
+                 SET like_hours = like_hours + ?, view_hours = view_hours + ? WHERE artwork_id = ?")
+            .await?,
+            drop_hours: p("UPDATE {ks}.artwork_state USING TIMESTAMP ?
+                 SET like_hours = like_hours - ?, view_hours = view_hours - ? WHERE artwork_id = ?")
+            .await?,
+            write_popular: p(
+                "INSERT INTO {ks}.popular_hours (hour_ms, artwork_id, net_likes, views)
+                 VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            )
             .await?,
         };
         Ok(Self {
@@ -250,6 +297,7 @@ impl ScyllaStore {
             .into_rows_result()
             .map_err(ProjectionError::cql("read counts"))?;
         let mut out = HashMap::new();
+        type Hours = Option<BTreeMap<i64, i64>>;
         type Row = (
             String,
             Option<i64>,
@@ -257,18 +305,22 @@ impl ScyllaStore {
             Option<i64>,
             Option<i64>,
             Option<i64>,
+            Hours,
+            Hours,
         );
         for row in rows
             .rows::<Row>()
             .map_err(ProjectionError::cql("read counts"))?
         {
-            let (a, likes, favorites, comments, views, next) =
+            let (a, likes, favorites, comments, views, next, like_hours, view_hours) =
                 row.map_err(ProjectionError::cql("read counts"))?;
             let counts = Counts {
                 likes: likes.unwrap_or(0),
                 favorites: favorites.unwrap_or(0),
                 comments: comments.unwrap_or(0),
                 views: views.unwrap_or(0),
+                like_hours: like_hours.unwrap_or_default(),
+                view_hours: view_hours.unwrap_or_default(),
                 next_offset: next.unwrap_or(0),
             };
             out.insert(a, counts);
@@ -350,10 +402,22 @@ impl ScyllaStore {
         let mut views = ViewBatch::default();
         let mut view_offsets: HashMap<Uuid, i64> = HashMap::new();
         let mut last_offset: BTreeMap<String, i64> = BTreeMap::new();
+        // The popularity rows every fact may change, applied or not: a replay after a crash
+        // between an artwork's partition and these rows writes them again.
+        let mut popular: BTreeSet<(String, i64)> = BTreeSet::new();
         for (offset, event) in facts {
             let Some(artwork) = artwork_of(event) else {
                 continue;
             };
+            match event {
+                Event::LikeSet(e) => {
+                    popular.insert((artwork.to_owned(), hour_of(e.occurred_at)));
+                }
+                Event::ArtworkViewed(e) => {
+                    popular.insert((artwork.to_owned(), hour_of(e.occurred_at)));
+                }
+                _ => {}
+            }
             if *offset < through(artwork) {
                 continue; // folded into the partition already
             }
@@ -392,7 +456,9 @@ impl ScyllaStore {
             }
         }
         if last_offset.is_empty() {
-            return Ok(());
+            return self
+                .write_popular(&popular, &counts, &BTreeMap::new())
+                .await;
         }
 
         let mut pairs: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -406,6 +472,7 @@ impl ScyllaStore {
         self.read_marks(&pairs, &mut likes, &mut favorites).await?;
 
         let mut deltas: BTreeMap<String, StatsDelta> = BTreeMap::new();
+        let mut like_hours: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
         let mut rows: BTreeMap<String, Vec<(&PreparedStatement, Values)>> = BTreeMap::new();
         for (side, mark) in [(&likes, "like"), (&favorites, "favorite")] {
@@ -421,6 +488,11 @@ impl ScyllaStore {
                     entry.likes += d;
                 } else {
                     entry.favorites += d;
+                }
+            }
+            if mark == "like" {
+                for ((a, hour), d) in &plan.bucket_deltas {
+                    like_hours.entry(a.clone()).or_default().push((*hour, *d));
                 }
             }
             let state = if mark == "like" {
@@ -452,23 +524,48 @@ impl ScyllaStore {
             deltas.entry(a).or_default().comments += d;
         }
         writes.extend(comment_writes);
-        let (view_deltas, view_writes) = self.view_writes(&views, &counts, &view_offsets).await?;
+        let (view_deltas, view_buckets, view_writes) =
+            self.view_writes(&views, &counts, &view_offsets).await?;
         for (a, d) in view_deltas {
             deltas.entry(a).or_default().views += d;
+        }
+        let mut view_hours: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+        for ((a, hour), d) in view_buckets {
+            view_hours.entry(a).or_default().push((hour, d));
         }
         writes.extend(view_writes);
 
         // Derived rows first: if the process dies before an artwork's partition is written,
         // the replay recomputes and rewrites them identically.
         self.exec(writes).await?;
+        let mut folded: BTreeMap<String, Counts> = BTreeMap::new();
         let commits = last_offset.iter().map(|(artwork, last)| {
-            let before = counts.get(artwork).copied().unwrap_or_default();
-            let after = before.plus(deltas.get(artwork).copied().unwrap_or_default());
+            let before = counts.get(artwork).cloned().unwrap_or_default();
+            let mut after = before.plus(deltas.get(artwork).copied().unwrap_or_default());
+            let (likes_changed, likes_dropped) = hours_after(
+                &before.like_hours,
+                like_hours.get(artwork).into_iter().flatten().copied(),
+            );
+            let (views_changed, views_dropped) = hours_after(
+                &before.view_hours,
+                view_hours.get(artwork).into_iter().flatten().copied(),
+            );
+            after.like_hours.extend(&likes_changed);
+            after.view_hours.extend(&views_changed);
+            for h in &likes_dropped {
+                after.like_hours.remove(h);
+            }
+            for h in &views_dropped {
+                after.view_hours.remove(h);
+            }
+            after.next_offset = last + 1;
+            folded.insert(artwork.clone(), after.clone());
+            let ts = big(write_timestamp(*last));
             let mut batch = Batch::new(BatchType::Unlogged);
             let mut values: Vec<Values> = Vec::new();
             batch.append_statement(self.statements.write_counts.clone());
             values.push(vec![
-                big(write_timestamp(*last)),
+                ts.clone(),
                 big(after.likes),
                 big(after.favorites),
                 big(after.comments),
@@ -476,6 +573,24 @@ impl ScyllaStore {
                 big(last + 1),
                 text(artwork),
             ]);
+            if !likes_changed.is_empty() || !views_changed.is_empty() {
+                batch.append_statement(self.statements.write_hours.clone());
+                values.push(vec![
+                    ts.clone(),
+                    hour_map(&likes_changed),
+                    hour_map(&views_changed),
+                    text(artwork),
+                ]);
+            }
+            if !likes_dropped.is_empty() || !views_dropped.is_empty() {
+                batch.append_statement(self.statements.drop_hours.clone());
+                values.push(vec![
+                    ts.clone(),
+                    hour_set(&likes_dropped),
+                    hour_set(&views_dropped),
+                    text(artwork),
+                ]);
+            }
             for (statement, v) in rows.remove(artwork).unwrap_or_default() {
                 batch.append_statement(statement.clone());
                 values.push(v);
@@ -488,7 +603,45 @@ impl ScyllaStore {
             }
         });
         try_join_all(commits.collect::<Vec<_>>()).await?;
-        Ok(())
+        self.write_popular(&popular, &counts, &folded).await
+    }
+
+    /// Copies the hourly values of `rows` from the artworks' partitions (as folded by this
+    /// batch, else as stored) into `popular_hours`, partitioned by hour for the popularity
+    /// reads. Absolute values, stamped with the partition's offset: a replay rewrites them.
+    async fn write_popular(
+        &self,
+        rows: &BTreeSet<(String, i64)>,
+        stored: &HashMap<String, Counts>,
+        folded: &BTreeMap<String, Counts>,
+    ) -> Result<(), ProjectionError> {
+        let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
+        for (artwork, hour) in rows {
+            let Some(state) = folded.get(artwork).or_else(|| stored.get(artwork)) else {
+                continue;
+            };
+            let newest = state
+                .like_hours
+                .keys()
+                .chain(state.view_hours.keys())
+                .max()
+                .copied()
+                .unwrap_or(*hour);
+            if *hour < newest - HOURS_KEPT_MS || state.next_offset == 0 {
+                continue; // dropped from the partition, or nothing folded yet
+            }
+            writes.push((
+                &self.statements.write_popular,
+                vec![
+                    big(*hour),
+                    text(artwork),
+                    big(state.like_hours.get(hour).copied().unwrap_or(0)),
+                    big(state.view_hours.get(hour).copied().unwrap_or(0)),
+                    big(write_timestamp(state.next_offset - 1)),
+                ],
+            ));
+        }
+        self.exec(writes).await
     }
 
     /// The writes of the users' like (or favorite) lists: the row of the pair's final fact,
@@ -631,10 +784,10 @@ impl ScyllaStore {
         batch: &ViewBatch,
         counts: &HashMap<String, Counts>,
         view_offsets: &HashMap<Uuid, i64>,
-    ) -> Result<(BTreeMap<String, i64>, Vec<(&PreparedStatement, Values)>), ProjectionError> {
+    ) -> Result<ViewWrites<'_>, ProjectionError> {
         let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
         if batch.is_empty() {
-            return Ok((BTreeMap::new(), writes));
+            return Ok((BTreeMap::new(), BTreeMap::new(), writes));
         }
         let mut ids_of: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
         for v in batch.views() {
@@ -678,8 +831,30 @@ impl ScyllaStore {
                 ],
             ));
         }
-        Ok((plan.count_deltas, writes))
+        Ok((plan.count_deltas, plan.bucket_deltas, writes))
     }
+}
+
+/// The views of a batch: count deltas per artwork, view deltas per (artwork, hour), writes.
+type ViewWrites<'s> = (
+    BTreeMap<String, i64>,
+    BTreeMap<(String, i64), i64>,
+    Vec<(&'s PreparedStatement, Values)>,
+);
+
+fn hour_map(values: &BTreeMap<i64, i64>) -> Option<CqlValue> {
+    Some(CqlValue::Map(
+        values
+            .iter()
+            .map(|(h, v)| (CqlValue::BigInt(*h), CqlValue::BigInt(*v)))
+            .collect(),
+    ))
+}
+
+fn hour_set(hours: &[i64]) -> Option<CqlValue> {
+    Some(CqlValue::Set(
+        hours.iter().map(|h| CqlValue::BigInt(*h)).collect(),
+    ))
 }
 
 /// How a user's list changes for one (artwork, user) pair and one batch.
@@ -731,6 +906,20 @@ fn artwork_of(event: &Event) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hours_add_up_and_the_oldest_beyond_the_kept_span_are_dropped() {
+        const H: i64 = 3_600_000;
+        let before = BTreeMap::from([(0, 2), (5 * H, 1)]);
+        let (changed, dropped) = hours_after(&before, [(5 * H, 1), (6 * H, -1)].into_iter());
+        assert_eq!(changed, BTreeMap::from([(5 * H, 2), (6 * H, -1)]));
+        assert!(dropped.is_empty());
+        // A fact nine days later pushes hour 0 and 5 out of the kept span.
+        let late = 9 * 24 * H;
+        let (changed, dropped) = hours_after(&before, [(late, 1), (0, 1)].into_iter());
+        assert_eq!(changed, BTreeMap::from([(late, 1)]));
+        assert_eq!(dropped, vec![0, 5 * H]);
+    }
 
     #[test]
     fn a_like_replaces_the_stored_entry() {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, ID, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use super::page::{self, First};
 use super::{Exhibition, datetime, gql, loader, read, shared, viewer_id};
 use crate::cache::HotCache;
 use crate::consistency::Reached;
+use crate::media::signed_url;
 use crate::read::{ArtworkRecord, CommentRecord, Stats};
 
 /// A painting in the gallery.
@@ -105,6 +106,7 @@ fn hot_cache<'c>(ctx: &Context<'c>) -> Option<&'c HotCache> {
 
 /// An artwork's image in object storage.
 #[derive(Debug, SimpleObject)]
+#[graphql(complex)]
 pub struct ArtworkImage {
     /// Object key, content-addressed (`images/sha256/<hex>.<ext>`).
     key: String,
@@ -114,6 +116,15 @@ pub struct ArtworkImage {
     height: i32,
     /// `image/png`, `image/jpeg` or `image/webp`.
     content_type: String,
+}
+
+#[ComplexObject]
+impl ArtworkImage {
+    /// A signed URL of the image, valid for a limited time (query again for a fresh one).
+    /// The bytes behind it never change: cache them.
+    async fn url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        signed_url(ctx, &self.key)
+    }
 }
 
 /// An artwork's counts (never negative).

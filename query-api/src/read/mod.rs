@@ -18,7 +18,10 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::QueryError;
-pub use records::{ArtworkRecord, CommentRecord, ExhibitionRecord, JobRecord, MarkRecord, Stats};
+pub use records::{
+    ArtworkRecord, CommentRecord, ExhibitionRecord, ImageRecord, JobRecord, MarkRecord,
+    ProgressRecord, ResultRecord, Stats,
+};
 pub use scylla::ScyllaReads;
 
 /// How many read-model statements the API has run (the N+1 guard of the tests).
@@ -75,8 +78,14 @@ const ARTWORK_COLUMNS: &str = "artwork_id, exhibition_id, title, artist, year, s
 const EXHIBITION_COLUMNS: &str = "exhibition_id, curator_id, title, description, opens_at_ms,
     closes_at_ms, status, created_at_ms, published_at_ms, closed_at_ms";
 const JOB_COLUMNS: &str = "request_id, user_id, mode, prompt, negative_prompt, style, seed, steps,
-    width, height, degraded, status, requested_at_ms, cancelled_at_ms, progress,
-    result_image_keys, failure_reason";
+    width, height, degraded, status, requested_at_ms, cancelled_at_ms, finished_at_ms, model,
+    started_at_ms, progress_step, progress_steps, progress_at_ms,
+    result_image_key, result_image_content_type, result_image_width, result_image_height,
+    result_image_size_bytes, result_webp_key, result_webp_content_type, result_webp_width,
+    result_webp_height, result_webp_size_bytes, result_thumbnail_key,
+    result_thumbnail_content_type, result_thumbnail_width, result_thumbnail_height,
+    result_thumbnail_size_bytes, cache_hit, result_degraded, result_steps, duration_ms,
+    failure_code, failure_reason";
 
 impl ReadModel {
     pub fn new(pool: Pool) -> Self {
@@ -327,16 +336,25 @@ impl ReadModel {
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<(String, i64)>, QueryError> {
+        if let InteractionStore::Scylla(s) = &self.interactions {
+            self.statements.bump();
+            // Scylla keeps one partition per hour: read up to a day past the clock, for
+            // events stamped by a clock slightly ahead of this one.
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            return s
+                .popular(measure, since_ms, now_ms + 86_400_000, limit)
+                .await;
+        }
         let sql = match measure {
             Measure::Likes => {
                 "SELECT artwork_id, sum(net_likes)::bigint AS score FROM like_buckets
                  WHERE hour_ms >= $1 GROUP BY artwork_id HAVING sum(net_likes) > 0
-                 ORDER BY score DESC, artwork_id LIMIT $2"
+                 ORDER BY score DESC, artwork_id COLLATE \"C\" LIMIT $2"
             }
             Measure::Views => {
                 "SELECT artwork_id, sum(views)::bigint AS score FROM view_buckets
                  WHERE hour_ms >= $1 GROUP BY artwork_id HAVING sum(views) > 0
-                 ORDER BY score DESC, artwork_id LIMIT $2"
+                 ORDER BY score DESC, artwork_id COLLATE \"C\" LIMIT $2"
             }
         };
         let rows = self.query(sql, &[&since_ms, &limit]).await?;

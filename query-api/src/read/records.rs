@@ -144,7 +144,7 @@ pub struct MarkRecord {
 }
 
 /// A generation job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
     pub id: Uuid,
     pub user_id: String,
@@ -160,13 +160,86 @@ pub struct JobRecord {
     pub status: String,
     pub requested_at_ms: i64,
     pub cancelled_at_ms: Option<i64>,
-    pub progress: Option<f32>,
-    pub result_image_keys: Vec<String>,
-    pub failure_reason: Option<String>,
+    /// Set by the worker's terminal event; the job never changes afterwards.
+    pub finished_at_ms: Option<i64>,
+    pub model: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub progress: Option<ProgressRecord>,
+    pub result: Option<ResultRecord>,
+    pub failure: Option<FailureRecord>,
+}
+
+/// Step `step` of `steps`, reported at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgressRecord {
+    pub step: i32,
+    pub steps: i32,
+    pub at_ms: i64,
+}
+
+/// An image in object storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub key: String,
+    pub content_type: String,
+    pub width: i32,
+    pub height: i32,
+    pub size_bytes: i64,
+}
+
+/// What a completed job produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRecord {
+    pub image: ImageRecord,
+    pub webp: ImageRecord,
+    pub thumbnail: ImageRecord,
+    pub cache_hit: bool,
+    pub degraded: bool,
+    pub steps: i32,
+    pub duration_ms: i64,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRecord {
+    pub code: String,
+    pub reason: String,
+}
+
+/// The image of five columns from `at` on (key, content type, width, height, size).
+fn image_at(r: &Row, at: usize) -> Option<ImageRecord> {
+    Some(ImageRecord {
+        key: r.get::<_, Option<String>>(at)?,
+        content_type: r.get::<_, Option<String>>(at + 1)?,
+        width: r.get::<_, Option<i32>>(at + 2)?,
+        height: r.get::<_, Option<i32>>(at + 3)?,
+        size_bytes: r.get::<_, Option<i64>>(at + 4)?,
+    })
 }
 
 impl JobRecord {
+    /// A row of `JOB_COLUMNS`.
     pub(super) fn from_row(r: &Row) -> Self {
+        let progress = match (r.get(17), r.get(18), r.get(19)) {
+            (Some(step), Some(steps), Some(at_ms)) => Some(ProgressRecord { step, steps, at_ms }),
+            _ => None,
+        };
+        let result = match (image_at(r, 20), image_at(r, 25), image_at(r, 30)) {
+            (Some(image), Some(webp), Some(thumbnail)) => Some(ResultRecord {
+                image,
+                webp,
+                thumbnail,
+                cache_hit: r.get::<_, Option<bool>>(35).unwrap_or(false),
+                degraded: r.get::<_, Option<bool>>(36).unwrap_or(false),
+                steps: r.get::<_, Option<i32>>(37).unwrap_or(0),
+                duration_ms: r.get::<_, Option<i64>>(38).unwrap_or(0),
+            }),
+            _ => None,
+        };
+        let failure = match (r.get(39), r.get(40)) {
+            (Some(code), Some(reason)) => Some(FailureRecord { code, reason }),
+            _ => None,
+        };
         Self {
             id: r.get(0),
             user_id: r.get(1),
@@ -182,9 +255,12 @@ impl JobRecord {
             status: r.get(11),
             requested_at_ms: r.get(12),
             cancelled_at_ms: r.get(13),
-            progress: r.get(14),
-            result_image_keys: r.get(15),
-            failure_reason: r.get(16),
+            finished_at_ms: r.get(14),
+            model: r.get(15),
+            started_at_ms: r.get(16),
+            progress,
+            result,
+            failure,
         }
     }
 }

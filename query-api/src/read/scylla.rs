@@ -8,7 +8,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
-use super::{After, CommentRecord, Mark, MarkRecord, Stats};
+use super::{After, CommentRecord, Mark, MarkRecord, Measure, Stats};
 use crate::error::{CqlReadError, QueryError};
 
 /// Prepared statements over one keyspace.
@@ -21,6 +21,7 @@ pub struct ScyllaReads {
     comments_after: PreparedStatement,
     marks_first: PreparedStatement,
     marks_after: PreparedStatement,
+    popular: PreparedStatement,
 }
 
 fn cql<E: Into<CqlReadError>>(e: E) -> QueryError {
@@ -69,8 +70,13 @@ impl ScyllaReads {
              AND (at_ms, artwork_id) < (?, ?) LIMIT ?",
         )
         .await?;
+        let popular = prepare(
+            "SELECT artwork_id, net_likes, views FROM {ks}.popular_hours WHERE hour_ms IN ?",
+        )
+        .await?;
         Ok(Self {
             session,
+            popular,
             stats,
             flags,
             comments_first,
@@ -78,6 +84,48 @@ impl ScyllaReads {
             marks_first,
             marks_after,
         })
+    }
+
+    /// Artworks by net likes (or views) in the hours from `since_ms` to `until_ms`, most
+    /// first, ties by id; artworks with no net gain are left out.
+    pub(super) async fn popular(
+        &self,
+        measure: Measure,
+        since_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, QueryError> {
+        const HOUR_MS: i64 = 3_600_000;
+        let first = since_ms.div_euclid(HOUR_MS) + i64::from(since_ms.rem_euclid(HOUR_MS) != 0);
+        let hours: Vec<i64> = (first..=until_ms.div_euclid(HOUR_MS))
+            .map(|h| h * HOUR_MS)
+            .collect();
+        let mut scores: BTreeMap<String, i64> = BTreeMap::new();
+        // One statement per day of hours keeps each `IN` list short.
+        for day in hours.chunks(24) {
+            let rows = self
+                .session
+                .execute_unpaged(&self.popular, (day,))
+                .await
+                .map_err(cql)?
+                .into_rows_result()
+                .map_err(cql)?;
+            for row in rows
+                .rows::<(String, Option<i64>, Option<i64>)>()
+                .map_err(cql)?
+            {
+                let (artwork, likes, views) = row.map_err(cql)?;
+                let value = match measure {
+                    Measure::Likes => likes,
+                    Measure::Views => views,
+                };
+                *scores.entry(artwork).or_insert(0) += value.unwrap_or(0);
+            }
+        }
+        let mut ranked: Vec<(String, i64)> = scores.into_iter().filter(|(_, s)| *s > 0).collect();
+        ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+        ranked.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(ranked)
     }
 
     pub(super) async fn stats(&self, ids: &[String]) -> Result<Vec<(String, Stats)>, QueryError> {

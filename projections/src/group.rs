@@ -1,0 +1,349 @@
+//! Consumer-group membership of the projectors.
+//!
+//! Projector instances of one projection share its partitions through a Kafka consumer group.
+//! Kafka's committed group offsets are advisory: the read model's own stored offsets decide
+//! where a partition resumes. So on every assignment the consumer is placed at the offsets the
+//! instance knows are stored (read at the start of the session, raised after each batch it
+//! commits). Another instance may have stored more since; resuming lower is safe, because a
+//! batch skips what its store already holds (the Postgres offsets are read under a row lock in
+//! the batch's transaction; Scylla rows carry the offset they are folded to), and never higher
+//! than what is stored, so nothing is skipped.
+//!
+//! Rebalance callbacks run inside the consumer's poll, that is while a batch is being
+//! gathered, never while one is applied. A batch therefore only keeps the messages of
+//! partitions still owned when it is complete ([`Membership::keep_owned`]), and with the eager
+//! protocol no other instance is given a partition before this one has let go of it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::error::ProjectionError;
+use crate::postgres::TopicPartition;
+
+/// How a projector takes part in its consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// How long the group waits for a silent member before giving its partitions to others.
+    pub session_timeout: Duration,
+    /// A stable name of this instance (static membership): a restarted instance with the same
+    /// name gets its partitions back at once, without a rebalance. Two live instances must never
+    /// share one.
+    pub instance_id: Option<String>,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(10),
+            instance_id: None,
+        }
+    }
+}
+
+/// Which partitions this instance owns, and where each resumes when it is assigned.
+#[derive(Debug, Default)]
+pub(crate) struct Membership {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The next offset to read per partition: stored as far as this instance knows.
+    resume_at: HashMap<TopicPartition, i64>,
+    owned: HashSet<TopicPartition>,
+}
+
+impl Membership {
+    /// A membership that resumes at `stored` and owns nothing yet.
+    pub(crate) fn new(stored: &HashMap<TopicPartition, i64>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                resume_at: stored.clone(),
+                owned: HashSet::new(),
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent under every operation, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that the store holds everything below `next_offsets`.
+    pub(crate) fn stored(&self, next_offsets: &HashMap<TopicPartition, i64>) {
+        let mut state = self.state();
+        for (tp, next) in next_offsets {
+            let at = state.resume_at.entry(tp.clone()).or_insert(0);
+            *at = (*at).max(*next);
+        }
+    }
+
+    /// The owned partitions, sorted.
+    #[cfg(test)]
+    fn owned(&self) -> Vec<TopicPartition> {
+        let mut owned: Vec<TopicPartition> = self.state().owned.iter().cloned().collect();
+        owned.sort();
+        owned
+    }
+
+    /// Drops the messages of partitions no longer owned, and any message at or below one
+    /// already kept of its partition (a partition revoked and assigned again within one batch
+    /// is read again from its stored offset). Returns how many were dropped.
+    pub(crate) fn keep_owned(&self, messages: &mut Vec<OwnedMessage>) -> usize {
+        let state = self.state();
+        let before = messages.len();
+        let mut last: HashMap<(String, i32), i64> = HashMap::new();
+        messages.retain(|m| {
+            let tp = (m.topic().to_owned(), m.partition());
+            if !state.owned.contains(&tp) {
+                return false;
+            }
+            match last.get(&tp) {
+                Some(l) if m.offset() <= *l => false,
+                _ => {
+                    last.insert(tp, m.offset());
+                    true
+                }
+            }
+        });
+        before - messages.len()
+    }
+
+    /// Sets each partition of an assignment to its resume offset (the beginning if unknown)
+    /// and records it as owned.
+    fn assigned(&self, tpl: &mut TopicPartitionList) {
+        let mut state = self.state();
+        for mut elem in tpl.elements() {
+            let tp = (elem.topic().to_owned(), elem.partition());
+            let offset = state
+                .resume_at
+                .get(&tp)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            if let Err(e) = elem.set_offset(offset) {
+                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "could not set the resume offset");
+            }
+            state.owned.insert(tp);
+        }
+    }
+
+    fn revoked(&self, tpl: &TopicPartitionList) {
+        let mut state = self.state();
+        for elem in tpl.elements() {
+            state
+                .owned
+                .remove(&(elem.topic().to_owned(), elem.partition()));
+        }
+    }
+
+    fn revoke_all(&self) {
+        self.state().owned.clear();
+    }
+}
+
+/// The consumer context that places assigned partitions at their stored offsets.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupContext(Arc<Membership>);
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.0.assigned(tpl);
+                tracing::info!(partitions = ?describe(tpl), "partitions assigned");
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = ?describe(tpl), lost = consumer.assignment_lost(), "partitions revoked");
+                if cooperative {
+                    self.0.revoked(tpl);
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    self.0.revoke_all();
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed; letting go of every partition");
+                self.0.revoke_all();
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying a rebalance failed");
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> Vec<String> {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect()
+}
+
+/// A consumer of `group` over `topics`, placing assigned partitions by `membership`. Offsets
+/// are stored by the projector, never automatically.
+pub(crate) fn group_consumer(
+    brokers: &str,
+    group: &str,
+    settings: &GroupSettings,
+    membership: &Arc<Membership>,
+    topics: &[String],
+) -> Result<StreamConsumer<GroupContext>, ProjectionError> {
+    let consumer = consumer(brokers, group, Some(settings), membership)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(ProjectionError::kafka("subscribe"))?;
+    Ok(consumer)
+}
+
+/// A consumer assigned every partition of `partitions` at its stored offset, outside any
+/// group's assignment (a rebuild reads every partition itself).
+pub(crate) fn assigned_consumer(
+    brokers: &str,
+    group: &str,
+    membership: &Arc<Membership>,
+    partitions: &[TopicPartition],
+) -> Result<StreamConsumer<GroupContext>, ProjectionError> {
+    let consumer = consumer(brokers, group, None, membership)?;
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        assignment.add_partition(topic, *partition);
+    }
+    membership.assigned(&mut assignment);
+    consumer
+        .assign(&assignment)
+        .map_err(ProjectionError::kafka("assign partitions"))?;
+    Ok(consumer)
+}
+
+fn consumer(
+    brokers: &str,
+    group: &str,
+    settings: Option<&GroupSettings>,
+    membership: &Arc<Membership>,
+) -> Result<StreamConsumer<GroupContext>, ProjectionError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    if let Some(settings) = settings {
+        config.set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().to_string(),
+        );
+        if let Some(id) = &settings.instance_id {
+            config.set("group.instance.id", id);
+        }
+    }
+    config
+        .create_with_context(GroupContext(membership.clone()))
+        .map_err(ProjectionError::kafka("create consumer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            None,
+            topic.to_owned(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    fn offsets(messages: &[OwnedMessage]) -> Vec<(i32, i64)> {
+        messages
+            .iter()
+            .map(|m| (m.partition(), m.offset()))
+            .collect()
+    }
+
+    #[test]
+    fn an_assignment_resumes_at_the_stored_offsets_or_the_beginning() {
+        let membership = Membership::new(&HashMap::from([(("t".to_owned(), 0), 42)]));
+        membership.stored(&HashMap::from([
+            (("t".to_owned(), 0), 40),
+            (("t".to_owned(), 1), 7),
+        ]));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        tpl.add_partition("t", 1);
+        tpl.add_partition("t", 2);
+        membership.assigned(&mut tpl);
+        let at: Vec<Offset> = tpl.elements().iter().map(|e| e.offset()).collect();
+        // Stored offsets only rise: 40 after 42 keeps 42.
+        assert_eq!(
+            at,
+            vec![Offset::Offset(42), Offset::Offset(7), Offset::Beginning]
+        );
+        assert_eq!(
+            membership.owned(),
+            vec![
+                ("t".to_owned(), 0),
+                ("t".to_owned(), 1),
+                ("t".to_owned(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_keeps_only_owned_partitions_in_offset_order_without_repeats() {
+        let membership = Membership::new(&HashMap::new());
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        tpl.add_partition("t", 1);
+        membership.assigned(&mut tpl);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 1);
+        membership.revoked(&tpl);
+        let mut batch = vec![
+            message("t", 0, 5),
+            message("t", 1, 9),
+            message("t", 0, 6),
+            message("t", 0, 5), // read again after a revoke and a new assignment
+            message("t", 0, 6),
+            message("t", 0, 7),
+            message("u", 0, 1),
+        ];
+        assert_eq!(membership.keep_owned(&mut batch), 4);
+        assert_eq!(offsets(&batch), vec![(0, 5), (0, 6), (0, 7)]);
+        membership.revoke_all();
+        assert_eq!(membership.keep_owned(&mut batch), 3);
+        assert!(batch.is_empty());
+    }
+}
