@@ -734,5 +734,41 @@ async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
             .iter()
             .any(|e| matches!(e, Event::GenerationStarted(_)))
     );
+
+    // Projected: GraphQL shows the job completed, and its signed URL serves the picture.
+    // (The topic ends with transaction markers, which take offsets but are no messages: ask
+    // GraphQL until the job shows completed.)
+    let query = "query($id: ID!) { generation(id: $id) { status model result { image { url key width height } } } }";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let body = app
+            .graphql(Some(&ada), query, serde_json::json!({"id": id.to_string()}))
+            .await;
+        if body["data"]["generation"]["status"] == "COMPLETED" {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not projected: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let job = &body["data"]["generation"];
+    assert_eq!(job["status"], "COMPLETED", "{body}");
+    assert_eq!(job["model"], "multistyle26", "{body}");
+    let shown = &job["result"]["image"];
+    assert_eq!(shown["key"], done.image.key.as_str(), "{body}");
+    assert_eq!(
+        (shown["width"].as_i64(), shown["height"].as_i64()),
+        (Some(256), Some(192))
+    );
+    let url = shown["url"].as_str().unwrap();
+    let origin = app.graphql_url().trim_end_matches("/graphql").to_owned();
+    let served = app.http.get(format!("{origin}{url}")).send().await.unwrap();
+    assert_eq!(served.status(), 200, "{url}");
+    assert_eq!(
+        served.bytes().await.unwrap().as_ref(),
+        s.bytes(&done.image.key).as_slice()
+    );
     app.stop().await;
 }
