@@ -318,7 +318,7 @@ impl Session {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(request = %request.request_id, user = %request.user_id, partition, offset))]
+    #[tracing::instrument(skip_all, fields(request = %request.request_id, user = %request.user_id, partition = partition, offset = offset))]
     fn on_request(&mut self, partition: i32, offset: i64, request: GenerationRequested) {
         let id = request.request_id;
         let held = self.jobs.len();
