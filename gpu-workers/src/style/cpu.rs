@@ -18,7 +18,7 @@
 
 use std::ops::Range;
 
-use candle_core::{Device, Storage, Tensor, bail};
+use candle_core::{Device, Layout, Storage, Tensor, bail};
 use rayon::prelude::*;
 
 use super::ops::{Activation, AxisMap, EPS, Norm};
@@ -66,15 +66,7 @@ impl Rows {
         let guards: Vec<_> = self.bands.iter().map(Tensor::storage_and_layout).collect();
         let bands = guards
             .iter()
-            .map(|(storage, layout)| {
-                let Storage::Cpu(cpu) = &**storage else {
-                    bail!("the CPU path got a tensor of another device")
-                };
-                let Some((start, end)) = layout.contiguous_offsets() else {
-                    bail!("the CPU path needs contiguous tensors")
-                };
-                Ok(&cpu.as_slice::<f32>()?[start..end])
-            })
+            .map(|(storage, layout)| cpu_data(storage, layout))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let row_len = self.w * self.c;
         for (i, band) in bands.iter().enumerate() {
@@ -122,6 +114,17 @@ impl Rows {
             c,
         })
     }
+}
+
+/// The contiguous f32 data of a CPU tensor's storage.
+fn cpu_data<'s>(storage: &'s Storage, layout: &Layout) -> candle_core::Result<&'s [f32]> {
+    let Storage::Cpu(cpu) = storage else {
+        bail!("the CPU path got a tensor of another device")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("the CPU path needs contiguous tensors")
+    };
+    Ok(&cpu.as_slice::<f32>()?[start..end])
 }
 
 /// A convolution's weights, laid out for one of two lowerings chosen by its shape.
@@ -289,13 +292,7 @@ pub(crate) fn channels_last(
     }
     let image = image.contiguous()?;
     let (storage, layout) = image.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        bail!("the CPU path got a tensor of another device")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("the CPU path needs contiguous tensors")
-    };
-    let input = &cpu.as_slice::<f32>()?[start..end];
+    let input = cpu_data(&storage, layout)?;
     Rows::build((rows.len(), cols.len(), c), |i, out| {
         let r = rows.src()[i] as usize;
         for (px, &col) in out.chunks_exact_mut(c).zip(cols.src()) {
@@ -333,24 +330,14 @@ pub(crate) fn norm(
             cols,
         };
         match skip {
-            None => Rows::build(out, |i, dst| match norm.act {
-                Activation::Relu => ctx.row(dst, rows[i] as usize, None, |v| v.max(0.0)),
-                Activation::Identity => ctx.row(dst, rows[i] as usize, None, |v| v),
-                Activation::Sigmoid => {
-                    ctx.row(dst, rows[i] as usize, None, |v| 1.0 / (1.0 + (-v).exp()))
-                }
+            None => Rows::build(out, |i, dst| {
+                ctx.row(norm.act, dst, rows[i] as usize, None);
             }),
             Some((skip, pad)) => skip.read(|skip| {
                 Rows::build(out, |i, dst| {
                     let r = rows[i] as usize;
                     let add = &skip.row(r + pad)[pad * c..][..w * c];
-                    match norm.act {
-                        Activation::Relu => ctx.row(dst, r, Some(add), |v| v.max(0.0)),
-                        Activation::Identity => ctx.row(dst, r, Some(add), |v| v),
-                        Activation::Sigmoid => {
-                            ctx.row(dst, r, Some(add), |v| 1.0 / (1.0 + (-v).exp()))
-                        }
-                    }
+                    ctx.row(norm.act, dst, r, Some(add));
                 })
             })?,
         }
@@ -406,9 +393,18 @@ struct RowCtx<'a> {
 }
 
 impl RowCtx<'_> {
-    /// Output row `dst` from input row `r`: `act(x * a + b (+ add))` per pixel of the maps.
+    /// Output row `dst` from input row `r`: `act(x * a + b (+ add))` per pixel of the maps,
+    /// with the choice of activation made once per row, not per value.
+    fn row(&self, act: Activation, dst: &mut [f32], r: usize, add: Option<&[f32]>) {
+        match act {
+            Activation::Relu => self.row_with(dst, r, add, |v| Activation::Relu.apply(v)),
+            Activation::Identity => self.row_with(dst, r, add, |v| v),
+            Activation::Sigmoid => self.row_with(dst, r, add, |v| Activation::Sigmoid.apply(v)),
+        }
+    }
+
     #[inline(always)]
-    fn row(&self, dst: &mut [f32], r: usize, add: Option<&[f32]>, act: impl Fn(f32) -> f32) {
+    fn row_with(&self, dst: &mut [f32], r: usize, add: Option<&[f32]>, act: impl Fn(f32) -> f32) {
         let c = self.c;
         let src = self.input.row(r);
         match add {
