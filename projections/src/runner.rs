@@ -127,7 +127,13 @@ impl Projector {
     async fn session(&self) -> Result<(), ProjectionError> {
         let mut session = self.open().await?;
         loop {
-            let mut messages = self.next_batch(&session.consumer, None).await?;
+            let mut messages = next_batch(
+                &session.consumer,
+                None,
+                self.config.max_batch,
+                self.config.batch_linger,
+            )
+            .await?;
             let dropped = session.membership.keep_owned(&mut messages);
             if dropped > 0 {
                 tracing::debug!(
@@ -225,7 +231,13 @@ impl Projector {
             if behind.is_empty() {
                 return Ok(());
             }
-            let mut messages = self.next_batch(&session.consumer, Some(idle)).await?;
+            let mut messages = next_batch(
+                &session.consumer,
+                Some(idle),
+                self.config.max_batch,
+                self.config.batch_linger,
+            )
+            .await?;
             session.membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 let position = session
@@ -245,33 +257,6 @@ impl Projector {
             }
             self.process(session, messages).await?;
         }
-    }
-
-    async fn next_batch(
-        &self,
-        consumer: &StreamConsumer<GroupContext>,
-        wait: Option<Duration>,
-    ) -> Result<Vec<OwnedMessage>, ProjectionError> {
-        let first = match wait {
-            None => consumer.recv().await,
-            Some(wait) => match tokio::time::timeout(wait, consumer.recv()).await {
-                Ok(received) => received,
-                Err(_elapsed) => return Ok(Vec::new()),
-            },
-        }
-        .map_err(ProjectionError::kafka("receive"))?
-        .detach();
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + self.config.batch_linger;
-        while batch.len() < self.config.max_batch {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(message) => {
-                    batch.push(message.map_err(ProjectionError::kafka("receive"))?.detach())
-                }
-                Err(_elapsed) => break,
-            }
-        }
-        Ok(batch)
     }
 
     async fn process(
@@ -361,17 +346,23 @@ pub(crate) struct Session {
 /// A message and its event, or the reason it is not a valid event of its topic.
 pub(crate) type Decoded = (OwnedMessage, Result<Event, String>);
 
-/// Waits for one message, then takes what arrives within `linger`, up to `max` messages.
+/// Waits for one message (at most `wait`, else returns none), then takes what arrives within
+/// `linger`, up to `max` messages.
 pub(crate) async fn next_batch<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
+    wait: Option<Duration>,
     max: usize,
     linger: Duration,
 ) -> Result<Vec<OwnedMessage>, ProjectionError> {
-    let first = consumer
-        .recv()
-        .await
-        .map_err(ProjectionError::kafka("receive"))?
-        .detach();
+    let first = match wait {
+        None => consumer.recv().await,
+        Some(wait) => match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(received) => received,
+            Err(_elapsed) => return Ok(Vec::new()),
+        },
+    }
+    .map_err(ProjectionError::kafka("receive"))?
+    .detach();
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {

@@ -125,8 +125,13 @@ impl ScyllaProjector {
         tracing::info!(topics = ?names, keyspace = %self.config.scylla.keyspace, %group, "scylla projector started");
 
         loop {
-            let mut messages =
-                next_batch(&consumer, self.config.max_batch, self.config.batch_linger).await?;
+            let mut messages = next_batch(
+                &consumer,
+                None,
+                self.config.max_batch,
+                self.config.batch_linger,
+            )
+            .await?;
             membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 continue;

@@ -209,7 +209,7 @@ impl QueryRoot {
         };
         let limit = i64::try_from(first.get()).unwrap_or(20);
         let rows = read(ctx)?
-            .popular(measure, since, limit)
+            .popular(measure, since, now_ms, limit)
             .await
             .map_err(gql)?;
         Ok(rows

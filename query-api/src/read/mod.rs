@@ -329,18 +329,18 @@ impl ReadModel {
     }
 
     /// Artworks by net likes (or views) in the hour buckets from `since_ms` on, most first;
-    /// artworks with no net gain are left out.
+    /// artworks with no net gain are left out. `now_ms` is the reader's clock.
     pub async fn popular(
         &self,
         measure: Measure,
         since_ms: i64,
+        now_ms: i64,
         limit: i64,
     ) -> Result<Vec<(String, i64)>, QueryError> {
         if let InteractionStore::Scylla(s) = &self.interactions {
             self.statements.bump();
             // Scylla keeps one partition per hour: read up to a day past the clock, for
             // events stamped by a clock slightly ahead of this one.
-            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
             return s
                 .popular(measure, since_ms, now_ms + 86_400_000, limit)
                 .await;
