@@ -482,6 +482,130 @@ async fn bad_input_fails_with_its_code_and_the_worker_goes_on() {
     worker.stop().await;
 }
 
+/// Every dead letter on the deployment's dead-letter topic, read committed, until the topic
+/// has been quiet for `quiet`: (consumer, partition, offset, reason, key, payload).
+async fn dead_letters(
+    env: &TestEnv,
+    quiet: Duration,
+) -> Vec<(String, i32, i64, String, Vec<u8>, Vec<u8>)> {
+    use gallery_schemas::dead_letter_headers as h;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let reader: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.brokers)
+        .set(
+            "group.id",
+            format!("{}dlq-reader", env.config.kafka.topic_prefix),
+        )
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    reader
+        .subscribe(&[&env.config.topics().dead_letters()])
+        .unwrap();
+    let mut letters = Vec::new();
+    while let Ok(m) = tokio::time::timeout(quiet, reader.recv()).await {
+        let m = m.unwrap();
+        let header = |name: &str| {
+            m.headers()
+                .and_then(|hs| hs.iter().find(|x| x.key == name))
+                .and_then(|x| std::str::from_utf8(x.value?).ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        letters.push((
+            header(h::CONSUMER),
+            header(h::PARTITION).parse().unwrap(),
+            header(h::OFFSET).parse().unwrap(),
+            header(h::REASON),
+            m.key().unwrap_or_default().to_vec(),
+            m.payload().unwrap_or_default().to_vec(),
+        ));
+    }
+    letters
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_that_is_not_an_event_is_dead_lettered_once_and_the_worker_goes_on() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(5));
+    let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+
+    // Poison first, then a good request behind it on the same partition.
+    let good = text_request("ada", "after the poison", "warm", 3, 64);
+    let key = good.request_id.to_string();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &s.env.config.kafka.brokers)
+        .create()
+        .unwrap();
+    let delivered = producer
+        .send(
+            FutureRecord::to(&s.requests.topic)
+                .key(&key)
+                .payload(&b"{\"prompt\": \"not avro\"}"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let (partition, offset) = (delivered.partition, delivered.offset);
+    // A valid event, but of another stream: it has no business on the generation topic.
+    let like = gallery_schemas::LikeSet {
+        event_id: uuid::Uuid::now_v7(),
+        user_id: gallery_schemas::UserId::parse("ada").unwrap(),
+        artwork_id: gallery_schemas::ArtworkId::parse("mona-lisa").unwrap(),
+        liked: true,
+        occurred_at: common::generation::now_ms(),
+    };
+    let misplaced = s.requests.send(good.request_id, &like.into()).await;
+    let (good_partition, _) = s.requests.request(&good).await;
+    assert_eq!(good_partition, partition, "same key, same partition");
+    assert_eq!(misplaced.0, partition);
+    s.results
+        .until(WAIT, "the request behind the poison done", |r| {
+            r.has_terminal(good.request_id)
+        })
+        .await;
+    completed(&only_terminal(&s.results, good.request_id));
+
+    // A restart begins at the committed offset, past the poison: no second letter.
+    worker.stop().await;
+    let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
+    let later = text_request("bob", "after the restart", "warm", 3, 64);
+    s.requests.request(&later).await;
+    s.results
+        .until(WAIT, "a request after the restart done", |r| {
+            r.has_terminal(later.request_id)
+        })
+        .await;
+
+    let mut letters = dead_letters(&s.env, Duration::from_secs(3)).await;
+    letters.sort_by_key(|l| l.2);
+    assert_eq!(
+        letters.len(),
+        2,
+        "each dead-lettered exactly once: {letters:?}"
+    );
+    let (consumer, at_partition, at_offset, reason, letter_key, payload) = &letters[0];
+    assert_eq!(consumer, "painter");
+    assert_eq!((*at_partition, *at_offset), (partition, offset));
+    assert!(reason.contains("magic byte"), "reason: {reason}");
+    assert_eq!(letter_key.as_slice(), key.as_bytes());
+    assert_eq!(payload.as_slice(), &b"{\"prompt\": \"not avro\"}"[..]);
+    let (consumer, at_partition, at_offset, reason, _, _) = &letters[1];
+    assert_eq!(consumer, "painter");
+    assert_eq!((*at_partition, *at_offset), misplaced);
+    assert!(
+        reason.contains("LikeSet") && reason.contains("does not belong"),
+        "reason: {reason}"
+    );
+    assert_eq!(painter.calls(), 2);
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_users_burst_does_not_starve_another_users_request() {
     let mut s = setup().await;

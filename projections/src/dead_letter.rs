@@ -9,14 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::error::ProjectionError;
 
-/// Header names on a dead-lettered message.
-pub mod headers {
-    pub const REASON: &str = "gallery-dlq-reason";
-    pub const TOPIC: &str = "gallery-dlq-topic";
-    pub const PARTITION: &str = "gallery-dlq-partition";
-    pub const OFFSET: &str = "gallery-dlq-offset";
-    pub const CONSUMER: &str = "gallery-dlq-consumer";
-}
+pub use gallery_schemas::dead_letter_headers as headers;
 
 /// One message that could not be processed.
 #[derive(Debug, Clone)]

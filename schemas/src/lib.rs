@@ -24,4 +24,4 @@ pub use events::{
 };
 pub use ids::{ArtworkId, IdError, UserId};
 pub use text::{CommentBody, Description, PersonName, Prompt, StyleName, TextError, Title};
-pub use topics::Topics;
+pub use topics::{Topics, dead_letter_headers};

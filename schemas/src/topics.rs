@@ -65,11 +65,23 @@ impl Topics {
         ]
     }
 
-    /// Messages a consumer could not process, with the reason and the original position in
-    /// headers (see `projections::dead_letter`).
+    /// Messages a consumer could not process, copied unchanged, with the reason and the
+    /// original position in headers ([`dead_letter_headers`]).
     pub fn dead_letters(&self) -> String {
         format!("{}dead-letters", self.prefix)
     }
+}
+
+/// Header names on a dead-lettered message, the same for every consumer that writes one.
+pub mod dead_letter_headers {
+    /// Why the message could not be processed.
+    pub const REASON: &str = "gallery-dlq-reason";
+    /// The topic, partition and offset it was read from.
+    pub const TOPIC: &str = "gallery-dlq-topic";
+    pub const PARTITION: &str = "gallery-dlq-partition";
+    pub const OFFSET: &str = "gallery-dlq-offset";
+    /// Which consumer gave up on it (`projection:<name>`, `painter`).
+    pub const CONSUMER: &str = "gallery-dlq-consumer";
 }
 
 impl Default for Topics {

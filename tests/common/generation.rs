@@ -15,8 +15,8 @@ use gallery_gpu_workers::{
     WorkerSettings,
 };
 use gallery_schemas::{
-    Event, EventCodec, GenerationCancelled, GenerationMode, GenerationRequested, ImageRef, Prompt,
-    StyleName, UserId,
+    CodecError, Event, EventCodec, GenerationCancelled, GenerationMode, GenerationRequested,
+    ImageRef, Prompt, StyleName, UserId,
 };
 use image::RgbImage;
 use object_store::ObjectStore;
@@ -216,13 +216,21 @@ impl Results {
             };
             if let Ok(Some(Ok(m))) = next {
                 let (partition, offset) = (m.partition(), m.offset());
-                let event = self.codec.decode(m.payload()).await.unwrap();
-                self.seen.push(Seen {
-                    partition,
-                    offset,
-                    event,
-                });
+                let decoded = self.codec.decode(m.payload()).await;
+                self.keep(partition, offset, decoded);
             }
+        }
+    }
+
+    /// Keeps a decoded event; poison put on the topic by a test is the worker's business, not
+    /// the reader's.
+    fn keep(&mut self, partition: i32, offset: i64, decoded: Result<Event, CodecError>) {
+        if let Ok(event) = decoded {
+            self.seen.push(Seen {
+                partition,
+                offset,
+                event,
+            });
         }
     }
 
@@ -236,12 +244,8 @@ impl Results {
             };
             if let Ok(Some(Ok(m))) = next {
                 let (partition, offset) = (m.partition(), m.offset());
-                let event = self.codec.decode(m.payload()).await.unwrap();
-                self.seen.push(Seen {
-                    partition,
-                    offset,
-                    event,
-                });
+                let decoded = self.codec.decode(m.payload()).await;
+                self.keep(partition, offset, decoded);
             }
         }
     }

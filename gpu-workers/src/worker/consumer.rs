@@ -39,6 +39,7 @@ const MAX_WAITING: usize = 10_000;
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
+    pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
 }
 
@@ -488,6 +489,7 @@ fn poll_loop(
                 let record = Record {
                     partition: m.partition(),
                     offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
                 };
                 if inbound.send(Inbound::Message(record)).is_err() {

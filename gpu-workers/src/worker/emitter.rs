@@ -9,6 +9,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -26,9 +27,19 @@ const COMMIT_ATTEMPTS: u32 = 3;
 /// One message of a transaction.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
-    pub partition: i32,
-    pub key: String,
-    pub payload: Vec<u8>,
+    pub to: Destination,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Where a message of a transaction goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The generation topic, on the partition of the request it answers.
+    Generation { partition: i32 },
+    /// The dead-letter topic (partitioned by key).
+    DeadLetters,
 }
 
 /// Everything one transaction writes.
@@ -57,12 +68,14 @@ pub enum TxnError {
 pub struct Emitter {
     producer: BaseProducer,
     topic: String,
+    dead_letters: String,
 }
 
 impl std::fmt::Debug for Emitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Emitter")
             .field("topic", &self.topic)
+            .field("dead_letters", &self.dead_letters)
             .finish_non_exhaustive()
     }
 }
@@ -70,7 +83,12 @@ impl std::fmt::Debug for Emitter {
 impl Emitter {
     /// Creates the producer and initialises transactions (blocking): any transaction the
     /// previous incarnation with the same id left open is aborted, and it is fenced.
-    pub fn start(brokers: &str, transactional_id: &str, topic: &str) -> Result<Self, WorkerError> {
+    pub fn start(
+        brokers: &str,
+        transactional_id: &str,
+        topic: &str,
+        dead_letters: &str,
+    ) -> Result<Self, WorkerError> {
         let timeout_ms = TRANSACTION_TIMEOUT.as_millis().to_string();
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -91,6 +109,7 @@ impl Emitter {
         Ok(Self {
             producer,
             topic: topic.to_owned(),
+            dead_letters: dead_letters.to_owned(),
         })
     }
 
@@ -117,10 +136,30 @@ impl Emitter {
 
     fn fill(&self, batch: &Batch, group: &ConsumerGroupMetadata) -> Result<(), KafkaError> {
         for r in &batch.records {
-            let mut record = BaseRecord::to(&self.topic)
-                .partition(r.partition)
-                .key(&r.key)
-                .payload(&r.payload);
+            let mut record: BaseRecord<'_, [u8], [u8]> = match r.to {
+                Destination::Generation { partition } => {
+                    BaseRecord::to(&self.topic).partition(partition)
+                }
+                Destination::DeadLetters => BaseRecord::to(&self.dead_letters),
+            };
+            if let Some(key) = &r.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(payload) = &r.payload {
+                record = record.payload(payload.as_slice());
+            }
+            if !r.headers.is_empty() {
+                let headers = r
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |h, (key, value)| {
+                        h.insert(Header {
+                            key,
+                            value: Some(value.as_str()),
+                        })
+                    });
+                record = record.headers(headers);
+            }
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,

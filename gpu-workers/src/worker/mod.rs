@@ -35,6 +35,10 @@
 //!    (minus those of partitions revoked meanwhile); when fatal or fenced, the session is torn
 //!    down and a new one starts from the committed offsets, exactly like after a crash.
 //!
+//! A message that is not a generation event is dead-lettered the same way: its copy goes to
+//! the dead-letter topic in the transaction that commits the offsets past it, so it is
+//! dead-lettered once whatever happens to the worker.
+//!
 //! A crash (or SIGKILL) at any point leaves either a committed transaction (its terminals and
 //! the offsets past them) or nothing of it; the next owner redoes exactly the requests at or
 //! above the committed offset that have no committed terminal. Results are content-addressed
@@ -229,9 +233,12 @@ impl Worker {
         let (brokers, transactional_id) = (settings.brokers.clone(), settings.transactional_id());
         let emitter = {
             let topic = topic.clone();
-            tokio::task::spawn_blocking(move || Emitter::start(&brokers, &transactional_id, &topic))
-                .await
-                .map_err(WorkerError::Task)??
+            let dead_letters = settings.topics.dead_letters();
+            tokio::task::spawn_blocking(move || {
+                Emitter::start(&brokers, &transactional_id, &topic, &dead_letters)
+            })
+            .await
+            .map_err(WorkerError::Task)??
         };
         let (tx, rx) = unbounded_channel();
         let poller = Poller::start(

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gallery_schemas::{Event, EventCodec, GenerationMode, GenerationRequested, ImageRef, UserId};
+use gallery_schemas::{
+    Event, EventCodec, GenerationMode, GenerationRequested, ImageRef, Stream, UserId,
+};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
@@ -19,7 +21,7 @@ use uuid::Uuid;
 use super::WorkerSettings;
 use super::cache_key::{CacheInputs, cache_key};
 use super::consumer::{Assigned, Inbound, Poller, Record};
-use super::emitter::{Batch, Emitter, OutRecord, TxnError};
+use super::emitter::{Batch, Destination, Emitter, OutRecord, TxnError};
 use super::error::WorkerError;
 use super::events::{self, CompletedHow};
 use super::history::{Admission, History};
@@ -88,6 +90,20 @@ struct Outgoing {
     terminal: bool,
 }
 
+/// A message of the generation topic that is not a valid event, on its way to the
+/// dead-letter topic in the transaction that commits the offsets past it.
+#[derive(Debug, Clone)]
+struct Letter {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    reason: String,
+}
+
+/// The consumer named on the painter's dead letters.
+const DEAD_LETTER_CONSUMER: &str = "painter";
+
 #[derive(Debug)]
 struct PartitionState {
     ledger: Ledger,
@@ -98,6 +114,7 @@ struct PartitionState {
 struct InFlight {
     handle: JoinHandle<Result<(), TxnError>>,
     events: Vec<Outgoing>,
+    letters: Vec<Letter>,
 }
 
 enum Wake {
@@ -126,6 +143,7 @@ pub struct Session {
     /// Runs not finished yet -> their request and cache key.
     tasks: HashMap<u64, (Uuid, String)>,
     pending: Vec<Outgoing>,
+    letters: Vec<Letter>,
     txn: Option<InFlight>,
     /// A message whose decoding waits for the schema registry (nothing after it is read).
     stalled: Option<Record>,
@@ -170,6 +188,7 @@ impl Session {
             flights: HashMap::new(),
             tasks: HashMap::new(),
             pending: Vec::new(),
+            letters: Vec::new(),
             txn: None,
             stalled: None,
             seq: 0,
@@ -284,20 +303,35 @@ impl Session {
             // Revoked meanwhile, or read before (a re-fetch after a pause).
             _ => return,
         }
-        match self.shared.codec.decode(record.payload.as_deref()).await {
-            Ok(event) => self.apply(partition, offset, event),
+        let reason = match self.shared.codec.decode(record.payload.as_deref()).await {
+            Ok(event) if event.stream() == Stream::Generation => {
+                self.apply(partition, offset, event);
+                return;
+            }
+            Ok(event) => format!(
+                "a {} event does not belong on topic {}",
+                event.record_name(),
+                self.topic
+            ),
             Err(e) if e.is_transient() => {
                 tracing::warn!(partition, offset, error = %e, "schema registry unavailable; waiting");
                 self.stalled = Some(record);
+                return;
             }
-            Err(e) => {
-                tracing::warn!(partition, offset, error = %e, "not a valid event; skipped");
-                if let Some(state) = self.partitions.get_mut(&partition) {
-                    state.ledger.read(offset);
-                }
-                self.dirty = true;
-            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(partition, offset, %reason, "not a generation event; dead-lettered");
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.ledger.read(offset);
         }
+        self.letters.push(Letter {
+            partition,
+            offset,
+            key: record.key,
+            payload: record.payload,
+            reason,
+        });
+        self.dirty = true;
     }
 
     fn apply(&mut self, partition: i32, offset: i64, event: Event) {
@@ -527,6 +561,7 @@ impl Session {
             self.drop_job(id);
         }
         self.pending.retain(|e| e.partition != partition);
+        self.letters.retain(|l| l.partition != partition);
         self.partitions.remove(&partition);
     }
 
@@ -666,23 +701,27 @@ impl Session {
         }
         let offsets_due =
             self.dirty && self.last_commit.elapsed() >= self.shared.settings.commit_interval;
-        if self.pending.is_empty() && !offsets_due {
+        if self.pending.is_empty() && self.letters.is_empty() && !offsets_due {
             return;
         }
         if self.partitions.is_empty() {
             self.pending.clear();
+            self.letters.clear();
             self.dirty = false;
             return;
         }
         let events = std::mem::take(&mut self.pending);
-        let mut records = Vec::with_capacity(events.len());
+        let mut records = Vec::with_capacity(events.len() + self.letters.len());
         let mut failure = None;
         for e in &events {
             match self.shared.codec.encode(&self.topic, &e.event).await {
                 Ok(payload) => records.push(OutRecord {
-                    partition: e.partition,
-                    key: e.request.to_string(),
-                    payload,
+                    to: Destination::Generation {
+                        partition: e.partition,
+                    },
+                    key: Some(e.request.to_string().into_bytes()),
+                    payload: Some(payload),
+                    headers: Vec::new(),
                 }),
                 Err(error) => {
                     failure = Some(error);
@@ -698,6 +737,8 @@ impl Session {
             self.retry_txn_at = Some(Instant::now() + Duration::from_secs(1));
             return;
         }
+        let letters = std::mem::take(&mut self.letters);
+        records.extend(letters.iter().map(|l| self.dead_letter(l)));
         for e in events.iter().filter(|e| e.terminal) {
             if let Some(state) = self.partitions.get_mut(&e.partition) {
                 state.ledger.seal(e.offset);
@@ -716,7 +757,28 @@ impl Session {
             let group = consumer.group_metadata().ok_or(TxnError::NotInGroup)?;
             emitter.commit(&batch, &group)
         });
-        self.txn = Some(InFlight { handle, events });
+        self.txn = Some(InFlight {
+            handle,
+            events,
+            letters,
+        });
+    }
+
+    /// The record that copies `letter` to the dead-letter topic, with why and where from.
+    fn dead_letter(&self, letter: &Letter) -> OutRecord {
+        use gallery_schemas::dead_letter_headers as h;
+        OutRecord {
+            to: Destination::DeadLetters,
+            key: letter.key.clone(),
+            payload: letter.payload.clone(),
+            headers: vec![
+                (h::REASON, letter.reason.clone()),
+                (h::TOPIC, self.topic.clone()),
+                (h::PARTITION, letter.partition.to_string()),
+                (h::OFFSET, letter.offset.to_string()),
+                (h::CONSUMER, DEAD_LETTER_CONSUMER.to_owned()),
+            ],
+        }
     }
 
     fn on_txn(&mut self, done: Result<Result<(), TxnError>, JoinError>) -> Result<(), WorkerError> {
@@ -761,6 +823,13 @@ impl Session {
                     .collect();
                 again.append(&mut self.pending);
                 self.pending = again;
+                let mut letters: Vec<Letter> = inflight
+                    .letters
+                    .into_iter()
+                    .filter(|l| self.partitions.contains_key(&l.partition))
+                    .collect();
+                letters.append(&mut self.letters);
+                self.letters = letters;
                 self.dirty = true;
                 self.retry_txn_at = Some(Instant::now() + RETRY_TXN);
                 Ok(())
