@@ -105,6 +105,8 @@ pub enum StartError {
     Accounts(#[from] gallery_commands::accounts::HashError),
     #[error("AI painter")]
     Painter(#[from] gallery_gpu_workers::WorkerError),
+    #[error("metrics")]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -120,6 +122,8 @@ pub struct Running {
     pub commands_addr: Option<SocketAddr>,
     /// Where the GraphQL API listens, if it runs.
     pub query_addr: Option<SocketAddr>,
+    /// Where the metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
     /// Read-model statements the GraphQL API has run, if it runs.
     pub query_statements: Option<gallery_query_api::StatementCounter>,
     shutdown: watch::Sender<bool>,
@@ -138,10 +142,29 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })
+/// Listens on `addr` and serves `app` (with the peer's address) until the roles stop, in a
+/// task of `tasks`; returns the address bound (a port 0 resolved).
+async fn serve_http(
+    addr: SocketAddr,
+    app: axum::Router,
+    what: &'static str,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+) -> Result<SocketAddr, StartError> {
+    let listen_error = |source| StartError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    let stop = stopped(stop.clone());
+    tasks.spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "{what} failed");
+        }
+    });
+    Ok(bound)
 }
 
 fn kafka_error(config: &Config) -> impl FnOnce(rdkafka::error::KafkaError) -> StartError + '_ {
@@ -242,6 +265,16 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     )?);
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // First, so that every role records from the start.
+    let metrics_addr = if config.metrics.enabled {
+        let handle = crate::metrics::recorder()?;
+        let app = crate::metrics::router(handle);
+        let addr = serve_http(config.metrics.listen, app, "metrics", &mut tasks, &rx).await?;
+        tracing::info!("metrics on http://{addr}/metrics");
+        Some(addr)
+    } else {
+        None
+    };
     let mut running_commands = None;
     let mut running_query = None;
     let mut query_statements = None;
@@ -292,22 +325,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys: keys.clone(),
             accounts: writes.accounts.clone(),
         };
-        let listener = bind(config.commands.listen).await?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.commands.listen,
-            source,
-        })?;
-        let app = gallery_commands::http::router(state)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let stop = stopped(rx.clone());
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "command service failed");
-            }
-        });
+        let app = gallery_commands::http::router(state);
+        let addr = serve_http(
+            config.commands.listen,
+            app,
+            "command service",
+            &mut tasks,
+            &rx,
+        )
+        .await?;
         tracing::info!("commands listening on http://{addr}");
         running_commands = Some(addr);
     }
@@ -337,21 +363,8 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
             },
         );
-        let listener = bind(config.query_api.listen).await?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.query_api.listen,
-            source,
-        })?;
         let app = gallery_query_api::router(state);
-        let stop = stopped(rx.clone());
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "query api failed");
-            }
-        });
+        let addr = serve_http(config.query_api.listen, app, "query api", &mut tasks, &rx).await?;
         tracing::info!("GraphQL listening on http://{addr}/graphql");
         running_query = Some(addr);
     }
@@ -393,6 +406,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     Ok(Running {
         commands_addr: running_commands,
         query_addr: running_query,
+        metrics_addr,
         query_statements,
         shutdown,
         tasks,

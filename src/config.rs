@@ -36,6 +36,17 @@ pub struct Config {
     pub scylla: ScyllaConfig,
     pub projections: ProjectionsConfig,
     pub painter: PainterConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Where the process serves its metrics for Prometheus (`GET /metrics`, every role of the
+/// process in one text), beside `GET /healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Off: no recorder, no listener.
+    pub enabled: bool,
+    pub listen: SocketAddr,
 }
 
 /// Which store the GraphQL API reads interactions from.
@@ -455,6 +466,10 @@ impl Default for Config {
                 instance_id: None,
             },
             painter: PainterConfig::default(),
+            metrics: MetricsConfig {
+                enabled: true,
+                listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            },
         }
     }
 }

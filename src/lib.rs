@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod topics;
 
 pub use app::{Roles, Running, StartError, start};

@@ -529,7 +529,6 @@ async fn dead_letters(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_that_is_not_an_event_is_dead_lettered_once_and_the_worker_goes_on() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let mut s = setup().await;
     let painter = StepPainter::new(Duration::from_millis(5));
     let worker = s.worker(worker_settings(&s.env.config), both(painter.clone()));
@@ -537,21 +536,10 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_once_and_the_worker_goe
     // Poison first, then a good request behind it on the same partition.
     let good = text_request("ada", "after the poison", "warm", 3, 64);
     let key = good.request_id.to_string();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &s.env.config.kafka.brokers)
-        .create()
-        .unwrap();
-    let delivered = producer
-        .send(
-            FutureRecord::to(&s.requests.topic)
-                .key(&key)
-                .payload(&b"{\"prompt\": \"not avro\"}"[..]),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-    let (partition, offset) = (delivered.partition, delivered.offset);
+    let (partition, offset) = s
+        .requests
+        .send_raw(good.request_id, b"{\"prompt\": \"not avro\"}".to_vec())
+        .await;
     // A valid event, but of another stream: it has no business on the generation topic.
     let like = gallery_schemas::LikeSet {
         event_id: uuid::Uuid::now_v7(),
@@ -796,14 +784,7 @@ async fn requests_finished_by_a_previous_owner_are_not_run_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
-    let weights = std::path::Path::new(&gallery::Config::default().painter.models_dir)
-        .join("multistyle26")
-        .join("model.safetensors");
-    assert!(
-        weights.is_file(),
-        "{} is missing: run scripts/models first",
-        weights.display()
-    );
+    common::generation::require_style_weights(&gallery::Config::default().painter.models_dir);
     let mut s = setup().await;
     // Every role, as `gallery up` runs them, the painter with its default model.
     let app = s.env.start(gallery::Roles::ALL).await;
@@ -895,4 +876,133 @@ async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
         s.bytes(&done.image.key).as_slice()
     );
     app.stop().await;
+}
+
+/// The value of the sample `series` (a metric name with its labels, exactly as rendered) in
+/// Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gallery_painter_serves_its_metrics_for_prometheus() {
+    common::generation::require_style_weights(&gallery::Config::default().painter.models_dir);
+    let mut s = setup().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut painter = common::gallery_command(&s.env, &["painter"])
+        .env("GALLERY_MEDIA__STORE_URL", &s.env.config.media.store_url)
+        .env("GALLERY_PAINTER__DEVICE", "cpu")
+        .env(
+            "GALLERY_PAINTER__MODELS_DIR",
+            &s.env.config.painter.models_dir,
+        )
+        .env("GALLERY_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let photo = s.photo(common::png(80, 60), 80, 60).await;
+    let first = photo_request("ada", photo.clone(), "style-05", 1, 64);
+    s.requests.request(&first).await;
+    s.results
+        .until(WAIT, "the first painting", |r| {
+            r.has_terminal(first.request_id)
+        })
+        .await;
+    // The same picture again (from the cache), an unknown style, and a message that is no event.
+    let again = photo_request("bob", photo.clone(), "style-05", 1, 64);
+    let unknown = photo_request("cyd", photo, "baroque", 1, 64);
+    s.requests.request(&again).await;
+    s.requests.request(&unknown).await;
+    s.requests
+        .send_raw(again.request_id, b"not an event".to_vec())
+        .await;
+    s.results
+        .until(WAIT, "every answer", |r| {
+            r.has_terminal(again.request_id) && r.has_terminal(unknown.request_id)
+        })
+        .await;
+    completed(&only_terminal(&s.results, again.request_id));
+
+    // Gauges move on the worker's ticks and the utilisation is sampled every few seconds.
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let text = response.text().await.unwrap();
+        let settled = sample(&text, "gallery_painter_held_requests") == Some(0.0)
+            && sample(&text, "gallery_painter_dead_letters_total") == Some(1.0)
+            && sample(&text, "gallery_painter_utilisation_ratio").is_some();
+        if settled {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics never settled:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let value =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert_eq!(
+        value("gallery_painter_jobs_finished_total{outcome=\"completed\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("gallery_painter_jobs_finished_total{outcome=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("gallery_painter_jobs_failed_total{code=\"unknown_style\"}"),
+        1.0
+    );
+    assert_eq!(value("gallery_painter_cache_hits_total"), 1.0);
+    // Only the first was painted; its time lies in the histogram's buckets.
+    assert_eq!(
+        value("gallery_painter_paint_seconds_count{mode=\"image_to_image\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("gallery_painter_paint_seconds_bucket{mode=\"image_to_image\",le=\"+Inf\"}"),
+        1.0
+    );
+    assert!(value("gallery_painter_paint_seconds_sum{mode=\"image_to_image\"}") > 0.0);
+    assert_eq!(value("gallery_painter_running_jobs"), 0.0);
+    assert_eq!(value("gallery_painter_threads"), 1.0);
+    assert_eq!(
+        value("gallery_painter_device_info{kind=\"cpu\",ordinal=\"0\",name=\"cpu\"}"),
+        1.0
+    );
+    let utilisation = value("gallery_painter_utilisation_ratio");
+    assert!((0.0..=1.0).contains(&utilisation), "{utilisation}");
+    assert!(value("gallery_painter_transactions_total{result=\"committed\"}") >= 1.0);
+    assert!(
+        text.contains("# HELP gallery_painter_utilisation_ratio"),
+        "{text}"
+    );
+    // No CUDA device here: no memory gauges.
+    assert!(
+        !text.contains("gallery_painter_device_memory_used_bytes "),
+        "{text}"
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok");
+    painter.kill().await.unwrap();
 }

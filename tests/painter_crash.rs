@@ -63,14 +63,7 @@ fn running(results: &Results, since: usize) -> Option<uuid::Uuid> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkilled_painter_ends_every_request_with_exactly_one_terminal() {
     let env = TestEnv::new().await;
-    let weights = std::path::Path::new(&env.config.painter.models_dir)
-        .join("multistyle26")
-        .join("model.safetensors");
-    assert!(
-        weights.is_file(),
-        "{} is missing: run scripts/models first",
-        weights.display()
-    );
+    common::generation::require_style_weights(&env.config.painter.models_dir);
     gallery::topics::ensure_topics(&env.config).await.unwrap();
     let media = gallery_commands::MediaStore::open(&env.config.media).unwrap();
     let store = media.object_store();

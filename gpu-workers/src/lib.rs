@@ -6,6 +6,7 @@
 
 pub mod device;
 pub mod diffusion;
+pub mod metrics;
 pub mod style;
 pub mod worker;
 

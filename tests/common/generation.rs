@@ -75,6 +75,21 @@ impl Requests {
         (delivery.partition, delivery.offset)
     }
 
+    /// Sends raw bytes (not an event) keyed by `request`; returns (partition, offset).
+    pub async fn send_raw(&self, request: Uuid, payload: Vec<u8>) -> (i32, i64) {
+        let key = request.to_string();
+        let delivery = self
+            .producer
+            .send(
+                FutureRecord::to(&self.topic).key(&key).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        (delivery.partition, delivery.offset)
+    }
+
     pub async fn request(&self, request: &GenerationRequested) -> (i32, i64) {
         self.send(request.request_id, &request.clone().into()).await
     }
@@ -451,4 +466,17 @@ pub fn objects(dir: &std::path::Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// The style network's weights under `models_dir`; panics, saying what to run, when
+/// `scripts/models` has not put them there.
+pub fn require_style_weights(models_dir: &str) {
+    let weights = std::path::Path::new(models_dir)
+        .join("multistyle26")
+        .join("model.safetensors");
+    assert!(
+        weights.is_file(),
+        "{} is missing: run scripts/models first",
+        weights.display()
+    );
 }

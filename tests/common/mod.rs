@@ -56,6 +56,7 @@ impl TestEnv {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         config.query_api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.media.store_url = std::env::temp_dir()
             .join(format!("gallery-test-{id}"))
             .display()
@@ -206,6 +207,10 @@ pub fn gallery_command(env: &TestEnv, args: &[&str]) -> tokio::process::Command 
             env.config.kafka.partitions.to_string(),
         )
         .env("GALLERY_REGISTRY__URL", &env.config.registry.url)
+        .env(
+            "GALLERY_METRICS__LISTEN",
+            env.config.metrics.listen.to_string(),
+        )
         .env("GALLERY_LOG", "warn")
         .kill_on_drop(true);
     command

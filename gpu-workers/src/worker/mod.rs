@@ -45,6 +45,7 @@
 //! and stored put-if-absent, and painters are deterministic, so a re-run stores no new
 //! object.
 
+mod busy;
 pub mod cache_key;
 mod consumer;
 pub mod degrade;
@@ -90,6 +91,53 @@ use job::JobEnv;
 use pool::PaintPool;
 use session::{Session, Shared};
 use store::ResultStore;
+
+/// How often the utilisation and device gauges are sampled.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Samples the paint threads' utilisation and the device's memory into their gauges, every
+/// [`GAUGE_INTERVAL`], until aborted.
+async fn sample_gauges(busy: Arc<busy::BusyClock>, device: Option<candle_core::Device>) {
+    use crate::metrics as m;
+    metrics::gauge!(m::THREADS).set(busy.threads() as f64);
+    if let Some(device) = &device {
+        let info = crate::device::describe(device);
+        tracing::info!(kind = info.kind, ordinal = info.ordinal, name = %info.name, "painting on this device");
+        metrics::gauge!(
+            m::DEVICE_INFO,
+            "kind" => info.kind,
+            "ordinal" => info.ordinal.to_string(),
+            "name" => info.name,
+        )
+        .set(1.0);
+    }
+    let mut utilisation = busy::Utilisation::new();
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(share) = utilisation.sample(&busy, std::time::Instant::now()) {
+            metrics::gauge!(m::UTILISATION).set(share);
+        }
+        if let Some(memory) = device.as_ref().and_then(crate::device::memory) {
+            // Bytes as a float gauge: exact up to 2^53 bytes.
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!(m::DEVICE_MEMORY_USED).set(memory.used_bytes as f64);
+                metrics::gauge!(m::DEVICE_MEMORY_TOTAL).set(memory.total_bytes as f64);
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped (the gauge sampler ends with the worker).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -199,6 +247,11 @@ impl Worker {
             threads = settings.threads,
             "painter starting"
         );
+        let gauges = tokio::spawn(sample_gauges(
+            self.shared.env.pool.busy().clone(),
+            self.shared.painters.device().cloned(),
+        ));
+        let _gauges = AbortOnDrop(gauges);
         loop {
             let opened = tokio::select! {
                 () = shutdown.as_mut() => return,

@@ -92,7 +92,7 @@ pub fn load_painters(
              (painter.text_to_image)"
                 .to_owned(),
         ),
-        Some(model) => device.and_then(|device| {
+        Some(model) => device.clone().and_then(|device| {
             let kind = model.kind();
             let dir = models_dir.join(kind.dir_name());
             DiffusionPainter::load(kind.dir_name(), kind.config(), &dir, &device)
@@ -114,5 +114,9 @@ pub fn load_painters(
         ),
         Err(reason) => tracing::warn!(%reason, "text-to-image requests will fail"),
     }
-    Painters::new(text, style)
+    let painters = Painters::new(text, style);
+    match device {
+        Ok(device) => painters.on_device(device),
+        Err(_) => painters,
+    }
 }

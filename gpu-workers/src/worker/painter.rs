@@ -6,6 +6,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use candle_core::Device;
 use gallery_schemas::GenerationMode;
 use image::RgbImage;
 
@@ -132,6 +133,7 @@ pub trait Painter: Send + Sync + fmt::Debug {
 pub struct Painters {
     text_to_image: Result<Arc<dyn Painter>, String>,
     image_to_image: Result<Arc<dyn Painter>, String>,
+    device: Option<Device>,
 }
 
 impl Painters {
@@ -144,7 +146,21 @@ impl Painters {
         Self {
             text_to_image,
             image_to_image,
+            device: None,
         }
+    }
+
+    /// The same painters, running on `device` (reported in the device gauges).
+    pub fn on_device(self, device: Device) -> Self {
+        Self {
+            device: Some(device),
+            ..self
+        }
+    }
+
+    /// The device the painters run on, when known.
+    pub fn device(&self) -> Option<&Device> {
+        self.device.as_ref()
     }
 
     /// The painter of `mode`.

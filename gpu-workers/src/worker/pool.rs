@@ -4,6 +4,9 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::busy::BusyClock;
 
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -12,6 +15,7 @@ type Task = Box<dyn FnOnce() + Send>;
 pub struct PaintPool {
     tasks: Option<Sender<Task>>,
     threads: Vec<JoinHandle<()>>,
+    busy: Arc<BusyClock>,
 }
 
 /// The pool's threads are gone (they exited or could not be started).
@@ -24,18 +28,25 @@ impl PaintPool {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let (tx, rx) = channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
+        let busy = Arc::new(BusyClock::new(threads.max(1)));
         let threads = (0..threads.max(1))
             .map(|n| {
-                let rx = rx.clone();
+                let (rx, busy) = (rx.clone(), busy.clone());
                 std::thread::Builder::new()
                     .name(format!("painter-{n}"))
-                    .spawn(move || serve(&rx))
+                    .spawn(move || serve(&rx, &busy, n))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
             tasks: Some(tx),
             threads,
+            busy,
         })
+    }
+
+    /// The threads' busy time.
+    pub fn busy(&self) -> &Arc<BusyClock> {
+        &self.busy
     }
 
     /// Runs `task` on the next free thread.
@@ -54,7 +65,7 @@ impl PaintPool {
     }
 }
 
-fn serve(rx: &Mutex<Receiver<Task>>) {
+fn serve(rx: &Mutex<Receiver<Task>>, busy: &BusyClock, thread: usize) {
     loop {
         let task = {
             let guard = rx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -64,7 +75,9 @@ fn serve(rx: &Mutex<Receiver<Task>>) {
             // A panicking painter ends its task, not the thread: the task's answer channel
             // is dropped, which the job reports as an internal failure.
             Ok(task) => {
+                busy.start(thread, Instant::now());
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
+                busy.stop(thread, Instant::now());
             }
             Err(_) => return,
         }
@@ -108,5 +121,27 @@ mod tests {
             seen.iter()
                 .all(|(_, name)| name.as_deref().is_some_and(|n| n.starts_with("painter-")))
         );
+    }
+
+    #[test]
+    fn the_threads_time_in_tasks_is_counted() {
+        let pool = PaintPool::new(2).unwrap();
+        let before = pool.busy().busy_until(Instant::now());
+        assert_eq!(before, Duration::ZERO);
+        let (tx, rx) = channel();
+        for _ in 0..2 {
+            let tx = tx.clone();
+            pool.submit(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                tx.send(()).unwrap();
+            })
+            .unwrap();
+        }
+        rx.recv().unwrap();
+        rx.recv().unwrap();
+        // Both tasks slept 50 ms (a task whose end is not marked yet counts up to now).
+        let busy = pool.busy().busy_until(Instant::now());
+        assert!(busy >= Duration::from_millis(100), "{busy:?}");
+        assert!(busy < Duration::from_secs(5), "{busy:?}");
     }
 }

@@ -30,6 +30,7 @@ use super::job::{self, JobEnv, JobSpec, Outcome, Report, Update};
 use super::ledger::Ledger;
 use super::painter::{FailureCode, PaintParams, Painter, Painters, Rejection};
 use super::scheduler::FairQueue;
+use crate::metrics as m;
 
 /// How often the session looks at back-pressure, stalled messages and due commits.
 const TICK: Duration = Duration::from_millis(100);
@@ -321,6 +322,7 @@ impl Session {
             Err(e) => e.to_string(),
         };
         tracing::warn!(partition, offset, %reason, "not a generation event; dead-lettered");
+        metrics::counter!(m::DEAD_LETTERS).increment(1);
         if let Some(state) = self.partitions.get_mut(&partition) {
             state.ledger.read(offset);
         }
@@ -406,6 +408,7 @@ impl Session {
             }
             Err(rejection) => {
                 tracing::info!(code = %rejection.code, reason = %rejection.reason, "request refused");
+                count_failure(rejection.code);
                 let event = events::failed(&request, &rejection);
                 self.jobs.insert(
                     id,
@@ -510,6 +513,7 @@ impl Session {
                 job.state = JobState::Finished;
                 let event = events::cancel_confirmed(&job.request, 0);
                 tracing::info!(request = %id, "cancelled before it ran");
+                count_finished("cancelled");
                 self.push_terminal(id, event);
             }
             JobState::Running { cancel, .. } => {
@@ -649,6 +653,7 @@ impl Session {
                         duration_ms,
                     } => {
                         tracing::info!(request = %id, cache_hit, duration_ms, "completed");
+                        count_completed(plan, cache_hit, duration_ms);
                         let how = CompletedHow {
                             cache_hit,
                             degraded: plan.degraded,
@@ -658,10 +663,12 @@ impl Session {
                     }
                     Outcome::Failed(rejection) => {
                         tracing::info!(request = %id, code = %rejection.code, reason = %rejection.reason, "failed");
+                        count_failure(rejection.code);
                         events::failed(&job.request, &rejection)
                     }
                     Outcome::Cancelled { step } => {
                         tracing::info!(request = %id, step, "cancelled while running");
+                        count_finished("cancelled");
                         events::cancel_confirmed(&job.request, step)
                     }
                 };
@@ -787,6 +794,7 @@ impl Session {
         };
         match done {
             Ok(Ok(())) => {
+                metrics::counter!(m::TRANSACTIONS, "result" => "committed").increment(1);
                 let mut finished = 0;
                 for state in self.partitions.values_mut() {
                     for (offset, id) in state.ledger.settle_sealed() {
@@ -804,11 +812,15 @@ impl Session {
                 self.retry_txn_at = None;
                 Ok(())
             }
-            Ok(Err(TxnError::Fatal(source))) => Err(WorkerError::Transaction {
-                context: "commit",
-                source,
-            }),
+            Ok(Err(TxnError::Fatal(source))) => {
+                metrics::counter!(m::TRANSACTIONS, "result" => "fatal").increment(1);
+                Err(WorkerError::Transaction {
+                    context: "commit",
+                    source,
+                })
+            }
             Ok(Err(e)) => {
+                metrics::counter!(m::TRANSACTIONS, "result" => "aborted").increment(1);
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "transaction aborted; sending its events again");
                 for state in self.partitions.values_mut() {
                     state.ledger.unseal_all();
@@ -846,6 +858,8 @@ impl Session {
         }
         let settings = &self.shared.settings;
         let held = self.jobs.len();
+        metrics::gauge!(m::HELD).set(held as f64);
+        metrics::gauge!(m::RUNNING).set(self.tasks.len() as f64);
         if held >= settings.max_held {
             if !self.paused {
                 tracing::info!(
@@ -869,4 +883,32 @@ impl Session {
             }
         }
     }
+}
+
+fn count_finished(outcome: &'static str) {
+    metrics::counter!(m::JOBS_FINISHED, "outcome" => outcome).increment(1);
+}
+
+fn count_failure(code: FailureCode) {
+    count_finished("failed");
+    metrics::counter!(m::JOBS_FAILED, "code" => code.as_str()).increment(1);
+}
+
+fn count_completed(plan: &Plan, cache_hit: bool, duration_ms: i64) {
+    count_finished("completed");
+    if plan.degraded {
+        metrics::counter!(m::DEGRADED).increment(1);
+    }
+    if cache_hit {
+        metrics::counter!(m::CACHE_HITS).increment(1);
+        return;
+    }
+    let mode = match plan.params.mode {
+        GenerationMode::TextToImage => "text_to_image",
+        GenerationMode::ImageToImage => "image_to_image",
+    };
+    // Milliseconds as seconds: exact enough for a histogram.
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = duration_ms.max(0) as f64 / 1000.0;
+    metrics::histogram!(m::PAINT_SECONDS, "mode" => mode).record(seconds);
 }
