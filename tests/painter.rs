@@ -217,10 +217,7 @@ async fn the_same_picture_again_comes_from_the_cache_and_identical_jobs_run_once
     assert_eq!(cc.thumbnail, ca.thumbnail);
     assert_eq!(painter.calls(), 1);
     assert!(
-        !s.results
-            .of(c.request_id)
-            .iter()
-            .any(|e| matches!(e, Event::GenerationStarted(_))),
+        !s.results.has_started(c.request_id),
         "a cache hit is not started"
     );
     assert_eq!(objects(&s.dir), stored, "no new object");
@@ -295,9 +292,7 @@ async fn cancel_is_honoured_before_and_during_a_run() {
     s.requests.request(&long).await;
     s.results
         .until(WAIT, "the long job started", |r| {
-            r.of(long.request_id)
-                .iter()
-                .any(|e| matches!(e, Event::GenerationStarted(_)))
+            r.has_started(long.request_id)
         })
         .await;
     s.requests.request(&queued).await;
@@ -319,10 +314,7 @@ async fn cancel_is_honoured_before_and_during_a_run() {
         0
     );
     assert!(
-        !s.results
-            .of(queued.request_id)
-            .iter()
-            .any(|e| matches!(e, Event::GenerationStarted(_))),
+        !s.results.has_started(queued.request_id),
         "cancelled before it started"
     );
     assert!(!s.results.has_terminal(long.request_id), "still running");
@@ -347,6 +339,64 @@ async fn cancel_is_honoured_before_and_during_a_run() {
     s.results.settle(Duration::from_secs(1)).await;
     assert!(s.results.terminal_counts().values().all(|n| *n == 1));
     assert_eq!(painter.calls(), 2, "the queued job never painted");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_behind_the_pause_point_is_honoured_while_the_worker_is_full() {
+    let mut s = setup().await;
+    let painter = StepPainter::new(Duration::from_millis(50));
+    // Room for two requests: one running, one queued; then the partitions are paused.
+    let settings = WorkerSettings {
+        max_held: 2,
+        ..worker_settings(&s.env.config)
+    };
+    let worker = s.worker(settings, both(painter.clone()));
+    let long = text_request("ada", "long", "warm", 200, 64);
+    let queued = text_request("bob", "queued", "cool", 3, 64);
+    s.requests.request(&long).await;
+    s.results
+        .until(WAIT, "the long job started", |r| {
+            r.has_started(long.request_id)
+        })
+        .await;
+    s.requests.request(&queued).await;
+    // The worker holds two now and pauses on its next tick; what comes later is not read.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later: Vec<GenerationRequested> = (0..3)
+        .map(|i| text_request("cyd", &format!("later {i}"), "warm", 3, 64))
+        .collect();
+    for request in &later {
+        s.requests.request(request).await;
+    }
+    s.requests.cancel(&queued).await;
+    s.results
+        .until(WAIT, "the queued job cancelled", |r| {
+            r.has_terminal(queued.request_id)
+        })
+        .await;
+    assert_eq!(
+        cancelled_step(&only_terminal(&s.results, queued.request_id)),
+        0,
+        "cancelled while queued, never painted"
+    );
+    assert!(
+        !s.results.has_terminal(long.request_id),
+        "seen while the worker was still full (the long job runs for 10 s)"
+    );
+
+    s.requests.cancel(&long).await;
+    s.results
+        .until(WAIT, "everything answered", |r| {
+            r.has_terminal(long.request_id) && later.iter().all(|l| r.has_terminal(l.request_id))
+        })
+        .await;
+    for request in &later {
+        completed(&only_terminal(&s.results, request.request_id));
+    }
+    s.results.settle(Duration::from_secs(1)).await;
+    assert!(s.results.terminal_counts().values().all(|n| *n == 1));
+    assert_eq!(painter.calls(), 4, "the long job and the later three");
     worker.stop().await;
 }
 
@@ -468,10 +518,7 @@ async fn bad_input_fails_with_its_code_and_the_worker_goes_on() {
             "{code}: {reason:?} should mention {says:?}"
         );
         assert!(
-            !s.results
-                .of(request.request_id)
-                .iter()
-                .any(|e| matches!(e, Event::GenerationStarted(_))),
+            !s.results.has_started(request.request_id),
             "{code}: refused before painting"
         );
     }
@@ -834,11 +881,7 @@ async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
         .unwrap()
         .to_rgb8();
     assert_eq!(webp, painted);
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::GenerationStarted(_)))
-    );
+    assert!(s.results.has_started(id));
 
     // Projected: GraphQL shows the job completed, and its signed URL serves the picture.
     // (The topic ends with transaction markers, which take offsets but are no messages: ask

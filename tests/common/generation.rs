@@ -282,6 +282,13 @@ impl Results {
             .collect()
     }
 
+    /// Whether a `GenerationStarted` of `request` was read.
+    pub fn has_started(&self, request: Uuid) -> bool {
+        self.of(request)
+            .iter()
+            .any(|e| matches!(e, Event::GenerationStarted(_)))
+    }
+
     pub fn has_terminal(&self, request: Uuid) -> bool {
         !self.terminals(request).is_empty()
     }

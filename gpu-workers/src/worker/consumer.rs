@@ -23,6 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::error::WorkerError;
 use super::events::terminal_of;
 use super::history::History;
+use super::scanner::Scanner;
 
 /// How long a blocking Kafka call in the rebalance callback may take (fetching committed
 /// offsets waits for the previous owner's open transaction to end).
@@ -82,11 +83,9 @@ pub struct ConsumerSettings {
 /// The group consumer's context: lag from the statistics, catch-up in the rebalance.
 pub struct WorkerContext {
     settings: ConsumerSettings,
-    codec: EventCodec,
-    runtime: Handle,
     inbound: UnboundedSender<Inbound>,
     lag: Arc<AtomicU64>,
-    scanner: BaseConsumer,
+    scanner: Scanner,
 }
 
 impl std::fmt::Debug for WorkerContext {
@@ -236,10 +235,7 @@ impl WorkerContext {
             }
             let partition = e.partition();
             // The scanner reads committed data only, so "high" is the last stable offset.
-            let (low, stable) = self
-                .scanner
-                .fetch_watermarks(topic, partition, CALL_TIMEOUT)
-                .map_err(WorkerError::kafka("fetch watermarks"))?;
+            let (low, stable) = self.scanner.watermarks(partition)?;
             let committed = match e.offset() {
                 Offset::Offset(o) if o >= low => o,
                 _ => low,
@@ -248,7 +244,11 @@ impl WorkerContext {
                 .saturating_sub(self.settings.dedup_window)
                 .max(low);
             let started = Instant::now();
-            let history = self.scan(partition, start, stable)?;
+            let mut history = History::new();
+            self.scanner
+                .scan(partition, start, stable, SCAN_TIMEOUT, |offset, event| {
+                    observe(&mut history, event, offset);
+                })?;
             tracing::info!(
                 partition,
                 committed,
@@ -265,87 +265,6 @@ impl WorkerContext {
             });
         }
         Ok(assigned)
-    }
-
-    /// Reads `[start, end)` of `partition` (committed messages only).
-    fn scan(&self, partition: i32, start: i64, end: i64) -> Result<History, WorkerError> {
-        let mut history = History::new();
-        if start >= end {
-            return Ok(history);
-        }
-        let topic = &self.settings.topic;
-        let failed = |reason: String| WorkerError::CatchUp { partition, reason };
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(start))
-            .map_err(WorkerError::kafka("scan position"))?;
-        self.scanner
-            .assign(&tpl)
-            .map_err(WorkerError::kafka("assign the scan"))?;
-        let deadline = Instant::now() + SCAN_TIMEOUT;
-        let outcome = loop {
-            if Instant::now() > deadline {
-                break Err(failed(format!("did not reach offset {end} in time")));
-            }
-            match self.scanner.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    let offset = m.offset();
-                    if offset >= end {
-                        break Ok(());
-                    }
-                    if let Some(event) = self.decode(m.payload(), deadline, partition)? {
-                        observe(&mut history, &event, offset);
-                    }
-                    if offset + 1 >= end {
-                        break Ok(());
-                    }
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
-                Some(Err(e)) => tracing::warn!(partition, error = %e, "scan: fetch error"),
-                None => {
-                    // Transaction markers take offsets but are no messages: the position
-                    // says whether the scan is past `end`.
-                    let past = self.scanner.position().ok().is_some_and(|p| {
-                        matches!(
-                            p.find_partition(topic, partition).map(|e| e.offset()),
-                            Some(Offset::Offset(o)) if o >= end
-                        )
-                    });
-                    if past {
-                        break Ok(());
-                    }
-                }
-            }
-        };
-        let _ = self.scanner.unassign();
-        outcome.map(|()| history)
-    }
-
-    /// Decodes a scanned message; waits out a registry outage until `deadline`.
-    fn decode(
-        &self,
-        payload: Option<&[u8]>,
-        deadline: Instant,
-        partition: i32,
-    ) -> Result<Option<Event>, WorkerError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.runtime.block_on(self.codec.decode(payload)) {
-                Ok(event) => return Ok(Some(event)),
-                Err(e) if e.is_transient() && Instant::now() < deadline => {
-                    tracing::warn!(partition, error = %e, "scan: registry unavailable; retrying");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(e) if e.is_transient() => {
-                    return Err(WorkerError::Registry {
-                        context: "scanning a partition",
-                        source: e,
-                    });
-                }
-                // Not an event: nothing the scan needs.
-                Err(_) => return Ok(None),
-            }
-        }
     }
 }
 
@@ -367,6 +286,8 @@ pub struct Poller {
     pub waiting: Arc<AtomicUsize>,
     /// Messages not read yet on the worker's partitions (from the statistics).
     pub lag: Arc<AtomicU64>,
+    /// Reads ahead of the session while it is paused (see [`super::lookahead`]).
+    pub lookahead: Arc<Scanner>,
 }
 
 impl std::fmt::Debug for Poller {
@@ -385,21 +306,24 @@ impl Poller {
         codec: EventCodec,
         inbound: UnboundedSender<Inbound>,
     ) -> Result<Self, WorkerError> {
-        let scanner: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
-            // librdkafka assigns only with a group id; this consumer never joins nor commits.
-            .set("group.id", format!("{}.catch-up", settings.group))
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(WorkerError::kafka("create the scan consumer"))?;
+        let scanner = Scanner::new(
+            &settings.brokers,
+            &format!("{}.catch-up", settings.group),
+            &settings.topic,
+            codec.clone(),
+            Handle::current(),
+        )?;
+        let lookahead = Arc::new(Scanner::new(
+            &settings.brokers,
+            &format!("{}.lookahead", settings.group),
+            &settings.topic,
+            codec,
+            Handle::current(),
+        )?);
         let waiting = Arc::new(AtomicUsize::new(0));
         let lag = Arc::new(AtomicU64::new(0));
         let context = WorkerContext {
             settings: settings.clone(),
-            codec,
-            runtime: Handle::current(),
             inbound: inbound.clone(),
             lag: lag.clone(),
             scanner,
@@ -436,6 +360,7 @@ impl Poller {
             thread: Some(thread),
             waiting,
             lag,
+            lookahead,
         })
     }
 

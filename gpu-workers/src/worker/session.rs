@@ -4,7 +4,7 @@
 //! job reports and transaction results come in one at a time, so there is no lock and no
 //! interleaving to reason about.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use super::history::{Admission, History};
 use super::images::check_reference;
 use super::job::{self, JobEnv, JobSpec, Outcome, Report, Update};
 use super::ledger::Ledger;
+use super::lookahead;
 use super::painter::{FailureCode, PaintParams, Painter, Painters, Rejection};
 use super::scheduler::FairQueue;
 use crate::metrics as m;
@@ -40,6 +41,8 @@ const RETRY_TXN: Duration = Duration::from_millis(200);
 const WIND_DOWN: Duration = Duration::from_secs(30);
 /// How often the partitions' histories are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
+/// How often a paused session looks ahead for cancels of the requests it holds.
+const LOOKAHEAD_EVERY: Duration = Duration::from_secs(1);
 
 /// What every session of a worker shares.
 #[derive(Debug)]
@@ -123,6 +126,7 @@ enum Wake {
     Txn(Result<Result<(), TxnError>, JoinError>),
     Inbound(Option<Inbound>),
     Update(Option<Update>),
+    Lookahead(Result<Vec<Uuid>, JoinError>),
     Tick,
 }
 
@@ -155,6 +159,16 @@ pub struct Session {
     last_commit: Instant,
     retry_txn_at: Option<Instant>,
     last_prune: Instant,
+    /// A look ahead for cancels under way (only while paused).
+    lookahead: Option<JoinHandle<Vec<Uuid>>>,
+    last_lookahead: Instant,
+}
+
+async fn wait_lookahead(task: &mut Option<JoinHandle<Vec<Uuid>>>) -> Result<Vec<Uuid>, JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_txn(txn: &mut Option<InFlight>) -> Result<Result<(), TxnError>, JoinError> {
@@ -198,6 +212,8 @@ impl Session {
             last_commit: Instant::now(),
             retry_txn_at: None,
             last_prune: Instant::now(),
+            lookahead: None,
+            last_lookahead: Instant::now(),
         }
     }
 
@@ -230,6 +246,7 @@ impl Session {
                 () = shutdown.as_mut() => Wake::Shutdown,
                 done = wait_txn(&mut self.txn) => Wake::Txn(done),
                 update = self.updates.recv() => Wake::Update(update),
+                found = wait_lookahead(&mut self.lookahead) => Wake::Lookahead(found),
                 inbound = self.inbound.recv(), if self.stalled.is_none() => Wake::Inbound(inbound),
                 _ = tick.tick() => Wake::Tick,
             };
@@ -240,6 +257,7 @@ impl Session {
                 Wake::Update(None) => {}
                 Wake::Inbound(Some(inbound)) => self.on_inbound(inbound).await?,
                 Wake::Inbound(None) => return Err(WorkerError::PollerGone),
+                Wake::Lookahead(found) => self.on_lookahead(found),
                 Wake::Tick => self.on_tick().await,
             }
         }
@@ -852,15 +870,51 @@ impl Session {
 
     // ---- housekeeping ----
 
+    /// Starts a look ahead for cancels of the requests held and not finished.
+    fn look_ahead(&mut self) {
+        self.last_lookahead = Instant::now();
+        let held: HashSet<Uuid> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| !matches!(job.state, JobState::Finished))
+            .map(|(id, _)| *id)
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let from: Vec<(i32, i64)> = self
+            .partitions
+            .iter()
+            .map(|(p, s)| (*p, s.ledger.next()))
+            .collect();
+        let scanner = self.poller.lookahead.clone();
+        self.lookahead = Some(tokio::task::spawn_blocking(move || {
+            lookahead::cancels(&scanner, &from, &held)
+        }));
+    }
+
+    fn on_lookahead(&mut self, found: Result<Vec<Uuid>, JoinError>) {
+        self.lookahead = None;
+        match found {
+            Ok(cancelled) => {
+                for id in cancelled {
+                    tracing::info!(request = %id, "a cancel read ahead while paused");
+                    self.on_cancel(id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the lookahead failed"),
+        }
+    }
+
     async fn on_tick(&mut self) {
         if let Some(record) = self.stalled.take() {
             self.on_record(record).await;
         }
-        let settings = &self.shared.settings;
+        let max_held = self.shared.settings.max_held;
         let held = self.jobs.len();
         metrics::gauge!(m::HELD).set(held as f64);
         metrics::gauge!(m::RUNNING).set(self.tasks.len() as f64);
-        if held >= settings.max_held {
+        if held >= max_held {
             if !self.paused {
                 tracing::info!(
                     held,
@@ -870,14 +924,20 @@ impl Session {
             self.paused = true;
             // Again on every tick, for partitions assigned since.
             self.poller.set_paused(true);
-        } else if self.paused && held <= settings.max_held * 3 / 4 {
+        } else if self.paused && held <= max_held * 3 / 4 {
             tracing::info!(held, "resuming the partitions");
             self.paused = false;
             self.poller.set_paused(false);
         }
+        if self.paused
+            && self.lookahead.is_none()
+            && self.last_lookahead.elapsed() >= LOOKAHEAD_EVERY
+        {
+            self.look_ahead();
+        }
         if self.last_prune.elapsed() >= PRUNE_EVERY {
             self.last_prune = Instant::now();
-            let window = settings.dedup_window;
+            let window = self.shared.settings.dedup_window;
             for state in self.partitions.values_mut() {
                 state.history.prune(state.ledger.low_water(), window);
             }
