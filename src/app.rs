@@ -325,7 +325,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys: keys.clone(),
             accounts: writes.accounts.clone(),
         };
-        let app = gallery_commands::http::router(state);
+        let app = crate::metrics::track(gallery_commands::http::router(state), "commands");
         let addr = serve_http(
             config.commands.listen,
             app,
@@ -363,7 +363,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
             },
         );
-        let app = gallery_query_api::router(state);
+        let app = crate::metrics::track(gallery_query_api::router(state), "query-api");
         let addr = serve_http(config.query_api.listen, app, "query api", &mut tasks, &rx).await?;
         tracing::info!("GraphQL listening on http://{addr}/graphql");
         running_query = Some(addr);

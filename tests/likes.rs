@@ -146,3 +146,123 @@ async fn graphql_rejects_bad_ids_and_bad_tokens_with_codes() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_command_service_and_the_projector_serve_their_metrics() {
+    let env = TestEnv::new().await;
+    let (commands_port, commands_metrics, projector_metrics) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let _commands = common::gallery_command(&env, &["commands"])
+        .env(
+            "GALLERY_COMMANDS__LISTEN",
+            format!("127.0.0.1:{commands_port}"),
+        )
+        .env(
+            "GALLERY_METRICS__LISTEN",
+            format!("127.0.0.1:{commands_metrics}"),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _projector = common::spawn_projector(
+        &env,
+        &[(
+            "GALLERY_METRICS__LISTEN",
+            &format!("127.0.0.1:{projector_metrics}"),
+        )],
+    );
+    let http = reqwest::Client::new();
+    let like = format!("http://127.0.0.1:{commands_port}/v1/artworks/irises/like");
+    let ada = env.token("ada");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The first like once the service listens; then a second, and one without a token.
+    loop {
+        match http.put(&like).bearer_auth(&ada).send().await {
+            Ok(r) if r.status() == 202 => break,
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no command service: {other:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let bob = http
+        .put(&like)
+        .bearer_auth(env.token("bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob.status(), 202);
+    let anonymous = http.put(&like).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let text = common::scrape(&format!("http://127.0.0.1:{commands_metrics}")).await;
+    let route = "service=\"commands\",method=\"PUT\",route=\"/v1/artworks/{id}/like\"";
+    assert_eq!(
+        common::sample(
+            &text,
+            &format!("gallery_http_requests_total{{{route},status=\"202\"}}")
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        common::sample(
+            &text,
+            &format!("gallery_http_requests_total{{{route},status=\"401\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        common::sample(
+            &text,
+            &format!("gallery_http_request_seconds_count{{{route}}}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
+
+    // The projector: both likes in committed batches, and no lag left on the interactions
+    // (the gauge comes from the consumer's statistics, every few seconds).
+    let interactions = env.config.topics().interactions();
+    let lag = format!(
+        "gallery_projection_lag_messages{{projection=\"read-model\",store=\"postgres\",topic=\"{interactions}\"}}"
+    );
+    let messages =
+        "gallery_projection_messages_total{projection=\"read-model\",store=\"postgres\"}";
+    let text = loop {
+        let text = match reqwest::get(format!("http://127.0.0.1:{projector_metrics}/metrics")).await
+        {
+            Ok(r) => r.text().await.unwrap(),
+            Err(_) => String::new(),
+        };
+        if common::sample(&text, &lag) == Some(0.0)
+            && common::sample(&text, messages).is_some_and(|n| n >= 2.0)
+        {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projector's metrics never settled:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert!(
+        common::sample(
+            &text,
+            "gallery_projection_batch_seconds_count{projection=\"read-model\",store=\"postgres\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP gallery_projection_lag_messages"),
+        "{text}"
+    );
+}

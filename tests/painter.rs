@@ -921,23 +921,11 @@ async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
     app.stop().await;
 }
 
-/// The value of the sample `series` (a metric name with its labels, exactly as rendered) in
-/// Prometheus text.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gallery_painter_serves_its_metrics_for_prometheus() {
     common::generation::require_style_weights(&gallery::Config::default().painter.models_dir);
     let mut s = setup().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut painter = common::gallery_command(&s.env, &["painter"])
         .env("GALLERY_MEDIA__STORE_URL", &s.env.config.media.store_url)
         .env("GALLERY_PAINTER__DEVICE", "cpu")
@@ -988,9 +976,9 @@ async fn gallery_painter_serves_its_metrics_for_prometheus() {
             "{content_type}"
         );
         let text = response.text().await.unwrap();
-        let settled = sample(&text, "gallery_painter_held_requests") == Some(0.0)
-            && sample(&text, "gallery_painter_dead_letters_total") == Some(1.0)
-            && sample(&text, "gallery_painter_utilisation_ratio").is_some();
+        let settled = common::sample(&text, "gallery_painter_held_requests") == Some(0.0)
+            && common::sample(&text, "gallery_painter_dead_letters_total") == Some(1.0)
+            && common::sample(&text, "gallery_painter_utilisation_ratio").is_some();
         if settled {
             break text;
         }
@@ -1000,8 +988,9 @@ async fn gallery_painter_serves_its_metrics_for_prometheus() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let value =
-        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    let value = |series: &str| {
+        common::sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
     assert_eq!(
         value("gallery_painter_jobs_finished_total{outcome=\"completed\"}"),
         2.0

@@ -22,6 +22,7 @@ use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
@@ -52,6 +53,8 @@ impl Default for GroupSettings {
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
     state: Mutex<State>,
+    /// The `projection` and `store` labels of the lag gauge.
+    labels: (String, &'static str),
 }
 
 #[derive(Debug, Default)]
@@ -62,14 +65,35 @@ struct State {
 }
 
 impl Membership {
-    /// A membership that resumes at `stored` and owns nothing yet.
-    pub(crate) fn new(stored: &HashMap<TopicPartition, i64>) -> Arc<Self> {
+    /// A membership that resumes at `stored` and owns nothing yet; it reports the lag of
+    /// `projection` in `store` (see [`crate::metrics::LAG`]) from the consumer's statistics.
+    pub(crate) fn new(
+        stored: &HashMap<TopicPartition, i64>,
+        projection: String,
+        store: &'static str,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 resume_at: stored.clone(),
                 owned: HashSet::new(),
             }),
+            labels: (projection, store),
         })
+    }
+
+    /// Per topic, the messages of the owned partitions beyond what the store holds, given
+    /// each partition's last stable offset.
+    fn lag(&self, stable: &HashMap<TopicPartition, i64>) -> HashMap<String, i64> {
+        let state = self.state();
+        let mut lag: HashMap<String, i64> = HashMap::new();
+        for tp in &state.owned {
+            let Some(end) = stable.get(tp) else {
+                continue;
+            };
+            let held = state.resume_at.get(tp).copied().unwrap_or(0);
+            *lag.entry(tp.0.clone()).or_insert(0) += (end - held).max(0);
+        }
+        lag
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -152,7 +176,32 @@ impl Membership {
 #[derive(Debug, Clone)]
 pub(crate) struct GroupContext(Arc<Membership>);
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let (projection, store) = &self.0.labels;
+        let stable: HashMap<TopicPartition, i64> = statistics
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.ls_offset >= 0)
+                    .map(move |p| ((topic.clone(), p.partition), p.ls_offset))
+            })
+            .collect();
+        for (topic, lag) in self.0.lag(&stable) {
+            // A message count as a float gauge: exact up to 2^53.
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!(
+                crate::metrics::LAG,
+                "projection" => projection.clone(),
+                "store" => *store,
+                "topic" => topic,
+            )
+            .set(lag as f64);
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(
@@ -254,7 +303,9 @@ fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // For the lag gauge.
+        .set("statistics.interval.ms", "5000");
     if let Some(settings) = settings {
         config.set(
             "session.timeout.ms",
@@ -273,6 +324,32 @@ fn consumer(
 mod tests {
     use super::*;
     use rdkafka::Timestamp;
+
+    #[test]
+    fn the_lag_counts_owned_partitions_beyond_the_stored_offsets() {
+        let membership = Membership::new(
+            &HashMap::from([(("t".to_owned(), 0), 40), (("u".to_owned(), 0), 7)]),
+            "p".into(),
+            "postgres",
+        );
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in [("t", 0), ("t", 1), ("u", 0)] {
+            tpl.add_partition(topic, partition);
+        }
+        membership.assigned(&mut tpl);
+        let stable = HashMap::from([
+            (("t".to_owned(), 0), 42),
+            (("t".to_owned(), 1), 5),
+            (("u".to_owned(), 0), 7),
+            // Not owned: not this instance's lag.
+            (("t".to_owned(), 2), 1000),
+        ]);
+        let lag = membership.lag(&stable);
+        assert_eq!(lag.get("t"), Some(&(2 + 5)));
+        assert_eq!(lag.get("u"), Some(&0));
+        membership.stored(&HashMap::from([(("t".to_owned(), 1), 5)]));
+        assert_eq!(membership.lag(&stable).get("t"), Some(&2));
+    }
 
     fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
         OwnedMessage::new(
@@ -295,7 +372,11 @@ mod tests {
 
     #[test]
     fn an_assignment_resumes_at_the_stored_offsets_or_the_beginning() {
-        let membership = Membership::new(&HashMap::from([(("t".to_owned(), 0), 42)]));
+        let membership = Membership::new(
+            &HashMap::from([(("t".to_owned(), 0), 42)]),
+            "p".into(),
+            "postgres",
+        );
         membership.stored(&HashMap::from([
             (("t".to_owned(), 0), 40),
             (("t".to_owned(), 1), 7),
@@ -323,7 +404,7 @@ mod tests {
 
     #[test]
     fn a_batch_keeps_only_owned_partitions_in_offset_order_without_repeats() {
-        let membership = Membership::new(&HashMap::new());
+        let membership = Membership::new(&HashMap::new(), "p".into(), "postgres");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition("t", 0);
         tpl.add_partition("t", 1);

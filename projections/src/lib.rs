@@ -17,6 +17,7 @@ mod error;
 pub mod fold;
 mod generations;
 mod group;
+pub mod metrics;
 mod postgres;
 mod rebuild;
 mod runner;

@@ -18,6 +18,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::ProjectionError;
 use crate::generations::{self, Generation};
 use crate::group::{GroupContext, GroupSettings, Membership, assigned_consumer, group_consumer};
+use crate::metrics;
 use crate::postgres::{Batch, PostgresStore, TopicPartition, migrate};
 
 /// The name under which the Postgres read model stores its offsets.
@@ -112,6 +113,7 @@ impl Projector {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "projector session failed; restarting");
+                        metrics::restarted(&self.config.projection, metrics::POSTGRES);
                     }
                     Ok(()) => {}
                 }
@@ -189,7 +191,11 @@ impl Projector {
                 self.config.projection
             ),
         };
-        let membership = Membership::new(&stored);
+        let labelled = match &self.config.target {
+            Target::Live => self.config.projection.clone(),
+            Target::Pinned(g) => format!("{}@{g}", self.config.projection),
+        };
+        let membership = Membership::new(&stored, labelled.clone(), metrics::POSTGRES);
         let consumer = match &self.config.target {
             Target::Live => group_consumer(
                 &self.config.brokers,
@@ -211,6 +217,7 @@ impl Projector {
             generation,
             partitions,
             applied: stored,
+            label: labelled,
         })
     }
 
@@ -264,6 +271,7 @@ impl Projector {
         session: &mut Session,
         messages: Vec<OwnedMessage>,
     ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
+        let started = std::time::Instant::now();
         let decoded = decode(&self.codec, &self.config.topics, messages).await?;
         let partitions: Vec<TopicPartition> = decoded
             .iter()
@@ -305,6 +313,7 @@ impl Projector {
                         self.dead_letters
                             .send(&dead_letter(message, reason))
                             .await?;
+                        metrics::dead_lettered(&session.label, metrics::POSTGRES);
                     }
                 }
             }
@@ -318,6 +327,7 @@ impl Projector {
         tx.commit()
             .await
             .map_err(ProjectionError::pg("commit batch"))?;
+        metrics::batch_committed(&session.label, metrics::POSTGRES, decoded.len(), started);
         tracing::debug!(offsets = ?batch.next_offsets, "batch applied");
         for (tp, o) in &batch.next_offsets {
             let applied = session.applied.entry(tp.clone()).or_insert(0);
@@ -341,6 +351,8 @@ pub(crate) struct Session {
     /// Per partition, the offset below which invalid messages were dead-lettered already
     /// (by the live generation, when this session rebuilds another one).
     pub(crate) dead_lettered_below: HashMap<TopicPartition, i64>,
+    /// The `projection` label of its metrics (a rebuild's names its generation).
+    label: String,
 }
 
 /// A message and its event, or the reason it is not a valid event of its topic.

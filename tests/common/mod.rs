@@ -245,6 +245,30 @@ pub fn sample_smallest_count(
 }
 
 /// `gallery projections` for `env`, with extra configuration `vars`, its output discarded.
+/// A port free on 127.0.0.1 right now (for a process that must be told its port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The text `GET <base>/metrics` answers, and the value of one sample in it.
+pub async fn scrape(base: &str) -> String {
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// The value of the sample `series` (a metric name with its labels, exactly as rendered) in
+/// Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 pub fn spawn_projector(env: &TestEnv, vars: &[(&str, &str)]) -> tokio::process::Child {
     gallery_command(env, &["projections"])
         .envs(vars.iter().copied())

@@ -14,6 +14,7 @@ use super::{ScyllaSettings, connect, migrate};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::ProjectionError;
 use crate::group::{GroupSettings, Membership, group_consumer};
+use crate::metrics;
 use crate::postgres::TopicPartition;
 use crate::runner::{advise, dead_letter, decode, next_batch};
 
@@ -85,6 +86,7 @@ impl ScyllaProjector {
                 result = self.session() => {
                     if let Err(e) = result {
                         tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "scylla projector session failed; restarting");
+                        metrics::restarted(&self.config.projection, metrics::SCYLLA);
                     }
                 }
             }
@@ -114,7 +116,7 @@ impl ScyllaProjector {
             self.config.projection,
             self.config.scylla.keyspace
         );
-        let membership = Membership::new(&stored);
+        let membership = Membership::new(&stored, self.config.projection.clone(), metrics::SCYLLA);
         let consumer = group_consumer(
             &self.config.brokers,
             &group,
@@ -136,6 +138,7 @@ impl ScyllaProjector {
             if messages.is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             let decoded = decode(&self.codec, &self.config.topics, messages).await?;
             let mut next_offsets: HashMap<TopicPartition, i64> = HashMap::new();
             let mut facts = Vec::with_capacity(decoded.len());
@@ -146,6 +149,7 @@ impl ScyllaProjector {
                         self.dead_letters
                             .send(&dead_letter(message, reason))
                             .await?;
+                        metrics::dead_lettered(&self.config.projection, metrics::SCYLLA);
                     }
                 }
                 let next = next_offsets
@@ -156,6 +160,12 @@ impl ScyllaProjector {
             store.apply(&facts).await?;
             store.store_offsets(&next_offsets).await?;
             membership.stored(&next_offsets);
+            metrics::batch_committed(
+                &self.config.projection,
+                metrics::SCYLLA,
+                decoded.len(),
+                started,
+            );
             tracing::debug!(offsets = ?next_offsets, "scylla batch applied");
             advise(&consumer, &next_offsets);
         }
