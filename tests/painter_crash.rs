@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::generation::{Requests, Results, objects, photo_request};
+use common::generation::{Requests, Results, objects, photo_request, staged};
 use common::{TestEnv, gallery_command, png};
 use gallery_schemas::{Event, GenerationRequested, ImageRef};
 use object_store::ObjectStoreExt;
@@ -238,6 +238,15 @@ async fn sigkilled_painter_ends_every_request_with_exactly_one_terminal() {
         images, expected,
         "stored images are exactly the photos and the results"
     );
+    // A write killed before its rename leaves its staging file, never a partial object; the
+    // re-run wrote the object itself.
+    for file in staged(&dir) {
+        let object = file.split('#').next().unwrap();
+        assert!(
+            stored.iter().any(|k| k == object),
+            "{file} staged, and {object} never written"
+        );
+    }
     let manifests = stored.iter().filter(|k| k.starts_with("results/")).count();
     assert!(
         manifests <= REQUESTS && manifests > 0,

@@ -449,8 +449,23 @@ pub fn both(painter: Arc<StepPainter>) -> Painters {
     Painters::new(Ok(painter.clone()), Ok(painter))
 }
 
-/// Every object under the store's directory (relative keys).
+/// Every object under the store's directory (relative keys), without the files a write
+/// killed before its rename left behind (`<key>#<n>`, see [`staged`]), which readers of the
+/// store never see.
 pub fn objects(dir: &std::path::Path) -> Vec<String> {
+    let mut all = files(dir);
+    all.retain(|key| !key.contains('#'));
+    all
+}
+
+/// The staging files of writes killed before their rename (`<key>#<n>`).
+pub fn staged(dir: &std::path::Path) -> Vec<String> {
+    let mut all = files(dir);
+    all.retain(|key| key.contains('#'));
+    all
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut pending: Vec<PathBuf> = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
