@@ -67,6 +67,18 @@ pub fn load_painters(
     text_model: Option<TextModel>,
 ) -> Painters {
     let device = device.device();
+    if let Ok(device) = &device {
+        let info = crate::device::describe(device);
+        let memory = crate::device::memory(device);
+        tracing::info!(
+            kind = info.kind,
+            ordinal = info.ordinal,
+            name = %info.name,
+            memory_used_bytes = memory.map(|m| m.used_bytes),
+            memory_total_bytes = memory.map(|m| m.total_bytes),
+            "the painters run on this device"
+        );
+    }
     let style = device.clone().and_then(|device| {
         let files = ModelFiles::new(models_dir.join(MODEL_NAME));
         StylePainter::load(&files, &device)
