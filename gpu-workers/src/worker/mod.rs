@@ -104,7 +104,6 @@ async fn sample_gauges(busy: Arc<busy::BusyClock>, device: Option<candle_core::D
     metrics::gauge!(m::THREADS).set(busy.threads() as f64);
     if let Some(device) = &device {
         let info = crate::device::describe(device);
-        tracing::info!(kind = info.kind, ordinal = info.ordinal, name = %info.name, "painting on this device");
         metrics::gauge!(
             m::DEVICE_INFO,
             "kind" => info.kind,
