@@ -434,29 +434,23 @@ impl RowCtx<'_> {
 /// The per-channel `a = scale / sqrt(var + eps)` and `b = shift - mean * a` of a channels-last
 /// input, so that the norm is `x * a + b`. One pass over the input: each row's mean and sum
 /// of squared deviations in f32 (two passes over a row that is in the cache, vectorized
-/// across channels), rows merged in f64 (Chan et al.'s pairwise update).
+/// across channels), rows merged in f64 in order (Chan et al.'s pairwise update), so that
+/// the result does not depend on how the threads split the rows.
 fn affine(
     x: &RowSlices<'_>,
     (h, _, c): (usize, usize, usize),
     scale: &[f32],
     shift: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let moments = (0..h)
+    // Rows in parallel, merged in row order: the same sums whatever the threads' timing.
+    let rows: Vec<Moments> = (0..h)
         .into_par_iter()
-        .fold(
-            || Moments::new(c),
-            |mut total, r| {
-                total.merge(&Moments::of_row(x.row(r), c));
-                total
-            },
-        )
-        .reduce(
-            || Moments::new(c),
-            |mut a, b| {
-                a.merge(&b);
-                a
-            },
-        );
+        .map(|r| Moments::of_row(x.row(r), c))
+        .collect();
+    let moments = rows.iter().fold(Moments::new(c), |mut total, row| {
+        total.merge(row);
+        total
+    });
     let n = moments.count.max(1.0);
     let a: Vec<f32> = moments
         .m2
