@@ -18,6 +18,7 @@ mod cpu;
 mod error;
 mod files;
 mod image_io;
+mod layer;
 mod mix;
 mod net;
 mod ops;

@@ -30,136 +30,17 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{DynamicImage, RgbImage};
 
-use super::cpu::{self, ConvKernel, Rows};
+use super::cpu::Buffers;
 use super::error::{Result, StyleError};
 use super::files::{ModelFiles, WeightsDigest};
 use super::image_io::{dynamic_image_to_tensor, tensor_to_image};
+use super::layer::{Composed, ConvNorm, Lane, OnCpu, Output};
 use super::mix::{StyleCatalog, StyleMix};
-use super::ops::{self, Activation, AxisMap, Norm};
+use super::ops::{Activation, AxisMap};
 use super::progress::{self, LayerHook, Steps};
 
 /// The smallest side, in pixels, that the network takes.
 pub const MIN_SIDE: usize = 8;
-
-/// One convolution (no bias) and the conditional instance norm after it.
-#[derive(Debug)]
-struct ConvNorm {
-    /// `[out, in, k, k]`, as in the ONNX graph.
-    weight: Tensor,
-    /// The same, laid out for the CPU path's products.
-    cpu_kernel: ConvKernel,
-    stride: usize,
-    channels: usize,
-    /// `[styles, channels]`, row-major.
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-}
-
-/// Where a layer's output goes: the activation, the norm's output maps, and the residual
-/// (the padded input of the block, `Tensor` or CPU [`Rows`], and its padding) added before
-/// the activation.
-struct Output<'a, T> {
-    act: Activation,
-    maps: (AxisMap, AxisMap),
-    skip: Option<(&'a T, usize)>,
-}
-
-impl<T> Output<'_, T> {
-    fn to(act: Activation, maps: (AxisMap, AxisMap)) -> Self {
-        Output {
-            act,
-            maps,
-            skip: None,
-        }
-    }
-
-    fn norm<'n>(&'n self, scale: &'n [f32], shift: &'n [f32]) -> Norm<'n> {
-        Norm {
-            scale,
-            shift,
-            act: self.act,
-            rows: &self.maps.0,
-            cols: &self.maps.1,
-        }
-    }
-}
-
-impl ConvNorm {
-    fn load(
-        vb: &VarBuilder<'_>,
-        name: &str,
-        (cin, cout, kernel, stride): (usize, usize, usize, usize),
-        styles: usize,
-    ) -> candle_core::Result<Self> {
-        let vb = vb.pp(name);
-        let weight = vb.get((cout, cin, kernel, kernel), "w")?;
-        let cpu_kernel = ConvKernel::new(&weight, stride)?;
-        let gamma = vb.get((styles, cout), "norm.gamma")?;
-        let beta = vb.get((styles, cout), "norm.beta")?;
-        Ok(Self {
-            weight,
-            cpu_kernel,
-            stride,
-            channels: cout,
-            gamma: gamma.flatten_all()?.to_vec1()?,
-            beta: beta.flatten_all()?.to_vec1()?,
-        })
-    }
-
-    /// The style mix of gamma and beta: one scale and one shift per channel.
-    fn affine(&self, weights: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mix = |rows: &[f32]| -> Vec<f32> {
-            (0..self.channels)
-                .map(|c| {
-                    weights
-                        .iter()
-                        .enumerate()
-                        .map(|(s, &w)| f64::from(w) * f64::from(rows[s * self.channels + c]))
-                        .sum::<f64>() as f32
-                })
-                .collect()
-        };
-        (mix(&self.gamma), mix(&self.beta))
-    }
-
-    /// Any device: candle's `conv2d` of an already padded `[b, c, h, w]` input, then the
-    /// norm and `out`, composed from tensor ops.
-    fn run(
-        &self,
-        padded: &Tensor,
-        weights: &[f32],
-        out: Output<'_, Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let conv = padded.conv2d(&self.weight, 0, self.stride, 1, 1)?;
-        let (scale, shift) = self.affine(weights);
-        ops::norm(&conv, &out.norm(&scale, &shift), out.skip)
-    }
-
-    /// The CPU: the convolution of an already padded channels-last input as patch products,
-    /// then one pass for the norm and `out`.
-    fn run_cpu(
-        &self,
-        padded: &Rows,
-        weights: &[f32],
-        out: Output<'_, Rows>,
-    ) -> candle_core::Result<Rows> {
-        let conv = cpu::conv(padded, &self.cpu_kernel)?;
-        let (scale, shift) = self.affine(weights);
-        cpu::norm(&conv, &out.norm(&scale, &shift), out.skip)
-    }
-
-    /// [`Self::run_cpu`] for the last layer: its output `[1, c, h, w]`.
-    fn run_cpu_planar(
-        &self,
-        padded: &Rows,
-        weights: &[f32],
-        out: Output<'_, Rows>,
-    ) -> candle_core::Result<Tensor> {
-        let conv = cpu::conv(padded, &self.cpu_kernel)?;
-        let (scale, shift) = self.affine(weights);
-        cpu::norm_planar(&conv, &out.norm(&scale, &shift))
-    }
-}
 
 /// The 26-style transfer network on one device.
 #[derive(Debug)]
@@ -170,6 +51,8 @@ pub struct StyleNet {
     catalog: StyleCatalog,
     digest: WeightsDigest,
     device: Device,
+    /// The CPU path's buffers, kept between runs.
+    buffers: Buffers,
 }
 
 /// `(input channels, output channels, kernel, stride)` of the contracting layers.
@@ -240,6 +123,7 @@ impl StyleNet {
             catalog,
             digest,
             device: vb.device().clone(),
+            buffers: Buffers::default(),
         })
     }
 
@@ -350,13 +234,16 @@ impl StyleNet {
         if !on_cpu {
             let per_layer = u32::try_from(batch).unwrap_or(u32::MAX);
             let mut steps = Steps::new(total, per_layer, hook);
-            return self.layers::<Composed>(image, weights, &mut steps);
+            return self.layers(&Composed, image, weights, &mut steps);
         }
         let mut steps = Steps::new(total, 1, hook);
+        let pool = self.buffers.pool();
+        let lane = OnCpu { pool: &pool };
         let samples = (0..batch)
-            .map(|i| self.layers::<ChannelsLast>(&image.narrow(0, i, 1)?, weights, &mut steps))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&samples, 0)?)
+            .map(|i| self.layers(&lane, &image.narrow(0, i, 1)?, weights, &mut steps))
+            .collect::<Result<Vec<_>>>();
+        self.buffers.keep(pool);
+        Ok(Tensor::cat(&samples?, 0)?)
     }
 
     /// The layers in order, on either path, each counted in `steps`. Every padding,
@@ -364,107 +251,33 @@ impl StyleNet {
     /// norm writes the next layer's padded input.
     fn layers<L: Lane>(
         &self,
+        lane: &L,
         image: &Tensor,
         weights: &[f32],
         steps: &mut Steps<'_>,
     ) -> Result<Tensor> {
         let (_, _, h, w) = image.dims4()?;
         let plan = Plan::new(h, w);
-        let x = L::enter(image, &plan.input)?;
-        let mut layer = |conv: &ConvNorm, x: &L::Act, out: Output<'_, L::Act>| {
-            steps.after(L::layer(conv, x, weights, out))
-        };
         let [c0, c1, c2] = &self.contract;
-        let x = layer(c0, &x, Output::to(RELU, plan.padded(1, 1)))?;
-        let x = layer(c1, &x, Output::to(RELU, plan.padded(2, 1)))?;
-        let mut x = layer(c2, &x, Output::to(RELU, plan.padded(4, 1)))?;
+        let [e0, e1, e2] = &self.expand;
+        // Each assignment drops the activation it replaces, so that its buffer serves again.
+        let mut x = lane.enter(image, &plan.input, c0)?;
+        let mut layer = |conv: &ConvNorm, x: &L::Act, out: Output<'_, L::Act>| {
+            steps.after(lane.layer(conv, x, weights, out))
+        };
+        x = layer(c0, &x, Output::to(RELU, plan.padded(1, 1), c1))?;
+        x = layer(c1, &x, Output::to(RELU, plan.padded(2, 1), c2))?;
+        let block = |i: usize| self.residual.get(i).map_or(e0, |(first, _)| first);
+        x = layer(c2, &x, Output::to(RELU, plan.padded(4, 1), block(0)))?;
         for (i, (first, second)) in self.residual.iter().enumerate() {
-            let inner = layer(first, &x, Output::to(RELU, plan.padded(4, 1)))?;
-            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
+            let inner = layer(first, &x, Output::to(RELU, plan.padded(4, 1), second))?;
+            let last = i + 1 == self.residual.len();
+            let out = plan.residual_out(last, block(i + 1)).plus(&x, 1);
             x = layer(second, &inner, out)?;
         }
-        let [e0, e1, e2] = &self.expand;
-        let x = layer(e0, &x, Output::to(RELU, plan.upsampled(2)))?;
-        let x = layer(e1, &x, Output::to(RELU, plan.padded(1, 4)))?;
-        steps.after(L::last(e2, &x, weights, Output::to(SIGMOID, plan.crop())))
-    }
-}
-
-/// How a path holds activations between layers and runs one layer.
-trait Lane {
-    type Act;
-    /// The input image `[b, 3, h, w]` through the maps (extended and padded).
-    fn enter(image: &Tensor, maps: &(AxisMap, AxisMap)) -> candle_core::Result<Self::Act>;
-    fn layer(
-        conv: &ConvNorm,
-        x: &Self::Act,
-        weights: &[f32],
-        out: Output<'_, Self::Act>,
-    ) -> candle_core::Result<Self::Act>;
-    /// The last layer, whose output is the network's `[b, 3, h, w]`.
-    fn last(
-        conv: &ConvNorm,
-        x: &Self::Act,
-        weights: &[f32],
-        out: Output<'_, Self::Act>,
-    ) -> candle_core::Result<Tensor>;
-}
-
-/// Any device: `[b, c, h, w]` tensors, candle's `conv2d` and tensor ops.
-struct Composed;
-
-impl Lane for Composed {
-    type Act = Tensor;
-
-    fn enter(image: &Tensor, (rows, cols): &(AxisMap, AxisMap)) -> candle_core::Result<Tensor> {
-        ops::remap(image, rows, cols)
-    }
-
-    fn layer(
-        conv: &ConvNorm,
-        x: &Tensor,
-        weights: &[f32],
-        out: Output<'_, Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        conv.run(x, weights, out)
-    }
-
-    fn last(
-        conv: &ConvNorm,
-        x: &Tensor,
-        weights: &[f32],
-        out: Output<'_, Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        conv.run(x, weights, out)
-    }
-}
-
-/// The CPU, one `[1, 3, h, w]` sample: channels-last [`Rows`].
-struct ChannelsLast;
-
-impl Lane for ChannelsLast {
-    type Act = Rows;
-
-    fn enter(image: &Tensor, (rows, cols): &(AxisMap, AxisMap)) -> candle_core::Result<Rows> {
-        cpu::channels_last(image, rows, cols)
-    }
-
-    fn layer(
-        conv: &ConvNorm,
-        x: &Rows,
-        weights: &[f32],
-        out: Output<'_, Rows>,
-    ) -> candle_core::Result<Rows> {
-        conv.run_cpu(x, weights, out)
-    }
-
-    fn last(
-        conv: &ConvNorm,
-        x: &Rows,
-        weights: &[f32],
-        out: Output<'_, Rows>,
-    ) -> candle_core::Result<Tensor> {
-        conv.run_cpu_planar(x, weights, out)
+        x = layer(e0, &x, Output::to(RELU, plan.upsampled(2), e1))?;
+        x = layer(e1, &x, Output::to(RELU, plan.padded(1, 4), e2))?;
+        steps.after(lane.last(e2, &x, weights, Output::last(SIGMOID, plan.crop())))
     }
 }
 
@@ -522,18 +335,15 @@ impl Plan {
         )
     }
 
-    /// A residual block's sum, `skip` (the block's input, padded by 1) plus its second norm;
-    /// the last block's goes straight to `expand.0`'s upsampled, padded input.
-    fn residual_out<'a, T>(&self, last: bool, skip: &'a T) -> Output<'a, T> {
-        Output {
-            act: Activation::Identity,
-            maps: if last {
-                self.upsampled(4)
-            } else {
-                self.padded(4, 1)
-            },
-            skip: Some((skip, 1)),
-        }
+    /// A residual block's sum, the block's input plus its second norm (see [`Output::plus`]),
+    /// to `next`: the last block's goes straight to `expand.0`'s upsampled, padded input.
+    fn residual_out<'a, T>(&self, last: bool, next: &'a ConvNorm) -> Output<'a, T> {
+        let maps = if last {
+            self.upsampled(4)
+        } else {
+            self.padded(4, 1)
+        };
+        Output::to(Activation::Identity, maps, next)
     }
 }
 
@@ -673,6 +483,24 @@ mod tests {
             stopped,
             Err(StyleError::Stopped { at: 1, total: 18 })
         ));
+    }
+
+    #[test]
+    fn the_cpu_path_reuses_a_few_buffers() {
+        let net = random_net();
+        let mix = StyleMix::single(net.catalog(), "a").unwrap();
+        let image = Tensor::rand(0f32, 1.0, (1, 3, 40, 52), &Device::Cpu).unwrap();
+        net.stylize(&image, &mix).unwrap();
+        let (kept, floats) = net.buffers.kept();
+        // Every layer's input replaces the one before it: the block input, the block's
+        // inner activation, the next one and a convolution output, at most.
+        assert!(kept <= 6, "{kept} buffers");
+        net.stylize(&image, &mix).unwrap();
+        assert_eq!(
+            net.buffers.kept(),
+            (kept, floats),
+            "the next run reuses them"
+        );
     }
 
     #[test]
