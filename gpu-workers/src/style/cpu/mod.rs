@@ -25,7 +25,7 @@ use candle_core::{Device, Tensor, bail};
 use rayon::prelude::*;
 
 use self::kernels::{PIXEL_GROUP, PixelRow, PlaneRow};
-use self::norm::{Moments, Target, View};
+use self::norm::{Moments, RowMoments, Target, View};
 use self::pool::Buf;
 pub(crate) use self::pool::{Buffers, Pool};
 use super::ops::{AxisMap, Norm};
@@ -237,7 +237,11 @@ pub(crate) fn conv<'p>(
                     wo,
                 }),
             }
-            Moments::of_row(dst, out, layout)
+            arch.dispatch(RowMoments {
+                row: dst,
+                c: out,
+                layout,
+            })
         })
         .collect();
     // Merged in row order: the same sums whatever the threads' timing.

@@ -3,6 +3,7 @@
 //! writes `act(x * a + b (+ residual))` through the norm's maps into the next layer's padded
 //! input, in the layout that layer reads, or into the network's output.
 
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::super::ops::{Activation, EPS, Norm};
@@ -27,7 +28,8 @@ impl Moments {
 
     /// The moments of one row of `c` channels in `layout`: per channel, the mean and then
     /// the squared deviations in f32 (the row is in the cache; channels-last rows are
-    /// vectorized across channels), as f64.
+    /// vectorized across channels, planes by [`sum_by_lanes`]), as f64.
+    #[inline(always)]
     pub(super) fn of_row(row: &[f32], c: usize, layout: Layout) -> Self {
         let pixels = row.len() / c.max(1);
         let n = pixels.max(1) as f32;
@@ -51,8 +53,8 @@ impl Moments {
             Layout::Planes => row
                 .chunks_exact(pixels.max(1))
                 .map(|plane| {
-                    let mean = plane.iter().sum::<f32>() / n;
-                    let m2 = plane.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>();
+                    let mean = sum_by_lanes(plane, |v| v) / n;
+                    let m2 = sum_by_lanes(plane, |v| (v - mean) * (v - mean));
                     (mean, m2)
                 })
                 .unzip(),
@@ -103,6 +105,21 @@ impl Moments {
             .collect();
         (a, b)
     }
+}
+
+/// The sum of `f` over `values` in 16 interleaved partial sums (which vectorize, where one
+/// running sum waits on each addition), then those summed.
+#[inline(always)]
+fn sum_by_lanes(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    let mut sums = [0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += f(v);
+        }
+    }
+    sums.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 /// An activation's floats and shape, borrowed.
@@ -158,6 +175,43 @@ pub(super) fn write(
     }
 }
 
+/// One output row of a [`Pass`] under `pulp`'s dispatch: inlined into code compiled for the
+/// widest instruction set the CPU has, so that its plain loops are vectorized with it (the
+/// crate itself is compiled for the baseline, SSE2 on x86-64). A closure would not do: a
+/// large one is not inlined, and then keeps the baseline.
+struct Row<'a, F> {
+    pass: &'a Pass<'a>,
+    target: Target,
+    i: usize,
+    out: &'a mut [f32],
+    act: &'a F,
+}
+
+impl<F: Fn(f32) -> f32> WithSimd for Row<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        self.pass.row(self.target, self.i, self.out, self.act);
+    }
+}
+
+/// [`Moments::of_row`] under `pulp`'s dispatch, like [`Row`].
+pub(super) struct RowMoments<'a> {
+    pub row: &'a [f32],
+    pub c: usize,
+    pub layout: Layout,
+}
+
+impl WithSimd for RowMoments<'_> {
+    type Output = Moments;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> Moments {
+        Moments::of_row(self.row, self.c, self.layout)
+    }
+}
+
 /// What writing one output row needs.
 struct Pass<'a> {
     x: View<'a>,
@@ -169,37 +223,47 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Output rows in parallel, the activation chosen once.
+    /// Output rows in parallel, the activation chosen once, each row's loops compiled for
+    /// the widest instruction set (see [`Row`]).
     #[inline(always)]
     fn run(&self, target: Target, dst: &mut [f32], act: impl Fn(f32) -> f32 + Sync) {
+        let arch = pulp::Arch::new();
+        let chunk = match target {
+            Target::Input(_) => self.cols.len() * self.x.c,
+            Target::Output => self.cols.len(),
+        };
+        dst.par_chunks_mut(chunk).enumerate().for_each(|(i, out)| {
+            arch.dispatch(Row {
+                pass: self,
+                target,
+                i,
+                out,
+                act: &act,
+            });
+        });
+    }
+
+    /// Output row `i` of `target`: in `[c, rows, cols]`, the row of one channel.
+    #[inline(always)]
+    fn row(&self, target: Target, i: usize, out: &mut [f32], act: &impl Fn(f32) -> f32) {
         let (c, cols) = (self.x.c, self.cols.len());
         match target {
-            Target::Input(Layout::ChannelsLast) if self.x.layout == Layout::ChannelsLast => dst
-                .par_chunks_mut(cols * c)
-                .enumerate()
-                .for_each(|(i, out)| self.channels_last(i, out, &act)),
-            Target::Input(Layout::ChannelsLast) => dst
-                .par_chunks_mut(cols * c)
-                .enumerate()
-                .for_each(|(i, out)| {
-                    for ch in 0..c {
-                        self.channel_row(i, ch, &mut out[ch..], c, &act);
-                    }
-                }),
+            Target::Input(Layout::ChannelsLast) if self.x.layout == Layout::ChannelsLast => {
+                self.channels_last(i, out, act);
+            }
+            Target::Input(Layout::ChannelsLast) => {
+                for ch in 0..c {
+                    self.channel_row(i, ch, &mut out[ch..], c, act);
+                }
+            }
             Target::Input(Layout::Planes) => {
-                dst.par_chunks_mut(cols * c)
-                    .enumerate()
-                    .for_each(|(i, out)| {
-                        for (ch, out) in out.chunks_exact_mut(cols).enumerate() {
-                            self.channel_row(i, ch, out, 1, &act);
-                        }
-                    });
+                for (ch, out) in out.chunks_exact_mut(cols).enumerate() {
+                    self.channel_row(i, ch, out, 1, act);
+                }
             }
             Target::Output => {
                 let rows = self.rows.len();
-                dst.par_chunks_mut(cols).enumerate().for_each(|(i, out)| {
-                    self.channel_row(i % rows, i / rows, out, 1, &act);
-                });
+                self.channel_row(i % rows, i / rows, out, 1, act);
             }
         }
     }
