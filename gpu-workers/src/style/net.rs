@@ -247,8 +247,8 @@ impl StyleNet {
     }
 
     /// The layers in order, on either path, each counted in `steps`. Every padding,
-    /// upsampling and crop happens in the norms' output maps (see [`ops`]): each layer's
-    /// norm writes the next layer's padded input.
+    /// upsampling and crop happens in the norms' output maps (see [`super::ops`]): each
+    /// layer's norm writes the next layer's padded input.
     fn layers<L: Lane>(
         &self,
         lane: &L,
