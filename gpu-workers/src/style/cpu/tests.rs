@@ -224,3 +224,70 @@ fn mismatched_inputs_are_errors_not_panics() {
     let odd = Tensor::randn(0f32, 0.2, (12, 4, 3, 3), &dev).unwrap();
     assert!(ConvKernel::new(&odd, 2).is_err());
 }
+
+/// A convolution's output computed with the instruction set `simd`.
+fn conv_with<S: pulp::Simd>(simd: S, x: &Act<'_>, kernel: &ConvKernel) -> Vec<f32> {
+    let (k, stride, c, out) = (kernel.k, kernel.stride, kernel.c, kernel.out);
+    let (ho, wo) = ((x.h - k) / stride + 1, (x.w - k) / stride + 1);
+    let mut result = vec![0f32; ho * wo * out];
+    for (y, dst) in result.chunks_exact_mut(wo * out).enumerate() {
+        match &kernel.lowering {
+            Lowering::Pixels(weights) => simd.vectorize(PixelRow {
+                input: &x.data,
+                wp: x.w,
+                c,
+                k,
+                stride,
+                weights,
+                out,
+                y,
+                dst,
+            }),
+            Lowering::Planes(weights) => simd.vectorize(PlaneRow {
+                input: &x.data,
+                wp: x.w,
+                c,
+                k,
+                weights,
+                y,
+                dst,
+                wo,
+            }),
+        }
+    }
+    result
+}
+
+#[test]
+fn every_instruction_set_computes_the_same_convolutions() {
+    let dev = Device::Cpu;
+    let pool = Pool::default();
+    for (cin, cout, k, stride) in [(3, 32, 9, 1), (8, 32, 3, 2), (32, 8, 3, 1), (4, 3, 9, 1)] {
+        let x = Tensor::randn(0f32, 1.0, (1, cin, 19, 83), &dev).unwrap();
+        let wt = Tensor::randn(0f32, 0.2, (cout, cin, k, k), &dev).unwrap();
+        let kernel = ConvKernel::new(&wt, stride).unwrap();
+        let input = act(&x, kernel.layout(), &pool);
+        let expected = conv(&input, &kernel, &pool).unwrap();
+        let mut outputs = vec![("scalar", conv_with(pulp::Scalar::new(), &input, &kernel))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                outputs.push(("avx2", conv_with(simd, &input, &kernel)));
+            }
+            if let Some(simd) = pulp::x86::V4::try_new() {
+                outputs.push(("avx512", conv_with(simd, &input, &kernel)));
+            }
+        }
+        for (name, output) in outputs {
+            let diff = output
+                .iter()
+                .zip(&expected.act.data[..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff < 1e-4,
+                "{name}, {cin}->{cout} {k}x{k}/{stride}: {diff}"
+            );
+        }
+    }
+}
