@@ -4,10 +4,13 @@
 //! virtualenv of `scripts/models` (`scripts/models bench-onnxruntime`).
 //!
 //! `cargo bench -p gallery-gpu-workers --bench style` (release build). `STYLE_BENCH_RUNS`
-//! sets the number of timed runs per size (default 10).
+//! sets the number of timed runs per size (default 10); `STYLE_BENCH_LAYERS=1` also prints
+//! candle's milliseconds per layer (timed through the progress hook), and
+//! `STYLE_BENCH_ONLY_CANDLE=1` skips onnxruntime.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -56,6 +59,13 @@ fn main() {
 
     // The machine may be shared: candle and onnxruntime take turns, ROUNDS times, and each
     // side's figure is the median of its rounds' medians.
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    if flag("STYLE_BENCH_LAYERS") {
+        for size in SIZES {
+            print_layers(&net, &mix, &inputs[&key(size)], size, runs);
+        }
+    }
+    let only_candle = flag("STYLE_BENCH_ONLY_CANDLE");
     let mut candle_rounds: Vec<Vec<f64>> = vec![Vec::new(); SIZES.len()];
     let mut ort_rounds: Vec<Vec<f64>> = vec![Vec::new(); SIZES.len()];
     let mut ort_version = String::new();
@@ -71,6 +81,9 @@ fn main() {
                 })
                 .collect();
             candle_rounds[i].push(median_ms(samples));
+        }
+        if only_candle {
+            continue;
         }
         let report = onnxruntime(&path, runs);
         ort_version = report["onnxruntime"].as_str().unwrap_or("?").to_owned();
@@ -93,6 +106,10 @@ fn main() {
     );
     for (i, size) in SIZES.into_iter().enumerate() {
         let candle = median_ms(candle_rounds[i].clone());
+        if only_candle {
+            println!("{:>9}  {candle:>10.1}", key(size));
+            continue;
+        }
         let ort = median_ms(ort_rounds[i].clone());
         println!(
             "{:>9}  {candle:>10.1}  {ort:>18.1}  {:>18.2}",
@@ -100,6 +117,35 @@ fn main() {
             candle / ort
         );
     }
+}
+
+/// candle's median milliseconds per layer over `runs` warm runs, timed between the progress
+/// hook's calls.
+fn print_layers(net: &StyleNet, mix: &StyleMix, input: &Tensor, size: u32, runs: usize) {
+    let layers = net.steps(1) as usize;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); layers];
+    for _ in 0..=runs {
+        let mut last = Instant::now();
+        let mut times = Vec::with_capacity(layers);
+        net.stylize_with_progress(input, mix, &mut |_, _| {
+            let now = Instant::now();
+            times.push((now - last).as_secs_f64() * 1000.0);
+            last = now;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        for (layer, t) in times.into_iter().enumerate() {
+            samples[layer].push(t);
+        }
+    }
+    let medians: Vec<f64> = samples.into_iter().map(median_ms).collect();
+    let cells: Vec<String> = medians.iter().map(|ms| format!("{ms:.1}")).collect();
+    println!(
+        "candle per layer at {} (ms, sum {:.1}): {}",
+        key(size),
+        medians.iter().sum::<f64>(),
+        cells.join(" ")
+    );
 }
 
 fn key(size: u32) -> String {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use candle_core::{Device, Tensor};
 use gallery_gpu_workers::style::{ModelFiles, StyleMix, StyleNet};
@@ -84,6 +85,22 @@ fn candle_matches_onnxruntime_on_the_golden_reference() {
         let input = &inputs[&case.input];
         let expected = &references[&case.name];
         let output = net.stylize(input, &mix).unwrap();
+        // The same run with a progress hook: every layer reported, the same floats.
+        let mut steps = Vec::new();
+        let hooked = net
+            .stylize_with_progress(input, &mix, &mut |done, total| {
+                steps.push((done, total));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let expected_steps: Vec<(u32, u32)> = (1..=18).map(|s| (s, 18)).collect();
+        assert_eq!(steps, expected_steps, "{}", case.name);
+        assert_eq!(
+            hooked.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            output.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{}: the hook changes the output",
+            case.name
+        );
         let (mean, max) = abs_diff_stats(&output, expected);
         println!(
             "{}: mean |candle - onnxruntime| = {mean:e}, max = {max:e}",

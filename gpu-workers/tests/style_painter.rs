@@ -1,16 +1,17 @@
 //! The style network as the worker's image-to-image painter, on the real weights
 //! (`scripts/models`): same job, same bytes; styles and blends checked before running; a
-//! cancel between stages stops it; sizes fit the request.
+//! step per layer of the network, and a cancel stops it at the step it answers; sizes fit
+//! the request.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use gallery_gpu_workers::style::ModelFiles;
+use gallery_gpu_workers::style::{ModelFiles, StyleMix, StyleNet};
 use gallery_gpu_workers::worker::images::encode_result;
 use gallery_gpu_workers::{FailureCode, PaintError, PaintJob, PaintParams, Painter, StylePainter};
 use gallery_schemas::GenerationMode;
-use image::RgbImage;
+use image::{DynamicImage, RgbImage};
 
 fn painter() -> StylePainter {
     let files = ModelFiles::from_env().expect("HOME or GALLERY_MODELS_DIR must be set");
@@ -65,7 +66,9 @@ fn the_same_job_paints_the_same_bytes_and_fits_the_requested_size() {
         .unwrap();
     eprintln!("style-05 at 192x144: {:?}", started.elapsed());
     assert_eq!(a.dimensions(), (192, 144), "fits inside, aspect kept");
-    assert_eq!(steps, vec![(1, 2), (2, 2)]);
+    // The photo prepared, then the network's 18 layers.
+    let expected: Vec<(u32, u32)> = (1..=19).map(|s| (s, 19)).collect();
+    assert_eq!(steps, expected);
     let b = p.paint(&j, &mut |_, _| ControlFlow::Continue(())).unwrap();
     assert_eq!(a, b, "deterministic pixels");
     assert_eq!(
@@ -106,7 +109,7 @@ fn styles_and_blends_are_checked_before_running() {
 }
 
 #[test]
-fn a_cancel_stops_it_between_stages() {
+fn a_cancel_stops_it_at_the_step_it_answers() {
     let p = painter();
     let j = job("style-03", 128, 128, photo(128, 128));
     let stopped = p.paint(&j, &mut |_, _| ControlFlow::Break(()));
@@ -114,4 +117,37 @@ fn a_cancel_stops_it_between_stages() {
         matches!(stopped, Err(PaintError::Cancelled { step: 1 })),
         "{stopped:?}"
     );
+    // Within the network: after the prepare step and two layers.
+    let mut seen = Vec::new();
+    let stopped = p.paint(&j, &mut |step, _| {
+        seen.push(step);
+        if step == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert!(
+        matches!(stopped, Err(PaintError::Cancelled { step: 3 })),
+        "{stopped:?}"
+    );
+    assert_eq!(seen, [1, 2, 3], "nothing runs after the cancel");
+}
+
+#[test]
+fn the_painting_is_the_network_s_picture_without_a_hook() {
+    let files = ModelFiles::from_env().expect("HOME or GALLERY_MODELS_DIR must be set");
+    let net = StyleNet::load(&files, &candle_core::Device::Cpu).unwrap();
+    let mix = StyleMix::single(net.catalog(), "style-09").unwrap();
+    // Already inside the requested size: the painter paints it as it is.
+    let source = photo(150, 100);
+    let plain = net
+        .stylize_image(&DynamicImage::ImageRgb8(source.clone()), &mix)
+        .unwrap();
+    let painted = painter()
+        .paint(&job("style-09", 256, 256, source), &mut |_, _| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(painted, plain);
 }

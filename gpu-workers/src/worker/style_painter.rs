@@ -2,7 +2,7 @@
 //! A style is one of the network's style names (`style-00` ... `style-25`) or a blend,
 //! `name:weight+name:weight` (weights relative: `style-03:3+style-12:1` is three quarters of
 //! `style-03`). The photo is scaled down to fit the requested size, keeping its aspect ratio
-//! (never up); the network paints it in one pass.
+//! (never up); the network paints it in one pass, whose layers are the run's steps.
 
 use std::ops::ControlFlow;
 
@@ -16,8 +16,9 @@ use super::painter::{
 };
 use crate::style::{MIN_SIDE, MODEL_NAME, ModelFiles, StyleError, StyleMix, StyleNet};
 
-/// The stages a run reports: the photo prepared, then painted.
-const STAGES: u32 = 2;
+/// The steps a run reports before the network's: the photo prepared. Then one per layer of
+/// the network ([`StyleNet::steps`]), so a cancel is seen within a layer.
+const PREPARE: u32 = 1;
 
 /// The style network as a [`Painter`].
 #[derive(Debug)]
@@ -117,18 +118,21 @@ impl Painter for StylePainter {
         } else {
             image::imageops::resize(source, w, h, FilterType::Triangle)
         };
-        if let ControlFlow::Break(()) = progress(1, STAGES) {
-            return Err(PaintError::Cancelled { step: 1 });
+        let total = PREPARE + self.net.steps(1);
+        if let ControlFlow::Break(()) = progress(PREPARE, total) {
+            return Err(PaintError::Cancelled { step: PREPARE });
         }
         let painted = self
             .net
-            .stylize_image(&DynamicImage::ImageRgb8(photo), &mix)
-            .map_err(|e| PaintError::Model {
-                source: Box::new(e),
+            .stylize_image_with_progress(&DynamicImage::ImageRgb8(photo), &mix, &mut |done, _| {
+                progress(PREPARE + done, total)
+            })
+            .map_err(|e| match e {
+                StyleError::Stopped { at, .. } => PaintError::Cancelled { step: PREPARE + at },
+                other => PaintError::Model {
+                    source: Box::new(other),
+                },
             })?;
-        if let ControlFlow::Break(()) = progress(STAGES, STAGES) {
-            return Err(PaintError::Cancelled { step: STAGES });
-        }
         Ok(painted)
     }
 }
