@@ -71,7 +71,7 @@ async fn sigkilled_painter_ends_every_request_with_exactly_one_terminal() {
 
     // Four photos, as uploads leave them in the store.
     let mut photos: Vec<ImageRef> = Vec::new();
-    for (w, h) in [(480, 360), (360, 480), (420, 420), (512, 320)] {
+    for (w, h) in [(1600, 1200), (1200, 1600), (1400, 1400), (1600, 1000)] {
         let bytes = png(w, h);
         let sha = hex::encode(Sha256::digest(&bytes));
         let key = format!("images/sha256/{sha}.png");
@@ -104,7 +104,7 @@ async fn sigkilled_painter_ends_every_request_with_exactly_one_terminal() {
             } else {
                 format!("user-{}", i % 4)
             };
-            photo_request(&user, photos[i % photos.len()].clone(), &style, 20, 384)
+            photo_request(&user, photos[i % photos.len()].clone(), &style, 20, 1280)
         })
         .collect();
 
