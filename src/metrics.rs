@@ -23,6 +23,9 @@ pub const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The HTTP metrics.
+pub const NAMES: &[&str] = &[HTTP_REQUESTS, HTTP_SECONDS];
+
 /// The content type of Prometheus' text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -139,6 +142,32 @@ mod tests {
             .await
             .unwrap();
         String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    /// Every metric an alert rule or the Prometheus set-up of `docker-compose.yml` names is
+    /// one Gallery records (a histogram's series by its `_bucket`, `_count`, `_sum`).
+    #[test]
+    fn the_alert_rules_name_only_metrics_gallery_records() {
+        let compose = include_str!("../docker-compose.yml");
+        let known: Vec<&str> = NAMES
+            .iter()
+            .chain(gallery_projections::metrics::NAMES)
+            .chain(gallery_gpu_workers::metrics::NAMES)
+            .copied()
+            .collect();
+        let named: Vec<&str> = compose
+            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|word| word.starts_with("gallery_"))
+            .collect();
+        assert!(named.len() >= 10, "the alert rules are there: {named:?}");
+        for word in named {
+            let name = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .filter(|base| known.contains(base))
+                .unwrap_or(word);
+            assert!(known.contains(&name), "{word} is no metric Gallery records");
+        }
     }
 
     #[tokio::test]

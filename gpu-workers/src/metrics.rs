@@ -39,6 +39,24 @@ pub const DEAD_LETTERS: &str = "gallery_painter_dead_letters_total";
 /// Kafka transactions, by `result` (`committed`, `aborted`, `fatal`).
 pub const TRANSACTIONS: &str = "gallery_painter_transactions_total";
 
+/// Every metric the painter records.
+pub const NAMES: &[&str] = &[
+    JOBS_FINISHED,
+    JOBS_FAILED,
+    CACHE_HITS,
+    DEGRADED,
+    PAINT_SECONDS,
+    HELD,
+    RUNNING,
+    UTILISATION,
+    THREADS,
+    DEVICE_INFO,
+    DEVICE_MEMORY_USED,
+    DEVICE_MEMORY_TOTAL,
+    DEAD_LETTERS,
+    TRANSACTIONS,
+];
+
 /// Registers the descriptions with the installed recorder (call after installing it).
 pub fn describe() {
     describe_counter!(

@@ -22,6 +22,9 @@ pub const POSTGRES: &str = "postgres";
 /// The `store` label of the Scylla projector.
 pub const SCYLLA: &str = "scylla";
 
+/// Every metric the projectors record.
+pub const NAMES: &[&str] = &[MESSAGES, BATCH_SECONDS, LAG, DEAD_LETTERS, RESTARTS];
+
 /// Registers the descriptions with the installed recorder (call after installing it).
 pub fn describe() {
     describe_counter!(
