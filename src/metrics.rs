@@ -57,6 +57,7 @@ pub fn recorder() -> Result<PrometheusHandle, MetricsError> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::Taken)?;
     describe();
+    gallery_query_api::metrics::describe();
     gallery_projections::metrics::describe();
     gallery_gpu_workers::metrics::describe();
     *installed = Some(handle.clone());
@@ -151,6 +152,7 @@ mod tests {
         let compose = include_str!("../docker-compose.yml");
         let known: Vec<&str> = NAMES
             .iter()
+            .chain(gallery_query_api::metrics::NAMES)
             .chain(gallery_projections::metrics::NAMES)
             .chain(gallery_gpu_workers::metrics::NAMES)
             .copied()

@@ -8,6 +8,7 @@ mod consistency;
 mod error;
 mod http;
 mod media;
+pub mod metrics;
 mod mutation;
 mod protect;
 mod query;

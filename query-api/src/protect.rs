@@ -67,6 +67,23 @@ fn code_of(error: &ServerError) -> &'static str {
     }
 }
 
+/// A running subscription, counted in [`crate::metrics::SUBSCRIPTIONS`] until dropped (with
+/// its stream, when the client stops it or goes away).
+struct Live;
+
+impl Live {
+    fn start() -> Self {
+        metrics::gauge!(crate::metrics::SUBSCRIPTIONS).increment(1.0);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::SUBSCRIPTIONS).decrement(1.0);
+    }
+}
+
 /// Gives every error without a code one.
 fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
@@ -84,7 +101,7 @@ fn with_codes(mut response: Response) -> Response {
 #[async_graphql::async_trait::async_trait]
 impl Extension for Protection {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        match tokio::time::timeout(self.timeout, next.run(ctx)).await {
+        let response = match tokio::time::timeout(self.timeout, next.run(ctx)).await {
             Ok(response) => with_codes(response),
             Err(_) => {
                 let mut error = ServerError::new(
@@ -97,7 +114,9 @@ impl Extension for Protection {
                 set_code(&mut error, codes::TIMEOUT);
                 Response::from_errors(vec![error])
             }
-        }
+        };
+        crate::metrics::record(&response);
+        response
     }
 
     fn subscribe<'s>(
@@ -106,7 +125,13 @@ impl Extension for Protection {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(with_codes).boxed()
+        let live = Live::start();
+        next.run(ctx, stream)
+            .map(move |response| {
+                let _live = &live;
+                with_codes(response)
+            })
+            .boxed()
     }
 
     async fn parse_query(
@@ -172,6 +197,77 @@ mod tests {
         assert_eq!(code(&response).as_deref(), Some(codes::TIMEOUT));
         let response = schema().execute("{ fast }").await;
         assert!(response.errors.is_empty());
+    }
+
+    /// Runs `body` on this thread with a recorder of its own (tests run in parallel, and the
+    /// global recorder is the process's), given the recorder's handle; returns the handle.
+    fn recording<F: std::future::Future<Output = ()>>(
+        body: impl FnOnce(metrics_exporter_prometheus::PrometheusHandle) -> F,
+    ) -> metrics_exporter_prometheus::PrometheusHandle {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(body(handle.clone()));
+        });
+        handle
+    }
+
+    #[test]
+    fn requests_and_their_errors_are_counted_by_code() {
+        let handle = recording(|_| async {
+            let s = schema();
+            for query in ["{ fast }", "{ fast }", "{ unknown }", "{ fast"] {
+                s.execute(query).await;
+            }
+        });
+        let text = handle.render();
+        for line in [
+            "gallery_graphql_requests_total{outcome=\"ok\"} 2",
+            "gallery_graphql_requests_total{outcome=\"error\"} 2",
+            "gallery_graphql_errors_total{code=\"GRAPHQL_VALIDATION_FAILED\"} 1",
+            "gallery_graphql_errors_total{code=\"GRAPHQL_PARSE_FAILED\"} 1",
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+    }
+
+    struct Ticks;
+
+    #[async_graphql::Subscription]
+    impl Ticks {
+        async fn ticks(&self) -> impl futures::Stream<Item = i32> {
+            futures::stream::iter(0..)
+        }
+    }
+
+    #[test]
+    fn running_subscriptions_are_counted_until_their_stream_ends() {
+        recording(|handle| async move {
+            let live = || {
+                let text = handle.render();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("gallery_graphql_subscriptions "))
+                    .map(str::to_owned)
+            };
+            let s = Schema::build(Slow, EmptyMutation, Ticks)
+                .extension(Protection {
+                    timeout: Duration::from_millis(50),
+                })
+                .finish();
+            let mut first = s.execute_stream("subscription { ticks }");
+            let mut second = s.execute_stream("subscription { ticks }");
+            assert!(first.next().await.is_some());
+            assert!(second.next().await.is_some());
+            assert_eq!(live().as_deref(), Some("2"));
+            drop(first);
+            assert_eq!(live().as_deref(), Some("1"));
+            drop(second);
+            assert_eq!(live().as_deref(), Some("0"));
+        });
     }
 
     #[tokio::test]
