@@ -233,6 +233,28 @@ fn write_side(
     Ok((gallery_query_api::Writes { commands, accounts }, monitor))
 }
 
+/// How long a starting role waits for the schema registry to answer (it may be starting too,
+/// or busy) before it gives up.
+const REGISTRY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Registers every schema, trying again while the registry is unreachable, for up to
+/// [`REGISTRY_PATIENCE`]; a refusal (an incompatible schema) fails at once.
+async fn register_schemas(codec: &EventCodec, config: &Config) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + REGISTRY_PATIENCE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match codec.register_all(&config.topics()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %e, url = %config.registry.url, ?pause, "schema registry unavailable; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Starts `roles`. Creates missing topics and brings the read model up to date first.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     if config.uses_dev_secret() && (roles.commands || roles.query_api) {
@@ -251,7 +273,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let codec = EventCodec::new(&config.registry())?;
     if roles.commands || roles.query_api || roles.painter {
         // Writers register every schema (BACKWARD-checked by the registry) before any command.
-        codec.register_all(&config.topics()).await?;
+        register_schemas(&codec, config).await?;
     }
     // One image store per process: uploads and the painter's sources and results meet in it
     // (with `memory://` they could not meet otherwise).

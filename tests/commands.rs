@@ -721,3 +721,41 @@ async fn the_registry_refuses_a_schema_that_breaks_backward_compatibility() {
     assert!(register(&schema).await.unwrap().status().is_success());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_wait_for_a_schema_registry_that_answers_late() {
+    let mut env = TestEnv::new().await;
+    // The registry behind a proxy that listens only after two seconds.
+    let url = env.config.registry.url.clone();
+    let rest = url.strip_prefix("http://").expect("an http registry URL");
+    let (upstream, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let upstream = upstream.to_owned();
+    let port = common::free_port();
+    let late = Duration::from_secs(2);
+    tokio::spawn(async move {
+        tokio::time::sleep(late).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (mut inbound, _) = listener.accept().await.unwrap();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    env.config.registry.url = format!("http://127.0.0.1:{port}{path}");
+    let started = std::time::Instant::now();
+    let app = env.start(Roles::COMMANDS).await;
+    assert!(
+        started.elapsed() >= late,
+        "started before the registry answered"
+    );
+    let accepted = app
+        .accept_like(&env.token("ada"), "water-lilies", true)
+        .await;
+    assert!(accepted.offset >= 0);
+    app.stop().await;
+}
