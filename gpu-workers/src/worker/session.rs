@@ -963,12 +963,8 @@ fn count_completed(plan: &Plan, cache_hit: bool, duration_ms: i64) {
         metrics::counter!(m::CACHE_HITS).increment(1);
         return;
     }
-    let mode = match plan.params.mode {
-        GenerationMode::TextToImage => "text_to_image",
-        GenerationMode::ImageToImage => "image_to_image",
-    };
     // Milliseconds as seconds: exact enough for a histogram.
     #[allow(clippy::cast_precision_loss)]
     let seconds = duration_ms.max(0) as f64 / 1000.0;
-    metrics::histogram!(m::PAINT_SECONDS, "mode" => mode).record(seconds);
+    metrics::histogram!(m::PAINT_SECONDS, "mode" => plan.params.mode.name()).record(seconds);
 }

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use gallery_schemas::{
     GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted, GenerationFailed,
-    GenerationMode, GenerationProgressed, GenerationRequested, GenerationStarted, ImageRef,
+    GenerationProgressed, GenerationRequested, GenerationStarted, ImageRef,
 };
 use uuid::Uuid;
 
@@ -67,14 +67,6 @@ impl JobStatus {
             "cancelled" => Some(JobStatus::Cancelled),
             _ => None,
         }
-    }
-}
-
-/// The stored name of a mode.
-pub fn mode_name(mode: GenerationMode) -> &'static str {
-    match mode {
-        GenerationMode::TextToImage => "text_to_image",
-        GenerationMode::ImageToImage => "image_to_image",
     }
 }
 
@@ -168,7 +160,7 @@ impl JobRow {
         JobRow {
             request_id: e.request_id,
             user_id: e.user_id.as_str().to_owned(),
-            mode: mode_name(e.mode).to_owned(),
+            mode: e.mode.name().to_owned(),
             prompt: e.prompt.as_ref().map(|p| p.as_str().to_owned()),
             negative_prompt: e.negative_prompt.as_ref().map(|p| p.as_str().to_owned()),
             style: e.style.as_str().to_owned(),

@@ -2,7 +2,7 @@
 //! user's cancellation before and after the start; and as properties over any log.
 
 use super::*;
-use gallery_schemas::{StyleName, UserId};
+use gallery_schemas::{GenerationMode, StyleName, UserId};
 use proptest::prelude::*;
 
 fn user() -> UserId {

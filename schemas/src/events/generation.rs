@@ -18,6 +18,16 @@ pub enum GenerationMode {
     ImageToImage,
 }
 
+impl GenerationMode {
+    /// The mode's name in read models and metric labels (`text_to_image`, `image_to_image`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GenerationMode::TextToImage => "text_to_image",
+            GenerationMode::ImageToImage => "image_to_image",
+        }
+    }
+}
+
 /// A visitor asked for a picture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenerationRequested {
