@@ -14,10 +14,10 @@ use gallery_projections::{Projector, ProjectorConfig};
 use gallery_schemas::EventCodec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_postgres::NoTls;
 
 use crate::config::{Config, ReadStore};
+use crate::supervise::{RoleFailure, Supervisor};
 
 /// Which roles one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,8 @@ pub enum StartError {
     },
 }
 
-/// Running roles. Dropping it does not stop them; call [`Running::stop`].
+/// Running roles. Dropping it does not stop them; call [`Running::stop`]. A role that ends
+/// before it is asked to is reported by [`Running::failed`].
 #[derive(Debug)]
 pub struct Running {
     /// Where the command service listens, if it runs.
@@ -127,42 +128,74 @@ pub struct Running {
     /// Read-model statements the GraphQL API has run, if it runs.
     pub query_statements: Option<gallery_query_api::StatementCounter>,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    roles: Supervisor,
 }
 
 impl Running {
     /// Asks every role to stop and waits for them (in-flight requests finish first).
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        self.roles.join_all().await;
     }
+
+    /// Resolves when a role ends although it was not asked to (it returned, failed or
+    /// panicked), naming the role and the cause; pending while every role runs. Cancel-safe.
+    pub async fn failed(&mut self) -> RoleFailure {
+        self.roles.failed().await
+    }
+
+    /// Runs `task` as one more role of this process, watched like the others: its end before
+    /// [`Running::stop`] is a failure of the process.
+    pub fn supervise<F>(&mut self, role: &'static str, task: F)
+    where
+        F: std::future::Future<Output = Result<(), crate::supervise::RoleError>> + Send + 'static,
+    {
+        self.roles.spawn(role, task);
+    }
+}
+
+/// Runs until `stop` resolves (a signal) or a role fails, then stops every role. A failed role
+/// is logged with its cause and returned, so that the process exits non-zero and is restarted
+/// by whatever supervises it.
+pub async fn run_until_stopped(
+    mut running: Running,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), RoleFailure> {
+    let failure = tokio::select! {
+        () = stop => None,
+        failure = running.failed() => Some(failure),
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some(failure) => crate::supervise::log(failure, "stopping the process"),
+    }
+    running.stop().await;
+    failure.map_or(Ok(()), Err)
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Listens on `addr` and serves `app` (with the peer's address) until the roles stop, in a
-/// task of `tasks`; returns the address bound (a port 0 resolved).
+/// Listens on `addr` and serves `app` (with the peer's address) until the roles stop, as the
+/// role `what` of `supervisor`; returns the address bound (a port 0 resolved).
 async fn serve_http(
     addr: SocketAddr,
     app: axum::Router,
     what: &'static str,
-    tasks: &mut JoinSet<()>,
+    supervisor: &mut Supervisor,
     stop: &watch::Receiver<bool>,
 ) -> Result<SocketAddr, StartError> {
     let listen_error = |source| StartError::Listen { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
     let stop = stopped(stop.clone());
-    tasks.spawn(async move {
+    supervisor.spawn(what, async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
+        axum::serve(listener, app)
             .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "{what} failed");
-        }
+            .await?;
+        Ok(())
     });
     Ok(bound)
 }
@@ -286,12 +319,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         config.auth.jwt_secret.expose().as_bytes(),
     )?);
     let (shutdown, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let mut supervisor = Supervisor::default();
     // First, so that every role records from the start.
     let metrics_addr = if config.metrics.enabled {
         let handle = crate::metrics::recorder()?;
         let app = crate::metrics::router(handle);
-        let addr = serve_http(config.metrics.listen, app, "metrics", &mut tasks, &rx).await?;
+        let addr = serve_http(
+            config.metrics.listen,
+            app,
+            "metrics server",
+            &mut supervisor,
+            &rx,
+        )
+        .await?;
         tracing::info!("metrics on http://{addr}/metrics");
         Some(addr)
     } else {
@@ -335,7 +375,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     // producer, one pool, one password hasher.
     let writes = if let (true, Some(media)) = (roles.commands || roles.query_api, &media) {
         let (writes, monitor) = write_side(config, &codec, &keys, media)?;
-        tasks.spawn(monitor.run(stopped(rx.clone())));
+        supervisor.spawn_infallible(
+            "generation backlog monitor",
+            monitor.run(stopped(rx.clone())),
+        );
         Some(writes)
     } else {
         None
@@ -352,7 +395,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             config.commands.listen,
             app,
             "command service",
-            &mut tasks,
+            &mut supervisor,
             &rx,
         )
         .await?;
@@ -370,7 +413,8 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         }
         query_statements = Some(read.statements());
         let feed = gallery_query_api::ChangeFeed::new();
-        tasks.spawn(
+        supervisor.spawn_infallible(
+            "read-model change feed",
             feed.clone()
                 .listen(config.postgres.url.expose().to_owned(), stopped(rx.clone())),
         );
@@ -386,14 +430,21 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             },
         );
         let app = crate::metrics::track(gallery_query_api::router(state), "query-api");
-        let addr = serve_http(config.query_api.listen, app, "query api", &mut tasks, &rx).await?;
+        let addr = serve_http(
+            config.query_api.listen,
+            app,
+            "GraphQL API",
+            &mut supervisor,
+            &rx,
+        )
+        .await?;
         tracing::info!("GraphQL listening on http://{addr}/graphql");
         running_query = Some(addr);
     }
 
     if roles.projections {
         let projector = Projector::new(projector_config(config), codec.clone())?;
-        tasks.spawn(projector.run(stopped(rx.clone())));
+        supervisor.spawn_infallible("Postgres projector", projector.run(stopped(rx.clone())));
         tracing::info!("projector running");
         if config.read.store == ReadStore::Scylla {
             let mut scylla = ScyllaProjectorConfig::new(
@@ -403,7 +454,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             );
             scylla.group = config.group_settings();
             let projector = ScyllaProjector::new(scylla, codec.clone())?;
-            tasks.spawn(projector.run(stopped(rx.clone())));
+            supervisor.spawn_infallible("Scylla projector", projector.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
         }
     }
@@ -421,7 +472,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             matches!(media.location(), StoreLocation::S3 { .. }),
             painters,
         )?;
-        tasks.spawn(worker.run(stopped(rx.clone())));
+        supervisor.spawn_infallible("painter", worker.run(stopped(rx.clone())));
         tracing::info!(worker = %config.painter.worker_id, "painter running");
     }
 
@@ -431,7 +482,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         metrics_addr,
         query_statements,
         shutdown,
-        tasks,
+        roles: supervisor,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod metrics;
+pub mod supervise;
 pub mod topics;
 
 pub use app::{Roles, Running, StartError, start};

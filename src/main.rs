@@ -239,8 +239,6 @@ async fn run() -> anyhow::Result<()> {
     let running = gallery::start(&config, roles)
         .await
         .context("could not start")?;
-    gallery::app::shutdown_signal().await;
-    tracing::info!("shutting down");
-    running.stop().await;
+    gallery::app::run_until_stopped(running, gallery::app::shutdown_signal()).await?;
     Ok(())
 }

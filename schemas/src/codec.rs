@@ -119,6 +119,29 @@ async fn call(
     })
 }
 
+/// How often a registry request that lost a race (`409`) is sent again.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Runs `request` until it is not refused with `409 Conflict` by a concurrent writer, at most
+/// [`CONFLICT_ATTEMPTS`] times, pausing a little longer each time. A conflict that persists
+/// (a schema incompatible with the subject's versions is `409` too) is returned.
+async fn settled<F, Fut>(mut request: F) -> Result<(), CodecError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), CodecError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(CodecError::Refused { status: 409, .. }) if attempt < CONFLICT_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// The schema text of a record, by full name.
 pub fn schema_of(record: &str) -> Option<&'static str> {
     SCHEMAS.iter().find(|(n, _)| *n == record).map(|(_, s)| *s)
@@ -205,6 +228,10 @@ impl EventCodec {
     /// subject's compatibility to BACKWARD, so the registry itself refuses a schema that cannot
     /// read the events already written. A writer calls it at start: an incompatible schema
     /// stops the process instead of failing its first command.
+    ///
+    /// Idempotent, also when several roles start at the same moment on a fresh deployment:
+    /// the registry answers a request that lost a race to create the same subject or rule with
+    /// `409`, and such a request is sent again (it then finds what the winner created).
     pub async fn register_all(&self, topics: &Topics) -> Result<(), CodecError> {
         let client = reqwest::Client::builder()
             .timeout(self.registry.timeout)
@@ -220,19 +247,11 @@ impl EventCodec {
             })?);
             let subject = format!("{topic}-{record}");
             let body = serde_json::json!({ "schema": schema });
-            call(
-                client.post(format!("{base}/subjects/{subject}/versions")),
-                &subject,
-                &body,
-            )
-            .await?;
+            let versions = format!("{base}/subjects/{subject}/versions");
+            settled(|| call(client.post(&versions), &subject, &body)).await?;
             let config = serde_json::json!({ "compatibility": "BACKWARD" });
-            call(
-                client.put(format!("{base}/config/{subject}")),
-                &subject,
-                &config,
-            )
-            .await?;
+            let rule = format!("{base}/config/{subject}");
+            settled(|| call(client.put(&rule), &subject, &config)).await?;
         }
         Ok(())
     }
