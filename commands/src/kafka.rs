@@ -8,13 +8,17 @@
 //! callback's `AllBrokersDown` marks Kafka down at once; a transport failure (a connection
 //! lost or refused) wakes the probe, and a failed probe then marks Kafka down; a successful
 //! probe marks it up again. The probe also runs every [`PROBE_EVERY`], so a returning Kafka
-//! is noticed within a second.
+//! is noticed within a second. Probes that merely go unanswered, with every connection
+//! intact, mark Kafka down only once they have failed for [`UNANSWERED_FOR`]: a busy machine
+//! (a CPU-bound process beside the broker, a garbage-collecting broker) delays answers for a
+//! moment without losing a broker, and refusing commands then would be a false alarm. The
+//! probe runs on a thread of its own, never behind the async runtime's tasks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gallery_schemas::{CodecError, Event, EventCodec, Position, Topics};
 use rdkafka::ClientConfig;
@@ -29,6 +33,31 @@ use crate::service::{EventPublisher, PublishError, PublishFuture};
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long one probe may wait for an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long probes must go unanswered, with no connection failing, before Kafka counts as
+/// down.
+pub const UNANSWERED_FOR: Duration = Duration::from_secs(3);
+
+/// What the probe concludes from its answers (pure, so it is tested without a broker).
+#[derive(Debug, Default)]
+struct Verdict {
+    /// Since when the probes have failed, and how many in a row.
+    failing: Option<(Instant, u32)>,
+}
+
+impl Verdict {
+    /// Takes one probe's outcome; true when Kafka is to be marked down. A failed probe
+    /// after a connection failed is enough; unanswered probes alone need two in a row
+    /// spanning [`UNANSWERED_FOR`].
+    fn failed(&mut self, now: Instant, transport_failed: bool) -> bool {
+        let (since, count) = self.failing.get_or_insert((now, 0));
+        *count = count.saturating_add(1);
+        transport_failed || (*count >= 2 && now.duration_since(*since) >= UNANSWERED_FOR)
+    }
+
+    fn answered(&mut self) {
+        self.failing = None;
+    }
+}
 
 /// How the producer talks to Kafka.
 #[derive(Debug, Clone)]
@@ -274,7 +303,7 @@ struct Probe {
 impl Probe {
     fn run(self) {
         let mut was_down = false;
-        let mut failures = 0_u32;
+        let mut verdict = Verdict::default();
         while !self.stop.load(Ordering::Acquire) {
             // Connection failures reported so far are what this probe confirms or clears.
             let transport_failed = self.health.transport_failed.swap(false, Ordering::AcqRel);
@@ -284,18 +313,19 @@ impl Probe {
                 .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
             {
                 Ok(_) => {
-                    failures = 0;
+                    verdict.answered();
                     if self.health.set_down(false) {
                         tracing::info!("Kafka is reachable again; accepting commands");
                     }
                 }
                 Err(e) => {
-                    failures = failures.saturating_add(1);
-                    tracing::debug!(error = %e, failures, "Kafka health probe failed");
+                    tracing::debug!(error = %e, "Kafka health probe failed");
                     // A connection that failed before or during this probe confirms it.
                     let transport_failed = transport_failed
                         || self.health.transport_failed.swap(false, Ordering::AcqRel);
-                    if (transport_failed || failures >= 2) && self.health.set_down(true) {
+                    if verdict.failed(Instant::now(), transport_failed)
+                        && self.health.set_down(true)
+                    {
                         tracing::warn!(error = %e, "Kafka does not answer; refusing commands");
                     }
                 }
@@ -327,5 +357,29 @@ mod tests {
         assert!(h.all_down());
         assert!(h.set_down(false));
         assert!(!h.all_down());
+    }
+
+    #[test]
+    fn a_failed_connection_confirms_at_once() {
+        let mut v = Verdict::default();
+        assert!(v.failed(Instant::now(), true));
+    }
+
+    #[test]
+    fn unanswered_probes_need_to_persist_before_kafka_counts_as_down() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut v = Verdict::default();
+        // A busy second: probes time out, then one is answered.
+        for ms in [0, 750, 1500, 2250] {
+            assert!(
+                !v.failed(at(ms), false),
+                "down after {ms} ms of slow answers"
+            );
+        }
+        v.answered();
+        assert!(!v.failed(at(3000), false), "the count starts again");
+        assert!(!v.failed(at(5500), false));
+        assert!(v.failed(at(6000), false), "3 s of silence is an outage");
     }
 }
