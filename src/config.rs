@@ -136,10 +136,16 @@ pub struct QueryApiConfig {
     pub cache_capacity: u64,
     /// Longest a cached entry lives (changes invalidate it at once anyway).
     pub cache_ttl_ms: u64,
-    /// Deepest selection nesting of a query.
+    /// Deepest field nesting of a query, fragments expanded.
     pub max_depth: usize,
-    /// Highest complexity of a query.
+    /// Highest complexity of a query (also the most fields it selects, fragments expanded).
     pub max_complexity: usize,
+    /// Longest GraphQL document, in bytes.
+    pub max_document_bytes: usize,
+    /// Most lexical tokens of a GraphQL document.
+    pub max_document_tokens: usize,
+    /// Whether introspection (and GraphiQL) is on.
+    pub introspection: bool,
     /// Longest a query or mutation may run.
     pub query_timeout_ms: u64,
     /// Automatic persisted queries kept in memory (least recently used dropped).
@@ -164,6 +170,9 @@ impl QueryApiConfig {
             },
             max_depth: self.max_depth,
             max_complexity: self.max_complexity,
+            max_document_bytes: self.max_document_bytes,
+            max_document_tokens: self.max_document_tokens,
+            introspection: self.introspection,
             query_timeout: Duration::from_millis(self.query_timeout_ms),
             persisted_queries: self.persisted_queries,
         }
@@ -426,6 +435,9 @@ impl Default for Config {
                 cache_ttl_ms: 60_000,
                 max_depth: 16,
                 max_complexity: 500,
+                max_document_bytes: 65_536,
+                max_document_tokens: 10_000,
+                introspection: true,
                 query_timeout_ms: 10_000,
                 persisted_queries: 1_000,
                 media_url_secret: Secret::new(gallery_query_api::DEV_MEDIA_URL_SECRET),
@@ -607,8 +619,26 @@ impl Config {
                 "must be between 1 and 86400000",
             ));
         }
-        if !(1..=1000).contains(&q.max_depth) {
-            return Err(invalid("query_api.max_depth", "must be between 1 and 1000"));
+        if !(1..=gallery_query_api::guard::MAX_DEPTH_LIMIT).contains(&q.max_depth) {
+            return Err(invalid(
+                "query_api.max_depth",
+                format!(
+                    "must be between 1 and {} (the deepest the GraphQL parser can take)",
+                    gallery_query_api::guard::MAX_DEPTH_LIMIT
+                ),
+            ));
+        }
+        if !(64..=1 << 20).contains(&q.max_document_bytes) {
+            return Err(invalid(
+                "query_api.max_document_bytes",
+                "must be between 64 and 1048576",
+            ));
+        }
+        if !(16..=1_000_000).contains(&q.max_document_tokens) {
+            return Err(invalid(
+                "query_api.max_document_tokens",
+                "must be between 16 and 1000000",
+            ));
         }
         if !(1..=1_000_000).contains(&q.max_complexity) {
             return Err(invalid(
@@ -1008,10 +1038,25 @@ mod tests {
         assert_eq!(s.consistency_timeout, Duration::from_secs(5));
         assert_eq!(s.cache.ttl, Duration::from_secs(60));
         assert_eq!(s.persisted_queries, 1_000);
+        assert_eq!(
+            (s.max_document_bytes, s.max_document_tokens),
+            (65_536, 10_000)
+        );
+        assert!(s.introspection);
+        for depth in [0, 33, 50] {
+            let mut c = Config::default();
+            c.query_api.max_depth = depth;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_depth"),
+                "max_depth {depth}"
+            );
+        }
         let mut c = Config::default();
-        c.query_api.max_depth = 0;
+        c.query_api.max_depth = 32;
+        assert!(c.validate().is_ok());
+        c.query_api.max_document_bytes = 10;
         assert!(
-            matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_depth")
+            matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_document_bytes")
         );
     }
 

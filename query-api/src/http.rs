@@ -41,10 +41,18 @@ pub struct ApiSettings {
     pub consistency_timeout: Duration,
     /// The hot-read cache.
     pub cache: CacheSettings,
-    /// Deepest selection nesting accepted (`QUERY_TOO_COMPLEX` beyond).
+    /// Deepest field nesting accepted, fragments expanded (`QUERY_TOO_COMPLEX` beyond); at most
+    /// [`crate::guard::MAX_DEPTH_LIMIT`].
     pub max_depth: usize,
-    /// Highest complexity (one per field, times `first` on lists) accepted.
+    /// Highest complexity (one per field, times `first` on lists) accepted; also the most
+    /// fields a document may select, fragments expanded.
     pub max_complexity: usize,
+    /// Longest GraphQL document accepted, in bytes (`QUERY_TOO_LARGE` beyond, before parsing).
+    pub max_document_bytes: usize,
+    /// Most lexical tokens a document may have (`QUERY_TOO_LARGE` beyond, before parsing).
+    pub max_document_tokens: usize,
+    /// Whether the schema answers introspection (`__schema`, `__type`) and serves GraphiQL.
+    pub introspection: bool,
     /// Longest a query or mutation may run (`TIMEOUT` beyond).
     pub query_timeout: Duration,
     /// Persisted queries kept (automatic persisted queries, least recently used dropped).
@@ -58,6 +66,9 @@ impl Default for ApiSettings {
             cache: CacheSettings::default(),
             max_depth: 16,
             max_complexity: 500,
+            max_document_bytes: 65_536,
+            max_document_tokens: 10_000,
+            introspection: true,
             query_timeout: Duration::from_secs(10),
             persisted_queries: 1_000,
         }
@@ -120,8 +131,14 @@ impl std::fmt::Debug for ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
+    // GraphiQL explores the schema by introspection: without it, there is nothing to show.
+    let graphql_route = if state.settings.introspection {
+        get(graphiql).post(graphql)
+    } else {
+        axum::routing::post(graphql)
+    };
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", graphql_route)
         .route("/graphql/ws", get(graphql_ws))
         .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))

@@ -1,22 +1,31 @@
-//! Protection of the schema: a time limit per request, and a stable `extensions.code` on
-//! every error, including those async-graphql raises itself (parse and validation errors,
-//! depth and complexity limits, persisted queries).
+//! Protection of the schema: a budget per document ([`crate::guard`]: size, depth and fields
+//! checked before and while parsing, off the async runtime's worker threads), a time limit per
+//! request, and a stable `extensions.code` on every error, including those async-graphql
+//! raises itself (parse and validation errors, depth and complexity limits, persisted
+//! queries).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
+    NextSubscribe, NextValidation,
 };
 use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Variables};
+use async_graphql::{
+    ErrorExtensionValues, Request, Response, ServerError, ServerResult, ValidationResult, Variables,
+};
 use futures::StreamExt;
+
+use crate::guard::{DocumentGuard, off_the_workers, selects_introspection};
+use crate::persisted::PersistedQueries;
 
 /// Codes of the errors the schema raises itself.
 pub mod codes {
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
     pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
     pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
@@ -25,20 +34,25 @@ pub mod codes {
     pub const INTERNAL: &str = "INTERNAL";
 }
 
-/// The extension: `timeout` bounds each query or mutation (not subscriptions, which live as
-/// long as their connection).
-#[derive(Debug, Clone, Copy)]
+/// The extension: `documents` parses and bounds every document; `timeout` bounds each query
+/// or mutation (not subscriptions, which live as long as their connection); `persisted` keeps
+/// the automatic persisted queries; without `introspection`, a document that selects
+/// `__schema` or `__type` is refused.
+#[derive(Debug, Clone)]
 pub struct Protection {
     pub timeout: Duration,
+    pub documents: DocumentGuard,
+    pub persisted: PersistedQueries,
+    pub introspection: bool,
 }
 
 impl ExtensionFactory for Protection {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
+        Arc::new(self.clone())
     }
 }
 
-fn set_code(error: &mut ServerError, code: &str) {
+pub(crate) fn set_code(error: &mut ServerError, code: &str) {
     error
         .extensions
         .get_or_insert_with(ErrorExtensionValues::default)
@@ -134,19 +148,46 @@ impl Extension for Protection {
             .boxed()
     }
 
-    async fn parse_query(
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let request = self
+            .persisted
+            .resolve(request, self.documents.limits())
+            .await?;
+        next.run(ctx, request).await
+    }
+
+    /// Parses the document within its budget instead of async-graphql's own parsing step
+    /// (whose depth check expands fragments and is capped below what `max_depth` allows).
+    async fn parse_query(
+        &self,
+        _ctx: &ExtensionContext<'_>,
         query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
+        _variables: &Variables,
+        _next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut e| {
-            if !has_code(&e) {
-                set_code(&mut e, codes::PARSE_FAILED);
-            }
-            e
-        })
+        let document = self.documents.parse(query).await?;
+        if !self.introspection && selects_introspection(&document) {
+            let mut error = ServerError::new("introspection is switched off on this server", None);
+            set_code(&mut error, codes::VALIDATION_FAILED);
+            return Err(error);
+        }
+        Ok(document)
+    }
+
+    /// Validates a document (already known to be small, fragments expanded) under the same
+    /// permit as parsing, off the worker threads.
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let _permit = self.documents.permit().await.map_err(|e| vec![e])?;
+        off_the_workers(|| futures::executor::block_on(next.run(ctx)))
     }
 }
 
@@ -173,11 +214,26 @@ mod tests {
         }
     }
 
+    fn protection() -> Protection {
+        Protection {
+            persisted: PersistedQueries::new(10),
+            introspection: true,
+            timeout: Duration::from_millis(50),
+            documents: DocumentGuard::new(
+                crate::guard::DocumentLimits {
+                    max_bytes: 10_000,
+                    max_tokens: 1_000,
+                    max_depth: 3,
+                    max_fields: 5,
+                },
+                1,
+            ),
+        }
+    }
+
     fn schema() -> Schema<Slow, EmptyMutation, EmptySubscription> {
         Schema::build(Slow, EmptyMutation, EmptySubscription)
-            .extension(Protection {
-                timeout: Duration::from_millis(50),
-            })
+            .extension(protection())
             .limit_depth(3)
             .limit_complexity(5)
             .finish()
@@ -254,9 +310,7 @@ mod tests {
                     .map(str::to_owned)
             };
             let s = Schema::build(Slow, EmptyMutation, Ticks)
-                .extension(Protection {
-                    timeout: Duration::from_millis(50),
-                })
+                .extension(protection())
                 .finish();
             let mut first = s.execute_stream("subscription { ticks }");
             let mut second = s.execute_stream("subscription { ticks }");

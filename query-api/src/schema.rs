@@ -1,17 +1,16 @@
 //! The GraphQL schema.
 
 use async_graphql::Schema;
-use async_graphql::extensions::apollo_persisted_queries::{
-    ApolloPersistedQueries, LruCacheStorage,
-};
 use gallery_commands::Principal;
 use gallery_schemas::UserId;
 
 use crate::cache::HotCache;
 use crate::changes::ChangeFeed;
+use crate::guard::{DocumentGuard, DocumentLimits};
 use crate::http::ApiSettings;
 use crate::media::MediaUrls;
 use crate::mutation::{MutationRoot, Writes};
+use crate::persisted::PersistedQueries;
 use crate::protect::Protection;
 use crate::query::{QueryRoot, loaders};
 use crate::read::ReadModel;
@@ -38,14 +37,24 @@ pub fn build_schema(
     media_urls: MediaUrls,
     settings: &ApiSettings,
 ) -> GallerySchema {
-    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
+    let builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         // First, so it times and codes everything the other extensions do.
         .extension(Protection {
             timeout: settings.query_timeout,
+            documents: DocumentGuard::new(
+                DocumentLimits {
+                    max_bytes: settings.max_document_bytes,
+                    max_tokens: settings.max_document_tokens,
+                    max_depth: settings.max_depth,
+                    max_fields: settings.max_complexity,
+                },
+                DocumentGuard::default_concurrency(),
+            ),
+            persisted: PersistedQueries::new(
+                u64::try_from(settings.persisted_queries).unwrap_or(u64::MAX),
+            ),
+            introspection: settings.introspection,
         })
-        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(
-            settings.persisted_queries.max(1),
-        )))
         .data(loaders(read.clone()))
         .data(feed)
         .data(read)
@@ -53,8 +62,12 @@ pub fn build_schema(
         .data(cache)
         .data(media_urls)
         .limit_depth(settings.max_depth)
-        .limit_complexity(settings.max_complexity)
-        .finish()
+        .limit_complexity(settings.max_complexity);
+    if settings.introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// The schema's SDL, as checked in at `query-api/schema.graphql`.

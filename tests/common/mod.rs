@@ -477,3 +477,19 @@ pub async fn post_form(
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
+
+/// A "fragment bomb": a GraphQL query whose fragments each spread the next twice, selecting
+/// 2^`levels` fields when expanded, in a few hundred bytes.
+pub fn fragment_bomb(levels: usize) -> String {
+    let mut bomb = String::from("query { ...F0 }");
+    for i in 0..levels {
+        bomb.push_str(&format!(
+            " fragment F{i} on QueryRoot {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    bomb.push_str(&format!(
+        " fragment F{levels} on QueryRoot {{ __typename }}"
+    ));
+    bomb
+}

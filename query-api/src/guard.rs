@@ -1,0 +1,573 @@
+//! A budget for GraphQL documents, spent before any expensive work: a hostile document must
+//! cost the server little, and never the async runtime's worker threads that every other role
+//! of the process shares.
+//!
+//! In order, for every query, mutation and subscription document:
+//!
+//! 1. **Size**: more than `max_bytes` bytes, or more than `max_tokens` lexical tokens, is
+//!    refused with `QUERY_TOO_LARGE` after one linear scan, before parsing. The same scan
+//!    refuses brackets nested deeper than the parser may recurse ([`bracket_limit`]) with
+//!    `QUERY_TOO_COMPLEX`.
+//! 2. **Parsing** runs on the blocking thread pool, at most [`DocumentGuard`]'s number of
+//!    documents at a time, so a flood of documents takes a bounded share of the CPU.
+//! 3. **Shape, fragments expanded**: the field depth and the number of field selections are
+//!    computed once per fragment (so a "fragment bomb", whose expansion is exponential in its
+//!    size, costs time linear in its size) and refused beyond `max_depth` and
+//!    `max_fields` with `QUERY_TOO_COMPLEX`; a fragment that spreads itself is refused with
+//!    `GRAPHQL_VALIDATION_FAILED` (the validator would recurse through it without end). Every field adds at least one to the query's
+//!    complexity, so `max_fields` is the complexity limit: what this refuses the schema's own
+//!    complexity check would refuse too, only much later.
+//! 4. **Validation** (async-graphql's rules, which visit fragments expanded) then runs on a
+//!    document known to be small when expanded, under the same permit, off the worker
+//!    threads.
+
+use std::sync::Arc;
+
+use async_graphql::ServerError;
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::{Positioned, parse_query};
+use tokio::sync::Semaphore;
+
+use crate::protect::codes;
+
+/// The deepest `max_depth` that can be configured: a document nested that deep (fields,
+/// fragments and inline fragments along one path, at most twice its field depth) is still
+/// within what async-graphql's parser recurses into (64 selection sets).
+pub const MAX_DEPTH_LIMIT: usize = 32;
+
+/// Brackets (`{`, `(`, `[`) nested deeper than this are refused before parsing: the selection
+/// nesting allowed, plus room for nested input values.
+pub const fn bracket_limit(max_depth: usize) -> usize {
+    2 * max_depth + 32
+}
+
+/// What a document may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    /// Longest document, in bytes.
+    pub max_bytes: usize,
+    /// Most lexical tokens (names, punctuation, values; not whitespace, commas, comments).
+    pub max_tokens: usize,
+    /// Deepest field nesting, fragments expanded (a top-level leaf field is 1 deep).
+    pub max_depth: usize,
+    /// Most field selections, fragments expanded.
+    pub max_fields: usize,
+}
+
+/// Why a document is refused before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the document is {bytes} bytes long; at most {limit} are accepted")]
+    TooLong { bytes: usize, limit: usize },
+    #[error("the document has more than {limit} tokens")]
+    TooManyTokens { limit: usize },
+    #[error("the document nests brackets more than {limit} deep")]
+    Brackets { limit: usize },
+    #[error("the query is nested {depth} deep, fragments expanded; at most {limit} is accepted")]
+    TooDeep { depth: usize, limit: usize },
+    #[error("the query nests fields and fragments more than {limit} deep")]
+    Nesting { limit: usize },
+    #[error("the query selects more than {limit} fields, fragments expanded")]
+    TooManyFields { limit: usize },
+    #[error("fragment {fragment} spreads itself")]
+    Cycle { fragment: String },
+}
+
+impl Refusal {
+    /// The `extensions.code` of the refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::TooLong { .. } | Refusal::TooManyTokens { .. } => codes::QUERY_TOO_LARGE,
+            Refusal::Brackets { .. }
+            | Refusal::TooDeep { .. }
+            | Refusal::Nesting { .. }
+            | Refusal::TooManyFields { .. } => codes::QUERY_TOO_COMPLEX,
+            // The validator refuses cycles too, but only after visiting fragments expanded,
+            // which never ends on a cycle.
+            Refusal::Cycle { .. } => codes::VALIDATION_FAILED,
+        }
+    }
+
+    fn into_server_error(self) -> ServerError {
+        let code = self.code();
+        let mut error = ServerError::new(self.to_string(), None);
+        crate::protect::set_code(&mut error, code);
+        error
+    }
+}
+
+/// Step 1: one pass over the text, counting tokens and bracket nesting; stops at the first
+/// limit passed.
+pub fn scan(query: &str, limits: &DocumentLimits) -> Result<(), Refusal> {
+    if query.len() > limits.max_bytes {
+        return Err(Refusal::TooLong {
+            bytes: query.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let brackets = bracket_limit(limits.max_depth);
+    let bytes = query.as_bytes();
+    let (mut i, mut tokens, mut nesting) = (0, 0_usize, 0_usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let token_start = i;
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 3;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'{' | b'(' | b'[' => {
+                nesting += 1;
+                if nesting > brackets {
+                    return Err(Refusal::Brackets { limit: brackets });
+                }
+                i += 1;
+            }
+            b'}' | b')' | b']' => {
+                nesting = nesting.saturating_sub(1);
+                i += 1;
+            }
+            b'.' if bytes[i..].starts_with(b"...") => i += 3,
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'+' => {
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.')
+                {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+        debug_assert!(i > token_start);
+        tokens += 1;
+        if tokens > limits.max_tokens {
+            return Err(Refusal::TooManyTokens {
+                limit: limits.max_tokens,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The shape of a selection set, fragments expanded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Shape {
+    /// Deepest field nesting.
+    depth: usize,
+    /// Field selections (saturating).
+    fields: usize,
+    /// Deepest nesting of selection sets: fields with selections, spreads, inline fragments.
+    nesting: usize,
+}
+
+/// Fragments' shapes, each computed once.
+struct Shapes<'d> {
+    doc: &'d ExecutableDocument,
+    known: std::collections::HashMap<&'d str, Shape>,
+    /// Fragments being measured, outermost first.
+    open: Vec<&'d str>,
+    limits: &'d DocumentLimits,
+    nesting_limit: usize,
+}
+
+impl<'d> Shapes<'d> {
+    fn of_set(&mut self, set: &'d Positioned<SelectionSet>, at: usize) -> Result<Shape, Refusal> {
+        let mut shape = Shape::default();
+        for item in &set.node.items {
+            let inner = match &item.node {
+                Selection::Field(field) => {
+                    let children = if field.node.selection_set.node.items.is_empty() {
+                        Shape::default()
+                    } else {
+                        self.nested(&field.node.selection_set, at)?
+                    };
+                    Shape {
+                        depth: children.depth + 1,
+                        fields: children.fields.saturating_add(1),
+                        nesting: children.nesting,
+                    }
+                }
+                Selection::InlineFragment(inline) => self.nested(&inline.node.selection_set, at)?,
+                Selection::FragmentSpread(spread) => {
+                    let fragment = self.fragment(spread.node.fragment_name.node.as_str())?;
+                    Shape {
+                        nesting: fragment.nesting + 1,
+                        ..fragment
+                    }
+                }
+            };
+            shape.depth = shape.depth.max(inner.depth);
+            shape.fields = shape.fields.saturating_add(inner.fields);
+            shape.nesting = shape.nesting.max(inner.nesting);
+            if shape.depth > self.limits.max_depth {
+                return Err(Refusal::TooDeep {
+                    depth: shape.depth,
+                    limit: self.limits.max_depth,
+                });
+            }
+            if shape.fields > self.limits.max_fields {
+                return Err(Refusal::TooManyFields {
+                    limit: self.limits.max_fields,
+                });
+            }
+            if at + shape.nesting > self.nesting_limit {
+                return Err(Refusal::Nesting {
+                    limit: self.nesting_limit,
+                });
+            }
+        }
+        Ok(shape)
+    }
+
+    /// A selection set one level below `at`.
+    fn nested(&mut self, set: &'d Positioned<SelectionSet>, at: usize) -> Result<Shape, Refusal> {
+        let inner = self.of_set(set, at + 1)?;
+        Ok(Shape {
+            nesting: inner.nesting + 1,
+            ..inner
+        })
+    }
+
+    fn fragment(&mut self, name: &'d str) -> Result<Shape, Refusal> {
+        if let Some(shape) = self.known.get(name) {
+            return Ok(*shape);
+        }
+        let Some((key, definition)) = self.doc.fragments.get_key_value(name) else {
+            return Ok(Shape::default());
+        };
+        if self.open.contains(&name) {
+            return Err(Refusal::Cycle {
+                fragment: name.to_owned(),
+            });
+        }
+        if self.open.len() >= self.nesting_limit {
+            // Fragments spread inside one another this many times nest at least this deep.
+            return Err(Refusal::Nesting {
+                limit: self.nesting_limit,
+            });
+        }
+        self.open.push(key.as_str());
+        // A fragment's own shape does not depend on where it is spread: measured from 0.
+        let shape = self.of_set(&definition.node.selection_set, 0);
+        self.open.pop();
+        let shape = shape?;
+        self.known.insert(key.as_str(), shape);
+        Ok(shape)
+    }
+}
+
+/// Step 3: the depth and size of every operation, fragments expanded.
+pub fn measure(doc: &ExecutableDocument, limits: &DocumentLimits) -> Result<(), Refusal> {
+    let mut shapes = Shapes {
+        doc,
+        known: Default::default(),
+        open: Vec::new(),
+        limits,
+        nesting_limit: 2 * limits.max_depth,
+    };
+    let mut fields = 0_usize;
+    for (_, operation) in doc.operations.iter() {
+        let shape = shapes.of_set(&operation.node.selection_set, 0)?;
+        fields = fields.saturating_add(shape.fields);
+        if fields > limits.max_fields {
+            return Err(Refusal::TooManyFields {
+                limit: limits.max_fields,
+            });
+        }
+    }
+    // Fragments that no operation spreads are validated too (and refused as unused): bounded
+    // the same way.
+    for name in doc.fragments.keys() {
+        shapes.fragment(name.as_str())?;
+    }
+    Ok(())
+}
+
+/// True when any field of `doc` (operations and fragments) is an introspection root field.
+pub fn selects_introspection(doc: &ExecutableDocument) -> bool {
+    fn any(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                    || any(&field.node.selection_set.node)
+            }
+            Selection::InlineFragment(inline) => any(&inline.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    doc.operations
+        .iter()
+        .any(|(_, op)| any(&op.node.selection_set.node))
+        || doc
+            .fragments
+            .values()
+            .any(|f| any(&f.node.selection_set.node))
+}
+
+/// Parses documents within their budget, a bounded number at a time, off the async runtime's
+/// worker threads.
+#[derive(Debug, Clone)]
+pub struct DocumentGuard {
+    limits: DocumentLimits,
+    permits: Arc<Semaphore>,
+}
+
+impl DocumentGuard {
+    /// At most `concurrency` documents are parsed or validated at a time (at least one).
+    pub fn new(limits: DocumentLimits, concurrency: usize) -> Self {
+        Self {
+            limits,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Half the machine's cores (at least one): document work never takes the whole CPU.
+    pub fn default_concurrency() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+
+    pub fn limits(&self) -> &DocumentLimits {
+        &self.limits
+    }
+
+    /// Steps 1 to 3.
+    pub async fn parse(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
+        scan(query, &self.limits).map_err(Refusal::into_server_error)?;
+        let _permit = self.permit().await?;
+        let query = query.to_owned();
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            let doc = parse_query(&query).map_err(|e| {
+                let too_deep = matches!(e, async_graphql::parser::Error::RecursionLimitExceeded);
+                let mut error = ServerError::from(e);
+                crate::protect::set_code(
+                    &mut error,
+                    if too_deep {
+                        codes::QUERY_TOO_COMPLEX
+                    } else {
+                        codes::PARSE_FAILED
+                    },
+                );
+                error
+            })?;
+            measure(&doc, &limits).map_err(Refusal::into_server_error)?;
+            Ok(doc)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "parsing a GraphQL document failed");
+            let mut error = ServerError::new("internal error", None);
+            crate::protect::set_code(&mut error, codes::INTERNAL);
+            error
+        })?
+    }
+
+    /// A permit to work on one document.
+    pub async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ServerError> {
+        self.permits.acquire().await.map_err(|_| {
+            let mut error = ServerError::new("the server is stopping", None);
+            crate::protect::set_code(&mut error, codes::INTERNAL);
+            error
+        })
+    }
+}
+
+/// Runs `work` (CPU-bound, short, not `'static`) so that the runtime's other tasks are not
+/// stuck behind it: on a multi-threaded runtime the worker thread hands its other tasks over
+/// first; elsewhere (a test's single-threaded runtime) it simply runs.
+pub fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: DocumentLimits = DocumentLimits {
+        max_bytes: 1_000,
+        max_tokens: 50,
+        max_depth: 4,
+        max_fields: 20,
+    };
+
+    fn check(query: &str) -> Result<(), Refusal> {
+        scan(query, &LIMITS)?;
+        let doc = parse_query(query).unwrap_or_else(|e| unreachable!("{query}: {e}"));
+        measure(&doc, &LIMITS)
+    }
+
+    #[test]
+    fn tokens_are_counted_without_whitespace_commas_and_comments() {
+        let limits = DocumentLimits {
+            max_tokens: 8,
+            ..LIMITS
+        };
+        // `{ a ( x : "s, t" ) }` is 8 tokens.
+        assert_eq!(
+            scan("{ a(x: \"s, t\") } # a comment, long", &limits),
+            Ok(())
+        );
+        assert_eq!(scan(",,{ a(x: \"\"\"b\nc\"\"\") }\n\n", &limits), Ok(()));
+        assert_eq!(scan("{ a(x: -1.5e3) }", &limits), Ok(()));
+        assert_eq!(
+            scan("{ a(x: -1.5e3) b }", &limits),
+            Err(Refusal::TooManyTokens { limit: 8 })
+        );
+        // `{ ... F } fragment`: the spread is one token.
+        assert_eq!(scan("{ ...F } fragment x y z", &limits), Ok(()));
+        assert!(scan("{ ...F } fragment x y z w", &limits).is_err());
+    }
+
+    #[test]
+    fn long_documents_are_refused_before_parsing() {
+        let long = format!("{{ {} }}", "a ".repeat(600));
+        assert_eq!(
+            scan(&long, &LIMITS),
+            Err(Refusal::TooLong {
+                bytes: long.len(),
+                limit: 1_000
+            })
+        );
+        assert_eq!(
+            Refusal::TooManyTokens { limit: 1 }.code(),
+            "QUERY_TOO_LARGE"
+        );
+    }
+
+    #[test]
+    fn deep_brackets_are_refused_before_parsing() {
+        let limit = bracket_limit(LIMITS.max_depth);
+        let ok = format!("{}{}", "{a".repeat(limit), "}".repeat(limit));
+        let limits = DocumentLimits {
+            max_tokens: 10_000,
+            ..LIMITS
+        };
+        assert_eq!(scan(&ok, &limits), Ok(()));
+        let deep = format!("{{a{ok}}}");
+        assert_eq!(scan(&deep, &limits), Err(Refusal::Brackets { limit }));
+    }
+
+    #[test]
+    fn depth_counts_fields_through_fragments() {
+        assert_eq!(check("{ a { b { c { d } } } }"), Ok(()));
+        assert_eq!(
+            check("{ a { b { c { d { e } } } } }"),
+            Err(Refusal::TooDeep { depth: 5, limit: 4 })
+        );
+        assert_eq!(
+            check("{ a { ...F } } fragment F on T { b { c { d { e } } } }"),
+            Err(Refusal::TooDeep { depth: 5, limit: 4 })
+        );
+        assert_eq!(
+            check("{ a { ... on T { b { c { d } } } } }"),
+            Ok(()),
+            "an inline fragment is no field"
+        );
+    }
+
+    #[test]
+    fn fields_are_counted_with_fragments_expanded() {
+        // 4 spreads of F (5 fields each) and 2 more fields: 22.
+        let over = "{ ...F ...F x: a { ...F } y: a { ...F } } fragment F on T { a b c d e }";
+        assert_eq!(check(over), Err(Refusal::TooManyFields { limit: 20 }));
+        assert_eq!(
+            check("{ ...F ...F ...F } fragment F on T { a b c d e }"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_measured_in_linear_time() {
+        // Each fragment spreads the next twice: 2^40 fields expanded.
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..40 {
+            query.push_str(&format!(
+                " fragment F{i} on T {{ ...F{n} ...F{n} }}",
+                n = i + 1
+            ));
+        }
+        query.push_str(" fragment F40 on T { a }");
+        let limits = DocumentLimits {
+            max_tokens: 10_000,
+            max_bytes: 10_000,
+            max_depth: MAX_DEPTH_LIMIT,
+            ..LIMITS
+        };
+        let doc = parse_query(&query).unwrap_or_else(|e| unreachable!("{e}"));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            measure(&doc, &limits),
+            Err(Refusal::TooManyFields { limit: 20 })
+        );
+        // Linear: microseconds; the expansion would take hours.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn fragment_chains_count_as_nesting() {
+        // Fragments spreading the next one, with no fields between: no depth, but nesting.
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..20 {
+            query.push_str(&format!(" fragment F{i} on T {{ ...F{} }}", i + 1));
+        }
+        query.push_str(" fragment F20 on T { a }");
+        let limits = DocumentLimits {
+            max_tokens: 10_000,
+            ..LIMITS
+        };
+        let doc = parse_query(&query).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(measure(&doc, &limits), Err(Refusal::Nesting { limit: 8 }));
+    }
+
+    #[test]
+    fn fragment_cycles_are_refused() {
+        let refusal = check("{ ...A } fragment A on T { ...B } fragment B on T { x { ...A } }");
+        assert_eq!(
+            refusal,
+            Err(Refusal::Cycle {
+                fragment: "A".to_owned()
+            })
+        );
+        assert_eq!(
+            refusal.map_err(|r| r.code()),
+            Err("GRAPHQL_VALIDATION_FAILED")
+        );
+        // Unused, still a cycle.
+        assert!(check("{ a } fragment A on T { ...A }").is_err());
+    }
+
+    #[test]
+    fn unknown_fragments_are_left_to_validation() {
+        assert_eq!(check("{ ...Nowhere a }"), Ok(()));
+    }
+}
