@@ -75,16 +75,17 @@ pub fn router(state: HttpState) -> Router {
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(|| async { "ok" }))
         .merge(
-            accounts::http::routes().route_layer(axum::middleware::from_fn_with_state(
+            accounts::http::sign_in_routes().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 limit_auth,
             )),
         )
+        .merge(accounts::http::role_routes())
         .fallback(not_found)
         .with_state(state)
 }
 
-/// Quotas for the account routes, per client address (the address of the TCP peer: behind a
+/// Quotas for the sign-in routes, per client address (the address of the TCP peer: behind a
 /// proxy every client shares the proxy's quota).
 async fn limit_auth(
     State(state): State<HttpState>,
