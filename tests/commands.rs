@@ -647,6 +647,19 @@ async fn every_refusal_has_a_clear_error_and_writes_nothing() {
     );
     let (status, body) = send(&app, "POST", &cancel, Some(&ada), None, None).await;
     assert_eq!((status, code(&body)), (409, "CONFLICT"));
+    // Deleting a comment twice, by its author or by an admin.
+    let delete = format!("/v1/artworks/a1/comments/{comment}");
+    assert_eq!(
+        send(&app, "DELETE", &delete, Some(&ada), None, None)
+            .await
+            .0,
+        202
+    );
+    let admin = env.token_as("root", Role::Admin);
+    for who in [&ada, &admin] {
+        let (status, body) = send(&app, "DELETE", &delete, Some(who), None, None).await;
+        assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
+    }
     app.stop().await;
 }
 

@@ -193,7 +193,7 @@ fn spec() -> Value {
             },
             "/v1/artworks/{id}/comments/{comment}": {
                 "delete": operation("Delete a comment (its author or an admin).",
-                    vec![artwork(), path_param("comment", "Comment id (UUID).")], None, &with(&[403, 404])),
+                    vec![artwork(), path_param("comment", "Comment id (UUID).")], None, &with(&[403, 404, 409])),
             },
             "/v1/artworks/{id}/views": {
                 "post": {
