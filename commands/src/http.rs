@@ -258,7 +258,7 @@ async fn delete_comment(
     Ok(AcceptedResponse(done))
 }
 
-/// Views may be anonymous; a token, when sent, must be valid.
+/// Views may be anonymous; a token, when sent, must be valid. A key needs a token.
 #[tracing::instrument(skip_all, fields(artwork = %id))]
 async fn record_view(
     State(state): State<HttpState>,
@@ -269,11 +269,11 @@ async fn record_view(
         None => None,
         Some(_) => Some(principal(&state, &headers)?),
     };
-
+    let key = idempotency_key(&headers)?;
     let artwork = artwork(&id)?;
     let done = state
         .commands
-        .record_view(viewer.as_ref(), &artwork)
+        .record_view(viewer.as_ref(), key.as_ref(), &artwork)
         .await?;
     Ok(AcceptedResponse(done))
 }

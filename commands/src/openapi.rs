@@ -197,9 +197,9 @@ fn spec() -> Value {
             },
             "/v1/artworks/{id}/views": {
                 "post": {
-                    "summary": "Record a view (anonymous allowed; a token, if sent, must be valid).",
-                    "parameters": [artwork()],
-                    "responses": errors(&common),
+                    "summary": "Record a view (anonymous allowed; a token, if sent, must be valid; an Idempotency-Key only with a token, else 400 INVALID_IDEMPOTENCY_KEY).",
+                    "parameters": [artwork(), idempotency_param()],
+                    "responses": errors(&with(&[409, 422])),
                 },
             },
             "/v1/exhibitions": {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::decide::interactions as rules;
 use crate::error::CommandError;
-use crate::idempotency::Ids;
+use crate::idempotency::{IdempotencyKey, Ids};
 use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context, now_ms};
 use crate::state;
@@ -120,18 +120,33 @@ impl Commands {
         .await
     }
 
-    /// Records a view of `artwork`, by a signed-in viewer or anonymously.
-    #[tracing::instrument(skip(self, viewer))]
+    /// Records a view of `artwork`, by a signed-in viewer or anonymously. Keys belong to
+    /// their user, so only a signed-in viewer's view takes one.
+    #[tracing::instrument(skip(self, viewer, key))]
     pub async fn record_view(
         &self,
         viewer: Option<&Principal>,
+        key: Option<&IdempotencyKey>,
         artwork: &ArtworkId,
     ) -> Result<Accepted, CommandError> {
-        if let Some(who) = viewer {
-            self.limit(who, CommandClass::Interactions)?;
-        }
-        let ids = Ids::fresh();
-        let event = rules::view(viewer.map(|p| &p.user), artwork, ids.id("event"), now_ms());
-        self.publish(&ids, event, None).await
+        let Some(who) = viewer else {
+            if key.is_some() {
+                return Err(CommandError::AnonymousIdempotencyKey);
+            }
+            let ids = Ids::fresh();
+            let event = rules::view(None, artwork, ids.id("event"), now_ms());
+            return self.publish(&ids, event, None).await;
+        };
+        let cx = Context { who, key };
+        self.once(
+            &cx,
+            ("record_view", CommandClass::Interactions),
+            json!({"artwork": artwork.as_str()}),
+            |ids| async move {
+                let event = rules::view(Some(&who.user), artwork, ids.id("event"), now_ms());
+                self.publish(&ids, event, None).await
+            },
+        )
+        .await
     }
 }
