@@ -13,7 +13,8 @@
 //!   at once and the like is written once;
 //! - hung right after claiming its key, so alive and able to write: the retry is refused as in
 //!   progress until the producer's delivery timeout (and a second) has passed, then answered;
-//!   the hung process, woken, writes nothing.
+//!   the hung process, woken, writes nothing;
+//! - a claim stored by an earlier version (during a rolling upgrade) keeps that version's rule.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -452,5 +453,43 @@ async fn a_hung_attempt_keeps_its_key_until_the_delivery_timeout_has_passed() {
         "{body}"
     );
     assert_eq!(copies_of(&env, event_id).await.len(), 1, "written once");
+    app.stop().await;
+}
+
+/// A claim stored by a version before attempts and leases (during a rolling upgrade) has no
+/// owner to ask: it is taken over by that version's rule, once it is a minute old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_of_an_earlier_version_is_taken_over_by_its_rule() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::COMMANDS).await;
+    let base = app.commands_url("");
+    let db = env.db().await;
+    let ada = env.token("ada");
+    let key = "legacy-1";
+    let request = json!({"artwork": ARTWORK, "liked": true}).to_string();
+    let hash = gallery_commands::idempotency::fingerprint("set_like", request.as_bytes());
+    db.execute(
+        "INSERT INTO commands.idempotency_keys (user_id, key, request_hash) VALUES ('ada', $1, $2)",
+        &[&key, &hash],
+    )
+    .await
+    .unwrap();
+
+    let (status, body) = send(&base, &ada, key, LIKE).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("IDEMPOTENCY_IN_PROGRESS")),
+        "{body}"
+    );
+    db.execute(
+        "UPDATE commands.idempotency_keys SET created_at = now() - interval '61 seconds'
+         WHERE key = $1",
+        &[&key],
+    )
+    .await
+    .unwrap();
+    let (status, body) = send(&base, &ada, key, LIKE).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["eventId"], ids("ada", key).id("event").to_string());
     app.stop().await;
 }

@@ -119,6 +119,10 @@ pub fn fingerprint(command: &str, body: &[u8]) -> String {
 /// Namespace (first key) of the advisory locks that mark a process as alive.
 const LEASE_NAMESPACE: i32 = 0x6964_656d; // "idem"
 
+/// After this long, a claim stored by a version before attempts and leases counts as dead
+/// (that version's rule), so that a rolling upgrade takes over none of its live attempts.
+const LEGACY_STALE_SECS: u32 = 60;
+
 /// How many random lease ids a process tries before it gives up (ids collide with
 /// probability 2^-31 each).
 const LEASE_TRIES: usize = 8;
@@ -237,15 +241,18 @@ impl Idempotency {
                 .query_opt(
                     &format!(
                         "SELECT request_hash, response, attempt,
-                                owner IS NULL OR attempt IS NULL OR expires_at <= now()
-                                OR NOT EXISTS (
+                                CASE WHEN attempt IS NULL
+                                -- A claim of a version before attempts (during an upgrade):
+                                -- that version's rule.
+                                THEN created_at <= now() - make_interval(secs => {LEGACY_STALE_SECS})
+                                ELSE owner IS NULL OR expires_at <= now() OR NOT EXISTS (
                                     SELECT 1 FROM pg_locks l
                                     WHERE l.locktype = 'advisory' AND l.granted
                                       AND l.database = (SELECT oid FROM pg_database
                                                         WHERE datname = current_database())
                                       AND l.classid = {LEASE_NAMESPACE}::oid
                                       AND l.objid = k.owner::oid AND l.objsubid = 2
-                                ) AS dead
+                                ) END AS dead
                          FROM commands.idempotency_keys k WHERE user_id = $1 AND key = $2"
                     ),
                     &[&user.as_str(), &key.as_str()],
