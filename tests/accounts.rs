@@ -390,3 +390,28 @@ async fn login_attempts_are_limited_per_client_address() {
     assert_eq!(body["error"]["code"], "RATE_LIMITED");
     app.stop().await;
 }
+
+/// The client-address quota is for signing in (register, login, refresh) only: an admin's
+/// role changes are authenticated commands and spend none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_changes_spend_nothing_of_the_sign_in_quota() {
+    let mut env = TestEnv::new().await;
+    env.config.limits.auth_per_minute = 3;
+    let app = env.start(Roles::COMMANDS).await;
+    assert_eq!(register(&app, "root", PASSWORD, "The Admin").await.0, 201);
+    assert_eq!(register(&app, "ada", PASSWORD, "Ada").await.0, 201);
+    gallery::app::set_user_role(&env.config, "root", Role::Admin)
+        .await
+        .unwrap();
+    // The store's role decides, so a token of root's is an admin's.
+    let admin = env.token_as("root", Role::Admin);
+    for role in ["curator", "visitor", "curator", "visitor", "curator"] {
+        let (status, body) = set_role(&app, Some(&admin), "ada", role).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // One sign-in is left of the three, and then the quota is used up.
+    assert_eq!(login(&app, "ada", PASSWORD).await.0, 200);
+    let (status, body) = login(&app, "ada", PASSWORD).await;
+    assert_eq!((status, code(&body)), (429, "RATE_LIMITED"));
+    app.stop().await;
+}

@@ -334,6 +334,66 @@ async fn an_idempotency_key_replays_the_result_and_refuses_another_request() {
     app.stop().await;
 }
 
+/// A view is a command like the others: a signed-in viewer's key replays it and writes
+/// nothing, and belongs to that one command. Keys belong to their user, so an anonymous view
+/// cannot take one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_honour_idempotency_keys() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::COMMANDS).await;
+    let ada = env.token("ada");
+    let path = "/v1/artworks/a1/views";
+
+    let (status, first) = send(&app, "POST", path, Some(&ada), Some("view-1"), None).await;
+    assert_eq!(status, 202, "{first}");
+    let before = offsets(&env);
+    for _ in 0..3 {
+        let (status, again) = send(&app, "POST", path, Some(&ada), Some("view-1"), None).await;
+        assert_eq!((status, &again), (202, &first), "a retry replays the view");
+    }
+    // The same key for another command, or for a view of another artwork, is refused.
+    let (status, body) = send(
+        &app,
+        "PUT",
+        "/v1/artworks/a1/like",
+        Some(&ada),
+        Some("view-1"),
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (422, "IDEMPOTENCY_KEY_REUSED"));
+    let (status, body) = send(
+        &app,
+        "POST",
+        "/v1/artworks/a2/views",
+        Some(&ada),
+        Some("view-1"),
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (422, "IDEMPOTENCY_KEY_REUSED"));
+    // Without a token there is no user to keep the key for.
+    let (status, body) = send(&app, "POST", path, None, Some("view-1"), None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "INVALID_IDEMPOTENCY_KEY"),
+        "{body}"
+    );
+    assert_eq!(
+        offsets(&env),
+        before,
+        "no replay or refusal writes an event"
+    );
+
+    // Unkeyed views, signed in or not, are each a view.
+    for token in [Some(ada.as_str()), None] {
+        let (status, body) = send(&app, "POST", path, token, None, None).await;
+        assert_eq!(status, 202, "{body}");
+        assert_ne!(body["eventId"], first["eventId"]);
+    }
+    app.stop().await;
+}
+
 /// method, path, token, body, expected status, expected code.
 type Case<'a> = (
     &'a str,
@@ -647,6 +707,19 @@ async fn every_refusal_has_a_clear_error_and_writes_nothing() {
     );
     let (status, body) = send(&app, "POST", &cancel, Some(&ada), None, None).await;
     assert_eq!((status, code(&body)), (409, "CONFLICT"));
+    // Deleting a comment twice, by its author or by an admin.
+    let delete = format!("/v1/artworks/a1/comments/{comment}");
+    assert_eq!(
+        send(&app, "DELETE", &delete, Some(&ada), None, None)
+            .await
+            .0,
+        202
+    );
+    let admin = env.token_as("root", Role::Admin);
+    for who in [&ada, &admin] {
+        let (status, body) = send(&app, "DELETE", &delete, Some(who), None, None).await;
+        assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
+    }
     app.stop().await;
 }
 

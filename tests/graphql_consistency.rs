@@ -8,7 +8,7 @@ use common::{App, TestEnv};
 use gallery::Roles;
 use serde_json::{Value, json};
 
-const LIKE: &str = "mutation($id: ID!) { likeArtwork(id: $id) { consistencyToken } }";
+const LIKE: &str = "mutation($id: ID!) { likeArtwork(artworkId: $id) { consistencyToken } }";
 const LIKES: &str = "query($id: ID!) { artwork(id: $id) { likeCount viewerHasLiked } }";
 
 async fn graphql_with_token(app: &App, auth: &str, token: &str, query: &str, id: &str) -> Value {

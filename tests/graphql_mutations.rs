@@ -38,7 +38,7 @@ async fn like(app: &App, token: Option<&str>, artwork: &str, key: Option<&str>) 
     app.graphql(
         token,
         &format!(
-            "mutation($id: ID!, $key: String) {{ likeArtwork(id: $id, idempotencyKey: $key) {{ {RESULT} }} }}"
+            "mutation($id: ID!, $key: String) {{ likeArtwork(artworkId: $id, idempotencyKey: $key) {{ {RESULT} }} }}"
         ),
         json!({"id": artwork, "key": key}),
     )
@@ -122,7 +122,9 @@ async fn curators_create_exhibitions_and_visitors_may_not() {
     let published = app
         .graphql(
             Some(&curator),
-            &format!("mutation($id: ID!) {{ publishExhibition(id: $id) {{ {RESULT} }} }}"),
+            &format!(
+                "mutation($id: ID!) {{ publishExhibition(exhibitionId: $id) {{ {RESULT} }} }}"
+            ),
             json!({"id": id}),
         )
         .await;
@@ -196,6 +198,26 @@ async fn refusals_carry_the_codes_and_messages_of_http() {
         )
         .await;
     assert!(data(&view, "recordView")["eventId"].is_string());
+    // A signed-in viewer's key replays the view, as over HTTP; without a token, a key is
+    // refused.
+    let keyed_view = format!(
+        "mutation($key: String) {{ recordView(artworkId: \"sunflowers\", idempotencyKey: $key) {{ {RESULT} }} }}"
+    );
+    let key = json!({"key": "view-1"});
+    let first = app.graphql(Some(&ada), &keyed_view, key.clone()).await;
+    let first = data(&first, "recordView").clone();
+    let before = env.end_offsets(&interactions);
+    let again = app.graphql(Some(&ada), &keyed_view, key.clone()).await;
+    assert_eq!(data(&again, "recordView"), &first);
+    let reused = like(&app, Some(&ada), "sunflowers", Some("view-1")).await;
+    assert_eq!(code(&reused), "IDEMPOTENCY_KEY_REUSED");
+    let anonymous = app.graphql(None, &keyed_view, key).await;
+    assert_eq!(code(&anonymous), "INVALID_IDEMPOTENCY_KEY", "{anonymous}");
+    assert_eq!(
+        env.end_offsets(&interactions),
+        before,
+        "nothing written again"
+    );
     app.stop().await;
 }
 

@@ -41,6 +41,20 @@ const MIGRATIONS: &[(i32, &str)] = &[
              cancelled  boolean NOT NULL DEFAULT false
          );",
     ),
+    // An attempt's owner (the lease of its process) and deadline, and the event it decided
+    // (the exact message, stored before it is sent, so that a takeover re-sends the same
+    // bytes) with the id of what it created.
+    (
+        3,
+        "ALTER TABLE commands.idempotency_keys
+             ADD COLUMN owner       integer,
+             ADD COLUMN attempt     uuid,
+             ADD COLUMN expires_at  timestamptz,
+             ADD COLUMN topic       text,
+             ADD COLUMN message_key text,
+             ADD COLUMN payload     bytea,
+             ADD COLUMN result_id   text;",
+    ),
     // Accounts (versions 100 and up). The user id is the username; usernames are unique
     // ignoring case, so "Ada" cannot pass for "ada".
     (
@@ -87,6 +101,12 @@ pub enum DbError {
     },
     #[error("postgres pool")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// Every lease id this process tried is held by another session.
+    #[error("no free idempotency lease after {tries} random ids")]
+    NoLease { tries: usize },
+    /// The connection holding the process's lease closed; the next claim takes it again.
+    #[error("the idempotency lease's connection is lost")]
+    LeaseLost,
 }
 
 impl DbError {

@@ -34,6 +34,9 @@ pub enum CommandError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     BadIdempotencyKey(#[from] BadKey),
+    /// Keys belong to their user; a command without one (an anonymous view) cannot take one.
+    #[error("an Idempotency-Key needs a bearer token: keys belong to their user")]
+    AnonymousIdempotencyKey,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -69,7 +72,9 @@ impl CommandError {
                 Refusal::Conflict { .. } => "CONFLICT",
                 _ => "INVALID_INPUT",
             },
-            CommandError::BadIdempotencyKey(_) => "INVALID_IDEMPOTENCY_KEY",
+            CommandError::BadIdempotencyKey(_) | CommandError::AnonymousIdempotencyKey => {
+                "INVALID_IDEMPOTENCY_KEY"
+            }
             CommandError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
             CommandError::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             CommandError::RateLimited(_) => "RATE_LIMITED",
@@ -92,9 +97,9 @@ impl CommandError {
                 "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
             },
-            CommandError::InvalidInput { .. } | CommandError::BadIdempotencyKey(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            CommandError::InvalidInput { .. }
+            | CommandError::BadIdempotencyKey(_)
+            | CommandError::AnonymousIdempotencyKey => StatusCode::BAD_REQUEST,
             CommandError::Refused(r) => match r {
                 Refusal::NotFound { .. } => StatusCode::NOT_FOUND,
                 Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,

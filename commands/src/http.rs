@@ -75,16 +75,17 @@ pub fn router(state: HttpState) -> Router {
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(|| async { "ok" }))
         .merge(
-            accounts::http::routes().route_layer(axum::middleware::from_fn_with_state(
+            accounts::http::sign_in_routes().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 limit_auth,
             )),
         )
+        .merge(accounts::http::role_routes())
         .fallback(not_found)
         .with_state(state)
 }
 
-/// Quotas for the account routes, per client address (the address of the TCP peer: behind a
+/// Quotas for the sign-in routes, per client address (the address of the TCP peer: behind a
 /// proxy every client shares the proxy's quota).
 async fn limit_auth(
     State(state): State<HttpState>,
@@ -257,7 +258,7 @@ async fn delete_comment(
     Ok(AcceptedResponse(done))
 }
 
-/// Views may be anonymous; a token, when sent, must be valid.
+/// Views may be anonymous; a token, when sent, must be valid. A key needs a token.
 #[tracing::instrument(skip_all, fields(artwork = %id))]
 async fn record_view(
     State(state): State<HttpState>,
@@ -268,11 +269,11 @@ async fn record_view(
         None => None,
         Some(_) => Some(principal(&state, &headers)?),
     };
-
+    let key = idempotency_key(&headers)?;
     let artwork = artwork(&id)?;
     let done = state
         .commands
-        .record_view(viewer.as_ref(), &artwork)
+        .record_view(viewer.as_ref(), key.as_ref(), &artwork)
         .await?;
     Ok(AcceptedResponse(done))
 }

@@ -1,16 +1,24 @@
 //! Client idempotency: a command sent again with the same `Idempotency-Key` returns the
 //! original result and writes no second event; the same key with a different request is
-//! refused. Ids of a keyed command are derived from the key, so even a retry after a crash
-//! between Kafka's acknowledgement and the stored result re-sends the same event id.
+//! refused. Ids of a keyed command are derived from the key, and the event an attempt decides
+//! is stored with its claim before it is sent, so a retry after a crash between Kafka's
+//! acknowledgement and the stored result re-sends the very same bytes (same event id, same
+//! time), and a retry after a crash is answered as soon as the crashed attempt can no longer
+//! write (see [`Idempotency`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use gallery_schemas::UserId;
 use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::db::DbError;
+use crate::service::Encoded;
 
 /// Namespace of the ids derived from idempotency keys.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6761_6c6c_6572_7900_6964_656d_706f_7465);
@@ -44,21 +52,40 @@ impl IdempotencyKey {
     }
 }
 
-/// Ids for one command: derived from (user, key) when keyed, fresh otherwise.
+/// Ids for one command: derived from (user, key) when keyed, fresh otherwise. A keyed
+/// command's ids also carry the attempt that claimed the key.
 #[derive(Debug, Clone)]
 pub struct Ids {
     seed: Option<String>,
+    attempt: Option<Attempt>,
 }
 
 impl Ids {
     pub fn fresh() -> Self {
-        Self { seed: None }
+        Self {
+            seed: None,
+            attempt: None,
+        }
     }
 
     pub fn keyed(user: &UserId, key: &IdempotencyKey) -> Self {
         Self {
             seed: Some(format!("{}\u{0}{}", user.as_str(), key.as_str())),
+            attempt: None,
         }
+    }
+
+    /// The ids of `attempt`'s command.
+    pub(crate) fn of_attempt(attempt: Attempt) -> Self {
+        Self {
+            attempt: Some(attempt.clone()),
+            ..Self::keyed(&attempt.user, &attempt.key)
+        }
+    }
+
+    /// The attempt that claimed the key, for a keyed command.
+    pub(crate) fn attempt(&self) -> Option<&Attempt> {
+        self.attempt.as_ref()
     }
 
     /// The id named `purpose` ("event", "comment", ...): stable for a keyed command.
@@ -89,11 +116,42 @@ pub fn fingerprint(command: &str, body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Namespace (first key) of the advisory locks that mark a process as alive.
+const LEASE_NAMESPACE: i32 = 0x6964_656d; // "idem"
+
+/// After this long, a claim stored by a version before attempts and leases counts as dead
+/// (that version's rule), so that a rolling upgrade takes over none of its live attempts.
+const LEGACY_STALE_SECS: u32 = 60;
+
+/// How many random lease ids a process tries before it gives up (ids collide with
+/// probability 2^-31 each).
+const LEASE_TRIES: usize = 8;
+
+/// The attempt a claim belongs to. Each attempt at a keyed command has its own id; a
+/// takeover replaces it, and every later write of the replaced attempt is refused (fenced).
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    user: UserId,
+    key: IdempotencyKey,
+    id: Uuid,
+}
+
+/// What an earlier attempt decided and may have sent: a takeover sends exactly this again.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub message: Encoded,
+    /// The id of what the command created, for the answer.
+    pub result_id: Option<String>,
+}
+
 /// What a claim on a key found.
 #[derive(Debug)]
-pub enum Claim {
-    /// First use (or a stale, unfinished earlier attempt): run the command.
-    Fresh,
+pub(crate) enum Claim {
+    /// First use, or an earlier attempt that died before it decided: run the command.
+    Fresh(Attempt),
+    /// An earlier attempt died after it decided (its event may be in Kafka): send the same
+    /// message again.
+    Resend(Attempt, Pending),
     /// Done before: this is the stored result.
     Replay(serde_json::Value),
 }
@@ -110,112 +168,401 @@ pub enum ClaimError {
 }
 
 /// The store of keys (table `commands.idempotency_keys`).
+///
+/// An attempt is alive while both hold: the process running it is alive, and its deadline has
+/// not passed. A process is alive while it holds its lease, a session-level advisory lock on a
+/// connection of its own: Postgres releases it as soon as that connection closes, so a
+/// process that dies (even by SIGKILL) gives up its attempts at once. The deadline covers a
+/// process that lives on but cannot finish (hung, or cut off from Postgres): it is the
+/// publisher's [`max_in_flight`](crate::EventPublisher::max_in_flight) after the attempt
+/// claimed the key or sent its event, after which nothing the attempt sent can still be
+/// written. A dead attempt is taken over by the next retry. That is safe at any time: an
+/// attempt stores its event (the exact bytes) with its claim before sending, only while it
+/// still owns the claim, and a takeover sends those same bytes again: every copy of an event
+/// id is byte for byte the same, and every consumer applies it once.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     pool: Pool,
-    /// After this long, an unfinished attempt is taken over by a retry.
-    stale_after: Duration,
+    lease: Arc<Lease>,
 }
+
+/// Columns of a claim that a takeover needs.
+const PENDING_COLUMNS: &str = "topic, message_key, payload, result_id";
 
 impl Idempotency {
     pub fn new(pool: Pool) -> Self {
         Self {
+            lease: Arc::new(Lease::new(pool.clone())),
             pool,
-            stale_after: Duration::from_secs(60),
         }
     }
 
-    pub async fn claim(
+    /// Claims `key` for a new attempt of the request `request_hash`, which may run for
+    /// `bound` before it must have sent its event (or be taken over).
+    pub(crate) async fn claim(
         &self,
         user: &UserId,
         key: &IdempotencyKey,
         request_hash: &str,
+        bound: Duration,
     ) -> Result<Claim, ClaimError> {
+        let owner = self.lease.id().await?;
         let client = self.pool.get().await.map_err(DbError::from)?;
-        let inserted = client
+        let attempt = Attempt {
+            user: user.clone(),
+            key: key.clone(),
+            id: Uuid::new_v4(),
+        };
+        let bound = bound.as_secs_f64();
+        // The row can vanish between the insert and the read (a failed attempt releases
+        // it): then the insert is tried again.
+        for _ in 0..3 {
+            let inserted = client
+                .execute(
+                    "INSERT INTO commands.idempotency_keys
+                         (user_id, key, request_hash, owner, attempt, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &user.as_str(),
+                        &key.as_str(),
+                        &request_hash,
+                        &owner,
+                        &attempt.id,
+                        &bound,
+                    ],
+                )
+                .await
+                .map_err(DbError::pg("claim idempotency key"))?;
+            if inserted == 1 {
+                return Ok(Claim::Fresh(attempt));
+            }
+            let found = client
+                .query_opt(
+                    &format!(
+                        "SELECT request_hash, response, attempt,
+                                CASE WHEN attempt IS NULL
+                                -- A claim of a version before attempts (during an upgrade):
+                                -- that version's rule.
+                                THEN created_at <= now() - make_interval(secs => {LEGACY_STALE_SECS})
+                                ELSE owner IS NULL OR expires_at <= now() OR NOT EXISTS (
+                                    SELECT 1 FROM pg_locks l
+                                    WHERE l.locktype = 'advisory' AND l.granted
+                                      AND l.database = (SELECT oid FROM pg_database
+                                                        WHERE datname = current_database())
+                                      AND l.classid = {LEASE_NAMESPACE}::oid
+                                      AND l.objid = k.owner::oid AND l.objsubid = 2
+                                ) END AS dead
+                         FROM commands.idempotency_keys k WHERE user_id = $1 AND key = $2"
+                    ),
+                    &[&user.as_str(), &key.as_str()],
+                )
+                .await
+                .map_err(DbError::pg("read idempotency key"))?;
+            let Some(row) = found else { continue };
+            let stored_hash: String = row.get("request_hash");
+            if stored_hash != request_hash {
+                return Err(ClaimError::Mismatch);
+            }
+            if let Some(response) = row.get::<_, Option<serde_json::Value>>("response") {
+                return Ok(Claim::Replay(response));
+            }
+            if !row.get::<_, bool>("dead") {
+                return Err(ClaimError::InProgress);
+            }
+            // The attempt is dead: take it over, unless another retry just did.
+            let previous: Option<Uuid> = row.get("attempt");
+            let taken = client
+                .query_opt(
+                    &format!(
+                        "UPDATE commands.idempotency_keys
+                         SET owner = $3, attempt = $4, created_at = now(),
+                             expires_at = now() + make_interval(secs => $5)
+                         WHERE user_id = $1 AND key = $2 AND response IS NULL
+                           AND attempt IS NOT DISTINCT FROM $6
+                         RETURNING {PENDING_COLUMNS}"
+                    ),
+                    &[
+                        &user.as_str(),
+                        &key.as_str(),
+                        &owner,
+                        &attempt.id,
+                        &bound,
+                        &previous,
+                    ],
+                )
+                .await
+                .map_err(DbError::pg("take over idempotency key"))?;
+            let Some(row) = taken else {
+                return Err(ClaimError::InProgress);
+            };
+            tracing::info!(key = key.as_str(), "took over the claim of a dead attempt");
+            return Ok(match pending(&row) {
+                Some(pending) => Claim::Resend(attempt, pending),
+                None => Claim::Fresh(attempt),
+            });
+        }
+        Err(ClaimError::InProgress)
+    }
+
+    /// Stores the event `attempt` decided, before it is sent; refused (`false`) when the
+    /// attempt no longer owns its claim, and then it must send nothing.
+    pub(crate) async fn prepare(
+        &self,
+        through: Through,
+        attempt: &Attempt,
+        pending: &Pending,
+        bound: Duration,
+    ) -> Result<bool, DbError> {
+        let m = &pending.message;
+        let n = self
             .execute(
-                "INSERT INTO commands.idempotency_keys (user_id, key, request_hash)
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&user.as_str(), &key.as_str(), &request_hash],
-            )
-            .await
-            .map_err(DbError::pg("claim idempotency key"))?;
-        if inserted == 1 {
-            return Ok(Claim::Fresh);
-        }
-        let row = client
-            .query_one(
-                "SELECT request_hash, response,
-                        extract(epoch FROM now() - created_at)::float8
-                 FROM commands.idempotency_keys WHERE user_id = $1 AND key = $2",
-                &[&user.as_str(), &key.as_str()],
-            )
-            .await
-            .map_err(DbError::pg("read idempotency key"))?;
-        let (stored_hash, response, age): (String, Option<serde_json::Value>, f64) =
-            (row.get(0), row.get(1), row.get(2));
-        if stored_hash != request_hash {
-            return Err(ClaimError::Mismatch);
-        }
-        if let Some(response) = response {
-            return Ok(Claim::Replay(response));
-        }
-        if age < self.stale_after.as_secs_f64() {
-            return Err(ClaimError::InProgress);
-        }
-        // An attempt that never finished (its process died): take it over, once.
-        let taken = client
-            .execute(
-                "UPDATE commands.idempotency_keys SET created_at = now()
-                 WHERE user_id = $1 AND key = $2 AND response IS NULL
-                   AND now() - created_at >= make_interval(secs => $3)",
+                through,
+                "UPDATE commands.idempotency_keys
+                 SET topic = $4, message_key = $5, payload = $6, result_id = $7,
+                     expires_at = now() + make_interval(secs => $8)
+                 WHERE user_id = $1 AND key = $2 AND attempt = $3
+                   AND response IS NULL AND payload IS NULL",
                 &[
-                    &user.as_str(),
-                    &key.as_str(),
-                    &self.stale_after.as_secs_f64(),
+                    &attempt.user.as_str(),
+                    &attempt.key.as_str(),
+                    &attempt.id,
+                    &m.topic,
+                    &m.key,
+                    &m.payload,
+                    &pending.result_id,
+                    &bound.as_secs_f64(),
                 ],
+                "store the decided event",
             )
-            .await
-            .map_err(DbError::pg("take over idempotency key"))?;
-        if taken == 1 {
-            Ok(Claim::Fresh)
-        } else {
-            Err(ClaimError::InProgress)
-        }
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Stores the result of a finished command, in `tx` (with the state it changed).
+    pub(crate) async fn complete_in(
+        tx: &Transaction<'_>,
+        attempt: &Attempt,
+        response: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        tx.execute(
+            COMPLETE,
+            &[
+                &attempt.user.as_str(),
+                &attempt.key.as_str(),
+                &attempt.id,
+                response,
+            ],
+        )
+        .await
+        .map_err(DbError::pg("store idempotent result"))?;
+        Ok(())
     }
 
     /// Stores the result of a finished command.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
-        user: &UserId,
-        key: &IdempotencyKey,
+        attempt: &Attempt,
         response: &serde_json::Value,
     ) -> Result<(), DbError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "UPDATE commands.idempotency_keys SET response = $3
-                 WHERE user_id = $1 AND key = $2",
-                &[&user.as_str(), &key.as_str(), response],
-            )
-            .await
-            .map_err(DbError::pg("store idempotent result"))?;
-        Ok(())
+        self.execute(
+            Through::Pool,
+            COMPLETE,
+            &[
+                &attempt.user.as_str(),
+                &attempt.key.as_str(),
+                &attempt.id,
+                response,
+            ],
+            "store idempotent result",
+        )
+        .await
+        .map(drop)
     }
 
-    /// Forgets a claim whose command failed without writing anything, so it can be retried.
-    pub async fn release(&self, user: &UserId, key: &IdempotencyKey) -> Result<(), DbError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "DELETE FROM commands.idempotency_keys
-                 WHERE user_id = $1 AND key = $2 AND response IS NULL",
-                &[&user.as_str(), &key.as_str()],
-            )
-            .await
-            .map_err(DbError::pg("release idempotency key"))?;
-        Ok(())
+    /// Forgets a claim whose attempt wrote nothing, so a retry runs the command afresh.
+    pub(crate) async fn release(&self, through: Through, attempt: &Attempt) -> Result<(), DbError> {
+        self.settle(
+            through,
+            attempt,
+            "DELETE FROM commands.idempotency_keys
+             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL",
+            "release idempotency key",
+        )
+        .await
     }
+
+    /// After a failed attempt: forgets its claim if it decided no event, and gives the claim
+    /// up (see [`Idempotency::abandon`]) if it did, since that event may be in Kafka.
+    pub(crate) async fn release_undecided(&self, attempt: &Attempt) -> Result<(), DbError> {
+        self.settle(
+            Through::Pool,
+            attempt,
+            "DELETE FROM commands.idempotency_keys
+             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL
+               AND payload IS NULL",
+            "release idempotency key",
+        )
+        .await?;
+        self.abandon(Through::Pool, attempt).await
+    }
+
+    /// Gives up a claim whose event may have been written: the next retry takes it over at
+    /// once and sends the same event again.
+    pub(crate) async fn abandon(&self, through: Through, attempt: &Attempt) -> Result<(), DbError> {
+        self.settle(
+            through,
+            attempt,
+            "UPDATE commands.idempotency_keys SET owner = NULL
+             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL",
+            "give up idempotency key",
+        )
+        .await
+    }
+
+    async fn settle(
+        &self,
+        through: Through,
+        attempt: &Attempt,
+        sql: &str,
+        context: &'static str,
+    ) -> Result<(), DbError> {
+        self.execute(
+            through,
+            sql,
+            &[&attempt.user.as_str(), &attempt.key.as_str(), &attempt.id],
+            context,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn execute(
+        &self,
+        through: Through,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<u64, DbError> {
+        let done = match through {
+            Through::Pool => self.pool.get().await?.execute(sql, params).await,
+            Through::Lease => self.lease.connection().await?.execute(sql, params).await,
+        };
+        done.map_err(DbError::pg(context))
+    }
+}
+
+/// Which connection a write to a claim goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Through {
+    /// One from the pool: for a command that holds no other connection now.
+    Pool,
+    /// The process's lease connection: for a command that holds a pool connection (its
+    /// decision's transaction), so that it never waits for a second one (commands each
+    /// holding one and waiting for another could exhaust the pool for good).
+    Lease,
+}
+
+/// Stores a result, only for the attempt that owns the claim.
+const COMPLETE: &str = "UPDATE commands.idempotency_keys SET response = $4
+                        WHERE user_id = $1 AND key = $2 AND attempt = $3";
+
+/// The decided event of a claim row, if any.
+fn pending(row: &tokio_postgres::Row) -> Option<Pending> {
+    let payload: Option<Vec<u8>> = row.get("payload");
+    let topic: Option<String> = row.get("topic");
+    let key: Option<String> = row.get("message_key");
+    match (topic, key, payload) {
+        (Some(topic), Some(key), Some(payload)) => Some(Pending {
+            message: Encoded {
+                topic,
+                key,
+                payload,
+            },
+            result_id: row.get("result_id"),
+        }),
+        _ => None,
+    }
+}
+
+/// This process's lease: a session-level advisory lock `(LEASE_NAMESPACE, id)` held on a
+/// connection taken out of the pool for good, re-established (by a claim) when that
+/// connection closes.
+#[derive(Debug)]
+struct Lease {
+    pool: Pool,
+    held: Mutex<Option<Held>>,
+}
+
+struct Held {
+    id: i32,
+    client: Arc<deadpool_postgres::ClientWrapper>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// The id of the lease this process holds, taking it first if needed.
+    async fn id(&self) -> Result<i32, DbError> {
+        let mut held = self.held.lock().await;
+        if let Some(h) = held.as_ref()
+            && !h.client.is_closed()
+        {
+            return Ok(h.id);
+        }
+        // Keep the id across a reconnection, so attempts claimed before stay alive.
+        let previous = held.take().map(|h| h.id);
+        let client = deadpool_postgres::Object::take(self.pool.get().await?);
+        let candidates = previous
+            .into_iter()
+            .chain(std::iter::repeat_with(random_lease_id))
+            .take(LEASE_TRIES);
+        for id in candidates {
+            let row = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2)",
+                    &[&LEASE_NAMESPACE, &id],
+                )
+                .await
+                .map_err(DbError::pg("take the process lease"))?;
+            if row.get::<_, bool>(0) {
+                tracing::debug!(lease = id, "holding the idempotency lease");
+                *held = Some(Held {
+                    id,
+                    client: Arc::new(client),
+                });
+                return Ok(id);
+            }
+        }
+        Err(DbError::NoLease { tries: LEASE_TRIES })
+    }
+
+    /// The lease's connection, without waiting for the pool: an error when it is lost.
+    async fn connection(&self) -> Result<Arc<deadpool_postgres::ClientWrapper>, DbError> {
+        match self.held.lock().await.as_ref() {
+            Some(h) if !h.client.is_closed() => Ok(h.client.clone()),
+            _ => Err(DbError::LeaseLost),
+        }
+    }
+}
+
+/// A random non-negative lease id.
+fn random_lease_id() -> i32 {
+    let bytes = Uuid::new_v4().into_bytes();
+    i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & i32::MAX
 }
 
 #[cfg(test)]

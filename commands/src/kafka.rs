@@ -27,7 +27,9 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
-use crate::service::{EventPublisher, PublishError, PublishFuture};
+use crate::service::{
+    DecodeFuture, EncodeFuture, Encoded, EventPublisher, PublishError, PublishFuture,
+};
 
 /// How often the health probe asks Kafka for metadata.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -218,32 +220,45 @@ impl KafkaPublisher {
         self.health.clone()
     }
 
-    fn topic_of(&self, event: &Event) -> String {
-        self.topics.of(event.stream())
-    }
-
-    async fn send(&self, event: &Event) -> Result<Position, PublishError> {
+    async fn encode(&self, event: &Event) -> Result<Encoded, PublishError> {
         if self.health.all_down() {
             return Err(PublishError::BrokersDown);
         }
-        let topic = self.topic_of(event);
+        let topic = self.topics.of(event.stream());
         let payload = self
             .codec
             .encode(&topic, event)
             .await
-            .map_err(|e| match e {
-                CodecError::RegistryUnavailable { message } => {
-                    PublishError::Unavailable { message }
-                }
-                other => PublishError::Encode {
-                    message: other.to_string(),
-                },
-            })?;
+            .map_err(codec_error)?;
+        Ok(Encoded {
+            topic,
+            key: event.key(),
+            payload,
+        })
+    }
+
+    async fn decode(&self, message: &Encoded) -> Result<Event, PublishError> {
+        self.codec
+            .decode(Some(&message.payload))
+            .await
+            .map_err(codec_error)
+    }
+
+    /// The outer bound on waiting for one acknowledgement.
+    fn acknowledgement_bound(&self) -> Duration {
+        self.delivery_timeout.saturating_add(Duration::from_secs(1))
+    }
+
+    async fn send(&self, message: &Encoded) -> Result<Position, PublishError> {
         if self.health.all_down() {
             return Err(PublishError::BrokersDown);
         }
-        let key = event.key();
-        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+        let Encoded {
+            topic,
+            key,
+            payload,
+        } = message;
+        let record = FutureRecord::to(topic).key(key).payload(payload);
         let delivery = self.producer.send_result(record).map_err(|(e, _)| {
             if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
                 PublishError::QueueFull
@@ -255,7 +270,7 @@ impl KafkaPublisher {
         })?;
         // librdkafka reports every message within `message.timeout.ms`; the outer bound only
         // guards against a report that never comes.
-        let bound = self.delivery_timeout.saturating_add(Duration::from_secs(1));
+        let bound = self.acknowledgement_bound();
         let delivered = match tokio::time::timeout(bound, delivery).await {
             Ok(Ok(Ok(delivered))) => delivered,
             Ok(Ok(Err((e, _)))) => {
@@ -278,16 +293,39 @@ impl KafkaPublisher {
             }
         };
         Ok(Position {
-            topic,
+            topic: topic.clone(),
             partition: delivered.partition,
             offset: delivered.offset,
         })
     }
 }
 
+fn codec_error(e: CodecError) -> PublishError {
+    match e {
+        CodecError::RegistryUnavailable { message } => PublishError::Unavailable { message },
+        other => PublishError::Encode {
+            message: other.to_string(),
+        },
+    }
+}
+
 impl EventPublisher for KafkaPublisher {
-    fn publish<'a>(&'a self, event: &'a Event) -> PublishFuture<'a> {
-        Box::pin(self.send(event))
+    fn encode<'a>(&'a self, event: &'a Event) -> EncodeFuture<'a> {
+        Box::pin(self.encode(event))
+    }
+
+    fn send<'a>(&'a self, message: &'a Encoded) -> PublishFuture<'a> {
+        Box::pin(self.send(message))
+    }
+
+    fn decode<'a>(&'a self, message: &'a Encoded) -> DecodeFuture<'a> {
+        Box::pin(self.decode(message))
+    }
+
+    /// librdkafka fails a message not acknowledged within `message.timeout.ms` (the delivery
+    /// timeout), and the outer bound a second later gives up on a report that never comes.
+    fn max_in_flight(&self) -> Duration {
+        self.acknowledgement_bound()
     }
 }
 

@@ -193,13 +193,13 @@ fn spec() -> Value {
             },
             "/v1/artworks/{id}/comments/{comment}": {
                 "delete": operation("Delete a comment (its author or an admin).",
-                    vec![artwork(), path_param("comment", "Comment id (UUID).")], None, &with(&[403, 404])),
+                    vec![artwork(), path_param("comment", "Comment id (UUID).")], None, &with(&[403, 404, 409])),
             },
             "/v1/artworks/{id}/views": {
                 "post": {
-                    "summary": "Record a view (anonymous allowed; a token, if sent, must be valid).",
-                    "parameters": [artwork()],
-                    "responses": errors(&common),
+                    "summary": "Record a view (anonymous allowed; a token, if sent, must be valid; an Idempotency-Key only with a token, else 400 INVALID_IDEMPOTENCY_KEY).",
+                    "parameters": [artwork(), idempotency_param()],
+                    "responses": errors(&with(&[409, 422])),
                 },
             },
             "/v1/exhibitions": {

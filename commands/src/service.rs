@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
@@ -16,7 +16,9 @@ use crate::auth::Principal;
 use crate::db::DbError;
 use crate::decide::generation::{Admission, Bounds};
 use crate::error::CommandError;
-use crate::idempotency::{Claim, ClaimError, Idempotency, IdempotencyKey, Ids, fingerprint};
+use crate::idempotency::{
+    Attempt, Claim, ClaimError, Idempotency, IdempotencyKey, Ids, Pending, Through, fingerprint,
+};
 use crate::ratelimit::{CommandClass, RateLimiter, Subject};
 
 /// Why an event could not be made durable.
@@ -48,13 +50,59 @@ impl PublishError {
     }
 }
 
+impl PublishError {
+    /// True when the event certainly did not reach Kafka: it was refused before it was
+    /// handed to the producer, or taken back out of the producer's queue unsent. Any other
+    /// failure of a send may still have written it.
+    pub fn surely_unwritten(&self) -> bool {
+        match self {
+            PublishError::BrokersDown | PublishError::QueueFull | PublishError::Encode { .. } => {
+                true
+            }
+            PublishError::Unavailable { .. } => false,
+        }
+    }
+}
+
 pub type PublishFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Position, PublishError>> + Send + 'a>>;
+pub type EncodeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Encoded, PublishError>> + Send + 'a>>;
+pub type DecodeFuture<'a> = Pin<Box<dyn Future<Output = Result<Event, PublishError>> + Send + 'a>>;
 
-/// Writes events durably. Resolves only once the event is acknowledged by every in-sync
-/// replica; the returned position is where it landed.
+/// An event encoded for Kafka: its topic, its message key and its value, exactly the bytes
+/// that are sent. Sending the same `Encoded` again writes a byte-identical copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// Writes events durably, in two steps so that the exact bytes can be kept before they are
+/// sent (a retried command re-sends them).
 pub trait EventPublisher: Send + Sync + std::fmt::Debug {
-    fn publish<'a>(&'a self, event: &'a Event) -> PublishFuture<'a>;
+    /// Encodes `event` for its topic (registering its schema on first use); sends nothing.
+    fn encode<'a>(&'a self, event: &'a Event) -> EncodeFuture<'a>;
+
+    /// Sends encoded bytes. Resolves only once they are acknowledged by every in-sync
+    /// replica; the returned position is where they landed.
+    fn send<'a>(&'a self, message: &'a Encoded) -> PublishFuture<'a>;
+
+    /// The event an [`Encoded`] holds (the inverse of [`EventPublisher::encode`]).
+    fn decode<'a>(&'a self, message: &'a Encoded) -> DecodeFuture<'a>;
+
+    /// How long a send may still write after it started: once this has passed, every send
+    /// begun before has resolved, one way or the other.
+    fn max_in_flight(&self) -> Duration;
+
+    /// Encodes and sends `event`.
+    fn publish<'a>(&'a self, event: &'a Event) -> PublishFuture<'a> {
+        Box::pin(async move {
+            let message = self.encode(event).await?;
+            self.send(&message).await
+        })
+    }
 }
 
 /// What kind of image is being stored (they have different limits).
@@ -198,34 +246,157 @@ impl Commands {
     /// Publishes a stateless event.
     pub(crate) async fn publish(
         &self,
+        ids: &Ids,
         event: Event,
         id: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        let position = self.publisher.publish(&event).await?;
-        Ok(accepted(&event, position, id))
+        let message = self.publisher.encode(&event).await?;
+        let Some(attempt) = ids.attempt() else {
+            let position = self.publisher.send(&message).await?;
+            return Ok(accepted(&event, position, id));
+        };
+        let message = self.prepare(Through::Pool, attempt, message, &id).await?;
+        let position = self
+            .send_decided(Through::Pool, attempt, &message, true)
+            .await?;
+        let done = accepted(&event, position, id);
+        if let Err(e) = self
+            .idempotency
+            .complete(attempt, &stored_result(&done)?)
+            .await
+        {
+            // The command is done; a retry once the claim expires sends the same event
+            // again, which consumers apply once.
+            tracing::warn!(error = %e, "could not store an idempotent result");
+        }
+        Ok(done)
     }
 
-    /// Publishes `event`, records its effect on the aggregate state, and commits `tx`. The
-    /// row locks taken while deciding are held until the event is durable.
+    /// Publishes `event`, records its effect on the aggregate state (and, for a keyed
+    /// command, its result), and commits `tx`. The row locks taken while deciding are held
+    /// until the event is durable.
     pub(crate) async fn publish_in(
         &self,
+        ids: &Ids,
         tx: Transaction<'_>,
         event: Event,
         id: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        let position = self.publisher.publish(&event).await?;
-        crate::state::record(&tx, &event).await?;
-        if let Err(e) = tx.commit().await {
-            // The event is durable; a retry with the same key re-sends the same event id,
-            // which every consumer applies once.
-            tracing::error!(error = %e, event_id = %event.event_id(), "event published but state not recorded");
-            return Err(DbError::pg("commit command state")(e).into());
+        let message = self.publisher.encode(&event).await?;
+        let Some(attempt) = ids.attempt() else {
+            let position = self.publisher.send(&message).await?;
+            return self.record(None, tx, &event, position, id).await;
+        };
+        let message = self.prepare(Through::Lease, attempt, message, &id).await?;
+        let position = self
+            .send_decided(Through::Lease, attempt, &message, true)
+            .await?;
+        self.record(Some(attempt), tx, &event, position, id).await
+    }
+
+    /// Keeps the event `attempt` decided with its claim, before anything is sent.
+    async fn prepare(
+        &self,
+        through: Through,
+        attempt: &Attempt,
+        message: Encoded,
+        id: &Option<String>,
+    ) -> Result<Encoded, CommandError> {
+        let pending = Pending {
+            message,
+            result_id: id.clone(),
+        };
+        let bound = self.publisher.max_in_flight();
+        if !self
+            .idempotency
+            .prepare(through, attempt, &pending, bound)
+            .await?
+        {
+            // A retry took the claim over (this attempt looked dead): it answers.
+            return Err(CommandError::IdempotencyInProgress);
         }
-        Ok(accepted(&event, position, id))
+        Ok(pending.message)
+    }
+
+    /// Sends the message `attempt` decided (`own`: this attempt decided it; otherwise an
+    /// earlier one did). On failure the claim is released when nothing can have been
+    /// written and the decision is this attempt's own, and given up otherwise, so that the
+    /// next retry sends the same message again.
+    async fn send_decided(
+        &self,
+        through: Through,
+        attempt: &Attempt,
+        message: &Encoded,
+        own: bool,
+    ) -> Result<Position, CommandError> {
+        match self.publisher.send(message).await {
+            Ok(position) => Ok(position),
+            Err(e) => {
+                let settled = if own && e.surely_unwritten() {
+                    self.idempotency.release(through, attempt).await
+                } else {
+                    self.idempotency.abandon(through, attempt).await
+                };
+                if let Err(settle) = settled {
+                    tracing::warn!(error = %settle, "could not settle an idempotency key");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Records a durable event's effect on the aggregate state in `tx`, with the result of
+    /// `attempt` when keyed, and commits.
+    async fn record(
+        &self,
+        attempt: Option<&Attempt>,
+        tx: Transaction<'_>,
+        event: &Event,
+        position: Position,
+        id: Option<String>,
+    ) -> Result<Accepted, CommandError> {
+        let done = accepted(event, position, id);
+        let recorded = async {
+            crate::state::record(&tx, event).await?;
+            if let Some(attempt) = attempt {
+                Idempotency::complete_in(&tx, attempt, &stored_result(&done)?).await?;
+            }
+            tx.commit()
+                .await
+                .map_err(|e| CommandError::from(DbError::pg("commit command state")(e)))
+        }
+        .await;
+        if let Err(e) = recorded {
+            // The event is durable: a retry with the same key sends it again (the same
+            // bytes), which every consumer applies once, and records its state.
+            tracing::error!(error = %e, event_id = %event.event_id(), "event published but state not recorded");
+            if let Some(attempt) = attempt
+                && let Err(settle) = self.idempotency.abandon(Through::Lease, attempt).await
+            {
+                tracing::warn!(error = %settle, "could not give up an idempotency key");
+            }
+            return Err(e);
+        }
+        Ok(done)
+    }
+
+    /// Takes over from a dead attempt that decided `pending`: sends it again, records its
+    /// state and result, and answers as the first attempt would have.
+    async fn resend(&self, attempt: &Attempt, pending: Pending) -> Result<Accepted, CommandError> {
+        let event = self.publisher.decode(&pending.message).await?;
+        let mut client = self.client().await?;
+        let tx = Self::begin(&mut client).await?;
+        let position = self
+            .send_decided(Through::Lease, attempt, &pending.message, false)
+            .await?;
+        tracing::info!(event_id = %event.event_id(), "re-sent the event of a dead attempt");
+        self.record(Some(attempt), tx, &event, position, pending.result_id)
+            .await
     }
 
     /// Runs `run` once per idempotency key: a retry with the same key and request replays the
-    /// stored result; the same key with another request is refused.
+    /// stored result; the same key with another request is refused; a retry after the
+    /// attempt before it died sends that attempt's event again.
     pub(crate) async fn once<F, Fut>(
         &self,
         cx: &Context<'_>,
@@ -243,32 +414,33 @@ impl Commands {
         };
         let user = &cx.who.user;
         let hash = fingerprint(command, request.to_string().as_bytes());
-        match self.idempotency.claim(user, key, &hash).await {
+        let bound = self.publisher.max_in_flight();
+        let attempt = match self.idempotency.claim(user, key, &hash, bound).await {
             Ok(Claim::Replay(stored)) => {
                 return serde_json::from_value(stored).map_err(CommandError::StoredResult);
             }
-            Ok(Claim::Fresh) => {}
+            Ok(Claim::Resend(attempt, pending)) => {
+                let result = self.resend(&attempt, pending).await;
+                // The event may be in Kafka: the next retry sends it again.
+                if result.is_err()
+                    && let Err(settle) = self.idempotency.abandon(Through::Pool, &attempt).await
+                {
+                    tracing::warn!(error = %settle, "could not give up an idempotency key");
+                }
+                return result;
+            }
+            Ok(Claim::Fresh(attempt)) => attempt,
             Err(ClaimError::Mismatch) => return Err(CommandError::IdempotencyMismatch),
             Err(ClaimError::InProgress) => return Err(CommandError::IdempotencyInProgress),
             Err(ClaimError::Db(e)) => return Err(e.into()),
+        };
+        let result = run(Ids::of_attempt(attempt.clone())).await;
+        if result.is_err()
+            && let Err(release) = self.idempotency.release_undecided(&attempt).await
+        {
+            tracing::warn!(error = %release, "could not release an idempotency key");
         }
-        match run(Ids::keyed(user, key)).await {
-            Ok(done) => {
-                let stored = serde_json::to_value(&done).map_err(CommandError::StoredResult)?;
-                if let Err(e) = self.idempotency.complete(user, key, &stored).await {
-                    // The command is done; a retry after the claim goes stale repeats it with
-                    // the same ids, which consumers apply once.
-                    tracing::warn!(error = %e, "could not store an idempotent result");
-                }
-                Ok(done)
-            }
-            Err(e) => {
-                if let Err(release) = self.idempotency.release(user, key).await {
-                    tracing::warn!(error = %release, "could not release an idempotency key");
-                }
-                Err(e)
-            }
-        }
+        result
     }
 
     pub(crate) async fn begin<'c>(
@@ -287,6 +459,10 @@ impl Commands {
     pub(crate) fn images(&self) -> Result<&Arc<dyn ImageStore>, CommandError> {
         self.images.as_ref().ok_or(CommandError::NoImageStore)
     }
+}
+
+fn stored_result(done: &Accepted) -> Result<serde_json::Value, CommandError> {
+    serde_json::to_value(done).map_err(CommandError::StoredResult)
 }
 
 fn accepted(event: &Event, position: Position, id: Option<String>) -> Accepted {

@@ -142,7 +142,16 @@ pub async fn record(tx: &Transaction<'_>, event: &Event) -> Result<(), DbError> 
             &[&e.request_id],
             "record cancellation",
         ),
-        // Recorded before publishing (its unique id guards against reuse), or stateless.
+        // Reserved before publishing (its unique id guards against reuse); recorded again
+        // for an event re-sent by a takeover, whose first attempt's reservation may have
+        // rolled back.
+        Event::GenerationRequested(e) => (
+            "INSERT INTO commands.generations (request_id, user_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&e.request_id, &e.user_id.as_str()],
+            "record generation request",
+        ),
+        // Stateless.
         _ => return Ok(()),
     };
     tx.execute(sql, params)

@@ -139,4 +139,45 @@ mod tests {
             );
         }
     }
+
+    /// Write mutations (every one but the account mutations, which have their own rules) all
+    /// take an `idempotencyKey`, and every mutation names an id by its kind (`artworkId`,
+    /// `exhibitionId`, ...), never a bare `id`, so one thing has one spelling everywhere.
+    #[tokio::test]
+    async fn write_mutations_take_a_key_and_name_ids_by_kind() {
+        let schema = Schema::build(
+            QueryRoot,
+            MutationRoot::default(),
+            async_graphql::EmptySubscription,
+        )
+        .finish();
+        let response = schema
+            .execute("{ __schema { mutationType { fields { name args { name } } } } }")
+            .await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        let data = response
+            .data
+            .into_json()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let fields = data["__schema"]["mutationType"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(fields.len() > 10, "{data}");
+        let accounts = ["register", "login", "refresh", "setRole"];
+        for field in &fields {
+            let name = field["name"].as_str().unwrap_or_default();
+            let args: Vec<&str> = field["args"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["name"].as_str()).collect())
+                .unwrap_or_default();
+            assert!(!args.contains(&"id"), "{name} takes a bare `id`: {args:?}");
+            if !accounts.contains(&name) {
+                assert!(
+                    args.contains(&"idempotencyKey"),
+                    "{name} takes no idempotencyKey: {args:?}"
+                );
+            }
+        }
+    }
 }

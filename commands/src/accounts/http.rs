@@ -16,8 +16,9 @@ use super::rules::{self, InvalidInput, Registration, role_name};
 use super::{Account, AccountError, Accounts, RefreshToken, Session};
 use crate::json::{BodyRejection, JsonBody};
 
-/// The account routes, for any router state that holds an [`Accounts`].
-pub fn routes<S>() -> Router<S>
+/// The routes that sign a client in (register, login, refresh), for any router state that
+/// holds an [`Accounts`]. No user is known yet, so the service limits them per client address.
+pub fn sign_in_routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Accounts: FromRef<S>,
@@ -26,7 +27,16 @@ where
         .route("/v1/auth/register", post(register))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/users/{id}/role", put(set_role))
+}
+
+/// The admins' route that sets a user's role: an authenticated command, not a sign-in, so
+/// it spends nothing of the client address's sign-in quota.
+pub fn role_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Accounts: FromRef<S>,
+{
+    Router::new().route("/v1/users/{id}/role", put(set_role))
 }
 
 #[derive(Deserialize)]

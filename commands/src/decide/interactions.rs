@@ -68,7 +68,8 @@ pub struct CommentState {
     pub deleted: bool,
 }
 
-/// Deletes a comment: only its author or an admin, only once.
+/// Deletes a comment: only its author or an admin, only once (a second deletion is a
+/// conflict with the comment's state, not an unknown comment).
 pub fn delete_comment(
     who: &Principal,
     artwork: &ArtworkId,
@@ -78,11 +79,16 @@ pub fn delete_comment(
     now: i64,
 ) -> Result<Event, Refusal> {
     let state = state
-        .filter(|s| !s.deleted && &s.artwork_id == artwork)
+        .filter(|s| &s.artwork_id == artwork)
         .ok_or(Refusal::NotFound { what: "comment" })?;
     if state.author != who.user && !who.is_admin() {
         return Err(Refusal::Forbidden {
             reason: "only the comment's author or an admin may delete it",
+        });
+    }
+    if state.deleted {
+        return Err(Refusal::Conflict {
+            reason: "the comment is already deleted",
         });
     }
     Ok(CommentDeleted {
@@ -160,21 +166,41 @@ mod tests {
     }
 
     #[test]
-    fn a_deleted_or_unknown_comment_or_one_on_another_artwork_is_not_found() {
+    fn an_unknown_comment_or_one_on_another_artwork_is_not_found() {
         let ada = Principal::new(u("ada"), Role::Visitor);
-        let deleted = CommentState {
-            artwork_id: a("x"),
-            author: u("ada"),
-            deleted: true,
-        };
         let elsewhere = CommentState {
             artwork_id: a("y"),
             author: u("ada"),
             deleted: false,
         };
-        for state in [None, Some(&deleted), Some(&elsewhere)] {
+        for state in [None, Some(&elsewhere)] {
             let r = delete_comment(&ada, &a("x"), Uuid::nil(), state, Uuid::nil(), 0);
             assert_eq!(r, Err(Refusal::NotFound { what: "comment" }));
         }
+    }
+
+    #[test]
+    fn given_a_deleted_comment_when_its_author_or_an_admin_deletes_it_again_then_conflict() {
+        let deleted = CommentState {
+            artwork_id: a("x"),
+            author: u("ada"),
+            deleted: true,
+        };
+        for who in [
+            Principal::new(u("ada"), Role::Visitor),
+            Principal::new(u("root"), Role::Admin),
+        ] {
+            let r = delete_comment(&who, &a("x"), Uuid::nil(), Some(&deleted), Uuid::nil(), 0);
+            assert_eq!(
+                r,
+                Err(Refusal::Conflict {
+                    reason: "the comment is already deleted"
+                })
+            );
+        }
+        // Anyone else is still told they may not, whatever the comment's state.
+        let bob = Principal::new(u("bob"), Role::Visitor);
+        let r = delete_comment(&bob, &a("x"), Uuid::nil(), Some(&deleted), Uuid::nil(), 0);
+        assert!(matches!(r, Err(Refusal::Forbidden { .. })));
     }
 }

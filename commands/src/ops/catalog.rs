@@ -54,7 +54,7 @@ impl Commands {
                 )?;
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                self.publish_in(tx, event, Some(exhibition_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(exhibition_id.to_string()))
                     .await
             },
         )
@@ -108,7 +108,7 @@ impl Commands {
                     ids.id("event"),
                     now_ms(),
                 )?;
-                self.publish_in(tx, event, Some(artwork_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(artwork_id.to_string()))
                     .await
             },
         )
@@ -142,7 +142,7 @@ impl Commands {
                     ids.id("event"),
                     now_ms(),
                 )?;
-                self.publish_in(tx, event, Some(artwork_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(artwork_id.to_string()))
                     .await
             },
         )
@@ -195,7 +195,7 @@ impl Commands {
                     ids.id("event"),
                     now_ms(),
                 )?;
-                self.publish_in(tx, event, Some(exhibition_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(exhibition_id.to_string()))
                     .await
             },
         )

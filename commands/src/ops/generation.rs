@@ -93,7 +93,7 @@ impl Commands {
                     }
                     .into());
                 }
-                self.publish_in(tx, event, Some(request_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(request_id.to_string()))
                     .await
             },
         )
@@ -123,7 +123,7 @@ impl Commands {
                     ids.id("event"),
                     now_ms(),
                 )?;
-                self.publish_in(tx, event, Some(request_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(request_id.to_string()))
                     .await
             },
         )

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::decide::interactions as rules;
 use crate::error::CommandError;
+use crate::idempotency::{IdempotencyKey, Ids};
 use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context, now_ms};
 use crate::state;
@@ -27,7 +28,7 @@ impl Commands {
             request,
             |ids| async move {
                 let event = rules::like(&cx.who.user, artwork, liked, ids.id("event"), now_ms());
-                self.publish(event, None).await
+                self.publish(&ids, event, None).await
             },
         )
         .await
@@ -49,7 +50,7 @@ impl Commands {
             |ids| async move {
                 let event =
                     rules::favorite(&cx.who.user, artwork, favorited, ids.id("event"), now_ms());
-                self.publish(event, None).await
+                self.publish(&ids, event, None).await
             },
         )
         .await
@@ -80,7 +81,7 @@ impl Commands {
                 )?;
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                self.publish_in(tx, event, Some(comment_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(comment_id.to_string()))
                     .await
             },
         )
@@ -112,24 +113,40 @@ impl Commands {
                     ids.id("event"),
                     now_ms(),
                 )?;
-                self.publish_in(tx, event, Some(comment_id.to_string()))
+                self.publish_in(&ids, tx, event, Some(comment_id.to_string()))
                     .await
             },
         )
         .await
     }
 
-    /// Records a view of `artwork`, by a signed-in viewer or anonymously.
-    #[tracing::instrument(skip(self, viewer))]
+    /// Records a view of `artwork`, by a signed-in viewer or anonymously. Keys belong to
+    /// their user, so only a signed-in viewer's view takes one.
+    #[tracing::instrument(skip(self, viewer, key))]
     pub async fn record_view(
         &self,
         viewer: Option<&Principal>,
+        key: Option<&IdempotencyKey>,
         artwork: &ArtworkId,
     ) -> Result<Accepted, CommandError> {
-        if let Some(who) = viewer {
-            self.limit(who, CommandClass::Interactions)?;
-        }
-        let event = rules::view(viewer.map(|p| &p.user), artwork, Uuid::now_v7(), now_ms());
-        self.publish(event, None).await
+        let Some(who) = viewer else {
+            if key.is_some() {
+                return Err(CommandError::AnonymousIdempotencyKey);
+            }
+            let ids = Ids::fresh();
+            let event = rules::view(None, artwork, ids.id("event"), now_ms());
+            return self.publish(&ids, event, None).await;
+        };
+        let cx = Context { who, key };
+        self.once(
+            &cx,
+            ("record_view", CommandClass::Interactions),
+            json!({"artwork": artwork.as_str()}),
+            |ids| async move {
+                let event = rules::view(Some(&who.user), artwork, ids.id("event"), now_ms());
+                self.publish(&ids, event, None).await
+            },
+        )
+        .await
     }
 }

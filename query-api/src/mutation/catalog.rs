@@ -132,7 +132,7 @@ impl CatalogMutations {
     async fn publish_exhibition(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The exhibition's id (a UUID).")] id: ID,
+        #[graphql(desc = "The exhibition's id (a UUID).")] exhibition_id: ID,
         #[graphql(desc = "Makes a retry safe: the same key and request replay the first result.")]
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
@@ -140,7 +140,7 @@ impl CatalogMutations {
         reply(
             async {
                 let call = Call::of(ctx, idempotency_key)?;
-                let exhibition = uuid("exhibition id", &id)?;
+                let exhibition = uuid("exhibition id", &exhibition_id)?;
                 w.commands.publish_exhibition(&call.cx(), exhibition).await
             }
             .await,
@@ -151,7 +151,7 @@ impl CatalogMutations {
     async fn close_exhibition(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The exhibition's id (a UUID).")] id: ID,
+        #[graphql(desc = "The exhibition's id (a UUID).")] exhibition_id: ID,
         #[graphql(desc = "Makes a retry safe: the same key and request replay the first result.")]
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
@@ -159,7 +159,7 @@ impl CatalogMutations {
         reply(
             async {
                 let call = Call::of(ctx, idempotency_key)?;
-                let exhibition = uuid("exhibition id", &id)?;
+                let exhibition = uuid("exhibition id", &exhibition_id)?;
                 w.commands.close_exhibition(&call.cx(), exhibition).await
             }
             .await,

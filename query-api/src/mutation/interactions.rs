@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::{Call, CommandResult, artwork_id, caller, reply, uuid, writes};
+use super::{Call, CommandResult, artwork_id, caller, parse_key, reply, uuid, writes};
 
 /// Likes, favorites, comments and views.
 #[derive(Debug, Default)]
@@ -14,44 +14,44 @@ impl InteractionMutations {
     async fn like_artwork(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The artwork's id.")] id: ID,
+        #[graphql(desc = "The artwork's id.")] artwork_id: ID,
         #[graphql(desc = "Makes a retry safe: the same key and request replay the first result.")]
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
-        set_like(ctx, &id, idempotency_key, true).await
+        set_like(ctx, &artwork_id, idempotency_key, true).await
     }
 
     /// The caller takes back their like of an artwork.
     async fn unlike_artwork(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The artwork's id.")] id: ID,
+        #[graphql(desc = "The artwork's id.")] artwork_id: ID,
         #[graphql(desc = "Makes a retry safe: the same key and request replay the first result.")]
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
-        set_like(ctx, &id, idempotency_key, false).await
+        set_like(ctx, &artwork_id, idempotency_key, false).await
     }
 
     /// The caller adds an artwork to their favorites.
     async fn favorite_artwork(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The artwork's id.")] id: ID,
+        #[graphql(desc = "The artwork's id.")] artwork_id: ID,
         #[graphql(desc = "Makes a retry safe: the same key and request replay the first result.")]
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
-        set_favorite(ctx, &id, idempotency_key, true).await
+        set_favorite(ctx, &artwork_id, idempotency_key, true).await
     }
 
     /// The caller removes an artwork from their favorites.
     async fn unfavorite_artwork(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "The artwork's id.")] id: ID,
+        #[graphql(desc = "The artwork's id.")] artwork_id: ID,
         #[graphql(desc = "Makes a retry safe: the same key and request replay the first result.")]
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
-        set_favorite(ctx, &id, idempotency_key, false).await
+        set_favorite(ctx, &artwork_id, idempotency_key, false).await
     }
 
     /// The caller comments on an artwork; the result's `id` is the comment's id.
@@ -99,19 +99,25 @@ impl InteractionMutations {
     }
 
     /// Records a view of an artwork, by the signed-in caller or anonymously (a token, when
-    /// sent, must be valid). Views are counted, not deduplicated, so they take no
-    /// idempotency key.
+    /// sent, must be valid). A key needs a token: keys belong to their user.
     async fn record_view(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The artwork's id.")] artwork_id: ID,
+        #[graphql(
+            desc = "Makes a retry safe: the same key and request replay the first result. Only with a token (`INVALID_IDEMPOTENCY_KEY` without one)."
+        )]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<CommandResult> {
         let w = writes(ctx)?;
         let viewer = caller(ctx);
         reply(
             async {
+                let key = parse_key(idempotency_key)?;
                 let artwork = super::artwork_id(&artwork_id)?;
-                w.commands.record_view(viewer.as_ref(), &artwork).await
+                w.commands
+                    .record_view(viewer.as_ref(), key.as_ref(), &artwork)
+                    .await
             }
             .await,
         )

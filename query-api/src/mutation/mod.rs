@@ -1,6 +1,8 @@
 //! The mutation root: every command of the write side, calling the same library code as the
 //! HTTP command service. Write mutations need a bearer token (except `recordView`) and take an
-//! optional `idempotencyKey` with the semantics of the `Idempotency-Key` header.
+//! optional `idempotencyKey` with the semantics of the `Idempotency-Key` header. Arguments name
+//! each id by its kind, the same in every mutation: `artworkId`, `exhibitionId`, `commentId`,
+//! `requestId`, `userId`.
 
 mod accounts;
 mod catalog;
@@ -61,11 +63,7 @@ struct Call {
 impl Call {
     fn of(ctx: &Context<'_>, key: Option<String>) -> Result<Self, CommandError> {
         let who = caller(ctx).ok_or(CommandError::Unauthenticated(AuthError::Missing))?;
-        let key = key
-            .as_deref()
-            .map(IdempotencyKey::parse)
-            .transpose()
-            .map_err(CommandError::from)?;
+        let key = parse_key(key)?;
         Ok(Self { who, key })
     }
 
@@ -75,6 +73,14 @@ impl Call {
             key: self.key.as_ref(),
         }
     }
+}
+
+/// An `idempotencyKey` argument, checked like the `Idempotency-Key` header.
+fn parse_key(key: Option<String>) -> Result<Option<IdempotencyKey>, CommandError> {
+    key.as_deref()
+        .map(IdempotencyKey::parse)
+        .transpose()
+        .map_err(CommandError::from)
 }
 
 /// The GraphQL answer to a command.

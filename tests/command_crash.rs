@@ -1,0 +1,495 @@
+//! A keyed command whose command service (a `gallery commands` process of its own) dies
+//! (SIGKILL) or hangs (SIGSTOP) in the middle of it, retried with the same `Idempotency-Key`
+//! on another command service.
+//!
+//! The command is caught at a chosen point deterministically, by a row the test holds in an
+//! open transaction, which the process's next statement waits for:
+//!
+//! - killed between Kafka's acknowledgement and its stored answer (it waits to record the
+//!   comment it posted, whose id the key decides): the retry is answered at once, not when a
+//!   claim of a minute expires, and sends the event again byte for byte (same event id, same
+//!   `occurred_at`), and records the comment;
+//! - killed right after claiming its key (it waits for the key's row): the retry is answered
+//!   at once and the like is written once;
+//! - hung right after claiming its key, so alive and able to write: the retry is refused as in
+//!   progress until the producer's delivery timeout (and a second) has passed, then answered;
+//!   the hung process, woken, writes nothing;
+//! - a claim stored by an earlier version (during a rolling upgrade) keeps that version's rule.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{App, TestEnv};
+use gallery::Roles;
+use gallery_commands::idempotency::{IdempotencyKey, Ids};
+use gallery_schemas::{Event, EventCodec, UserId};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const ARTWORK: &str = "sunflowers";
+
+/// A `gallery commands` process of its own.
+struct CommandService {
+    child: Child,
+    url: String,
+}
+
+impl CommandService {
+    /// Starts one with the given delivery timeout and waits until it serves.
+    async fn start(env: &TestEnv, delivery_timeout_ms: u64) -> Self {
+        let port = common::free_port();
+        let child = common::gallery_command(env, &["commands"])
+            .env("GALLERY_COMMANDS__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "GALLERY_KAFKA__DELIVERY_TIMEOUT_MS",
+                delivery_timeout_ms.to_string(),
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn gallery commands");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !reqwest::get(format!("{url}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(Instant::now() < deadline, "gallery commands did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, url }
+    }
+
+    async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        let status = self.child.wait().await.unwrap();
+        assert!(!status.success(), "killed, not exited");
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`).
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+}
+
+/// A keyed command: method, path and body.
+#[derive(Clone, Copy)]
+struct Command {
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+}
+
+const LIKE: Command = Command {
+    method: "PUT",
+    path: "/v1/artworks/sunflowers/like",
+    body: None,
+};
+const COMMENT: Command = Command {
+    method: "POST",
+    path: "/v1/artworks/sunflowers/comments",
+    body: Some("Those yellows!"),
+};
+
+/// Sends `command` to `base` with `key`; returns the status and the body (status 0 and the
+/// error when the service went away).
+async fn send(base: &str, token: &str, key: &str, command: Command) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(command.method.as_bytes()).unwrap();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{}", command.path))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key);
+    if let Some(body) = command.body {
+        request = request.json(&json!({ "body": body }));
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}
+
+/// Sends `command` in the background (it is going to wait for the test).
+fn spawn_send(base: &str, token: &str, key: &str, command: Command) -> JoinHandle<(u16, Value)> {
+    let (base, token, key) = (base.to_owned(), token.to_owned(), key.to_owned());
+    tokio::spawn(async move { send(&base, &token, &key, command).await })
+}
+
+/// Retries `command` with `key` at `base` until it is answered `202`, every 50 ms while it is
+/// `409 IDEMPOTENCY_IN_PROGRESS`; returns the answer and how often it was in progress.
+async fn retry_until_accepted(
+    base: &str,
+    token: &str,
+    key: &str,
+    command: Command,
+) -> (Value, u32) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut in_progress = 0;
+    loop {
+        match send(base, token, key, command).await {
+            (202, body) => return (body, in_progress),
+            (409, body) if body["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS" => {
+                in_progress += 1;
+            }
+            other => panic!("unexpected answer to the retry: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no answer within 90 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Retries after a crash: the answer must come promptly, not when the dead attempt's claim
+/// expires.
+async fn retried_promptly(base: &str, token: &str, key: &str, command: Command) -> Value {
+    let started = Instant::now();
+    let (answer, in_progress) = retry_until_accepted(base, token, key, command).await;
+    let waited = started.elapsed();
+    eprintln!("the retry was answered after {waited:?}, {in_progress} times in progress");
+    assert!(
+        waited < PROMPTLY,
+        "the retry waited {waited:?} for a dead attempt"
+    );
+    answer
+}
+
+/// A row held in an open transaction: statements that need it wait until it is let go.
+struct Held {
+    client: tokio_postgres::Client,
+    pid: i32,
+}
+
+impl Held {
+    /// Inserts a row with `sql` in a transaction left open.
+    async fn insert(
+        env: &TestEnv,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Self {
+        let client = env.db().await;
+        let pid = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        client.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(client.execute(sql, params).await.unwrap(), 1);
+        Self { client, pid }
+    }
+
+    /// Waits until another session waits for the held row.
+    async fn until_waited_for(&self, db: &tokio_postgres::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: bool = db
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                    WHERE $1 = ANY(pg_blocking_pids(pid)))",
+                    &[&self.pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing waited for the row within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn let_go(self) {
+        self.client.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
+
+/// Holds a claim of `key` (as if another attempt were inserting it).
+async fn hold_claim(env: &TestEnv, key: &str) -> Held {
+    Held::insert(
+        env,
+        "INSERT INTO commands.idempotency_keys (user_id, key, request_hash)
+         VALUES ('ada', $1, 'held by the test')",
+        &[&key],
+    )
+    .await
+}
+
+/// Waits until a claim of `key` is visible (the held one being gone, it is the service's).
+async fn until_claimed(db: &tokio_postgres::Client, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM commands.idempotency_keys WHERE key = $1)",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(Instant::now() < deadline, "no claim of {key} within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The ids a keyed command of `user` is given.
+fn ids(user: &str, key: &str) -> Ids {
+    Ids::keyed(
+        &UserId::parse(user).unwrap(),
+        &IdempotencyKey::parse(key).unwrap(),
+    )
+}
+
+/// Every message of `topic` now, as (key, value).
+fn messages(env: &TestEnv, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let ends = env.end_offsets(topic);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.brokers)
+        .set("group.id", format!("crash-test-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in ends.keys() {
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let wanted = usize::try_from(ends.values().sum::<i64>()).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < wanted {
+        assert!(Instant::now() < deadline, "read {topic} within 30 s");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+/// The messages of the interactions topic that carry event `id`: key, value, and the event.
+async fn copies_of(env: &TestEnv, id: uuid::Uuid) -> Vec<(Vec<u8>, Vec<u8>, Event)> {
+    let codec = EventCodec::new(&env.config.registry()).unwrap();
+    let mut out = Vec::new();
+    for (key, value) in messages(env, &env.config.topics().interactions()) {
+        let event = codec.decode(Some(&value)).await.unwrap();
+        if event.event_id() == id {
+            out.push((key, value, event));
+        }
+    }
+    out
+}
+
+/// A deployment with one command service in this process (it creates the topics, registers
+/// the schemas and migrates before the separate process starts) and one separate process.
+async fn setup(delivery_timeout_ms: u64) -> (TestEnv, App, String, CommandService) {
+    let mut env = TestEnv::new().await;
+    // Retries come every 50 ms, beyond the interactions quota of a real client.
+    env.config.limits.interactions_per_minute = 0;
+    let app = env.start(Roles::COMMANDS).await;
+    let other = app.commands_url("");
+    let service = CommandService::start(&env, delivery_timeout_ms).await;
+    (env, app, other, service)
+}
+
+/// Far longer than a retry may wait in these tests: only the dead process being noticed can
+/// answer it in time.
+const LONG_DELIVERY_TIMEOUT_MS: u64 = 30_000;
+/// A retry after a crash is answered within this (on a loaded machine).
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_between_the_acknowledgement_and_the_answer_the_retry_sends_the_same_bytes() {
+    let (env, app, other, mut service) = setup(LONG_DELIVERY_TIMEOUT_MS).await;
+    let db = env.db().await;
+    let ada = env.token("ada");
+    let key = "comment-1";
+    let (event_id, comment_id) = (ids("ada", key).id("event"), ids("ada", key).id("comment"));
+    let topic = env.config.topics().interactions();
+    let before = env.end_offsets(&topic);
+
+    // The comment's row, held: the service records it after Kafka acknowledged the event,
+    // in the transaction that also stores its answer.
+    let held = Held::insert(
+        &env,
+        "INSERT INTO commands.comments (comment_id, artwork_id, author_id)
+         VALUES ($1, $2, 'ada')",
+        &[&comment_id, &ARTWORK],
+    )
+    .await;
+    let request = spawn_send(&service.url, &ada, key, COMMENT);
+    held.until_waited_for(&db).await;
+    assert_ne!(env.end_offsets(&topic), before, "Kafka has the event");
+    service.kill().await;
+    assert_eq!(
+        request.await.unwrap().0,
+        0,
+        "the request died with its service"
+    );
+    held.let_go().await;
+
+    let answer = retried_promptly(&other, &ada, key, COMMENT).await;
+    assert_eq!(answer["eventId"], event_id.to_string());
+    assert_eq!(answer["id"], comment_id.to_string());
+
+    let copies = copies_of(&env, event_id).await;
+    assert_eq!(copies.len(), 2, "the first attempt's event and the retry's");
+    let (first, second) = (&copies[0], &copies[1]);
+    assert_eq!(first.2.occurred_at(), second.2.occurred_at());
+    assert_eq!(first.0, second.0, "the same message key");
+    assert_eq!(first.1, second.1, "byte for byte the same event");
+
+    // The retry recorded the comment (its author may delete it), and replays from now on.
+    let (status, replay) = send(&other, &ada, key, COMMENT).await;
+    assert_eq!((status, &replay), (202, &answer));
+    let deleted = app
+        .http
+        .delete(app.commands_url(&format!("/v1/artworks/{ARTWORK}/comments/{comment_id}")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_right_after_claiming_its_key_the_retry_is_answered_at_once() {
+    let (env, app, other, mut service) = setup(LONG_DELIVERY_TIMEOUT_MS).await;
+    let db = env.db().await;
+    let ada = env.token("ada");
+    let key = "like-1";
+
+    let held = hold_claim(&env, key).await;
+    let request = spawn_send(&service.url, &ada, key, LIKE);
+    held.until_waited_for(&db).await;
+    service.kill().await;
+    assert_eq!(
+        request.await.unwrap().0,
+        0,
+        "the request died with its service"
+    );
+    // Its claim is stored even so: the statement was sent before the process died.
+    held.let_go().await;
+    until_claimed(&db, key).await;
+
+    let answer = retried_promptly(&other, &ada, key, LIKE).await;
+    let event_id = ids("ada", key).id("event");
+    assert_eq!(answer["eventId"], event_id.to_string());
+    assert_eq!(copies_of(&env, event_id).await.len(), 1, "written once");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_attempt_keeps_its_key_until_the_delivery_timeout_has_passed() {
+    let delivery_timeout = Duration::from_millis(3_000);
+    let (env, app, other, service) =
+        setup(u64::try_from(delivery_timeout.as_millis()).unwrap()).await;
+    let db = env.db().await;
+    let ada = env.token("ada");
+    let key = "like-2";
+
+    let held = hold_claim(&env, key).await;
+    let request = spawn_send(&service.url, &ada, key, LIKE);
+    held.until_waited_for(&db).await;
+    service.signal("-STOP");
+    let stopped = Instant::now();
+    held.let_go().await;
+    until_claimed(&db, key).await;
+
+    // Alive, it could still send its event: the key stays its own.
+    let (status, body) = send(&other, &ada, key, LIKE).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("IDEMPOTENCY_IN_PROGRESS")),
+        "{body}"
+    );
+    let (answer, in_progress) = retry_until_accepted(&other, &ada, key, LIKE).await;
+    let waited = stopped.elapsed();
+    eprintln!(
+        "the retry was answered {waited:?} after the process hung, {in_progress} times in progress"
+    );
+    // An attempt may take the producer's delivery timeout and a second.
+    let bound = delivery_timeout + Duration::from_secs(1);
+    assert!(
+        waited > bound - Duration::from_secs(1),
+        "taken over after {waited:?}"
+    );
+    assert!(
+        waited < bound + Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    let event_id = ids("ada", key).id("event");
+    assert_eq!(answer["eventId"], event_id.to_string());
+
+    // Woken up, the hung attempt finds its key taken over and sends nothing.
+    service.signal("-CONT");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), request)
+        .await
+        .expect("the hung request ends")
+        .unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("IDEMPOTENCY_IN_PROGRESS")),
+        "{body}"
+    );
+    assert_eq!(copies_of(&env, event_id).await.len(), 1, "written once");
+    app.stop().await;
+}
+
+/// A claim stored by a version before attempts and leases (during a rolling upgrade) has no
+/// owner to ask: it is taken over by that version's rule, once it is a minute old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_of_an_earlier_version_is_taken_over_by_its_rule() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::COMMANDS).await;
+    let base = app.commands_url("");
+    let db = env.db().await;
+    let ada = env.token("ada");
+    let key = "legacy-1";
+    let request = json!({"artwork": ARTWORK, "liked": true}).to_string();
+    let hash = gallery_commands::idempotency::fingerprint("set_like", request.as_bytes());
+    db.execute(
+        "INSERT INTO commands.idempotency_keys (user_id, key, request_hash) VALUES ('ada', $1, $2)",
+        &[&key, &hash],
+    )
+    .await
+    .unwrap();
+
+    let (status, body) = send(&base, &ada, key, LIKE).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("IDEMPOTENCY_IN_PROGRESS")),
+        "{body}"
+    );
+    db.execute(
+        "UPDATE commands.idempotency_keys SET created_at = now() - interval '61 seconds'
+         WHERE key = $1",
+        &[&key],
+    )
+    .await
+    .unwrap();
+    let (status, body) = send(&base, &ada, key, LIKE).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["eventId"], ids("ada", key).id("event").to_string());
+    app.stop().await;
+}
