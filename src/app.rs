@@ -142,12 +142,12 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Listens on `addr` and serves `app` (with the peer's address) until the roles stop, in a
-/// task of `tasks`; returns the address bound (a port 0 resolved).
+/// Listens on `addr` and serves `app` (with the peer's address, under the edge's timeouts)
+/// until the roles stop, in a task of `tasks`; returns the address bound (a port 0 resolved).
 async fn serve_http(
     addr: SocketAddr,
     app: axum::Router,
-    what: &'static str,
+    http: &crate::edge::HttpSettings,
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,
 ) -> Result<SocketAddr, StartError> {
@@ -155,15 +155,8 @@ async fn serve_http(
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
     let stop = stopped(stop.clone());
-    tasks.spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "{what} failed");
-        }
-    });
+    let http = *http;
+    tasks.spawn(async move { crate::edge::serve(listener, app, &http, stop).await });
     Ok(bound)
 }
 
@@ -291,7 +284,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let metrics_addr = if config.metrics.enabled {
         let handle = crate::metrics::recorder()?;
         let app = crate::metrics::router(handle);
-        let addr = serve_http(config.metrics.listen, app, "metrics", &mut tasks, &rx).await?;
+        let addr = serve_http(config.metrics.listen, app, &config.http, &mut tasks, &rx).await?;
         tracing::info!("metrics on http://{addr}/metrics");
         Some(addr)
     } else {
@@ -347,15 +340,16 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys: keys.clone(),
             accounts: writes.accounts.clone(),
         };
-        let app = crate::metrics::track(gallery_commands::http::router(state), "commands");
-        let addr = serve_http(
-            config.commands.listen,
-            app,
-            "command service",
-            &mut tasks,
-            &rx,
-        )
-        .await?;
+        let app = crate::edge::guard(
+            gallery_commands::http::router(state),
+            &config.http,
+            crate::edge::Refusals {
+                too_large: gallery_commands::http::payload_too_large,
+                too_slow: gallery_commands::http::body_too_slow,
+            },
+        );
+        let app = crate::metrics::track(app, "commands");
+        let addr = serve_http(config.commands.listen, app, &config.http, &mut tasks, &rx).await?;
         tracing::info!("commands listening on http://{addr}");
         running_commands = Some(addr);
     }
@@ -385,8 +379,16 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
             },
         );
-        let app = crate::metrics::track(gallery_query_api::router(state), "query-api");
-        let addr = serve_http(config.query_api.listen, app, "query api", &mut tasks, &rx).await?;
+        let app = crate::edge::guard(
+            gallery_query_api::router(state),
+            &config.http,
+            crate::edge::Refusals {
+                too_large: gallery_query_api::payload_too_large,
+                too_slow: gallery_query_api::body_too_slow,
+            },
+        );
+        let app = crate::metrics::track(app, "query-api");
+        let addr = serve_http(config.query_api.listen, app, &config.http, &mut tasks, &rx).await?;
         tracing::info!("GraphQL listening on http://{addr}/graphql");
         running_query = Some(addr);
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRef, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -27,8 +27,28 @@ use crate::ops::{ArtworkUpload, GenerationInput};
 use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context};
 
-/// Largest request body of an upload (the image limit plus the form's other fields).
-pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
+/// The answer to a request whose body is larger than `limit` bytes (announced or sent): the
+/// HTTP edge that serves the routes cuts every body at one limit and answers with this.
+pub fn payload_too_large(limit: u64) -> Response {
+    CommandError::BadBody {
+        code: "PAYLOAD_TOO_LARGE",
+        message: format!("the request body exceeds {limit} bytes"),
+    }
+    .into_response()
+}
+
+/// The answer to a request whose body did not arrive within `after` (a client too slow, or
+/// one that announced a body and sent none).
+pub fn body_too_slow(after: std::time::Duration) -> Response {
+    CommandError::BadBody {
+        code: "REQUEST_TIMEOUT",
+        message: format!(
+            "the request body did not arrive within {} ms",
+            after.as_millis()
+        ),
+    }
+    .into_response()
+}
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -48,8 +68,7 @@ impl FromRef<HttpState> for Accounts {
 pub fn router(state: HttpState) -> Router {
     let uploads = Router::new()
         .route("/v1/exhibitions/{id}/artworks", post(add_artwork))
-        .route("/v1/generations/image-to-image", post(image_to_image))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES));
+        .route("/v1/generations/image-to-image", post(image_to_image));
     Router::new()
         .route("/v1/artworks/{id}/like", put(like).delete(unlike))
         .route(
@@ -134,6 +153,7 @@ fn json_rejection(rejection: &JsonRejection) -> CommandError {
     let code = match rejection {
         JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
         JsonRejection::JsonDataError(_) => "INVALID_INPUT",
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         _ => "INVALID_JSON",
     };
     CommandError::BadBody {
@@ -330,7 +350,7 @@ impl Form {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 CommandError::BadBody {
                     code: "PAYLOAD_TOO_LARGE",
-                    message: format!("the upload exceeds {MAX_UPLOAD_BYTES} bytes"),
+                    message: e.body_text(),
                 }
             } else {
                 CommandError::BadBody {
