@@ -3,6 +3,12 @@
 //! the generation bounds, unknown fields refused), with every status each operation can
 //! answer. A test checks every documented operation is routed, and a property-based client
 //! (schemathesis, `tests/openapi.rs`) holds the server to the document.
+//!
+//! Rendered here rather than derived by a crate such as utoipa: its attributes take literal
+//! bounds and patterns, which would state every rule a second time beside the parser that
+//! checks it. Here each bound and pattern comes from the constant or the type that checks it
+//! (`json_schema()` of the identifiers and texts, with proptests that pattern and parser agree),
+//! and the field lists sit next to the body structs, where schemathesis holds them to serde.
 
 mod schema;
 
