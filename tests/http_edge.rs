@@ -212,10 +212,12 @@ async fn an_announced_body_over_the_limit_is_refused_from_its_headers() {
                 .await
                 .unwrap();
             let answer = read_answer(&mut stream).await;
+            // 413, not the body deadline's 408: the answer came from the headers. And at once
+            // (the bound is loose for a loaded machine; without the check there is no answer).
             assert_too_large(&route, answer, &format!("{announced} bytes announced"));
             assert!(
-                started.elapsed() < BODY_TIMEOUT,
-                "answered from the headers, before any body deadline: {:?}",
+                started.elapsed() < PATIENCE / 2,
+                "answered from the headers at once: {:?}",
                 started.elapsed()
             );
         }
