@@ -346,3 +346,38 @@ async fn slow_clients_are_cut_off_by_the_header_and_body_timeouts() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_defaults_a_50_mb_comment_is_413_not_bad_json() {
+    // The defaults: 12 MiB for every body (JSON routes stopped at 2 MiB with 400 INVALID_JSON).
+    let env = TestEnv::new().await;
+    assert_eq!(env.config.http, HttpSettings::default());
+    let app = env
+        .start(Roles {
+            commands: true,
+            ..Roles::NONE
+        })
+        .await;
+    let route = Route {
+        addr: addr_of(&app.commands_url("/")),
+        path: "/v1/artworks/sunflowers/comments",
+        token: Some(env.token("ada")),
+        graphql: false,
+    };
+    let fifty_mb = 50_000_000;
+    let answer = exchange(&route, route.head(Some(fifty_mb)), Vec::new()).await;
+    assert_too_large(&route, answer, "50 MB announced");
+    let over = route.body_of_size(HttpSettings::default().max_body_bytes + 1);
+    let answer = exchange(&route, route.head(None), chunked(&over)).await;
+    assert_too_large(&route, answer, "one byte over 12 MiB, chunked");
+    // A comment of three megabytes is within the body limit: read, and refused by the
+    // comment's own rule (at most 2000 characters).
+    let three_mb = serde_json::to_vec(&json!({"body": "a".repeat(3_000_000)})).unwrap();
+    let length = u64::try_from(three_mb.len()).unwrap();
+    let answer = exchange(&route, route.head(Some(length)), three_mb)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert_eq!(route.code(&answer.body), "INVALID_INPUT", "{answer:?}");
+    app.stop().await;
+}
