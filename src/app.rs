@@ -177,12 +177,13 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Listens on `addr` and serves `app` (with the peer's address) until the roles stop, as the
-/// role `what` of `supervisor`; returns the address bound (a port 0 resolved).
+/// Listens on `addr` and serves `app` (with the peer's address, under the edge's timeouts)
+/// until the roles stop, as the role `what` of `supervisor`; returns the address bound (a port
+/// 0 resolved).
 async fn serve_http(
     addr: SocketAddr,
     app: axum::Router,
-    what: &'static str,
+    (what, http): (&'static str, &crate::edge::HttpSettings),
     supervisor: &mut Supervisor,
     stop: &watch::Receiver<bool>,
 ) -> Result<SocketAddr, StartError> {
@@ -190,11 +191,9 @@ async fn serve_http(
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
     let stop = stopped(stop.clone());
+    let http = *http;
     supervisor.spawn(what, async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await?;
+        crate::edge::serve(listener, app, &http, stop).await;
         Ok(())
     });
     Ok(bound)
@@ -327,7 +326,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let addr = serve_http(
             config.metrics.listen,
             app,
-            "metrics server",
+            ("metrics server", &config.http),
             &mut supervisor,
             &rx,
         )
@@ -390,11 +389,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             keys: keys.clone(),
             accounts: writes.accounts.clone(),
         };
-        let app = crate::metrics::track(gallery_commands::http::router(state), "commands");
+        let app = crate::edge::guard(
+            gallery_commands::http::router(state),
+            &config.http,
+            crate::edge::Refusals {
+                too_large: gallery_commands::http::payload_too_large,
+                too_slow: gallery_commands::http::body_too_slow,
+            },
+        );
+        let app = crate::metrics::track(app, "commands");
         let addr = serve_http(
             config.commands.listen,
             app,
-            "command service",
+            ("command service", &config.http),
             &mut supervisor,
             &rx,
         )
@@ -429,11 +436,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
             },
         );
-        let app = crate::metrics::track(gallery_query_api::router(state), "query-api");
+        let app = crate::edge::guard(
+            gallery_query_api::router(state),
+            &config.http,
+            crate::edge::Refusals {
+                too_large: gallery_query_api::payload_too_large,
+                too_slow: gallery_query_api::body_too_slow,
+            },
+        );
+        let app = crate::metrics::track(app, "query-api");
         let addr = serve_http(
             config.query_api.listen,
             app,
-            "GraphQL API",
+            ("GraphQL API", &config.http),
             &mut supervisor,
             &rx,
         )

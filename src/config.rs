@@ -37,6 +37,8 @@ pub struct Config {
     pub projections: ProjectionsConfig,
     pub painter: PainterConfig,
     pub metrics: MetricsConfig,
+    /// Body limit and read timeouts of every HTTP server (see [`crate::edge`]).
+    pub http: crate::edge::HttpSettings,
 }
 
 /// Where the process serves its metrics for Prometheus (`GET /metrics`, every role of the
@@ -482,6 +484,7 @@ impl Default for Config {
                 enabled: true,
                 listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             },
+            http: crate::edge::HttpSettings::default(),
         }
     }
 }
@@ -811,6 +814,7 @@ impl Config {
             .validate()
             .map_err(|e| invalid("scylla.keyspace", e.to_string()))?;
         self.painter.validate()?;
+        self.http.validate(self.media.limits.max_bytes)?;
         self.media.validate().map_err(|e| match e {
             gallery_commands::MediaError::Config { key, value, reason } => {
                 invalid(key, format!("{value:?} {reason}"))

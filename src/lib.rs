@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod edge;
 pub mod metrics;
 pub mod supervise;
 pub mod topics;

@@ -861,6 +861,14 @@ async fn gallery_up_turns_an_uploaded_photo_into_a_styled_painting() {
     let done = completed(events.last().unwrap());
     assert_eq!(done.model, "multistyle26");
     assert_eq!(done.weights_digest.len(), 64);
+    // The steps run (the README's 19: the prepared photo, then the network's 18 layers),
+    // whatever the request asked for (20 by default), in the progress and the result alike.
+    assert_eq!(done.steps, 19, "the steps run");
+    for event in &events {
+        if let Event::GenerationProgressed(p) = event {
+            assert_eq!(p.steps, 19, "{p:?}");
+        }
+    }
     assert!(!done.cache_hit);
     assert_eq!(
         (done.width, done.height),

@@ -27,7 +27,7 @@ pub enum CommandError {
         source: IdError,
     },
     /// The request body is not what the endpoint takes (bad JSON, a missing field, a bad
-    /// multipart form).
+    /// multipart form), or it is too large, or too slow to arrive.
     #[error("invalid request body: {message}")]
     BadBody { code: &'static str, message: String },
     #[error(transparent)]
@@ -95,6 +95,7 @@ impl CommandError {
             CommandError::BadBody { code, .. } => match *code {
                 "UNSUPPORTED_MEDIA_TYPE" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_TIMEOUT" => StatusCode::REQUEST_TIMEOUT,
                 _ => StatusCode::BAD_REQUEST,
             },
             CommandError::InvalidInput { .. }

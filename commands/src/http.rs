@@ -6,29 +6,53 @@ use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRef, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use gallery_schemas::{ArtworkId, GenerationMode};
+use gallery_schemas::{
+    ArtworkId, Description, GenerationMode, PersonName, Prompt, StyleName, Title,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::accounts::{self, Accounts};
 use crate::auth::{Principal, TokenKeys};
 use crate::decide::Refusal;
-use crate::decide::catalog::{NewArtwork, NewExhibition};
-use crate::decide::generation::Params;
+use crate::decide::catalog::{NewArtwork, NewExhibition, YEARS};
+use crate::decide::generation::{Bounds, Params};
 use crate::error::CommandError;
 use crate::idempotency::IdempotencyKey;
+use crate::openapi::{empty_or, image_file, integer};
 use crate::ops::{ArtworkUpload, GenerationInput};
 use crate::ratelimit::CommandClass;
 use crate::service::{Accepted, Commands, Context};
 
-/// Largest request body of an upload (the image limit plus the form's other fields).
-pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
+/// The answer to a request whose body is larger than `limit` bytes (announced or sent): the
+/// HTTP edge that serves the routes cuts every body at one limit and answers with this.
+pub fn payload_too_large(limit: u64) -> Response {
+    CommandError::BadBody {
+        code: "PAYLOAD_TOO_LARGE",
+        message: format!("the request body exceeds {limit} bytes"),
+    }
+    .into_response()
+}
+
+/// The answer to a request whose body did not arrive within `after` (a client too slow, or
+/// one that announced a body and sent none).
+pub fn body_too_slow(after: std::time::Duration) -> Response {
+    CommandError::BadBody {
+        code: "REQUEST_TIMEOUT",
+        message: format!(
+            "the request body did not arrive within {} ms",
+            after.as_millis()
+        ),
+    }
+    .into_response()
+}
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -48,8 +72,7 @@ impl FromRef<HttpState> for Accounts {
 pub fn router(state: HttpState) -> Router {
     let uploads = Router::new()
         .route("/v1/exhibitions/{id}/artworks", post(add_artwork))
-        .route("/v1/generations/image-to-image", post(image_to_image))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES));
+        .route("/v1/generations/image-to-image", post(image_to_image));
     Router::new()
         .route("/v1/artworks/{id}/like", put(like).delete(unlike))
         .route(
@@ -135,6 +158,7 @@ fn json_rejection(rejection: &JsonRejection) -> CommandError {
     let code = match rejection {
         JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
         JsonRejection::JsonDataError(_) => "INVALID_INPUT",
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         _ => "INVALID_JSON",
     };
     CommandError::BadBody {
@@ -222,8 +246,17 @@ set_fact!(unfavorite, set_favorite, false);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CommentBody {
+pub(crate) struct CommentBody {
     body: String,
+}
+
+impl CommentBody {
+    /// The body as the document shows it: the fields above, their rules, nothing else.
+    pub(crate) fn schema() -> Value {
+        json!({"type": "object", "additionalProperties": false, "required": ["body"], "properties": {
+            "body": gallery_schemas::CommentBody::json_schema(),
+        }})
+    }
 }
 
 #[tracing::instrument(skip_all, fields(artwork = %id))]
@@ -280,7 +313,7 @@ async fn record_view(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ExhibitionBody {
+pub(crate) struct ExhibitionBody {
     title: String,
     #[serde(default)]
     description: String,
@@ -288,6 +321,21 @@ struct ExhibitionBody {
     opens_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     closes_at: time::OffsetDateTime,
+}
+
+impl ExhibitionBody {
+    /// The body as the document shows it (the rule between the two times, which JSON Schema
+    /// cannot state, in their descriptions).
+    pub(crate) fn schema() -> Value {
+        json!({"type": "object", "additionalProperties": false,
+               "required": ["title", "opensAt", "closesAt"], "properties": {
+            "title": gallery_schemas::Title::json_schema(),
+            "description": gallery_schemas::Description::json_schema(),
+            "opensAt": {"type": "string", "format": "date-time", "description": "RFC 3339."},
+            "closesAt": {"type": "string", "format": "date-time",
+                         "description": "RFC 3339; must be after opensAt and in the future (400 INVALID_INPUT otherwise)."},
+        }})
+    }
 }
 
 fn millis(t: time::OffsetDateTime) -> i64 {
@@ -331,7 +379,7 @@ impl Form {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 CommandError::BadBody {
                     code: "PAYLOAD_TOO_LARGE",
-                    message: format!("the upload exceeds {MAX_UPLOAD_BYTES} bytes"),
+                    message: e.body_text(),
                 }
             } else {
                 CommandError::BadBody {
@@ -363,15 +411,20 @@ impl Form {
         })
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, CommandError> {
+    /// A whole number, written as JSON writes numbers (`128`, or `128.0`).
+    fn number<T: TryFrom<i64>>(&self, name: &'static str) -> Result<Option<T>, CommandError> {
         match self.text(name).filter(|s| !s.trim().is_empty()) {
             None => Ok(None),
-            Some(raw) => raw.trim().parse().map(Some).map_err(|_| {
-                CommandError::Refused(Refusal::Rule {
+            Some(raw) => raw
+                .trim()
+                .parse::<serde_json::Number>()
+                .ok()
+                .and_then(|n| whole(&n))
+                .map(Some)
+                .ok_or(CommandError::Refused(Refusal::Rule {
                     field: name,
                     rule: "must be a whole number",
-                })
-            }),
+                })),
         }
     }
 
@@ -457,15 +510,115 @@ uuid_action!(cancel_generation, cancel_generation, "request id");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct TextToImageBody {
+pub(crate) struct TextToImageBody {
     prompt: String,
     negative_prompt: Option<String>,
     style: String,
+    #[serde(default, deserialize_with = "optional_whole")]
     seed: Option<i64>,
+    #[serde(default, deserialize_with = "optional_whole")]
     steps: Option<i32>,
+    #[serde(default, deserialize_with = "optional_whole")]
     width: Option<i32>,
+    #[serde(default, deserialize_with = "optional_whole")]
     height: Option<i32>,
     request_id: Option<Uuid>,
+}
+
+/// 2^63: the first whole `f64` beyond `i64`.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
+/// A whole number within `T`'s range, as JSON Schema's `integer` reads numbers: written with
+/// or without a zero fraction (`128` and `128.0` alike).
+fn whole<T: TryFrom<i64>>(n: &serde_json::Number) -> Option<T> {
+    let whole = n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // Kept only in range and without a fraction, where the conversion is exact.
+        (f.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&f)).then_some(f as i64)
+    })?;
+    T::try_from(whole).ok()
+}
+
+/// An optional whole number of a JSON body (see [`whole`]).
+fn optional_whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    whole(&n).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected a whole number within range, got {n}"))
+    })
+}
+
+/// The generation parameters both modes take, with the bounds the service checks.
+fn generation_fields(bounds: &Bounds) -> Map<String, Value> {
+    let side = |which: &str| {
+        json!({"type": "integer", "minimum": bounds.min_side, "maximum": bounds.max_side,
+               "multipleOf": bounds.side_multiple, "default": bounds.default_side,
+               "description": format!("{which} in pixels.")})
+    };
+    let mut fields = Map::new();
+    fields.insert("negativePrompt".into(), empty_or(Prompt::json_schema()));
+    fields.insert("style".into(), StyleName::json_schema());
+    fields.insert(
+        "seed".into(),
+        integer(
+            i64::MIN,
+            i64::MAX,
+            "Random when absent; the same seed reproduces an image.",
+        ),
+    );
+    fields.insert(
+        "steps".into(),
+        json!({"type": "integer", "minimum": bounds.min_steps, "maximum": bounds.max_steps,
+               "default": bounds.default_steps}),
+    );
+    fields.insert("width".into(), side("Width"));
+    fields.insert("height".into(), side("Height"));
+    fields
+}
+
+impl TextToImageBody {
+    /// The body as the document shows it.
+    pub(crate) fn schema() -> Value {
+        let mut fields = generation_fields(&Bounds::default());
+        fields.insert("prompt".into(), Prompt::json_schema());
+        fields.insert(
+            "requestId".into(),
+            json!({"type": "string", "format": "uuid",
+                   "description": "Client-chosen; works as an idempotency key of its own (another user's is 409)."}),
+        );
+        json!({"type": "object", "additionalProperties": false,
+               "required": ["prompt", "style"], "properties": fields})
+    }
+}
+
+/// The form of `POST /v1/generations/image-to-image`.
+pub(crate) fn image_to_image_form() -> Value {
+    let mut fields = generation_fields(&Bounds::default());
+    fields.insert("prompt".into(), empty_or(Prompt::json_schema()));
+    fields.insert("photo".into(), image_file("The photo to repaint"));
+    fields.insert(
+        "requestId".into(),
+        empty_or(json!({"type": "string", "format": "uuid"})),
+    );
+    json!({"type": "object", "additionalProperties": false, "required": ["photo", "style"],
+           "properties": fields})
+}
+
+/// The form of `POST /v1/exhibitions/{id}/artworks`.
+pub(crate) fn add_artwork_form() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["title", "artist", "image"], "properties": {
+        "title": Title::json_schema(),
+        "artist": PersonName::json_schema(),
+        "year": integer(YEARS.0, YEARS.1, "The year it was made (negative: BCE)."),
+        "style": empty_or(StyleName::json_schema()),
+        "description": Description::json_schema(),
+        "image": image_file("The artwork's picture"),
+    }})
 }
 
 #[tracing::instrument(skip_all)]
@@ -529,4 +682,40 @@ async fn image_to_image(
         .request_generation(&caller.cx(), request)
         .await?;
     Ok(AcceptedResponse(done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(raw: &str) -> serde_json::Number {
+        raw.parse().unwrap_or_else(|e| unreachable!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn whole_numbers_are_read_as_json_schema_reads_integers() {
+        assert_eq!(whole::<i32>(&number("128")), Some(128));
+        assert_eq!(whole::<i32>(&number("128.0")), Some(128));
+        assert_eq!(whole::<i64>(&number("-1266.0")), Some(-1266));
+        assert_eq!(whole::<i32>(&number("128.5")), None);
+        assert_eq!(whole::<i32>(&number("3000000000")), None);
+        assert_eq!(whole::<i64>(&number("9223372036854775807")), Some(i64::MAX));
+        assert_eq!(whole::<i64>(&number("9223372036854775808.0")), None);
+        assert_eq!(whole::<i64>(&number("1e300")), None);
+    }
+
+    #[test]
+    fn a_generation_body_takes_whole_numbers_with_a_zero_fraction() {
+        let body: Result<TextToImageBody, _> = serde_json::from_str(
+            r#"{"prompt": "a cat", "style": "ink", "height": 128.0, "seed": -1266.0}"#,
+        );
+        let body = body.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            (body.height, body.seed, body.width),
+            (Some(128), Some(-1266), None)
+        );
+        let half: Result<TextToImageBody, _> =
+            serde_json::from_str(r#"{"prompt": "a cat", "style": "ink", "steps": 2.5}"#);
+        assert!(half.is_err());
+    }
 }

@@ -31,7 +31,9 @@ pub enum QueryError {
     #[error(transparent)]
     Request(#[from] ParseRequestError),
     #[error("the request body exceeds {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    BodyTooLarge { limit: u64 },
+    #[error("the request body did not arrive within {waited_ms} ms")]
+    BodyTooSlow { waited_ms: u64 },
     #[error("the request body could not be read")]
     Body(#[source] BytesRejection),
     /// The read model did not reach the positions of a request's consistency tokens in time.
@@ -66,6 +68,10 @@ impl QueryError {
             | QueryError::Shared(_) => "INTERNAL",
             QueryError::Request(ParseRequestError::PayloadTooLarge)
             | QueryError::BodyTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            QueryError::Body(r) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                "PAYLOAD_TOO_LARGE"
+            }
+            QueryError::BodyTooSlow { .. } => "REQUEST_TIMEOUT",
             QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
             QueryError::ConsistencyTimeout { .. } => "CONSISTENCY_TIMEOUT",
         }

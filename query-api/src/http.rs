@@ -12,12 +12,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::WebSocketUpgrade;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use gallery_commands::TokenKeys;
-use gallery_commands::http::MAX_UPLOAD_BYTES;
 
 use crate::cache::{CacheSettings, HotCache};
 use crate::changes::ChangeFeed;
@@ -27,9 +26,6 @@ use crate::media::{Media, media};
 use crate::mutation::Writes;
 use crate::read::ReadModel;
 use crate::schema::{Caller, GallerySchema, Viewer, build_schema};
-
-/// Largest request body: the upload limit of the command service.
-pub const MAX_REQUEST_BYTES: usize = MAX_UPLOAD_BYTES;
 
 /// Most files one multipart request may carry.
 const MAX_FILES: usize = 4;
@@ -142,7 +138,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
@@ -209,26 +204,35 @@ fn refused(status: StatusCode, error: &QueryError) -> Response {
     (status, response).into_response()
 }
 
-/// Parses a JSON or multipart GraphQL request; uploaded files are spooled to temporary files.
+/// The answer to a request whose body is larger than `limit` bytes (announced or sent): the
+/// HTTP edge that serves the API cuts every body at one limit and answers with this.
+pub fn payload_too_large(limit: u64) -> Response {
+    refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &QueryError::BodyTooLarge { limit },
+    )
+}
+
+/// The answer to a request whose body did not arrive within `after`.
+pub fn body_too_slow(after: Duration) -> Response {
+    let waited_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    refused(
+        StatusCode::REQUEST_TIMEOUT,
+        &QueryError::BodyTooSlow { waited_ms },
+    )
+}
+
+/// Parses a JSON or multipart GraphQL request; uploaded files are spooled to temporary files
+/// (the HTTP edge limits the whole body).
 async fn parse(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<async_graphql::Request, (StatusCode, QueryError)> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            QueryError::BodyTooLarge {
-                limit: MAX_REQUEST_BYTES,
-            },
-        ),
-        status => (status, QueryError::Body(rejection)),
-    })?;
+    let body = body.map_err(|rejection| (rejection.status(), QueryError::Body(rejection)))?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let options = MultipartOptions::default()
-        .max_file_size(MAX_REQUEST_BYTES)
-        .max_num_files(MAX_FILES);
+    let options = MultipartOptions::default().max_num_files(MAX_FILES);
     let bad = |e: async_graphql::ParseRequestError| {
         let status = match e {
             async_graphql::ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

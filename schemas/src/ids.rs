@@ -35,6 +35,9 @@ fn check(kind: &'static str, raw: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// The characters of an identifier, as a regular expression class.
+const ID_CHARS: &str = "[A-Za-z0-9_-]";
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
@@ -51,6 +54,16 @@ macro_rules! id_type {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The rule of [`Self::parse`] as a JSON Schema.
+            pub fn json_schema() -> serde_json::Value {
+                crate::json_schema::string(
+                    &format!("{ID_CHARS}{{1,{MAX_ID_LEN}}}"),
+                    1,
+                    MAX_ID_LEN,
+                    &format!("{} of 1 to {MAX_ID_LEN} ASCII letters, digits, '-' or '_'.", $kind),
+                )
             }
         }
 
@@ -117,6 +130,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_json_schema_pattern_accepts_exactly_what_parse_accepts(raw in "[A-Za-z0-9_ /é\\-]{0,70}") {
+            let schema = ArtworkId::json_schema();
+            let pattern = crate::json_schema::tests::compiled(schema["pattern"].as_str().unwrap_or(""));
+            prop_assert_eq!(pattern.is_match(&raw), ArtworkId::parse(&raw).is_ok(), "{:?}", raw);
+        }
+
         #[test]
         fn valid_ids_round_trip(raw in "[A-Za-z0-9_-]{1,64}") {
             let id = ArtworkId::parse(&raw).map_err(|e| TestCaseError::fail(e.to_string()))?;

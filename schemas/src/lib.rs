@@ -9,6 +9,7 @@
 mod codec;
 mod events;
 mod ids;
+pub mod json_schema;
 mod text;
 mod topics;
 

@@ -48,6 +48,42 @@ fn check(
     Ok(())
 }
 
+/// Any character but a control, as a regular expression class (what single-line text holds).
+const LINE_CHARS: &str = "[^\\x00-\\x1f\\x7f-\\x9f]";
+/// Any character but a control other than a line break or a tab (what multi-line text holds).
+const MULTILINE_CHARS: &str = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]";
+/// A character that is neither a control nor white space (Unicode's `White_Space`, what
+/// `str::trim` removes): required text holds at least one.
+const VISIBLE_CHAR: &str =
+    "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+/// The rule of [`check`] as a JSON Schema: length bounds in characters, and a pattern for the
+/// characters (no controls; line breaks and tabs in multi-line text; not blank when required).
+fn json_schema(kind: &str, min: usize, max: usize, multiline: bool) -> serde_json::Value {
+    let chars = if multiline {
+        MULTILINE_CHARS
+    } else {
+        LINE_CHARS
+    };
+    let pattern = if min == 0 {
+        format!("{chars}*")
+    } else {
+        format!("{chars}*{VISIBLE_CHAR}{chars}*")
+    };
+    let lines = if multiline {
+        "no control characters but line breaks and tabs"
+    } else {
+        "one line, no control characters"
+    };
+    let blank = if min > 0 { ", not blank" } else { "" };
+    crate::json_schema::string(
+        &pattern,
+        min,
+        max,
+        &format!("A {kind}: {min} to {max} characters, {lines}{blank}."),
+    )
+}
+
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, min = $min:expr, max = $max:expr, multiline = $ml:expr) => {
         $(#[$doc])*
@@ -67,6 +103,11 @@ macro_rules! text_type {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The rule of [`Self::parse`] as a JSON Schema.
+            pub fn json_schema() -> serde_json::Value {
+                json_schema($kind, $min, $max, $ml)
             }
         }
 
@@ -156,7 +197,53 @@ mod tests {
         assert!(Description::parse("").is_ok());
     }
 
+    /// Strings near every rule: controls (line breaks and tabs among them), white space of
+    /// several kinds, ordinary and wide characters, around the length bounds.
+    fn near_the_rules() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just('a'),
+                Just('é'),
+                Just('\u{1F3A8}'),
+                Just(' '),
+                Just('\u{a0}'),
+                Just('\u{3000}'),
+                Just('\u{2028}'),
+                Just('\n'),
+                Just('\r'),
+                Just('\t'),
+                Just('\u{0}'),
+                Just('\u{7}'),
+                Just('\u{7f}'),
+                Just('\u{85}'),
+                Just('\u{feff}'),
+            ],
+            0..70,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    fn agrees(schema: &serde_json::Value, raw: &str, parsed: bool) -> Result<(), TestCaseError> {
+        let pattern = crate::json_schema::tests::compiled(schema["pattern"].as_str().unwrap_or(""));
+        let len = raw.chars().count();
+        let fits = |key: &str| schema[key].as_u64().and_then(|n| usize::try_from(n).ok());
+        let within = fits("minLength").is_some_and(|min| len >= min)
+            && fits("maxLength").is_some_and(|max| len <= max);
+        prop_assert_eq!(pattern.is_match(raw) && within, parsed, "{:?}", raw);
+        Ok(())
+    }
+
     proptest! {
+        #[test]
+        fn the_json_schemas_accept_exactly_what_parse_accepts(raw in near_the_rules()) {
+            agrees(&Title::json_schema(), &raw, Title::parse(raw.clone()).is_ok())?;
+            agrees(&Description::json_schema(), &raw, Description::parse(raw.clone()).is_ok())?;
+            agrees(&CommentBody::json_schema(), &raw, CommentBody::parse(raw.clone()).is_ok())?;
+            agrees(&PersonName::json_schema(), &raw, PersonName::parse(raw.clone()).is_ok())?;
+            agrees(&StyleName::json_schema(), &raw, StyleName::parse(raw.clone()).is_ok())?;
+            agrees(&Prompt::json_schema(), &raw, Prompt::parse(raw.clone()).is_ok())?;
+        }
+
         #[test]
         fn printable_text_within_limits_is_accepted(s in "[^\\p{Cc}]{1,200}") {
             prop_assume!(!s.trim().is_empty());

@@ -10,9 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
+use gallery_schemas::{PersonName, Role, UserId};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use super::rules::{self, InvalidInput, Registration, role_name};
+use super::rules::{
+    self, InvalidInput, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Registration, role_name,
+};
 use super::{Account, AccountError, Accounts, RefreshToken, Session};
 use crate::json::{BodyRejection, JsonBody};
 
@@ -41,10 +45,22 @@ where
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     username: String,
     password: String,
     display_name: String,
+}
+
+impl RegisterBody {
+    /// The body as the OpenAPI document shows it, with the rules of [`Registration::parse`].
+    pub(crate) fn schema() -> Value {
+        json!({"type": "object", "required": ["username", "password", "displayName"], "properties": {
+            "username": UserId::json_schema(),
+            "password": {"type": "string", "minLength": MIN_PASSWORD_CHARS, "maxLength": MAX_PASSWORD_CHARS,
+                         "description": "Any characters; its length in characters is checked."},
+            "displayName": PersonName::json_schema(),
+        }})
+    }
 }
 
 impl TryFrom<RegisterBody> for Registration {
@@ -56,20 +72,44 @@ impl TryFrom<RegisterBody> for Registration {
 }
 
 #[derive(Deserialize)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     username: String,
     password: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RefreshBody {
-    refresh_token: String,
+impl LoginBody {
+    /// Any strings: a wrong pair, whatever its shape, is `401 INVALID_CREDENTIALS`.
+    pub(crate) fn schema() -> Value {
+        json!({"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": "string"}, "password": {"type": "string"}}})
+    }
 }
 
 #[derive(Deserialize)]
-struct RoleBody {
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RefreshBody {
+    refresh_token: String,
+}
+
+impl RefreshBody {
+    pub(crate) fn schema() -> Value {
+        json!({"type": "object", "required": ["refreshToken"], "properties": {
+            "refreshToken": {"type": "string", "description": "The refresh token of the last session."}}})
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RoleBody {
     role: String,
+}
+
+impl RoleBody {
+    /// The roles [`rules::parse_role`] takes (it ignores ASCII case).
+    pub(crate) fn schema() -> Value {
+        let roles = [Role::Visitor, Role::Curator, Role::Admin].map(role_name);
+        json!({"type": "object", "required": ["role"], "properties": {
+            "role": {"type": "string", "enum": roles}}})
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -250,7 +250,7 @@ async fn store_result(
         image,
         webp,
         thumbnail,
-        steps: spec.params.steps,
+        steps: spec.painter.steps(&spec.params),
     };
     retry(|| store.put_manifest(&spec.cache_key, &manifest)).await?;
     Ok(manifest)

@@ -122,6 +122,11 @@ pub trait Painter: Send + Sync + fmt::Debug {
     /// Checks a request before anything runs (an unknown style, a prompt too long for the
     /// model, a size it cannot make...).
     fn validate(&self, params: &PaintParams) -> Result<(), Rejection>;
+    /// The steps a job of `params` runs: what its progress counts to, and what its result
+    /// reports. A sampler runs the steps asked for; a single-pass network has its own.
+    fn steps(&self, params: &PaintParams) -> u32 {
+        params.steps
+    }
     /// Paints `job`, calling `progress(step, steps)` after each step. When the callback
     /// answers `Break`, the painter stops and returns [`PaintError::Cancelled`] with the
     /// steps done. The same job gives the same picture, bit for bit.

@@ -102,6 +102,11 @@ impl Painter for StylePainter {
         self.mix(&params.style).map(drop)
     }
 
+    /// The prepared photo, then the network's layers, whatever steps the request asked for.
+    fn steps(&self, _: &PaintParams) -> u32 {
+        PREPARE + self.net.steps(1)
+    }
+
     fn paint(&self, job: &PaintJob, progress: Progress<'_>) -> Result<RgbImage, PaintError> {
         let mix = self.mix(&job.params.style)?;
         let source = job.source.as_ref().ok_or_else(|| {
@@ -118,7 +123,7 @@ impl Painter for StylePainter {
         } else {
             image::imageops::resize(source, w, h, FilterType::Triangle)
         };
-        let total = PREPARE + self.net.steps(1);
+        let total = self.steps(&job.params);
         if let ControlFlow::Break(()) = progress(PREPARE, total) {
             return Err(PaintError::Cancelled { step: PREPARE });
         }
