@@ -167,19 +167,23 @@ async fn walk(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_and_scylla_give_the_same_answers() {
-    let env = with_scylla(TestEnv::new().await);
-    // Commands, both projectors (the read store is Scylla) and GraphQL over Scylla.
+/// Commands, both projectors (the read store is Scylla) and GraphQL over Scylla; and GraphQL
+/// over Postgres, the same deployment otherwise.
+async fn both_stores(env: &TestEnv) -> (App, App) {
     let app = env.start(Roles::SERVICES).await;
-    // GraphQL over Postgres, the same deployment otherwise.
     let mut pg_config = env.config.clone();
     pg_config.read.store = ReadStore::Postgres;
     let pg_env = TestEnv {
         config: pg_config,
         db_name: env.db_name.clone(),
     };
-    let pg_app = pg_env.start(Roles::QUERY_API).await;
+    (app, pg_env.start(Roles::QUERY_API).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_and_scylla_give_the_same_answers() {
+    let env = with_scylla(TestEnv::new().await);
+    let (app, pg_app) = both_stores(&env).await;
 
     let (a0, a1) = ("sunflowers", "irises");
     interactions(&env, &app, a0, a1).await;
@@ -629,5 +633,167 @@ async fn a_replay_from_earlier_offsets_rewrites_the_same_values() {
     let (_, counts) = scylla_likes(&env, &cql).await;
     assert_eq!(counts.get("the-marker"), Some(&1));
     assert_eq!(counts.get("sunflowers"), Some(&2));
+    app.stop().await;
+}
+
+/// `user`'s likes and favorites as GraphQL answers them: (artwork id, at) newest first.
+async fn viewer_lists(app: &App, env: &TestEnv, user: &str) -> (Value, Value) {
+    let token = env.token(user);
+    let data = answer(app, Some(&token), VIEWER, json!({})).await;
+    let entries = |list: &str| {
+        let edges = data["viewer"][list]["edges"].as_array().cloned().unwrap();
+        Value::Array(
+            edges
+                .iter()
+                .map(|e| json!([e["node"]["artwork"]["id"], e["node"]["at"]]))
+                .collect(),
+        )
+    };
+    (entries("likes"), entries("favorites"))
+}
+
+/// The GraphQL `at` of a time in ms.
+fn at(ms: i64) -> Value {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    json!(
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_written_twice_with_other_times_changes_nothing_in_either_store() {
+    use common::facts::{Fact, FactProducer, Kind};
+    let env = with_scylla(TestEnv::new().await);
+    let (app, pg_app) = both_stores(&env).await;
+    let cql = session(&env).await;
+    let producer = FactProducer::new(&env.config);
+    let fact = |kind, artwork: &str, user: &str, on| Fact {
+        kind,
+        artwork: artwork.to_owned(),
+        user: user.to_owned(),
+        on,
+    };
+    // Each event as the log can hold it: once, then again with the same id and another time
+    // (a command re-sent after the command service died between Kafka's acknowledgement and
+    // its answer), in a batch of its own or in the same one.
+    let t0 = common::generation::now_ms() - 3 * 3_600_000;
+    let hour = 3_600_000;
+    let projected = || async {
+        env.wait_everything_projected().await;
+        wait_projected(&env, &cql).await;
+    };
+    let send = |f: Fact, id: uuid::Uuid, at: i64| {
+        let producer = &producer;
+        async move { producer.send(&producer.encode_as(f, id, at).await).await }
+    };
+
+    // ada: a like, its copy an hour later, then an unlike: no entry may be left behind.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Like, "sunflowers", "ada", true), id, t0).await;
+    projected().await;
+    send(fact(Kind::Like, "sunflowers", "ada", true), id, t0 + hour).await;
+    projected().await;
+    let unlike = uuid::Uuid::now_v7();
+    send(
+        fact(Kind::Like, "sunflowers", "ada", false),
+        unlike,
+        t0 + 2 * hour,
+    )
+    .await;
+    // bob: a favorite, its copy, taken back, given again: listed once, at its last time.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Favorite, "sunflowers", "bob", true), id, t0).await;
+    projected().await;
+    send(
+        fact(Kind::Favorite, "sunflowers", "bob", true),
+        id,
+        t0 + hour,
+    )
+    .await;
+    projected().await;
+    let (off, on) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    send(
+        fact(Kind::Favorite, "sunflowers", "bob", false),
+        off,
+        t0 + 2 * hour,
+    )
+    .await;
+    send(
+        fact(Kind::Favorite, "sunflowers", "bob", true),
+        on,
+        t0 + 2 * hour + 5,
+    )
+    .await;
+    // cy: a like and its copy back to back (one batch, likely): kept at the first time.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Like, "irises", "cy", true), id, t0 + 10).await;
+    send(fact(Kind::Like, "irises", "cy", true), id, t0 + hour + 10).await;
+    // dan: a favorite and its copy in batches of their own: kept at the first time.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Favorite, "irises", "dan", true), id, t0 + 20).await;
+    projected().await;
+    send(
+        fact(Kind::Favorite, "irises", "dan", true),
+        id,
+        t0 + hour + 20,
+    )
+    .await;
+    projected().await;
+
+    let expected = [
+        ("ada", json!([]), json!([])),
+        (
+            "bob",
+            json!([]),
+            json!([["sunflowers", at(t0 + 2 * hour + 5)]]),
+        ),
+        ("cy", json!([["irises", at(t0 + 10)]]), json!([])),
+        ("dan", json!([]), json!([["irises", at(t0 + 20)]])),
+    ];
+    for (user, likes, favorites) in expected {
+        let from_scylla = viewer_lists(&app, &env, user).await;
+        let from_pg = viewer_lists(&pg_app, &env, user).await;
+        assert_eq!(from_pg, (likes, favorites), "{user}'s lists from Postgres");
+        assert_eq!(from_scylla, from_pg, "{user}'s lists from Scylla");
+        let token = env.token(user);
+        let vars = json!({"a0": "sunflowers", "a1": "irises"});
+        assert_eq!(
+            answer(&app, Some(&token), QUERY, vars.clone()).await,
+            answer(&pg_app, Some(&token), QUERY, vars).await,
+            "the artworks as {user} sees them"
+        );
+    }
+    // Nothing else in Scylla's lists: no entry at a copy's time.
+    let ks = &env.config.scylla.keyspace;
+    let rows = cql
+        .query_unpaged(
+            format!("SELECT user_id, mark, at_ms, artwork_id FROM {ks}.user_marks"),
+            (),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    let mut marks: Vec<(String, String, i64, String)> = rows
+        .rows::<(String, String, i64, String)>()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    marks.sort();
+    assert_eq!(
+        marks,
+        vec![
+            (
+                "bob".into(),
+                "favorite".into(),
+                t0 + 2 * hour + 5,
+                "sunflowers".into()
+            ),
+            ("cy".into(), "like".into(), t0 + 10, "irises".into()),
+            ("dan".into(), "favorite".into(), t0 + 20, "irises".into()),
+        ]
+    );
+    pg_app.stop().await;
     app.stop().await;
 }

@@ -63,10 +63,16 @@ impl FactProducer {
     }
 
     pub async fn encode(&self, fact: Fact) -> Encoded {
-        let event_id = uuid::Uuid::now_v7();
+        let occurred_at = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        self.encode_as(fact, uuid::Uuid::now_v7(), occurred_at)
+            .await
+    }
+
+    /// `fact` as the event `event_id` at `occurred_at` (ms): the same id again with another
+    /// time is what a command re-sent after a crash may write.
+    pub async fn encode_as(&self, fact: Fact, event_id: uuid::Uuid, occurred_at: i64) -> Encoded {
         let user_id = UserId::parse(&fact.user).unwrap();
         let artwork_id = ArtworkId::parse(&fact.artwork).unwrap();
-        let occurred_at = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
         let event = match fact.kind {
             Kind::Like => Event::LikeSet(LikeSet {
                 event_id,

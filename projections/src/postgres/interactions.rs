@@ -11,7 +11,7 @@ use super::Batch;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{SetBatch, SetKey, StatsDelta};
+use crate::fold::{SetBatch, SetFact, SetKey, StatsDelta};
 
 /// The table of one kind of set fact.
 struct SetTable {
@@ -94,7 +94,7 @@ async fn apply_sets(
     let rows = tx
         .query(
             &format!(
-                "SELECT s.artwork_id, s.user_id, s.{flag}, s.event_id
+                "SELECT s.artwork_id, s.user_id, s.{flag} AS is_on, s.event_id, s.occurred_at_ms
                  FROM {table} s
                  JOIN unnest($1::text[], $2::text[]) AS k(a, u)
                    ON s.artwork_id = k.a AND s.user_id = k.u
@@ -107,9 +107,16 @@ async fn apply_sets(
         )
         .await
         .map_err(ProjectionError::pg("read set states"))?;
-    let stored: HashMap<SetKey, (bool, Uuid)> = rows
+    let stored: HashMap<SetKey, SetFact> = rows
         .iter()
-        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .map(|r| {
+            let fact = SetFact {
+                on: r.get("is_on"),
+                event_id: r.get("event_id"),
+                occurred_at_ms: r.get("occurred_at_ms"),
+            };
+            ((r.get("artwork_id"), r.get("user_id")), fact)
+        })
         .collect();
     let plan = batch.plan(&stored);
     if !plan.upserts.is_empty() {

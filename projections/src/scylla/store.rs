@@ -16,7 +16,7 @@ use super::write_timestamp;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{SetBatch, SetFact, SetKey, StatsDelta, hour_of};
+use crate::fold::{ListChange, SetBatch, SetFact, SetKey, StatsDelta, hour_of};
 use crate::postgres::TopicPartition;
 
 /// The values of one statement, in bind-marker order (`None` is null).
@@ -127,22 +127,23 @@ pub(crate) type Positioned<'a> = (i64, &'a Event);
 #[derive(Debug, Default)]
 struct SetSide {
     batch: SetBatch,
-    /// Every fact of the batch per pair, in log order: (on, at, offset).
-    facts: BTreeMap<SetKey, Vec<(bool, i64, i64)>>,
-    /// Offset of the (last copy of the) fact with this event id.
-    offsets: HashMap<Uuid, i64>,
-    /// Stored state per pair as of the artwork's `next_offset`: (on, event id, at).
-    stored: HashMap<SetKey, (bool, Uuid, i64)>,
+    /// Offset of each pair's last fact in the batch, copies included: the timestamp of every
+    /// write for the pair (its row in the artwork's partition, its list entries).
+    last: BTreeMap<SetKey, i64>,
+    /// Stored current fact per pair as of the artwork's `next_offset`.
+    stored: HashMap<SetKey, SetFact>,
 }
 
 impl SetSide {
     fn add(&mut self, artwork: &str, user: &str, fact: SetFact, offset: i64) {
-        self.facts
-            .entry((artwork.to_owned(), user.to_owned()))
-            .or_default()
-            .push((fact.on, fact.occurred_at_ms, offset));
-        self.offsets.insert(fact.event_id, offset);
+        self.last
+            .insert((artwork.to_owned(), user.to_owned()), offset);
         self.batch.add(artwork, user, fact);
+    }
+
+    /// The write timestamp of a pair's writes.
+    fn timestamp(&self, pair: &SetKey) -> Option<CqlValue> {
+        big(write_timestamp(self.last.get(pair).copied().unwrap_or(0)))
     }
 }
 
@@ -368,13 +369,16 @@ impl ScyllaStore {
             try_join_all(reads).await?.into_iter().flatten()
         {
             let key = (artwork, user);
+            let stored = |on, event_id, at: Option<i64>| SetFact {
+                on,
+                event_id,
+                occurred_at_ms: at.unwrap_or(0),
+            };
             if let (Some(on), Some(e)) = (liked, like_event) {
-                let at = liked_at.unwrap_or(0);
-                likes.stored.insert(key.clone(), (on, e, at));
+                likes.stored.insert(key.clone(), stored(on, e, liked_at));
             }
             if let (Some(on), Some(e)) = (favorited, favorite_event) {
-                let at = fav_at.unwrap_or(0);
-                favorites.stored.insert(key, (on, e, at));
+                favorites.stored.insert(key, stored(on, e, fav_at));
             }
         }
         Ok(())
@@ -424,21 +428,9 @@ impl ScyllaStore {
             let last = last_offset.entry(artwork.to_owned()).or_insert(*offset);
             *last = (*last).max(*offset);
             match event {
-                Event::LikeSet(e) => {
-                    let fact = SetFact {
-                        on: e.liked,
-                        event_id: e.event_id,
-                        occurred_at_ms: e.occurred_at,
-                    };
-                    likes.add(artwork, e.user_id.as_str(), fact, *offset);
-                }
+                Event::LikeSet(e) => likes.add(artwork, e.user_id.as_str(), e.into(), *offset),
                 Event::FavoriteSet(e) => {
-                    let fact = SetFact {
-                        on: e.favorited,
-                        event_id: e.event_id,
-                        occurred_at_ms: e.occurred_at,
-                    };
-                    favorites.add(artwork, e.user_id.as_str(), fact, *offset);
+                    favorites.add(artwork, e.user_id.as_str(), e.into(), *offset);
                 }
                 Event::CommentPosted(e) => {
                     comments.add_posted(e);
@@ -462,7 +454,7 @@ impl ScyllaStore {
         }
 
         let mut pairs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (a, u) in likes.facts.keys().chain(favorites.facts.keys()) {
+        for (a, u) in likes.last.keys().chain(favorites.last.keys()) {
             pairs.entry(a.clone()).or_default().push(u.clone());
         }
         for users in pairs.values_mut() {
@@ -476,12 +468,7 @@ impl ScyllaStore {
         let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
         let mut rows: BTreeMap<String, Vec<(&PreparedStatement, Values)>> = BTreeMap::new();
         for (side, mark) in [(&likes, "like"), (&favorites, "favorite")] {
-            let stored: HashMap<SetKey, (bool, Uuid)> = side
-                .stored
-                .iter()
-                .map(|(k, (on, e, _))| (k.clone(), (*on, *e)))
-                .collect();
-            let plan = side.batch.plan(&stored);
+            let plan = side.batch.plan(&side.stored);
             for (a, d) in &plan.count_deltas {
                 let entry = deltas.entry(a.clone()).or_default();
                 if mark == "like" {
@@ -501,11 +488,10 @@ impl ScyllaStore {
                 &self.statements.write_favorite
             };
             for ((a, u), fact) in &plan.upserts {
-                let offset = side.offsets.get(&fact.event_id).copied().unwrap_or(0);
                 rows.entry(a.clone()).or_default().push((
                     state,
                     vec![
-                        big(write_timestamp(offset)),
+                        side.timestamp(&(a.clone(), u.clone())),
                         flag(fact.on),
                         id(fact.event_id),
                         big(fact.occurred_at_ms),
@@ -514,7 +500,7 @@ impl ScyllaStore {
                     ],
                 ));
             }
-            self.mark_writes(side, mark, &mut writes);
+            self.mark_writes(side, &plan.lists, mark, &mut writes);
         }
 
         let (comment_deltas, comment_writes) = self
@@ -630,6 +616,9 @@ impl ScyllaStore {
             if *hour < newest - HOURS_KEPT_MS || state.next_offset == 0 {
                 continue; // dropped from the partition, or nothing folded yet
             }
+            if !state.like_hours.contains_key(hour) && !state.view_hours.contains_key(hour) {
+                continue; // no fact landed in this hour (a copy's time, say): no row
+            }
             writes.push((
                 &self.statements.write_popular,
                 vec![
@@ -644,35 +633,29 @@ impl ScyllaStore {
         self.exec(writes).await
     }
 
-    /// The writes of the users' like (or favorite) lists: the row of the pair's final fact,
-    /// and the deletion of every other row the batch's facts (or the stored state) put there,
-    /// all at the timestamp of the pair's last fact, so even rows written by an interrupted
-    /// run of a longer batch are removed.
+    /// The writes of the users' like (or favorite) lists as the fold changes them, each at
+    /// the timestamp of the pair's last fact in the batch, so even entries written by an
+    /// interrupted run of a longer batch are removed.
     fn mark_writes<'s>(
         &'s self,
         side: &SetSide,
+        lists: &[(SetKey, ListChange)],
         mark: &str,
         writes: &mut Vec<(&'s PreparedStatement, Values)>,
     ) {
-        for ((a, u), facts) in &side.facts {
-            let stored = side
-                .stored
-                .get(&(a.clone(), u.clone()))
-                .map(|(on, _, at)| (*on, *at));
-            let Some(change) = list_change(facts, stored) else {
-                continue;
-            };
-            let ts = big(write_timestamp(change.offset));
+        for (pair, change) in lists {
+            let (a, u) = pair;
+            let ts = side.timestamp(pair);
             if let Some(at) = change.insert {
                 writes.push((
                     &self.statements.insert_mark,
                     vec![text(u), text(mark), big(at), text(a), ts.clone()],
                 ));
             }
-            for at in change.delete {
+            for at in &change.delete {
                 writes.push((
                     &self.statements.delete_mark,
-                    vec![ts.clone(), text(u), text(mark), big(at), text(a)],
+                    vec![ts.clone(), text(u), text(mark), big(*at), text(a)],
                 ));
             }
         }
@@ -857,40 +840,6 @@ fn hour_set(hours: &[i64]) -> Option<CqlValue> {
     ))
 }
 
-/// How a user's list changes for one (artwork, user) pair and one batch.
-#[derive(Debug, PartialEq, Eq)]
-struct ListChange {
-    /// The entry (its time) of the pair's final fact, when it is "on".
-    insert: Option<i64>,
-    /// Entries to remove: the stored one and those of the batch's other "on" facts, which an
-    /// interrupted run of a longer batch may have written.
-    delete: Vec<i64>,
-    /// Offset of the pair's last fact: the timestamp of every write.
-    offset: i64,
-}
-
-/// `facts`: the pair's facts of the batch in log order, (on, at, offset); `stored`: the pair's
-/// (on, at) as of the artwork's partition.
-fn list_change(facts: &[(bool, i64, i64)], stored: Option<(bool, i64)>) -> Option<ListChange> {
-    let &(final_on, final_at, offset) = facts.last()?;
-    let mut stale: Vec<i64> = facts
-        .iter()
-        .filter(|(on, _, _)| *on)
-        .map(|(_, at, _)| *at)
-        .chain(stored.filter(|(on, _)| *on).map(|(_, at)| at))
-        .collect();
-    stale.sort_unstable();
-    stale.dedup();
-    if final_on {
-        stale.retain(|at| *at != final_at);
-    }
-    Some(ListChange {
-        insert: final_on.then_some(final_at),
-        delete: stale,
-        offset,
-    })
-}
-
 /// The artwork an interaction fact is about.
 fn artwork_of(event: &Event) -> Option<&str> {
     match event {
@@ -919,52 +868,5 @@ mod tests {
         let (changed, dropped) = hours_after(&before, [(late, 1), (0, 1)].into_iter());
         assert_eq!(changed, BTreeMap::from([(late, 1)]));
         assert_eq!(dropped, vec![0, 5 * H]);
-    }
-
-    #[test]
-    fn a_like_replaces_the_stored_entry() {
-        let change = list_change(&[(true, 20, 7)], Some((true, 10)));
-        assert_eq!(
-            change,
-            Some(ListChange {
-                insert: Some(20),
-                delete: vec![10],
-                offset: 7
-            })
-        );
-    }
-
-    #[test]
-    fn an_unlike_removes_every_entry_the_batch_or_an_interrupted_run_may_have_written() {
-        let facts = [
-            (false, 11, 3),
-            (true, 12, 4),
-            (false, 13, 5),
-            (true, 14, 6),
-            (false, 15, 8),
-        ];
-        let change = list_change(&facts, Some((true, 10)));
-        assert_eq!(
-            change,
-            Some(ListChange {
-                insert: None,
-                delete: vec![10, 12, 14],
-                offset: 8
-            })
-        );
-    }
-
-    #[test]
-    fn the_same_fact_again_keeps_its_entry() {
-        let change = list_change(&[(true, 10, 9)], Some((true, 10)));
-        assert_eq!(
-            change,
-            Some(ListChange {
-                insert: Some(10),
-                delete: vec![],
-                offset: 9
-            })
-        );
-        assert_eq!(list_change(&[], None), None);
     }
 }
