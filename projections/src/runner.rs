@@ -320,6 +320,8 @@ impl Projector {
             let next = batch.next_offsets.entry(position).or_insert(0);
             *next = (*next).max(offset + 1);
         }
+        // What the store held already, applied by an earlier run or another instance.
+        session.membership.stored(&applied_up_to);
         if batch.next_offsets.is_empty() {
             return Ok(HashMap::new());
         }
@@ -359,13 +361,19 @@ pub(crate) struct Session {
 pub(crate) type Decoded = (OwnedMessage, Result<Event, String>);
 
 /// Waits for one message (at most `wait`, else returns none), then takes what arrives within
-/// `linger`, up to `max` messages.
-pub(crate) async fn next_batch<C: ConsumerContext + 'static>(
-    consumer: &StreamConsumer<C>,
+/// `linger`, up to `max` messages. Each is recorded as handed over (for the lag) before the
+/// consumer is polled again.
+pub(crate) async fn next_batch(
+    consumer: &StreamConsumer<GroupContext>,
     wait: Option<Duration>,
     max: usize,
     linger: Duration,
 ) -> Result<Vec<OwnedMessage>, ProjectionError> {
+    let membership = consumer.context().membership();
+    let handed = |message: OwnedMessage| {
+        membership.received(&message);
+        message
+    };
     let first = match wait {
         None => consumer.recv().await,
         Some(wait) => match tokio::time::timeout(wait, consumer.recv()).await {
@@ -375,11 +383,14 @@ pub(crate) async fn next_batch<C: ConsumerContext + 'static>(
     }
     .map_err(ProjectionError::kafka("receive"))?
     .detach();
-    let mut batch = vec![first];
+    let mut batch = vec![handed(first)];
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(message.map_err(ProjectionError::kafka("receive"))?.detach()),
+            Ok(message) => {
+                let message = message.map_err(ProjectionError::kafka("receive"))?.detach();
+                batch.push(handed(message));
+            }
             Err(_elapsed) => break,
         }
     }
