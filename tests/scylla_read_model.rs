@@ -797,3 +797,25 @@ async fn an_event_written_twice_with_other_times_changes_nothing_in_either_store
     pg_app.stop().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyspace_of_another_deployment_is_refused() {
+    let env = with_scylla(TestEnv::new().await);
+    env.start(Roles::PROJECTIONS).await.stop().await;
+    // Another deployment (its own topics and database) on the same keyspace.
+    let mut other = TestEnv::new().await;
+    other.config.read.store = ReadStore::Scylla;
+    other.config.scylla.keyspace = env.config.scylla.keyspace.clone();
+    for roles in [Roles::PROJECTIONS, Roles::QUERY_API] {
+        let refused = gallery::start(&other.config, roles).await.err();
+        let message = common::error_chain(&refused.expect("another deployment's keyspace"));
+        assert!(
+            message.contains("keyspace")
+                && message.contains(&env.config.kafka.topic_prefix)
+                && message.contains(&other.config.kafka.topic_prefix),
+            "{message}"
+        );
+    }
+    // Its own deployment still starts.
+    env.start(Roles::QUERY_API).await.stop().await;
+}

@@ -13,6 +13,7 @@
 //! an assigned partition resumes at the offset its store holds, never at Kafka's.
 
 mod dead_letter;
+mod deployment;
 mod error;
 pub mod fold;
 mod generations;
@@ -24,9 +25,12 @@ mod runner;
 pub mod scylla;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
+pub use deployment::ReadStore;
 pub use error::{CqlError, ProjectionError};
 pub use generations::{Generation, READ_MODEL};
 pub use group::GroupSettings;
 pub use postgres::{PostgresStore, migrate};
-pub use rebuild::{RebuildOptions, RebuildReport, collect_garbage, rebuild};
+pub use rebuild::{
+    GarbageReport, RebuildOptions, RebuildReport, SWITCH_WINDOW, collect_garbage, rebuild,
+};
 pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig, Target};

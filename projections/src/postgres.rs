@@ -8,7 +8,7 @@ mod users;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use gallery_schemas::Event;
+use gallery_schemas::{Event, Topics};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::error::ProjectionError;
@@ -218,9 +218,11 @@ const MIGRATION_3: &str = "
 pub(crate) const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
 
 /// Brings the read model up to date: the generations layout (see [`crate::generations`]),
-/// the live generation's tables, and the views over them in `public`. Safe to call from
-/// several processes at once. Returns the live generation.
-pub async fn migrate(client: &mut Client) -> Result<Generation, ProjectionError> {
+/// the live generation's tables, and the views over them in `public`; refuses a read model of
+/// another deployment than the one of `topics`, and records its topic prefix with a read model
+/// that has none yet (see [`crate::deployment`]). Safe to call from several processes at
+/// once. Returns the live generation.
+pub async fn migrate(client: &mut Client, topics: &Topics) -> Result<Generation, ProjectionError> {
     let tx = client
         .transaction()
         .await
@@ -229,6 +231,7 @@ pub async fn migrate(client: &mut Client) -> Result<Generation, ProjectionError>
         .await
         .map_err(ProjectionError::pg("lock migrations"))?;
     let (live, created) = generations::ensure_layout(&tx).await?;
+    generations::claim(&tx, topics).await?;
     let applied = migrate_in(&tx, &live).await?;
     if created || applied > 0 || generations::views_missing(&tx, &live).await? {
         generations::point_views(&tx, &live).await?;

@@ -100,7 +100,7 @@ impl ScyllaProjector {
 
     async fn session(&self) -> Result<(), ProjectionError> {
         let session = connect(&self.config.scylla).await?;
-        migrate(&session, &self.config.scylla).await?;
+        migrate(&session, &self.config.scylla, &self.config.topics).await?;
         let store = ScyllaStore::new(
             session,
             &self.config.scylla.keyspace,
