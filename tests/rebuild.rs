@@ -377,17 +377,10 @@ async fn live_read_model(env: &TestEnv) -> (App, FactProducer) {
     (app, producer)
 }
 
-/// Facts produced now reach the live read model (bounded by `wait_everything_projected`).
-async fn live_projector_applies(env: &TestEnv, producer: &FactProducer) {
-    let mut rng = Lcg::from_clock();
-    producer
-        .send_all((0..50).map(|_| rng.fact(30, 6)).collect(), 50)
-        .await;
-    env.wait_everything_projected().await;
-}
-
-/// Runs `gallery projections rebuild` with `args` while the live projector must keep applying;
-/// returns its output and how long it ran. Fails when it runs for more than `bound`.
+/// Runs `gallery projections rebuild` with `args` while facts keep flowing, each round of
+/// which the live projector must apply within 30 s (it could not while a switch held the
+/// pointer); returns the rebuild's output and how long it ran. Fails when it runs for more
+/// than `bound`.
 async fn rebuild_within(
     env: &TestEnv,
     producer: &FactProducer,
@@ -398,16 +391,23 @@ async fn rebuild_within(
     command.extend_from_slice(args);
     let started = std::time::Instant::now();
     let rebuild = gallery_command(env, &command).output();
-    let (out, ()) = tokio::join!(
-        async {
-            tokio::time::timeout(bound, rebuild)
-                .await
-                .unwrap_or_else(|_| panic!("the rebuild still ran after {bound:?}"))
-                .unwrap()
-        },
-        live_projector_applies(env, producer)
-    );
-    (out, started.elapsed())
+    tokio::pin!(rebuild);
+    let mut rng = Lcg::from_clock();
+    loop {
+        let facts = (0..20).map(|_| rng.fact(30, 6)).collect();
+        producer.send_all(facts, 20).await;
+        tokio::time::timeout(Duration::from_secs(30), env.wait_everything_projected())
+            .await
+            .unwrap_or_else(|_| panic!("the live projector stood still for 30 s"));
+        tokio::select! {
+            out = &mut rebuild => return (out.unwrap(), started.elapsed()),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the rebuild still ran after {bound:?}"
+        );
+    }
 }
 
 /// Stored offsets of the live generation (`read_v1`), for `topic`'s (partition, next offset).
