@@ -24,14 +24,14 @@ pub(crate) const STREAMS: [Stream; 4] = [
 
 /// Where a read model lives, for the messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadStore {
+pub enum ReadModelStore {
     /// The Postgres database of `postgres.url`.
     Postgres,
     /// The Scylla keyspace of `scylla.keyspace`.
     Scylla,
 }
 
-impl ReadStore {
+impl ReadModelStore {
     /// What the read model lives in, and the setting that names it.
     pub fn place(self) -> &'static str {
         match self {
@@ -55,7 +55,7 @@ pub(crate) enum Owner {
 /// prefix and whose offsets name the topics `held`.
 pub(crate) fn owner(
     ours: &Topics,
-    store: ReadStore,
+    store: ReadModelStore,
     recorded: Option<&str>,
     held: impl IntoIterator<Item = String>,
 ) -> Result<Owner, ProjectionError> {
@@ -96,7 +96,7 @@ mod tests {
     fn a_new_read_model_is_claimed_and_then_ours() {
         let ours = topics("gallery.");
         assert_eq!(
-            owner(&ours, ReadStore::Postgres, None, []).ok(),
+            owner(&ours, ReadModelStore::Postgres, None, []).ok(),
             Some(Owner::Unclaimed)
         );
         let held = [
@@ -104,11 +104,11 @@ mod tests {
             "gallery.users".to_owned(),
         ];
         assert_eq!(
-            owner(&ours, ReadStore::Postgres, None, held.clone()).ok(),
+            owner(&ours, ReadModelStore::Postgres, None, held.clone()).ok(),
             Some(Owner::Unclaimed)
         );
         assert_eq!(
-            owner(&ours, ReadStore::Postgres, Some("gallery."), held).ok(),
+            owner(&ours, ReadModelStore::Postgres, Some("gallery."), held).ok(),
             Some(Owner::Ours)
         );
     }
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn another_deployments_read_model_is_refused() {
         let ours = topics("gallery.");
-        let err = owner(&ours, ReadStore::Scylla, Some("staging."), []);
+        let err = owner(&ours, ReadModelStore::Scylla, Some("staging."), []);
         assert!(
             matches!(&err, Err(ProjectionError::OtherDeployment { recorded, .. }) if recorded == "staging."),
             "{err:?}"
@@ -132,7 +132,7 @@ mod tests {
             "staging.users".to_owned(),
         ];
         for recorded in [None, Some("gallery.")] {
-            match owner(&ours, ReadStore::Postgres, recorded, held.clone()) {
+            match owner(&ours, ReadModelStore::Postgres, recorded, held.clone()) {
                 Err(ProjectionError::ForeignTopics { topics, .. }) => assert_eq!(
                     topics,
                     vec![
@@ -146,7 +146,7 @@ mod tests {
         // A topic that merely starts with the prefix is not one of the deployment's.
         let err = owner(
             &ours,
-            ReadStore::Postgres,
+            ReadModelStore::Postgres,
             None,
             ["gallery.other".to_owned()],
         );

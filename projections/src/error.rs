@@ -60,7 +60,7 @@ pub enum ProjectionError {
         .store.place()
     )]
     OtherDeployment {
-        store: crate::ReadStore,
+        store: crate::ReadModelStore,
         recorded: String,
         ours: String,
     },
@@ -69,7 +69,7 @@ pub enum ProjectionError {
         .store.place()
     )]
     ForeignTopics {
-        store: crate::ReadStore,
+        store: crate::ReadModelStore,
         ours: String,
         topics: Vec<String>,
     },

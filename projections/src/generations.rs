@@ -13,7 +13,7 @@ use std::fmt;
 use gallery_schemas::Topics;
 use tokio_postgres::{GenericClient, Transaction};
 
-use crate::deployment::{self, Owner, ReadStore};
+use crate::deployment::{self, Owner, ReadModelStore};
 use crate::error::ProjectionError;
 
 /// The name of the read model in `public.read_model_current`.
@@ -156,7 +156,7 @@ pub(crate) async fn claim(tx: &Transaction<'_>, topics: &Topics) -> Result<(), P
         .map_err(ProjectionError::pg("read the read model's deployment"))?
         .map(|r| r.get("topic_prefix"));
     let held = topics_held(tx).await?;
-    if deployment::owner(topics, ReadStore::Postgres, recorded.as_deref(), held)?
+    if deployment::owner(topics, ReadModelStore::Postgres, recorded.as_deref(), held)?
         == Owner::Unclaimed
     {
         tx.execute(

@@ -25,7 +25,7 @@ mod runner;
 pub mod scylla;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
-pub use deployment::ReadStore;
+pub use deployment::ReadModelStore;
 pub use error::{CqlError, ProjectionError};
 pub use generations::{Generation, READ_MODEL};
 pub use group::GroupSettings;

@@ -7,7 +7,7 @@ use scylla::client::session_builder::SessionBuilder;
 use gallery_schemas::Topics;
 
 use super::ScyllaSettings;
-use crate::deployment::{self, Owner, ReadStore};
+use crate::deployment::{self, Owner, ReadModelStore};
 use crate::error::ProjectionError;
 
 /// The tables, `{ks}` standing for the keyspace. Counts are plain `bigint` columns holding
@@ -153,7 +153,7 @@ async fn claim(session: &Session, ks: &str, topics: &Topics) -> Result<(), Proje
         .map(|row| row.map(|(topic,)| topic))
         .collect::<Result<_, _>>()
         .map_err(ProjectionError::cql(what))?;
-    let owner = deployment::owner(topics, ReadStore::Scylla, recorded.as_deref(), held)?;
+    let owner = deployment::owner(topics, ReadModelStore::Scylla, recorded.as_deref(), held)?;
     if owner == Owner::Ours {
         return Ok(());
     }
@@ -167,7 +167,7 @@ async fn claim(session: &Session, ks: &str, topics: &Topics) -> Result<(), Proje
         .await
         .map_err(ProjectionError::cql("record the keyspace's deployment"))?;
     let recorded = recorded_prefix(session, ks).await?;
-    deployment::owner(topics, ReadStore::Scylla, recorded.as_deref(), [])?;
+    deployment::owner(topics, ReadModelStore::Scylla, recorded.as_deref(), [])?;
     tracing::info!(
         keyspace = ks,
         prefix = topics.prefix(),
