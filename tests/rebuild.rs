@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "view_buckets",
     "comments",
     "generation_jobs",
+    "set_event_positions",
     "projection_offsets",
 ];
 
@@ -300,7 +301,16 @@ async fn a_read_model_from_before_generations_moves_into_the_first_one() {
     gallery_projections::migrate(&mut client, &env.config.topics())
         .await
         .unwrap();
-    // Back to the old layout: the tables in `public`, no views, no pointer.
+    // Back to the old layout: the tables in `public`, no views, no pointer; and back to the
+    // migrations of then (migration 4 and its table came after generations).
+    client
+        .batch_execute(
+            "DROP VIEW public.set_event_positions;
+             DROP TABLE read_v1.set_event_positions;
+             DELETE FROM read_v1.schema_migrations WHERE version >= 4;",
+        )
+        .await
+        .unwrap();
     let tables: Vec<String> = client
         .query(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = 'read_v1'",
@@ -345,6 +355,12 @@ async fn a_read_model_from_before_generations_moves_into_the_first_one() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 7, "through the view");
+    let positions: i64 = client
+        .query_one("SELECT count(*) FROM public.set_event_positions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(positions, 0, "migration 4 applied in the first generation");
     let tables_left_in_public: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY($1)",

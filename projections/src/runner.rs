@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use gallery_schemas::{Event, EventCodec, Topics};
+use gallery_schemas::{Event, EventCodec, Position, Topics};
 use std::sync::Arc;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -307,7 +307,14 @@ impl Projector {
                 continue; // applied before this session
             }
             match event {
-                Ok(event) => batch.add(event),
+                Ok(event) => batch.add(
+                    event,
+                    &Position {
+                        topic: position.0.clone(),
+                        partition: position.1,
+                        offset,
+                    },
+                ),
                 Err(reason) => {
                     let sent_before = session.dead_lettered_below.get(&position);
                     if sent_before.is_some_and(|below| offset < *below) {

@@ -3,25 +3,40 @@
 //! every transition (off to on, on to off) is also a +1/-1 in the hour bucket of the fact, so
 //! the sum of buckets over a window is the net change in that window.
 //!
-//! A copy of the pair's current fact (the same event id, as a command re-sent after a crash
-//! writes it, possibly with another `occurred_at`) is no change at all: not to the count, not
-//! to a bucket, not to the stored fact or its time, not to the user's list. The first copy
-//! decides, whatever the time the later ones carry.
+//! An event is applied once. A copy of an event (the same event id, as a command re-sent after
+//! a crash writes it, possibly with another `occurred_at`, and possibly after newer facts of
+//! the pair) is no change at all: not to the count, not to a bucket, not to the stored fact or
+//! its time, not to the user's list. The stores remember, per event applied, the position
+//! (topic, partition, offset) of the message that first applied it, and the fold takes those
+//! positions as input: a message whose event was first applied at **another** position is a
+//! copy, while the same message read again (a replay after a crash) has the same position and
+//! is applied again exactly as before. A plain set of ids seen would break replays: a crash
+//! after the ids were written and before the state would lose the fact for good.
+//!
+//! Positions are remembered per artwork and kind (a like and a favorite are separate facts):
+//! all facts of an artwork share one Kafka partition, so "first" follows that partition's
+//! order, the same in every run, every batching and every rebuild.
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use gallery_schemas::Position;
 use gallery_schemas::{FavoriteSet, LikeSet};
+use uuid::Uuid;
 
 use super::hour_of;
 
 /// An (artwork id, user id) pair.
 pub type SetKey = (String, String);
 
+/// An event of one artwork: (artwork id, event id), the key under which a store remembers
+/// where the event was first applied.
+pub type SetEvent = (String, Uuid);
+
 /// One fact about a pair; also what a store keeps of a pair's current fact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetFact {
     pub on: bool,
-    pub event_id: uuid::Uuid,
+    pub event_id: Uuid,
     pub occurred_at_ms: i64,
 }
 
@@ -46,26 +61,42 @@ impl From<&FavoriteSet> for SetFact {
 }
 
 /// The facts of one batch, per pair in log order (all facts of one artwork share a partition,
-/// so partition order is enough).
+/// so partition order is enough), each with its message's position.
 #[derive(Debug, Default)]
 pub struct SetBatch {
-    facts: BTreeMap<SetKey, Vec<SetFact>>,
+    facts: BTreeMap<SetKey, Vec<(SetFact, Position)>>,
+    /// Where each event of the batch first occurs in it.
+    first: BTreeMap<SetEvent, Position>,
 }
 
 impl SetBatch {
-    pub fn add(&mut self, artwork: &str, user: &str, fact: SetFact) {
+    /// Adds one fact; facts are added in log order.
+    pub fn add(&mut self, artwork: &str, user: &str, fact: SetFact, at: Position) {
+        self.first
+            .entry((artwork.to_owned(), fact.event_id))
+            .or_insert_with(|| at.clone());
         self.facts
             .entry((artwork.to_owned(), user.to_owned()))
             .or_default()
-            .push(fact);
+            .push((fact, at));
     }
 
-    pub fn add_like(&mut self, fact: &LikeSet) {
-        self.add(fact.artwork_id.as_str(), fact.user_id.as_str(), fact.into());
+    pub fn add_like(&mut self, fact: &LikeSet, at: Position) {
+        self.add(
+            fact.artwork_id.as_str(),
+            fact.user_id.as_str(),
+            fact.into(),
+            at,
+        );
     }
 
-    pub fn add_favorite(&mut self, fact: &FavoriteSet) {
-        self.add(fact.artwork_id.as_str(), fact.user_id.as_str(), fact.into());
+    pub fn add_favorite(&mut self, fact: &FavoriteSet, at: Position) {
+        self.add(
+            fact.artwork_id.as_str(),
+            fact.user_id.as_str(),
+            fact.into(),
+            at,
+        );
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,13 +107,27 @@ impl SetBatch {
         self.facts.keys()
     }
 
-    /// Combines the batch with the stored current facts of its pairs (absent = never set).
-    /// Every fact of the batch is new to the store (the stores skip by offset what they have
-    /// applied), but a fact may be a copy of the pair's current one, which changes nothing. A
-    /// copy of an older fact, written again after a newer one, re-asserts its fact where it
-    /// stands, like any other fact. Counts, buckets, stored facts and lists therefore do not
-    /// depend on how the log is cut into batches.
-    pub fn plan(&self, stored: &HashMap<SetKey, SetFact>) -> SetPlan {
+    /// The batch's events, each once: those whose first position the store must look up.
+    pub fn events(&self) -> impl Iterator<Item = &SetEvent> {
+        self.first.keys()
+    }
+
+    /// Combines the batch with the stored current facts of its pairs (absent = never set) and
+    /// with where its events were first applied, as stored (absent = never applied).
+    ///
+    /// A fact whose event was first applied at another position (stored, or earlier in the
+    /// batch) is a copy and changes nothing, wherever it stands. A fact at the position that
+    /// first applied its event is applied, even when the store already remembers it there (a
+    /// replay of a batch that was interrupted after the positions were written). A fact whose
+    /// event is the pair's current one changes nothing either (a store that predates the
+    /// positions knows the current event, not where it was applied). Counts, buckets, stored
+    /// facts, lists and positions therefore do not depend on how the log is cut into batches,
+    /// and equal those of the log without its copies.
+    pub fn plan(
+        &self,
+        stored: &HashMap<SetKey, SetFact>,
+        applied: &HashMap<SetEvent, Position>,
+    ) -> SetPlan {
         let mut plan = SetPlan::default();
         for (key, facts) in &self.facts {
             let before = stored.get(key);
@@ -95,9 +140,13 @@ impl SetBatch {
                 .map(|f| f.occurred_at_ms)
                 .into_iter()
                 .collect();
-            for fact in facts {
+            for (fact, at) in facts {
+                let event = (key.0.clone(), fact.event_id);
+                if applied.get(&event).or_else(|| self.first.get(&event)) != Some(at) {
+                    continue; // a copy: its event was applied at another position
+                }
                 if state.is_some_and(|s| s.event_id == fact.event_id) {
-                    continue; // a copy of the current fact
+                    continue; // the pair's current fact again
                 }
                 let delta = set_delta(state.map(|s| s.on), fact.on);
                 if delta != 0 {
@@ -133,6 +182,12 @@ impl SetBatch {
         }
         plan.count_deltas.retain(|_, d| *d != 0);
         plan.bucket_deltas.retain(|_, d| *d != 0);
+        plan.positions = self
+            .first
+            .iter()
+            .filter(|(event, _)| !applied.contains_key(*event))
+            .map(|(event, at)| (event.clone(), at.clone()))
+            .collect();
         plan
     }
 }
@@ -149,6 +204,9 @@ pub struct SetPlan {
     /// How each changed pair's entry in the user's list (artworks by time, for a store that
     /// keeps the list apart from the pairs) changes.
     pub lists: Vec<(SetKey, ListChange)>,
+    /// The events this batch applies first, with the position of the message that does: to
+    /// remember, with the batch's other writes.
+    pub positions: Vec<(SetEvent, Position)>,
 }
 
 /// How a user's list changes for one (artwork, user) pair and one batch.

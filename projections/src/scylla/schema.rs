@@ -51,6 +51,19 @@ const TABLES: &[&str] = &[
         artwork_id text,
         PRIMARY KEY ((user_id, mark), at_ms, artwork_id)
     ) WITH CLUSTERING ORDER BY (at_ms DESC, artwork_id DESC)",
+    // Where each like (mark = 'like') and favorite ('favorite') event of an artwork was first
+    // applied: the position of its first message, so that a copy (the same event id at
+    // another position) changes nothing (see `crate::fold::sets`). Written with the users'
+    // lists, before the artwork's partition; one row per like or favorite event, never deleted.
+    "CREATE TABLE IF NOT EXISTS {ks}.set_event_positions (
+        artwork_id     text,
+        event_id       uuid,
+        mark           text,
+        topic          text,
+        partition      int,
+        message_offset bigint,
+        PRIMARY KEY (artwork_id, event_id, mark)
+    )",
     // Every comment by id, with the offsets of its posting and deletion.
     "CREATE TABLE IF NOT EXISTS {ks}.comments (
         comment_id     uuid PRIMARY KEY,

@@ -16,7 +16,7 @@ use super::write_timestamp;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{ListChange, SetBatch, SetFact, SetKey, StatsDelta, hour_of};
+use crate::fold::{ListChange, Position, SetBatch, SetEvent, SetFact, SetKey, StatsDelta, hour_of};
 use crate::postgres::TopicPartition;
 
 /// The values of one statement, in bind-marker order (`None` is null).
@@ -33,6 +33,9 @@ fn id(v: Uuid) -> Option<CqlValue> {
 }
 fn flag(v: bool) -> Option<CqlValue> {
     Some(CqlValue::Boolean(v))
+}
+fn int(v: i32) -> Option<CqlValue> {
+    Some(CqlValue::Int(v))
 }
 
 /// How long an artwork keeps its hourly net likes and views, counted back from its newest
@@ -93,6 +96,7 @@ fn hours_after(
 struct Statements {
     read_counts: PreparedStatement,
     read_marks: PreparedStatement,
+    read_positions: PreparedStatement,
     read_comments: PreparedStatement,
     read_views: PreparedStatement,
     write_counts: PreparedStatement,
@@ -100,6 +104,7 @@ struct Statements {
     write_favorite: PreparedStatement,
     insert_mark: PreparedStatement,
     delete_mark: PreparedStatement,
+    write_position: PreparedStatement,
     insert_comment: PreparedStatement,
     list_comment: PreparedStatement,
     delete_comment: PreparedStatement,
@@ -120,8 +125,8 @@ pub(crate) struct ScyllaStore {
     statements: Statements,
 }
 
-/// An interaction fact and its offset in its partition.
-pub(crate) type Positioned<'a> = (i64, &'a Event);
+/// An interaction fact and its message's position.
+pub(crate) type Positioned<'a> = (Position, &'a Event);
 
 /// One kind of set fact (likes or favorites) as stored in `artwork_state` and `user_marks`.
 #[derive(Debug, Default)]
@@ -132,13 +137,16 @@ struct SetSide {
     last: BTreeMap<SetKey, i64>,
     /// Stored current fact per pair as of the artwork's `next_offset`.
     stored: HashMap<SetKey, SetFact>,
+    /// Where the batch's events were first applied, as stored (possibly by an interrupted run
+    /// of this batch: the same positions, so the replay applies them again).
+    applied: HashMap<SetEvent, Position>,
 }
 
 impl SetSide {
-    fn add(&mut self, artwork: &str, user: &str, fact: SetFact, offset: i64) {
+    fn add(&mut self, artwork: &str, user: &str, fact: SetFact, at: &Position) {
         self.last
-            .insert((artwork.to_owned(), user.to_owned()), offset);
-        self.batch.add(artwork, user, fact);
+            .insert((artwork.to_owned(), user.to_owned()), at.offset);
+        self.batch.add(artwork, user, fact, at.clone());
     }
 
     /// The write timestamp of a pair's writes.
@@ -174,6 +182,9 @@ impl ScyllaStore {
                  favorited_at_ms FROM {ks}.artwork_state WHERE artwork_id = ? AND user_id IN ?",
             )
             .await?,
+            read_positions: p("SELECT event_id, mark, topic, partition, message_offset
+                 FROM {ks}.set_event_positions WHERE artwork_id = ? AND event_id IN ?")
+            .await?,
             read_comments: p("SELECT comment_id, artwork_id, posted_at_ms, posted_offset,
                  deleted_offset FROM {ks}.comments WHERE comment_id IN ?")
             .await?,
@@ -198,6 +209,9 @@ impl ScyllaStore {
             .await?,
             delete_mark: p("DELETE FROM {ks}.user_marks USING TIMESTAMP ?
                  WHERE user_id = ? AND mark = ? AND at_ms = ? AND artwork_id = ?")
+            .await?,
+            write_position: p("INSERT INTO {ks}.set_event_positions (artwork_id, event_id, mark,
+                 topic, partition, message_offset) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
             .await?,
             insert_comment: p("INSERT INTO {ks}.comments (comment_id, artwork_id, user_id, body,
                  posted_at_ms, posted_offset) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
@@ -384,6 +398,50 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Where the events `events` (per artwork) were first applied, as stored: (likes, favorites).
+    async fn read_positions(
+        &self,
+        events: &BTreeMap<String, Vec<Uuid>>,
+    ) -> Result<(HashMap<SetEvent, Position>, HashMap<SetEvent, Position>), ProjectionError> {
+        let what = "read set event positions";
+        let reads = events.iter().map(|(artwork, ids)| async move {
+            let rows = self
+                .session
+                .execute_unpaged(&self.statements.read_positions, (artwork, ids))
+                .await
+                .map_err(ProjectionError::cql(what))?
+                .into_rows_result()
+                .map_err(ProjectionError::cql(what))?;
+            type Row = (Uuid, String, Option<String>, Option<i32>, Option<i64>);
+            let mut out = Vec::new();
+            for row in rows.rows::<Row>().map_err(ProjectionError::cql(what))? {
+                let (event, mark, topic, partition, offset) =
+                    row.map_err(ProjectionError::cql(what))?;
+                // One statement writes every cell of a row, so none is missing.
+                let (Some(topic), Some(partition), Some(offset)) = (topic, partition, offset)
+                else {
+                    continue;
+                };
+                let at = Position {
+                    topic,
+                    partition,
+                    offset,
+                };
+                out.push((mark, (artwork.clone(), event), at));
+            }
+            Ok::<_, ProjectionError>(out)
+        });
+        let (mut likes, mut favorites) = (HashMap::new(), HashMap::new());
+        for (mark, event, at) in try_join_all(reads).await?.into_iter().flatten() {
+            match mark.as_str() {
+                "like" => likes.insert(event, at),
+                "favorite" => favorites.insert(event, at),
+                _ => None, // written by no version of this projector
+            };
+        }
+        Ok((likes, favorites))
+    }
+
     /// Applies the interaction facts of one batch (facts other than interactions are ignored).
     pub(crate) async fn apply(&self, facts: &[Positioned<'_>]) -> Result<(), ProjectionError> {
         let mut artworks: Vec<String> = facts
@@ -409,7 +467,8 @@ impl ScyllaStore {
         // The popularity rows every fact may change, applied or not: a replay after a crash
         // between an artwork's partition and these rows writes them again.
         let mut popular: BTreeSet<(String, i64)> = BTreeSet::new();
-        for (offset, event) in facts {
+        for (at, event) in facts {
+            let offset = &at.offset;
             let Some(artwork) = artwork_of(event) else {
                 continue;
             };
@@ -428,9 +487,9 @@ impl ScyllaStore {
             let last = last_offset.entry(artwork.to_owned()).or_insert(*offset);
             *last = (*last).max(*offset);
             match event {
-                Event::LikeSet(e) => likes.add(artwork, e.user_id.as_str(), e.into(), *offset),
+                Event::LikeSet(e) => likes.add(artwork, e.user_id.as_str(), e.into(), at),
                 Event::FavoriteSet(e) => {
-                    favorites.add(artwork, e.user_id.as_str(), e.into(), *offset);
+                    favorites.add(artwork, e.user_id.as_str(), e.into(), at);
                 }
                 Event::CommentPosted(e) => {
                     comments.add_posted(e);
@@ -461,14 +520,27 @@ impl ScyllaStore {
             users.sort_unstable();
             users.dedup();
         }
-        self.read_marks(&pairs, &mut likes, &mut favorites).await?;
+        let mut events: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+        for (a, e) in likes.batch.events().chain(favorites.batch.events()) {
+            events.entry(a.clone()).or_default().push(*e);
+        }
+        for ids in events.values_mut() {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let ((), (liked, favorited)) = futures::try_join!(
+            self.read_marks(&pairs, &mut likes, &mut favorites),
+            self.read_positions(&events)
+        )?;
+        likes.applied = liked;
+        favorites.applied = favorited;
 
         let mut deltas: BTreeMap<String, StatsDelta> = BTreeMap::new();
         let mut like_hours: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
         let mut rows: BTreeMap<String, Vec<(&PreparedStatement, Values)>> = BTreeMap::new();
         for (side, mark) in [(&likes, "like"), (&favorites, "favorite")] {
-            let plan = side.batch.plan(&side.stored);
+            let plan = side.batch.plan(&side.stored, &side.applied);
             for (a, d) in &plan.count_deltas {
                 let entry = deltas.entry(a.clone()).or_default();
                 if mark == "like" {
@@ -501,6 +573,20 @@ impl ScyllaStore {
                 ));
             }
             self.mark_writes(side, &plan.lists, mark, &mut writes);
+            for ((a, e), at) in &plan.positions {
+                writes.push((
+                    &self.statements.write_position,
+                    vec![
+                        text(a),
+                        id(*e),
+                        text(mark),
+                        text(&at.topic),
+                        int(at.partition),
+                        big(at.offset),
+                        big(write_timestamp(at.offset)),
+                    ],
+                ));
+            }
         }
 
         let (comment_deltas, comment_writes) = self
