@@ -22,6 +22,9 @@ use crate::postgres::TopicPartition;
 /// The values of one statement, in bind-marker order (`None` is null).
 type Values = Vec<Option<CqlValue>>;
 
+/// Statements grouped by the artwork whose partition they write.
+type ByArtwork<'s> = BTreeMap<String, Vec<(&'s PreparedStatement, Values)>>;
+
 fn text(s: &str) -> Option<CqlValue> {
     Some(CqlValue::Text(s.to_owned()))
 }
@@ -300,6 +303,31 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Writes each group of statements, all of one partition, as one unlogged batch, which
+    /// Scylla and Cassandra apply atomically and in isolation.
+    async fn exec_batches(
+        &self,
+        groups: ByArtwork<'_>,
+        what: &'static str,
+    ) -> Result<(), ProjectionError> {
+        let batches = groups.into_values().map(|statements| {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            let mut values: Vec<Values> = Vec::with_capacity(statements.len());
+            for (statement, v) in statements {
+                batch.append_statement(statement.clone());
+                values.push(v);
+            }
+            async move {
+                self.session
+                    .batch(&batch, values)
+                    .await
+                    .map_err(ProjectionError::cql(what))
+            }
+        });
+        try_join_all(batches).await?;
+        Ok(())
+    }
+
     async fn read_counts(
         &self,
         artworks: &[String],
@@ -538,7 +566,8 @@ impl ScyllaStore {
         let mut deltas: BTreeMap<String, StatsDelta> = BTreeMap::new();
         let mut like_hours: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
-        let mut rows: BTreeMap<String, Vec<(&PreparedStatement, Values)>> = BTreeMap::new();
+        let mut rows: ByArtwork<'_> = BTreeMap::new();
+        let mut positions: ByArtwork<'_> = BTreeMap::new();
         for (side, mark) in [(&likes, "like"), (&favorites, "favorite")] {
             let plan = side.batch.plan(&side.stored, &side.applied);
             for (a, d) in &plan.count_deltas {
@@ -574,7 +603,7 @@ impl ScyllaStore {
             }
             self.mark_writes(side, &plan.lists, mark, &mut writes);
             for ((a, e), at) in &plan.positions {
-                writes.push((
+                positions.entry(a.clone()).or_default().push((
                     &self.statements.write_position,
                     vec![
                         text(a),
@@ -609,9 +638,13 @@ impl ScyllaStore {
 
         // Derived rows first: if the process dies before an artwork's partition is written,
         // the replay recomputes and rewrites them identically.
-        self.exec(writes).await?;
+        futures::try_join!(
+            self.exec(writes),
+            self.exec_batches(positions, "write set event positions")
+        )?;
         let mut folded: BTreeMap<String, Counts> = BTreeMap::new();
-        let commits = last_offset.iter().map(|(artwork, last)| {
+        let mut partitions: ByArtwork<'_> = BTreeMap::new();
+        for (artwork, last) in &last_offset {
             let before = counts.get(artwork).cloned().unwrap_or_default();
             let mut after = before.plus(deltas.get(artwork).copied().unwrap_or_default());
             let (likes_changed, likes_dropped) = hours_after(
@@ -633,48 +666,45 @@ impl ScyllaStore {
             after.next_offset = last + 1;
             folded.insert(artwork.clone(), after.clone());
             let ts = big(write_timestamp(*last));
-            let mut batch = Batch::new(BatchType::Unlogged);
-            let mut values: Vec<Values> = Vec::new();
-            batch.append_statement(self.statements.write_counts.clone());
-            values.push(vec![
-                ts.clone(),
-                big(after.likes),
-                big(after.favorites),
-                big(after.comments),
-                big(after.views),
-                big(last + 1),
-                text(artwork),
-            ]);
-            if !likes_changed.is_empty() || !views_changed.is_empty() {
-                batch.append_statement(self.statements.write_hours.clone());
-                values.push(vec![
+            let mut batch = vec![(
+                &self.statements.write_counts,
+                vec![
                     ts.clone(),
-                    hour_map(&likes_changed),
-                    hour_map(&views_changed),
+                    big(after.likes),
+                    big(after.favorites),
+                    big(after.comments),
+                    big(after.views),
+                    big(last + 1),
                     text(artwork),
-                ]);
+                ],
+            )];
+            if !likes_changed.is_empty() || !views_changed.is_empty() {
+                batch.push((
+                    &self.statements.write_hours,
+                    vec![
+                        ts.clone(),
+                        hour_map(&likes_changed),
+                        hour_map(&views_changed),
+                        text(artwork),
+                    ],
+                ));
             }
             if !likes_dropped.is_empty() || !views_dropped.is_empty() {
-                batch.append_statement(self.statements.drop_hours.clone());
-                values.push(vec![
-                    ts.clone(),
-                    hour_set(&likes_dropped),
-                    hour_set(&views_dropped),
-                    text(artwork),
-                ]);
+                batch.push((
+                    &self.statements.drop_hours,
+                    vec![
+                        ts.clone(),
+                        hour_set(&likes_dropped),
+                        hour_set(&views_dropped),
+                        text(artwork),
+                    ],
+                ));
             }
-            for (statement, v) in rows.remove(artwork).unwrap_or_default() {
-                batch.append_statement(statement.clone());
-                values.push(v);
-            }
-            async move {
-                self.session
-                    .batch(&batch, values)
-                    .await
-                    .map_err(ProjectionError::cql("write artwork partition"))
-            }
-        });
-        try_join_all(commits.collect::<Vec<_>>()).await?;
+            batch.extend(rows.remove(artwork).unwrap_or_default());
+            partitions.insert(artwork.clone(), batch);
+        }
+        self.exec_batches(partitions, "write artwork partition")
+            .await?;
         self.write_popular(&popular, &counts, &folded).await
     }
 
