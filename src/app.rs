@@ -344,7 +344,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let (mut client, connection) =
             tokio_postgres::connect(config.postgres.url.expose(), NoTls).await?;
         let conn = tokio::spawn(connection);
-        gallery_projections::migrate(&mut client).await?;
+        gallery_projections::migrate(&mut client, &config.topics()).await?;
         gallery_commands::db::migrate(&mut client).await?;
         drop(client);
         let _ = conn.await;
@@ -362,7 +362,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let session = gallery_projections::scylla::connect(&settings)
             .await
             .map_err(scylla_error)?;
-        gallery_projections::scylla::migrate(&session, &settings)
+        gallery_projections::scylla::migrate(&session, &settings, &config.topics())
             .await
             .map_err(scylla_error)?;
         Some(session)
@@ -518,8 +518,11 @@ pub async fn rebuild_read_model(
 /// gc` command).
 pub async fn collect_read_model_garbage(
     config: &Config,
-) -> Result<Vec<gallery_projections::Generation>, StartError> {
-    Ok(gallery_projections::collect_garbage(config.postgres.url.expose()).await?)
+) -> Result<gallery_projections::GarbageReport, StartError> {
+    Ok(
+        gallery_projections::collect_garbage(config.postgres.url.expose(), &config.topics())
+            .await?,
+    )
 }
 
 fn projector_config(config: &Config) -> ProjectorConfig {

@@ -77,14 +77,16 @@ enum ProjectionsCommand {
         /// Switch once the new generation is at most this many messages behind the live one.
         #[arg(long, default_value_t = 1000)]
         max_lag: i64,
-        /// Give up when following the live generation takes longer than this (seconds).
+        /// Give up when following the live generation and switching to the new one take
+        /// longer than this (seconds); the live one stays.
         #[arg(long, default_value_t = 300)]
         follow_timeout_secs: u64,
         /// Drop the old generation after the switch.
         #[arg(long)]
         drop_old: bool,
     },
-    /// Drop every generation of the read model that is no longer live.
+    /// Drop every generation of the read model that is no longer live, including those a
+    /// stopped rebuild abandoned; report those being built.
     Gc,
 }
 
@@ -182,10 +184,11 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .context("the rebuild failed; the live read model is unchanged")?;
             println!(
-                "switched the read model from {} to {} at {} messages{}",
+                "switched the read model from {} to {} at {} messages (the pointer was locked for {} ms){}",
                 report.from,
                 report.to,
                 report.offsets,
+                report.locked_for.as_millis(),
                 if report.dropped_old {
                     format!("; dropped {}", report.from)
                 } else {
@@ -197,14 +200,23 @@ async fn run() -> anyhow::Result<()> {
         Command::Projections {
             command: Some(ProjectionsCommand::Gc),
         } => {
-            let dropped = gallery::app::collect_read_model_garbage(&config)
+            let report = gallery::app::collect_read_model_garbage(&config)
                 .await
                 .context("could not drop old generations")?;
-            if dropped.is_empty() {
+            if report.dropped.is_empty() {
                 println!("no generation to drop");
             }
-            for generation in dropped {
-                println!("dropped {generation}");
+            for generation in &report.dropped {
+                if report.abandoned.contains(generation) {
+                    println!(
+                        "dropped {generation} (abandoned: still building, but no rebuild holds it)"
+                    );
+                } else {
+                    println!("dropped {generation}");
+                }
+            }
+            for generation in &report.building {
+                println!("kept {generation}: a rebuild is building it");
             }
             return Ok(());
         }

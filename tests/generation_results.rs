@@ -720,3 +720,77 @@ fn fake_ref(ext: &str, side: i32) -> ImageRef {
         sha256,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_projection_lag_reaches_zero_on_the_transactional_generation_topic() {
+    use rdkafka::producer::Producer;
+    let env = TestEnv::new().await;
+    gallery::topics::ensure_topics(&env.config).await.unwrap();
+    // The painter's way: events in Kafka transactions, each ending in a commit marker, which
+    // takes an offset but is no message.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.brokers)
+        .set(
+            "transactional.id",
+            format!("{}lag-probe", env.config.kafka.topic_prefix),
+        )
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    let codec = EventCodec::new(&env.config.registry()).unwrap();
+    let topic = env.config.topics().generation();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        producer.begin_transaction().unwrap();
+        let id = Uuid::now_v7();
+        for event in [requested(id, "ada"), started(id, "ada")] {
+            let bytes = codec.encode(&topic, &event).await.unwrap();
+            let key = id.to_string();
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&bytes),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer
+            .commit_transaction(Duration::from_secs(30))
+            .unwrap();
+        ids.push(id);
+    }
+
+    let metrics = common::free_port();
+    let _projector = common::spawn_projector(
+        &env,
+        &[("GALLERY_METRICS__LISTEN", &format!("127.0.0.1:{metrics}"))],
+    );
+    let db = env.db().await;
+    let lag = format!(
+        "gallery_projection_lag_messages{{projection=\"read-model\",store=\"postgres\",topic=\"{topic}\"}}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    // Every job projected, then the gauge (from the consumer's statistics, every 5 s) at 0.
+    loop {
+        let running: i64 = db
+            .query_one(
+                "SELECT count(*) FROM generation_jobs WHERE request_id = ANY($1) AND status = 'running'",
+                &[&ids],
+            )
+            .await
+            .map_or(0, |r| r.get(0));
+        let text = match reqwest::get(format!("http://127.0.0.1:{metrics}/metrics")).await {
+            Ok(r) => r.text().await.unwrap(),
+            Err(_) => String::new(),
+        };
+        if running == 4 && common::sample(&text, &lag) == Some(0.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{running} of 4 jobs projected; the lag never reached 0 when caught up:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "view_buckets",
     "comments",
     "generation_jobs",
+    "set_event_positions",
     "projection_offsets",
 ];
 
@@ -264,6 +265,19 @@ async fn rebuild_while_events_flow_ends_equal_to_the_ground_truth() {
         "rebuild failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The live projector waited for the switch a moment, not for a catch-up of unknown length.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let locked_ms: u128 = stdout
+        .split("the pointer was locked for ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no lock time in {stdout}"));
+    eprintln!("the switch held the pointer for {locked_ms} ms");
+    assert!(
+        locked_ms <= gallery_projections::SWITCH_WINDOW.as_millis(),
+        "{stdout}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     produced.extend(flow.await.unwrap());
@@ -284,8 +298,19 @@ async fn a_read_model_from_before_generations_moves_into_the_first_one() {
             .await
             .unwrap();
     tokio::spawn(connection);
-    gallery_projections::migrate(&mut client).await.unwrap();
-    // Back to the old layout: the tables in `public`, no views, no pointer.
+    gallery_projections::migrate(&mut client, &env.config.topics())
+        .await
+        .unwrap();
+    // Back to the old layout: the tables in `public`, no views, no pointer; and back to the
+    // migrations of then (migration 4 and its table came after generations).
+    client
+        .batch_execute(
+            "DROP VIEW public.set_event_positions;
+             DROP TABLE read_v1.set_event_positions;
+             DELETE FROM read_v1.schema_migrations WHERE version >= 4;",
+        )
+        .await
+        .unwrap();
     let tables: Vec<String> = client
         .query(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = 'read_v1'",
@@ -310,7 +335,9 @@ async fn a_read_model_from_before_generations_moves_into_the_first_one() {
     );
     client.batch_execute(&sql).await.unwrap();
 
-    let live = gallery_projections::migrate(&mut client).await.unwrap();
+    let live = gallery_projections::migrate(&mut client, &env.config.topics())
+        .await
+        .unwrap();
     assert_eq!(live.to_string(), "read_v1");
     let row = client
         .query_one(
@@ -328,6 +355,12 @@ async fn a_read_model_from_before_generations_moves_into_the_first_one() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 7, "through the view");
+    let positions: i64 = client
+        .query_one("SELECT count(*) FROM public.set_event_positions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(positions, 0, "migration 4 applied in the first generation");
     let tables_left_in_public: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY($1)",
@@ -337,4 +370,267 @@ async fn a_read_model_from_before_generations_moves_into_the_first_one() {
         .unwrap()
         .get(0);
     assert_eq!(tables_left_in_public, 0);
+}
+
+/// The same database used by another deployment (its own topic prefix).
+fn other_deployment(env: &TestEnv) -> TestEnv {
+    let mut config = env.config.clone();
+    config.kafka.topic_prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
+    TestEnv {
+        config,
+        db_name: env.db_name.clone(),
+    }
+}
+
+/// A live projector with some likes and favorites projected.
+async fn live_read_model(env: &TestEnv) -> (App, FactProducer) {
+    let app = env.start(Roles::PROJECTIONS).await;
+    let producer = FactProducer::new(&env.config);
+    let mut rng = Lcg::from_clock();
+    let facts = (0..300).map(|_| rng.fact(30, 6)).collect();
+    producer.send_all(facts, 100).await;
+    env.wait_everything_projected().await;
+    (app, producer)
+}
+
+/// Runs `gallery projections rebuild` with `args` while facts keep flowing, each round of
+/// which the live projector must apply within 30 s (it could not while a switch held the
+/// pointer); returns the rebuild's output and how long it ran. Fails when it runs for more
+/// than `bound`.
+async fn rebuild_within(
+    env: &TestEnv,
+    producer: &FactProducer,
+    args: &[&str],
+    bound: Duration,
+) -> (std::process::Output, Duration) {
+    let mut command = vec!["projections", "rebuild"];
+    command.extend_from_slice(args);
+    let started = std::time::Instant::now();
+    let rebuild = gallery_command(env, &command).output();
+    tokio::pin!(rebuild);
+    let mut rng = Lcg::from_clock();
+    loop {
+        let facts = (0..20).map(|_| rng.fact(30, 6)).collect();
+        producer.send_all(facts, 20).await;
+        tokio::time::timeout(Duration::from_secs(30), env.wait_everything_projected())
+            .await
+            .unwrap_or_else(|_| panic!("the live projector stood still for 30 s"));
+        tokio::select! {
+            out = &mut rebuild => return (out.unwrap(), started.elapsed()),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the rebuild still ran after {bound:?}"
+        );
+    }
+}
+
+/// Stored offsets of the live generation (`read_v1`), for `topic`'s (partition, next offset).
+async fn live_offsets(db: &tokio_postgres::Client, topic: &str, offsets: &[(i32, i64)]) {
+    for (partition, next) in offsets {
+        db.execute(
+            "INSERT INTO read_v1.projection_offsets (projection, topic, partition, next_offset)
+             VALUES ('read-model', $1, $2, $3)",
+            &[&topic, partition, next],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A rebuild with a 20 s timeout fails well within it, naming `reason`, while the live
+/// projector keeps applying; the live generation stays. Returns what it printed.
+async fn rebuild_fails_fast(env: &TestEnv, producer: &FactProducer, reason: &str) -> String {
+    let (out, took) = rebuild_within(
+        env,
+        producer,
+        &["--follow-timeout-secs", "20"],
+        Duration::from_secs(120),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(reason), "{stderr}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert_eq!(live_schema(&env.db().await).await, "read_v1");
+    stderr
+}
+
+async fn generation_states(db: &tokio_postgres::Client) -> Vec<(String, String)> {
+    db.query(
+        "SELECT schema_name, state FROM public.read_model_generations ORDER BY number",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_another_deployment_wrote_into_is_refused_and_never_blocks_the_live_projector() {
+    let env = TestEnv::new().await;
+    let (app, producer) = live_read_model(&env).await;
+    let db = env.db().await;
+    let recorded: String = db
+        .query_one("SELECT topic_prefix FROM public.read_model_deployment", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, env.config.kafka.topic_prefix);
+
+    // Another deployment on the same database is refused by every role, naming both prefixes.
+    let other = other_deployment(&env);
+    for roles in [Roles::PROJECTIONS, Roles::QUERY_API, Roles::COMMANDS] {
+        let refused = gallery::start(&other.config, roles).await.err();
+        let message =
+            common::error_chain(&refused.expect("another deployment's database is refused"));
+        assert!(
+            message.contains(&env.config.kafka.topic_prefix)
+                && message.contains(&other.config.kafka.topic_prefix),
+            "{message}"
+        );
+    }
+    for command in [&["projections", "rebuild"][..], &["projections", "gc"][..]] {
+        let out = gallery_command(&other, command).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?}: {stderr}");
+        assert!(stderr.contains(&env.config.kafka.topic_prefix), "{stderr}");
+    }
+
+    // A database both deployments wrote into before the prefix was recorded: the other one's
+    // offsets name topics this deployment's rebuild never reads. The rebuild is refused at
+    // once, well within its timeout, and the live projector goes on meanwhile.
+    let foreign = other.config.topics().interactions();
+    db.execute("DELETE FROM public.read_model_deployment", &[])
+        .await
+        .unwrap();
+    live_offsets(&db, &foreign, &[(0, 5), (1, 3)]).await;
+    let stderr = rebuild_fails_fast(&env, &producer, &foreign).await;
+    assert!(stderr.contains("another deployment"), "{stderr}");
+    // Every other role of this deployment refuses it too, now.
+    let refused = gallery::start(&env.config, Roles::QUERY_API).await.err();
+    let message =
+        common::error_chain(&refused.expect("a database holding another deployment's topics"));
+    assert!(message.contains(&foreign), "{message}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_whose_targets_it_cannot_read_stops_before_locking_within_its_timeout() {
+    let env = TestEnv::new().await;
+    let (app, producer) = live_read_model(&env).await;
+    let db = env.db().await;
+    // The live generation's offsets name a partition the rebuild does not read (as after a
+    // partition was added to the topic during the rebuild): a target it would wait for
+    // forever, holding the pointer the live projector's batches wait on.
+    let topic = env.config.topics().interactions();
+    live_offsets(&db, &topic, &[(99, 5)]).await;
+    rebuild_fails_fast(&env, &producer, &format!("{topic}/99")).await;
+    assert_eq!(
+        generation_states(&db).await,
+        vec![
+            ("read_v1".to_owned(), "live".to_owned()),
+            ("read_v2".to_owned(), "failed".to_owned())
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_switch_that_cannot_lock_ends_within_the_timeout_and_gc_tells_abandoned_generations() {
+    let env = TestEnv::new().await;
+    let (app, producer) = live_read_model(&env).await;
+    let db = env.db().await;
+    // A batch that never ends holds the pointer (FOR SHARE), so no switch can lock it.
+    let mut holder = env.db().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.query_one(
+        "SELECT schema_name FROM public.read_model_current WHERE name = 'read-model' FOR SHARE",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // A rebuild that waits for the lock: gc keeps its generation and says so.
+    let mut waiting = gallery_command(
+        &env,
+        &["projections", "rebuild", "--follow-timeout-secs", "300"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while generation_states(&db).await.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no generation built");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gc = || async {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            gallery_command(&env, &["projections", "gc"]).output(),
+        )
+        .await
+        .expect("gc ends")
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        gc().await,
+        "no generation to drop\nkept read_v2: a rebuild is building it"
+    );
+    // Killed, it leaves its generation `building`, held by nobody: gc drops it and says so.
+    waiting.start_kill().unwrap();
+    waiting.wait().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = gc().await;
+        if report == "dropped read_v2 (abandoned: still building, but no rebuild holds it)" {
+            break;
+        }
+        // The killed process' connection may take a moment to end.
+        assert_eq!(
+            report,
+            "no generation to drop\nkept read_v2: a rebuild is building it"
+        );
+        assert!(std::time::Instant::now() < deadline, "never abandoned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Another rebuild ends within its timeout, with the reason, and the live projector goes
+    // on meanwhile.
+    let (out, took) = rebuild_within(
+        &env,
+        &producer,
+        &["--follow-timeout-secs", "8"],
+        Duration::from_secs(120),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("did not finish within the rebuild's timeout"),
+        "{stderr}"
+    );
+    eprintln!("the rebuild gave up after {took:?}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    hold.rollback().await.unwrap();
+    assert_eq!(live_schema(&db).await, "read_v1");
+    assert_eq!(
+        generation_states(&db).await,
+        vec![
+            ("read_v1".to_owned(), "live".to_owned()),
+            ("read_v2".to_owned(), "failed".to_owned())
+        ]
+    );
+    assert_eq!(gc().await, "dropped read_v2");
+    app.stop().await;
 }

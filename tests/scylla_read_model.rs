@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::facts::{Fact, FactProducer, Kind};
 use common::scylla::{offsets, projected_count, session, wait_projected, with_scylla};
 use common::{Accepted, App, TestEnv};
 use gallery::Roles;
@@ -167,19 +168,28 @@ async fn walk(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_and_scylla_give_the_same_answers() {
-    let env = with_scylla(TestEnv::new().await);
-    // Commands, both projectors (the read store is Scylla) and GraphQL over Scylla.
+/// Commands, both projectors (the read store is Scylla) and GraphQL over Scylla; and GraphQL
+/// over Postgres, the same deployment otherwise.
+async fn both_stores(env: &TestEnv) -> (App, App) {
     let app = env.start(Roles::SERVICES).await;
-    // GraphQL over Postgres, the same deployment otherwise.
+    (app, postgres_reader(env).await)
+}
+
+/// GraphQL over Postgres, the same deployment as `env` otherwise.
+async fn postgres_reader(env: &TestEnv) -> App {
     let mut pg_config = env.config.clone();
     pg_config.read.store = ReadStore::Postgres;
     let pg_env = TestEnv {
         config: pg_config,
         db_name: env.db_name.clone(),
     };
-    let pg_app = pg_env.start(Roles::QUERY_API).await;
+    pg_env.start(Roles::QUERY_API).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_and_scylla_give_the_same_answers() {
+    let env = with_scylla(TestEnv::new().await);
+    let (app, pg_app) = both_stores(&env).await;
 
     let (a0, a1) = ("sunflowers", "irises");
     interactions(&env, &app, a0, a1).await;
@@ -413,8 +423,8 @@ async fn sigkilled_scylla_projector_with_duplicates_ends_at_the_ground_truth() {
         .collect();
     let topic = env.config.topics().interactions();
 
-    // (user, artwork, liked, partition, offset) of every fact in the topic, copies included.
-    let mut facts: Vec<(String, String, bool, i32, i64)> = Vec::new();
+    // (user, artwork, liked, offset, a copy?) of every fact in the topic, copies included.
+    let mut facts: Vec<(String, String, bool, i64, bool)> = Vec::new();
     let mut kills_with_work_pending = 0;
     for batch in ops.chunks(100) {
         let mut produced: Vec<(String, String, bool, Accepted)> = Vec::new();
@@ -438,10 +448,10 @@ async fn sigkilled_scylla_projector_with_duplicates_ends_at_the_ground_truth() {
             let (user, artwork, liked, accepted) =
                 produced[rng.next(produced.len() as u64) as usize].clone();
             let offset = produce_again(&env, &topic, accepted.partition, accepted.offset).await;
-            facts.push((user, artwork, liked, accepted.partition, offset));
+            facts.push((user, artwork, liked, offset, true));
         }
         for (user, artwork, liked, accepted) in produced {
-            facts.push((user, artwork, liked, accepted.partition, accepted.offset));
+            facts.push((user, artwork, liked, accepted.offset, false));
         }
         // The projector starts behind by a round and is killed at a random point of its
         // start-up or catch-up.
@@ -476,9 +486,10 @@ async fn sigkilled_scylla_projector_with_duplicates_ends_at_the_ground_truth() {
         "at least one SIGKILL should land while events were still unapplied"
     );
 
-    // Ground truth: the latest fact per (artwork, user) by offset (a copy re-asserts its fact).
+    // Ground truth: the latest fact per (artwork, user) by offset; a copy (the same event again)
+    // changes nothing.
     let mut latest: BTreeMap<(String, String), (i64, bool)> = BTreeMap::new();
-    for (user, artwork, liked, _, offset) in &facts {
+    for (user, artwork, liked, offset, _) in facts.iter().filter(|f| !f.4) {
         let entry = latest
             .entry((artwork.clone(), user.clone()))
             .or_insert((-1, false));
@@ -629,5 +640,357 @@ async fn a_replay_from_earlier_offsets_rewrites_the_same_values() {
     let (_, counts) = scylla_likes(&env, &cql).await;
     assert_eq!(counts.get("the-marker"), Some(&1));
     assert_eq!(counts.get("sunflowers"), Some(&2));
+    app.stop().await;
+}
+
+/// `user`'s likes and favorites as GraphQL answers them: (artwork id, at) newest first.
+async fn viewer_lists(app: &App, env: &TestEnv, user: &str) -> (Value, Value) {
+    let token = env.token(user);
+    let data = answer(app, Some(&token), VIEWER, json!({})).await;
+    let entries = |list: &str| {
+        let edges = data["viewer"][list]["edges"].as_array().cloned().unwrap();
+        Value::Array(
+            edges
+                .iter()
+                .map(|e| json!([e["node"]["artwork"]["id"], e["node"]["at"]]))
+                .collect(),
+        )
+    };
+    (entries("likes"), entries("favorites"))
+}
+
+/// The GraphQL `at` of a time in ms.
+fn at(ms: i64) -> Value {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    json!(
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    )
+}
+
+/// "`user` set `kind`(`artwork`) = `on`".
+fn fact(kind: Kind, artwork: &str, user: &str, on: bool) -> Fact {
+    Fact {
+        kind,
+        artwork: artwork.to_owned(),
+        user: user.to_owned(),
+        on,
+    }
+}
+
+/// Facts produced straight to Kafka as given events: an event id again is what a command
+/// re-sent after the command service died between Kafka's acknowledgement and its answer
+/// writes (with another time when the retry took it again).
+struct Log<'e> {
+    env: &'e TestEnv,
+    cql: Session,
+    producer: FactProducer,
+}
+
+impl<'e> Log<'e> {
+    async fn new(env: &'e TestEnv) -> Self {
+        Log {
+            env,
+            cql: session(env).await,
+            producer: FactProducer::new(&env.config),
+        }
+    }
+
+    /// Sends `f` as the event `id` at `at` (ms).
+    async fn send(&self, f: Fact, id: uuid::Uuid, at: i64) {
+        let encoded = self.producer.encode_as(f, id, at).await;
+        self.producer.send(&encoded).await;
+    }
+
+    /// Waits until both projectors have applied everything sent.
+    async fn projected(&self) {
+        self.env.wait_everything_projected().await;
+        wait_projected(self.env, &self.cql).await;
+    }
+
+    /// Every entry of Scylla's users' lists: (user, mark, at, artwork), sorted.
+    async fn scylla_marks(&self) -> Vec<(String, String, i64, String)> {
+        let ks = &self.env.config.scylla.keyspace;
+        let rows = self
+            .cql
+            .query_unpaged(
+                format!("SELECT user_id, mark, at_ms, artwork_id FROM {ks}.user_marks"),
+                (),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        let mut marks: Vec<(String, String, i64, String)> = rows
+            .rows::<(String, String, i64, String)>()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        marks.sort();
+        marks
+    }
+}
+
+/// Asserts each user's lists from Postgres are the expected ones, and that Scylla gives the
+/// same lists and the same artworks (counts, the viewer's marks) as Postgres.
+async fn assert_lists(
+    env: &TestEnv,
+    app: &App,
+    pg_app: &App,
+    expected: &[(&str, Value, Value)],
+    vars: &Value,
+) {
+    for (user, likes, favorites) in expected {
+        let from_scylla = viewer_lists(app, env, user).await;
+        let from_pg = viewer_lists(pg_app, env, user).await;
+        assert_eq!(
+            from_pg,
+            (likes.clone(), favorites.clone()),
+            "{user}'s lists from Postgres"
+        );
+        assert_eq!(from_scylla, from_pg, "{user}'s lists from Scylla");
+        let token = env.token(user);
+        assert_eq!(
+            answer(app, Some(&token), QUERY, vars.clone()).await,
+            answer(pg_app, Some(&token), QUERY, vars.clone()).await,
+            "the artworks as {user} sees them"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_written_twice_with_other_times_changes_nothing_in_either_store() {
+    let env = with_scylla(TestEnv::new().await);
+    let (app, pg_app) = both_stores(&env).await;
+    let log = Log::new(&env).await;
+    // Each event as the log can hold it: once, then again with the same id and another time
+    // (a command re-sent after the command service died between Kafka's acknowledgement and
+    // its answer), in a batch of its own or in the same one.
+    let t0 = common::generation::now_ms() - 3 * 3_600_000;
+    let hour = 3_600_000;
+    let projected = || log.projected();
+    let send = |f: Fact, id: uuid::Uuid, at: i64| log.send(f, id, at);
+
+    // ada: a like, its copy an hour later, then an unlike: no entry may be left behind.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Like, "sunflowers", "ada", true), id, t0).await;
+    projected().await;
+    send(fact(Kind::Like, "sunflowers", "ada", true), id, t0 + hour).await;
+    projected().await;
+    let unlike = uuid::Uuid::now_v7();
+    send(
+        fact(Kind::Like, "sunflowers", "ada", false),
+        unlike,
+        t0 + 2 * hour,
+    )
+    .await;
+    // bob: a favorite, its copy, taken back, given again: listed once, at its last time.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Favorite, "sunflowers", "bob", true), id, t0).await;
+    projected().await;
+    send(
+        fact(Kind::Favorite, "sunflowers", "bob", true),
+        id,
+        t0 + hour,
+    )
+    .await;
+    projected().await;
+    let (off, on) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    send(
+        fact(Kind::Favorite, "sunflowers", "bob", false),
+        off,
+        t0 + 2 * hour,
+    )
+    .await;
+    send(
+        fact(Kind::Favorite, "sunflowers", "bob", true),
+        on,
+        t0 + 2 * hour + 5,
+    )
+    .await;
+    // cy: a like and its copy back to back (one batch, likely): kept at the first time.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Like, "irises", "cy", true), id, t0 + 10).await;
+    send(fact(Kind::Like, "irises", "cy", true), id, t0 + hour + 10).await;
+    // dan: a favorite and its copy in batches of their own: kept at the first time.
+    let id = uuid::Uuid::now_v7();
+    send(fact(Kind::Favorite, "irises", "dan", true), id, t0 + 20).await;
+    projected().await;
+    send(
+        fact(Kind::Favorite, "irises", "dan", true),
+        id,
+        t0 + hour + 20,
+    )
+    .await;
+    projected().await;
+
+    let expected = [
+        ("ada", json!([]), json!([])),
+        (
+            "bob",
+            json!([]),
+            json!([["sunflowers", at(t0 + 2 * hour + 5)]]),
+        ),
+        ("cy", json!([["irises", at(t0 + 10)]]), json!([])),
+        ("dan", json!([]), json!([["irises", at(t0 + 20)]])),
+    ];
+    let vars = json!({"a0": "sunflowers", "a1": "irises"});
+    assert_lists(&env, &app, &pg_app, &expected, &vars).await;
+    // Nothing else in Scylla's lists: no entry at a copy's time.
+    assert_eq!(
+        log.scylla_marks().await,
+        vec![
+            (
+                "bob".into(),
+                "favorite".into(),
+                t0 + 2 * hour + 5,
+                "sunflowers".into()
+            ),
+            ("cy".into(), "like".into(), t0 + 10, "irises".into()),
+            ("dan".into(), "favorite".into(), t0 + 20, "irises".into()),
+        ]
+    );
+    pg_app.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyspace_of_another_deployment_is_refused() {
+    let env = with_scylla(TestEnv::new().await);
+    env.start(Roles::PROJECTIONS).await.stop().await;
+    // Another deployment (its own topics and database) on the same keyspace.
+    let mut other = TestEnv::new().await;
+    other.config.read.store = ReadStore::Scylla;
+    other.config.scylla.keyspace = env.config.scylla.keyspace.clone();
+    for roles in [Roles::PROJECTIONS, Roles::QUERY_API] {
+        let refused = gallery::start(&other.config, roles).await.err();
+        let message = common::error_chain(&refused.expect("another deployment's keyspace"));
+        assert!(
+            message.contains("keyspace")
+                && message.contains(&env.config.kafka.topic_prefix)
+                && message.contains(&other.config.kafka.topic_prefix),
+            "{message}"
+        );
+    }
+    // Its own deployment still starts.
+    env.start(Roles::QUERY_API).await.stop().await;
+}
+
+/// The log holds like e1, unlike e2, then e1 again: a like whose answer was lost in a command
+/// service crash, retried (the same event id) after the user took it back. The copy changes
+/// nothing in either store, whenever it comes, and a rebuild of the Postgres read model ends
+/// the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_of_an_older_fact_after_a_newer_one_changes_nothing_in_either_store_nor_after_a_rebuild()
+ {
+    let env = with_scylla(TestEnv::new().await);
+    let (app, pg_app) = both_stores(&env).await;
+    let log = Log::new(&env).await;
+    let t0 = common::generation::now_ms() - 3 * 3_600_000;
+    let hour = 3_600_000;
+    let id = uuid::Uuid::now_v7;
+
+    // ada: like, unlike, each in a batch of its own, then the like again, byte for byte.
+    let liked = id();
+    log.send(fact(Kind::Like, "sunflowers", "ada", true), liked, t0)
+        .await;
+    log.projected().await;
+    log.send(
+        fact(Kind::Like, "sunflowers", "ada", false),
+        id(),
+        t0 + hour,
+    )
+    .await;
+    log.projected().await;
+    log.send(fact(Kind::Like, "sunflowers", "ada", true), liked, t0)
+        .await;
+    log.projected().await;
+    // bob: favorite, unfavorite and the favorite again at another time, back to back (one
+    // batch, likely).
+    let favorited = id();
+    let bob = |on| fact(Kind::Favorite, "sunflowers", "bob", on);
+    log.send(bob(true), favorited, t0).await;
+    log.send(bob(false), id(), t0 + hour).await;
+    log.send(bob(true), favorited, t0 + 2 * hour).await;
+    // cy: like, unlike, like again, then the unlike again: still liked, at the last like's time.
+    let unliked = id();
+    let cy = |on| fact(Kind::Like, "irises", "cy", on);
+    log.send(cy(true), id(), t0 + 10).await;
+    log.send(cy(false), unliked, t0 + 20).await;
+    log.send(cy(true), id(), t0 + 30).await;
+    log.projected().await;
+    log.send(cy(false), unliked, t0 + hour + 20).await;
+    // dan: a like, and nothing else.
+    log.send(fact(Kind::Like, "irises", "dan", true), id(), t0 + 40)
+        .await;
+    log.projected().await;
+
+    let expected = [
+        ("ada", json!([]), json!([])),
+        ("bob", json!([]), json!([])),
+        ("cy", json!([["irises", at(t0 + 30)]]), json!([])),
+        ("dan", json!([["irises", at(t0 + 40)]]), json!([])),
+    ];
+    let vars = json!({"a0": "sunflowers", "a1": "irises"});
+    let counts = |data: &Value| {
+        [&data["a0"], &data["a1"]]
+            .map(|a| (a["likeCount"].clone(), a["stats"]["favorites"].clone()))
+    };
+    let right = [(json!(0), json!(0)), (json!(2), json!(0))];
+    assert_lists(&env, &app, &pg_app, &expected, &vars).await;
+    assert_eq!(
+        counts(&answer(&pg_app, None, QUERY, vars.clone()).await),
+        right
+    );
+    assert_eq!(
+        log.scylla_marks().await,
+        vec![
+            ("cy".into(), "like".into(), t0 + 30, "irises".into()),
+            ("dan".into(), "like".into(), t0 + 40, "irises".into()),
+        ]
+    );
+
+    // A rebuild replays the log into a new generation: the same answers, from a query API
+    // that never saw the old one, and every event remembered at the same position.
+    pg_app.stop().await;
+    let report = gallery::app::rebuild_read_model(
+        &env.config,
+        &gallery_projections::RebuildOptions::default(),
+    )
+    .await
+    .unwrap();
+    let pg_app = postgres_reader(&env).await;
+    assert_lists(&env, &app, &pg_app, &expected, &vars).await;
+    assert_eq!(
+        counts(&answer(&pg_app, None, QUERY, vars.clone()).await),
+        right
+    );
+    let db = env.db().await;
+    let positions = |generation: String| {
+        let db = &db;
+        async move {
+            let rows = db
+                .query(
+                    &format!(
+                        "SELECT artwork_id, mark, event_id::text, topic, partition, message_offset
+                         FROM {generation}.set_event_positions ORDER BY 1, 2, 3"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| {
+                    let row: (String, String, String, String, i32, i64) =
+                        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+                    row
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = positions(report.from.to_string()).await;
+    assert_eq!(before.len(), 8, "one position per event: {before:?}");
+    assert_eq!(positions(report.to.to_string()).await, before);
+    pg_app.stop().await;
     app.stop().await;
 }

@@ -44,6 +44,35 @@ pub enum ProjectionError {
         bound: i64,
         waited_secs: u64,
     },
+    #[error(
+        "the switch to the rebuilt read model did not finish within the rebuild's timeout ({waited_secs} s; last attempt: {last_attempt})"
+    )]
+    SwitchTimedOut {
+        waited_secs: u64,
+        last_attempt: &'static str,
+    },
+    #[error(
+        "the live read model's offsets name partitions this rebuild does not read: {partitions:?} (another deployment's topics, or partitions added since the rebuild started); nothing was switched"
+    )]
+    UnreadPartitions { partitions: Vec<String> },
+    #[error(
+        "this {} holds the read model of the deployment with topic prefix {recorded:?}, not of this one ({ours:?}): give each deployment one of its own (an empty one is built from the log on start)",
+        .store.place()
+    )]
+    OtherDeployment {
+        store: crate::ReadModelStore,
+        recorded: String,
+        ours: String,
+    },
+    #[error(
+        "this {} holds offsets of topics that are not this deployment's (topic prefix {ours:?}): {topics:?}; another deployment wrote into it, so its rows mix two logs. Give each deployment one of its own (an empty one is built from the log on start)",
+        .store.place()
+    )]
+    ForeignTopics {
+        store: crate::ReadModelStore,
+        ours: String,
+        topics: Vec<String>,
+    },
     #[error("scylla: {context}")]
     Scylla {
         context: &'static str,
@@ -73,6 +102,8 @@ pub enum CqlError {
     RowTypes(#[from] scylla::errors::RowsError),
     #[error("a row could not be read")]
     Row(#[from] scylla::errors::DeserializationError),
+    #[error("the first row could not be read")]
+    FirstRow(#[from] scylla::errors::MaybeFirstRowError),
     #[error("the nodes do not agree on the schema")]
     Schema(#[from] scylla::errors::SchemaAgreementError),
 }

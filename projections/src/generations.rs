@@ -10,8 +10,10 @@
 
 use std::fmt;
 
+use gallery_schemas::Topics;
 use tokio_postgres::{GenericClient, Transaction};
 
+use crate::deployment::{self, Owner, ReadModelStore};
 use crate::error::ProjectionError;
 
 /// The name of the read model in `public.read_model_current`.
@@ -29,7 +31,17 @@ const LAYOUT: &str = "
         state       text        NOT NULL CHECK (state IN ('building', 'live', 'retired', 'failed')),
         created_at  timestamptz NOT NULL DEFAULT now(),
         switched_at timestamptz
+    );
+    CREATE TABLE IF NOT EXISTS public.read_model_deployment (
+        name         text        PRIMARY KEY,
+        topic_prefix text        NOT NULL,
+        recorded_at  timestamptz NOT NULL DEFAULT now()
     );";
+
+/// Class of the advisory locks by which a rebuild holds the generation it builds, for as long
+/// as its connection lives (the second key is the generation's number): a `building`
+/// generation nobody holds was abandoned.
+const BUILD_LOCK: i32 = 0x6761_6c6c;
 
 /// Tables of the read model from before generations, moved into the first one.
 const LEGACY_TABLES: &[&str] = &[
@@ -131,6 +143,61 @@ pub(crate) async fn ensure_layout(
     Ok((first, true))
 }
 
+/// Refuses the read model of another deployment (see [`crate::deployment`]), and records the
+/// topic prefix of `topics` with one that records none yet. Call under the migration lock,
+/// after [`ensure_layout`].
+pub(crate) async fn claim(tx: &Transaction<'_>, topics: &Topics) -> Result<(), ProjectionError> {
+    let recorded: Option<String> = tx
+        .query_opt(
+            "SELECT topic_prefix FROM public.read_model_deployment WHERE name = $1",
+            &[&READ_MODEL],
+        )
+        .await
+        .map_err(ProjectionError::pg("read the read model's deployment"))?
+        .map(|r| r.get("topic_prefix"));
+    let held = topics_held(tx).await?;
+    if deployment::owner(topics, ReadModelStore::Postgres, recorded.as_deref(), held)?
+        == Owner::Unclaimed
+    {
+        tx.execute(
+            "INSERT INTO public.read_model_deployment (name, topic_prefix) VALUES ($1, $2)",
+            &[&READ_MODEL, &topics.prefix()],
+        )
+        .await
+        .map_err(ProjectionError::pg("record the read model's deployment"))?;
+        tracing::info!(
+            prefix = topics.prefix(),
+            "recorded the deployment of the read model"
+        );
+    }
+    Ok(())
+}
+
+/// The topics the offsets of every generation name.
+async fn topics_held(tx: &Transaction<'_>) -> Result<Vec<String>, ProjectionError> {
+    let generations = tx
+        .query(
+            "SELECT schema_name FROM public.read_model_generations
+             WHERE to_regclass(schema_name || '.projection_offsets') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(ProjectionError::pg("list generations"))?;
+    let mut topics = Vec::new();
+    for row in generations {
+        let generation = Generation::parse(row.get("schema_name"))?;
+        let rows = tx
+            .query(
+                &format!("SELECT DISTINCT topic FROM {generation}.projection_offsets"),
+                &[],
+            )
+            .await
+            .map_err(ProjectionError::pg("read the topics of the offsets"))?;
+        topics.extend(rows.iter().map(|r| r.get::<_, String>("topic")));
+    }
+    Ok(topics)
+}
+
 /// The live generation, if the layout exists and names one.
 pub(crate) async fn live(
     client: &impl GenericClient,
@@ -184,6 +251,13 @@ pub(crate) async fn create(tx: &Transaction<'_>) -> Result<Generation, Projectio
     )
     .await
     .map_err(ProjectionError::pg("record new generation"))?;
+    // A session lock: held after the commit, until the connection ends.
+    tx.execute(
+        "SELECT pg_advisory_lock($1::int4, $2::int4)",
+        &[&BUILD_LOCK, &number],
+    )
+    .await
+    .map_err(ProjectionError::pg("hold the new generation"))?;
     Ok(generation)
 }
 
@@ -227,6 +301,42 @@ pub(crate) async fn mark_failed(
         .await
         .map_err(ProjectionError::pg("mark generation failed"))?;
     Ok(())
+}
+
+/// The generations in state `building`: those a rebuild still holds, and the others, which
+/// were abandoned (their rebuild's connection ended without marking them) and are marked
+/// failed now, so that [`drop_unused`] drops them. Returns (held, abandoned).
+pub(crate) async fn sort_building(
+    tx: &Transaction<'_>,
+) -> Result<(Vec<Generation>, Vec<Generation>), ProjectionError> {
+    let rows = tx
+        .query(
+            "SELECT schema_name, number FROM public.read_model_generations
+             WHERE state = 'building' ORDER BY number",
+            &[],
+        )
+        .await
+        .map_err(ProjectionError::pg("list building generations"))?;
+    let (mut held, mut abandoned) = (Vec::new(), Vec::new());
+    for row in rows {
+        let generation = Generation::parse(row.get("schema_name"))?;
+        let number: i32 = row.get("number");
+        let free: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1::int4, $2::int4) AS free",
+                &[&BUILD_LOCK, &number],
+            )
+            .await
+            .map_err(ProjectionError::pg("probe a building generation"))?
+            .get("free");
+        if free {
+            mark_failed(tx, &generation).await?;
+            abandoned.push(generation);
+        } else {
+            held.push(generation);
+        }
+    }
+    Ok((held, abandoned))
 }
 
 /// Drops the schemas of retired and failed generations; returns them.

@@ -61,7 +61,21 @@ pub(crate) struct Membership {
 struct State {
     /// The next offset to read per partition: stored as far as this instance knows.
     resume_at: HashMap<TopicPartition, i64>,
+    /// Per partition, the offset after the last message handed to the projector since it was
+    /// assigned.
+    received: HashMap<TopicPartition, i64>,
     owned: HashSet<TopicPartition>,
+}
+
+/// Where a partition stands, from the consumer's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// The last stable offset: the end of what a `read_committed` consumer may read.
+    stable: i64,
+    /// The consumer's position: after the last message handed over, or after the
+    /// transaction markers (and aborted messages) it has read past, which are never handed
+    /// over.
+    position: Option<i64>,
 }
 
 impl Membership {
@@ -75,25 +89,43 @@ impl Membership {
         Arc::new(Self {
             state: Mutex::new(State {
                 resume_at: stored.clone(),
+                received: HashMap::new(),
                 owned: HashSet::new(),
             }),
             labels: (projection, store),
         })
     }
 
-    /// Per topic, the messages of the owned partitions beyond what the store holds, given
-    /// each partition's last stable offset.
-    fn lag(&self, stable: &HashMap<TopicPartition, i64>) -> HashMap<String, i64> {
+    /// Per topic, the messages of the owned partitions beyond what the store holds. Offsets
+    /// below the consumer's position that were never handed over are transaction markers (or
+    /// aborted messages), not messages to apply: once everything handed over is stored, the
+    /// store holds everything up to the position.
+    fn lag(&self, progress: &HashMap<TopicPartition, Progress>) -> HashMap<String, i64> {
         let state = self.state();
         let mut lag: HashMap<String, i64> = HashMap::new();
         for tp in &state.owned {
-            let Some(end) = stable.get(tp) else {
+            let Some(p) = progress.get(tp) else {
                 continue;
             };
-            let held = state.resume_at.get(tp).copied().unwrap_or(0);
-            *lag.entry(tp.0.clone()).or_insert(0) += (end - held).max(0);
+            let stored = state.resume_at.get(tp).copied().unwrap_or(0);
+            let all_stored = state.received.get(tp).is_none_or(|r| *r <= stored);
+            let held = match p.position {
+                Some(position) if all_stored => stored.max(position),
+                _ => stored,
+            };
+            *lag.entry(tp.0.clone()).or_insert(0) += (p.stable - held).max(0);
         }
         lag
+    }
+
+    /// Records that `message` was handed to the projector.
+    pub(crate) fn received(&self, message: &OwnedMessage) {
+        let mut state = self.state();
+        let next = state
+            .received
+            .entry((message.topic().to_owned(), message.partition()))
+            .or_insert(0);
+        *next = (*next).max(message.offset() + 1);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -147,6 +179,7 @@ impl Membership {
         let mut state = self.state();
         for mut elem in tpl.elements() {
             let tp = (elem.topic().to_owned(), elem.partition());
+            state.received.remove(&tp);
             let offset = state
                 .resume_at
                 .get(&tp)
@@ -176,20 +209,34 @@ impl Membership {
 #[derive(Debug, Clone)]
 pub(crate) struct GroupContext(Arc<Membership>);
 
+impl GroupContext {
+    pub(crate) fn membership(&self) -> &Membership {
+        &self.0
+    }
+}
+
 impl ClientContext for GroupContext {
+    // Served inside the consumer's poll, like the rebalance callbacks: never between a message
+    // handed over and [`Membership::received`].
     fn stats(&self, statistics: Statistics) {
         let (projection, store) = &self.0.labels;
-        let stable: HashMap<TopicPartition, i64> = statistics
+        let progress: HashMap<TopicPartition, Progress> = statistics
             .topics
             .iter()
             .flat_map(|(topic, t)| {
                 t.partitions
                     .values()
                     .filter(|p| p.partition >= 0 && p.ls_offset >= 0)
-                    .map(move |p| ((topic.clone(), p.partition), p.ls_offset))
+                    .map(move |p| {
+                        let progress = Progress {
+                            stable: p.ls_offset,
+                            position: (p.app_offset >= 0).then_some(p.app_offset),
+                        };
+                        ((topic.clone(), p.partition), progress)
+                    })
             })
             .collect();
-        for (topic, lag) in self.0.lag(&stable) {
+        for (topic, lag) in self.0.lag(&progress) {
             // A message count as a float gauge: exact up to 2^53.
             #[allow(clippy::cast_precision_loss)]
             metrics::gauge!(
@@ -337,18 +384,57 @@ mod tests {
             tpl.add_partition(topic, partition);
         }
         membership.assigned(&mut tpl);
-        let stable = HashMap::from([
-            (("t".to_owned(), 0), 42),
-            (("t".to_owned(), 1), 5),
-            (("u".to_owned(), 0), 7),
+        let stable = progress(&[
+            ("t", 0, 42, None),
+            ("t", 1, 5, None),
+            ("u", 0, 7, None),
             // Not owned: not this instance's lag.
-            (("t".to_owned(), 2), 1000),
+            ("t", 2, 1000, None),
         ]);
         let lag = membership.lag(&stable);
         assert_eq!(lag.get("t"), Some(&(2 + 5)));
         assert_eq!(lag.get("u"), Some(&0));
         membership.stored(&HashMap::from([(("t".to_owned(), 1), 5)]));
         assert_eq!(membership.lag(&stable).get("t"), Some(&2));
+    }
+
+    fn progress(of: &[(&str, i32, i64, Option<i64>)]) -> HashMap<TopicPartition, Progress> {
+        of.iter()
+            .map(|(t, p, stable, position)| {
+                let progress = Progress {
+                    stable: *stable,
+                    position: *position,
+                };
+                (((*t).to_owned(), *p), progress)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transaction_markers_past_the_last_stored_message_are_no_lag() {
+        // Given a transactional partition: messages at 0 and 1, each followed by a commit
+        // marker (offsets 2 and 3); the last stable offset is 4.
+        let membership = Membership::new(&HashMap::new(), "p".into(), "postgres");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("g", 0);
+        membership.assigned(&mut tpl);
+        // Both messages handed over and stored; the consumer has read past the markers.
+        membership.received(&message("g", 0, 0));
+        membership.received(&message("g", 0, 1));
+        membership.stored(&HashMap::from([(("g".to_owned(), 0), 2)]));
+        let caught_up = progress(&[("g", 0, 4, Some(4))]);
+        assert_eq!(membership.lag(&caught_up).get("g"), Some(&0));
+        // Before the consumer has read past them, they still count: it cannot know yet.
+        assert_eq!(
+            membership.lag(&progress(&[("g", 0, 4, Some(2))])).get("g"),
+            Some(&2)
+        );
+        // A message handed over and not stored yet is lag, whatever the position.
+        membership.received(&message("g", 0, 4));
+        let behind = progress(&[("g", 0, 6, Some(6))]);
+        assert_eq!(membership.lag(&behind).get("g"), Some(&4));
+        membership.stored(&HashMap::from([(("g".to_owned(), 0), 5)]));
+        assert_eq!(membership.lag(&behind).get("g"), Some(&0));
     }
 
     fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {

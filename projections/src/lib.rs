@@ -6,6 +6,19 @@
 //! with set semantics (likes, favorites) keep the latest fact per artwork and user, and
 //! everything else is keyed by its event or entity id, so replaying an event changes nothing.
 //!
+//! An event is applied once, even when the log holds it twice (a command re-sent after the
+//! command service died between Kafka's acknowledgement and its answer, possibly after newer
+//! facts of the pair). Both read models remember, per like and favorite event, the position
+//! (topic, partition, offset) of the message that first applied it, written with the batch:
+//! 1. a message whose event is remembered at another position is a copy: no change at all;
+//! 2. the same message read again has the same position and is applied again as before, so a
+//!    replay after a crash between the positions and the state loses nothing (a set of ids
+//!    seen would take it for a copy and lose the fact for good);
+//! 3. all facts of an artwork share one partition, and positions are kept per artwork, so the
+//!    first position of an event is the same in every run, every batching and every rebuild.
+//!
+//! See [`fold::sets`] for the fold and its tests.
+//!
 //! The Scylla projector ([`scylla`]) folds the interactions with the same folds into absolute
 //! values written with offset-derived timestamps, and stores its offsets after each batch.
 //!
@@ -13,6 +26,7 @@
 //! an assigned partition resumes at the offset its store holds, never at Kafka's.
 
 mod dead_letter;
+mod deployment;
 mod error;
 pub mod fold;
 mod generations;
@@ -24,9 +38,12 @@ mod runner;
 pub mod scylla;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
+pub use deployment::ReadModelStore;
 pub use error::{CqlError, ProjectionError};
 pub use generations::{Generation, READ_MODEL};
 pub use group::GroupSettings;
 pub use postgres::{PostgresStore, migrate};
-pub use rebuild::{RebuildOptions, RebuildReport, collect_garbage, rebuild};
+pub use rebuild::{
+    GarbageReport, RebuildOptions, RebuildReport, SWITCH_WINDOW, collect_garbage, rebuild,
+};
 pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig, Target};

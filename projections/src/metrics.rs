@@ -10,7 +10,8 @@ pub const MESSAGES: &str = "gallery_projection_messages_total";
 /// Time from a batch gathered to its commit in the store.
 pub const BATCH_SECONDS: &str = "gallery_projection_batch_seconds";
 /// Messages not in the read model yet, per topic: the last stable offset minus the offset the
-/// store holds, summed over the partitions this instance owns (every 5 s).
+/// store holds, summed over the partitions this instance owns (every 5 s). Transaction markers
+/// the consumer has read past are no messages: caught up on a transactional topic, it is 0.
 pub const LAG: &str = "gallery_projection_lag_messages";
 /// Messages that were not valid events of their topic, dead-lettered.
 pub const DEAD_LETTERS: &str = "gallery_projection_dead_letters_total";

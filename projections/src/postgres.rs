@@ -8,7 +8,7 @@ mod users;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use gallery_schemas::Event;
+use gallery_schemas::{Event, Position, Topics};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::error::ProjectionError;
@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (2, MIGRATION_2),
     (3, MIGRATION_3),
+    (4, MIGRATION_4),
 ];
 
 /// The read model of every event. The projection of the first migration folded likes only,
@@ -214,13 +215,32 @@ const MIGRATION_3: &str = "
             CHECK ((progress_step IS NULL) = (progress_steps IS NULL));
 ";
 
+/// Where each like and favorite event was first applied: the position of its first message,
+/// so that a copy of the event (the same id at another position) changes nothing, whenever it
+/// comes (see [`crate::fold::sets`]). Written in each batch's transaction, never deleted: one
+/// row per like or favorite event. A read model projected before this migration remembers no
+/// position for the events it applied before; a rebuild fills them in from the log.
+const MIGRATION_4: &str = "
+    CREATE TABLE set_event_positions (
+        artwork_id     text    NOT NULL,
+        mark           text    NOT NULL CHECK (mark IN ('like', 'favorite')),
+        event_id       uuid    NOT NULL,
+        topic          text    NOT NULL,
+        partition      integer NOT NULL,
+        message_offset bigint  NOT NULL CHECK (message_offset >= 0),
+        PRIMARY KEY (artwork_id, mark, event_id)
+    );
+";
+
 /// Key of the advisory lock that serialises migrations between processes.
 pub(crate) const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
 
 /// Brings the read model up to date: the generations layout (see [`crate::generations`]),
-/// the live generation's tables, and the views over them in `public`. Safe to call from
-/// several processes at once. Returns the live generation.
-pub async fn migrate(client: &mut Client) -> Result<Generation, ProjectionError> {
+/// the live generation's tables, and the views over them in `public`; refuses a read model of
+/// another deployment than the one of `topics`, and records its topic prefix with a read model
+/// that has none yet (see [`crate::deployment`]). Safe to call from several processes at
+/// once. Returns the live generation.
+pub async fn migrate(client: &mut Client, topics: &Topics) -> Result<Generation, ProjectionError> {
     let tx = client
         .transaction()
         .await
@@ -229,6 +249,7 @@ pub async fn migrate(client: &mut Client) -> Result<Generation, ProjectionError>
         .await
         .map_err(ProjectionError::pg("lock migrations"))?;
     let (live, created) = generations::ensure_layout(&tx).await?;
+    generations::claim(&tx, topics).await?;
     let applied = migrate_in(&tx, &live).await?;
     if created || applied > 0 || generations::views_missing(&tx, &live).await? {
         generations::point_views(&tx, &live).await?;
@@ -356,8 +377,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Adds one event, in log order.
-    pub fn add(&mut self, event: &Event) {
+    /// Adds one event, in log order, with its message's position.
+    pub fn add(&mut self, event: &Event, at: &Position) {
         self.note_change(event);
         match event {
             Event::UserRegistered(e) => self.users.add(e),
@@ -366,8 +387,8 @@ impl Batch {
             Event::ArtworkRemoved(e) => self.catalog.add_removed(e),
             Event::ExhibitionPublished(e) => self.catalog.add_published(e),
             Event::ExhibitionClosed(e) => self.catalog.add_closed(e),
-            Event::LikeSet(e) => self.likes.add_like(e),
-            Event::FavoriteSet(e) => self.favorites.add_favorite(e),
+            Event::LikeSet(e) => self.likes.add_like(e, at.clone()),
+            Event::FavoriteSet(e) => self.favorites.add_favorite(e, at.clone()),
             Event::CommentPosted(e) => self.comments.add_posted(e),
             Event::CommentDeleted(e) => self.comments.add_deleted(e),
             Event::ArtworkViewed(e) => self.views.add(e),
@@ -593,25 +614,32 @@ mod tests {
         let user = gallery_schemas::UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}"));
         let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
         let mut batch = Batch::default();
-        batch.add(&Event::GenerationProgressed(
-            gallery_schemas::GenerationProgressed {
+        let at = |offset| Position {
+            topic: "g.generation".into(),
+            partition: 0,
+            offset,
+        };
+        batch.add(
+            &Event::GenerationProgressed(gallery_schemas::GenerationProgressed {
                 event_id: uuid::Uuid::now_v7(),
                 request_id: a,
                 user_id: user.clone(),
                 step: 1,
                 steps: 2,
                 occurred_at: 0,
-            },
-        ));
-        batch.add(&Event::GenerationCancelConfirmed(
-            gallery_schemas::GenerationCancelConfirmed {
+            }),
+            &at(0),
+        );
+        batch.add(
+            &Event::GenerationCancelConfirmed(gallery_schemas::GenerationCancelConfirmed {
                 event_id: uuid::Uuid::now_v7(),
                 request_id: b,
                 user_id: user,
                 step: 0,
                 occurred_at: 0,
-            },
-        ));
+            }),
+            &at(1),
+        );
         assert_eq!(batch.generation.ids(), vec![a, b]);
         assert_eq!(
             batch.notification("read-model"),

@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use gallery_schemas::{Event, EventCodec, Stream, Topics};
+use gallery_schemas::{Event, EventCodec, Position, Topics};
 use std::sync::Arc;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -15,6 +15,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_postgres::{Client, NoTls};
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::deployment::STREAMS;
 use crate::error::ProjectionError;
 use crate::generations::{self, Generation};
 use crate::group::{GroupContext, GroupSettings, Membership, assigned_consumer, group_consumer};
@@ -156,7 +157,7 @@ impl Projector {
     /// partition starts at its stored offset.
     pub(crate) async fn open(&self) -> Result<Session, ProjectionError> {
         let mut client = connect(&self.config.postgres_url).await?;
-        let live = migrate(&mut client).await?;
+        let live = migrate(&mut client, &self.config.topics).await?;
         let generation = match &self.config.target {
             Target::Live => live,
             Target::Pinned(g) => g.clone(),
@@ -166,13 +167,7 @@ impl Projector {
             .await
             .map_err(ProjectionError::pg("enter generation"))?;
         let topics = self.config.topics.clone();
-        let streams = [
-            Stream::Users,
-            Stream::Catalog,
-            Stream::Interactions,
-            Stream::Generation,
-        ];
-        let names: Vec<String> = streams.iter().map(|s| topics.of(*s)).collect();
+        let names: Vec<String> = STREAMS.iter().map(|s| topics.of(*s)).collect();
         let partitions = partitions_of(&self.config.brokers, &names).await?;
         let stored = self.store.offsets(&client).await?;
 
@@ -222,12 +217,17 @@ impl Projector {
     }
 
     /// Applies batches until every partition of `targets` is applied up to its offset (or
-    /// the consumer is past it: transaction markers take offsets but carry no message).
+    /// the consumer is past it: transaction markers take offsets but carry no message), or
+    /// until `deadline` passes: then it returns `false`, having stopped between two batches.
+    /// A target in a partition the session does not read is an error: it would never be
+    /// reached.
     pub(crate) async fn catch_up(
         &self,
         session: &mut Session,
         targets: &HashMap<TopicPartition, i64>,
-    ) -> Result<(), ProjectionError> {
+        deadline: Option<Instant>,
+    ) -> Result<bool, ProjectionError> {
+        session.check_reads(targets)?;
         let idle = Duration::from_millis(300);
         loop {
             let behind: Vec<&TopicPartition> = targets
@@ -236,7 +236,10 @@ impl Projector {
                 .map(|(tp, _)| tp)
                 .collect();
             if behind.is_empty() {
-                return Ok(());
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
             }
             let mut messages = next_batch(
                 &session.consumer,
@@ -258,7 +261,7 @@ impl Projector {
                     }
                 });
                 if past {
-                    return Ok(());
+                    return Ok(true);
                 }
                 continue;
             }
@@ -304,7 +307,14 @@ impl Projector {
                 continue; // applied before this session
             }
             match event {
-                Ok(event) => batch.add(event),
+                Ok(event) => batch.add(
+                    event,
+                    &Position {
+                        topic: position.0.clone(),
+                        partition: position.1,
+                        offset,
+                    },
+                ),
                 Err(reason) => {
                     let sent_before = session.dead_lettered_below.get(&position);
                     if sent_before.is_some_and(|below| offset < *below) {
@@ -320,6 +330,8 @@ impl Projector {
             let next = batch.next_offsets.entry(position).or_insert(0);
             *next = (*next).max(offset + 1);
         }
+        // What the store held already, applied by an earlier run or another instance.
+        session.membership.stored(&applied_up_to);
         if batch.next_offsets.is_empty() {
             return Ok(HashMap::new());
         }
@@ -355,17 +367,42 @@ pub(crate) struct Session {
     label: String,
 }
 
+impl Session {
+    /// Fails when `offsets` name a partition this session does not read.
+    pub(crate) fn check_reads(
+        &self,
+        offsets: &HashMap<TopicPartition, i64>,
+    ) -> Result<(), ProjectionError> {
+        let mut unread: Vec<String> = offsets
+            .keys()
+            .filter(|tp| !self.partitions.contains(tp))
+            .map(|(topic, partition)| format!("{topic}/{partition}"))
+            .collect();
+        if unread.is_empty() {
+            return Ok(());
+        }
+        unread.sort();
+        Err(ProjectionError::UnreadPartitions { partitions: unread })
+    }
+}
+
 /// A message and its event, or the reason it is not a valid event of its topic.
 pub(crate) type Decoded = (OwnedMessage, Result<Event, String>);
 
 /// Waits for one message (at most `wait`, else returns none), then takes what arrives within
-/// `linger`, up to `max` messages.
-pub(crate) async fn next_batch<C: ConsumerContext + 'static>(
-    consumer: &StreamConsumer<C>,
+/// `linger`, up to `max` messages. Each is recorded as handed over (for the lag) before the
+/// consumer is polled again.
+pub(crate) async fn next_batch(
+    consumer: &StreamConsumer<GroupContext>,
     wait: Option<Duration>,
     max: usize,
     linger: Duration,
 ) -> Result<Vec<OwnedMessage>, ProjectionError> {
+    let membership = consumer.context().membership();
+    let handed = |message: OwnedMessage| {
+        membership.received(&message);
+        message
+    };
     let first = match wait {
         None => consumer.recv().await,
         Some(wait) => match tokio::time::timeout(wait, consumer.recv()).await {
@@ -375,11 +412,14 @@ pub(crate) async fn next_batch<C: ConsumerContext + 'static>(
     }
     .map_err(ProjectionError::kafka("receive"))?
     .detach();
-    let mut batch = vec![first];
+    let mut batch = vec![handed(first)];
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(message.map_err(ProjectionError::kafka("receive"))?.detach()),
+            Ok(message) => {
+                let message = message.map_err(ProjectionError::kafka("receive"))?.detach();
+                batch.push(handed(message));
+            }
             Err(_elapsed) => break,
         }
     }

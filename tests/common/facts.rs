@@ -25,10 +25,11 @@ pub struct Fact {
     pub on: bool,
 }
 
-/// A fact and where Kafka put it.
+/// A fact, its event id and where Kafka put it.
 #[derive(Debug, Clone)]
 pub struct Produced {
     pub fact: Fact,
+    pub event_id: uuid::Uuid,
     pub partition: i32,
     pub offset: i64,
 }
@@ -37,6 +38,7 @@ pub struct Produced {
 #[derive(Debug, Clone)]
 pub struct Encoded {
     pub fact: Fact,
+    pub event_id: uuid::Uuid,
     pub bytes: Vec<u8>,
 }
 
@@ -63,10 +65,16 @@ impl FactProducer {
     }
 
     pub async fn encode(&self, fact: Fact) -> Encoded {
-        let event_id = uuid::Uuid::now_v7();
+        let occurred_at = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        self.encode_as(fact, uuid::Uuid::now_v7(), occurred_at)
+            .await
+    }
+
+    /// `fact` as the event `event_id` at `occurred_at` (ms): the same id again with another
+    /// time is what a command re-sent after a crash may write.
+    pub async fn encode_as(&self, fact: Fact, event_id: uuid::Uuid, occurred_at: i64) -> Encoded {
         let user_id = UserId::parse(&fact.user).unwrap();
         let artwork_id = ArtworkId::parse(&fact.artwork).unwrap();
-        let occurred_at = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
         let event = match fact.kind {
             Kind::Like => Event::LikeSet(LikeSet {
                 event_id,
@@ -84,7 +92,11 @@ impl FactProducer {
             }),
         };
         let bytes = self.codec.encode(&self.topic, &event).await.unwrap();
-        Encoded { fact, bytes }
+        Encoded {
+            fact,
+            event_id,
+            bytes,
+        }
     }
 
     /// Sends `encoded` (keyed by its artwork, as the command service does) and waits for the
@@ -101,6 +113,7 @@ impl FactProducer {
             .unwrap();
         Produced {
             fact: encoded.fact.clone(),
+            event_id: encoded.event_id,
             partition: delivery.partition,
             offset: delivery.offset,
         }
@@ -157,7 +170,8 @@ impl Lcg {
 }
 
 /// The latest fact per (kind, artwork, user), by (partition, offset): all facts of an artwork
-/// share a partition, so the offset orders them.
+/// share a partition, so the offset orders them. An event sent again (the same event id) is
+/// applied once, at its first offset: its copies change nothing.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Truth {
     pub latest: BTreeMap<(Kind, String, String), bool>,
@@ -165,8 +179,13 @@ pub struct Truth {
 
 impl Truth {
     pub fn of(produced: &[Produced]) -> Self {
-        let mut at: BTreeMap<(Kind, String, String), (i32, i64, bool)> = BTreeMap::new();
+        let mut first: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
         for p in produced {
+            let offset = first.entry(p.event_id).or_insert(p.offset);
+            *offset = (*offset).min(p.offset);
+        }
+        let mut at: BTreeMap<(Kind, String, String), (i32, i64, bool)> = BTreeMap::new();
+        for p in produced.iter().filter(|p| first[&p.event_id] == p.offset) {
             let key = (p.fact.kind, p.fact.artwork.clone(), p.fact.user.clone());
             let entry = at.entry(key).or_insert((p.partition, -1, false));
             assert_eq!(entry.0, p.partition, "one artwork, one partition");

@@ -244,6 +244,18 @@ pub fn sample_smallest_count(
     })
 }
 
+/// An error with its causes, as `gallery` prints them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// `gallery projections` for `env`, with extra configuration `vars`, its output discarded.
 /// A port free on 127.0.0.1 right now (for a process that must be told its port).
 pub fn free_port() -> u16 {

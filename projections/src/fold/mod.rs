@@ -10,7 +10,7 @@ pub mod sets;
 pub mod users;
 pub mod views;
 
-pub use sets::{SetBatch, SetFact, SetKey, SetPlan, set_delta};
+pub use sets::{ListChange, Position, SetBatch, SetEvent, SetFact, SetKey, SetPlan, set_delta};
 
 /// Length of a popularity bucket, milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;

@@ -2,60 +2,100 @@
 //! per (artwork, user) wins, a count is the number of users whose latest fact is "on", and
 //! every transition (off to on, on to off) is also a +1/-1 in the hour bucket of the fact, so
 //! the sum of buckets over a window is the net change in that window.
+//!
+//! An event is applied once. A copy of an event (the same event id, as a command re-sent after
+//! a crash writes it, possibly with another `occurred_at`, and possibly after newer facts of
+//! the pair) is no change at all: not to the count, not to a bucket, not to the stored fact or
+//! its time, not to the user's list. The stores remember, per event applied, the position
+//! (topic, partition, offset) of the message that first applied it, and the fold takes those
+//! positions as input: a message whose event was first applied at **another** position is a
+//! copy, while the same message read again (a replay after a crash) has the same position and
+//! is applied again exactly as before. A plain set of ids seen would break replays: a crash
+//! after the ids were written and before the state would lose the fact for good.
+//!
+//! Positions are remembered per artwork and kind (a like and a favorite are separate facts):
+//! all facts of an artwork share one Kafka partition, so "first" follows that partition's
+//! order, the same in every run, every batching and every rebuild.
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use gallery_schemas::Position;
 use gallery_schemas::{FavoriteSet, LikeSet};
+use uuid::Uuid;
 
 use super::hour_of;
 
 /// An (artwork id, user id) pair.
 pub type SetKey = (String, String);
 
-/// One fact about a pair.
+/// An event of one artwork: (artwork id, event id), the key under which a store remembers
+/// where the event was first applied.
+pub type SetEvent = (String, Uuid);
+
+/// One fact about a pair; also what a store keeps of a pair's current fact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetFact {
     pub on: bool,
-    pub event_id: uuid::Uuid,
+    pub event_id: Uuid,
     pub occurred_at_ms: i64,
 }
 
+impl From<&LikeSet> for SetFact {
+    fn from(e: &LikeSet) -> Self {
+        Self {
+            on: e.liked,
+            event_id: e.event_id,
+            occurred_at_ms: e.occurred_at,
+        }
+    }
+}
+
+impl From<&FavoriteSet> for SetFact {
+    fn from(e: &FavoriteSet) -> Self {
+        Self {
+            on: e.favorited,
+            event_id: e.event_id,
+            occurred_at_ms: e.occurred_at,
+        }
+    }
+}
+
 /// The facts of one batch, per pair in log order (all facts of one artwork share a partition,
-/// so partition order is enough).
+/// so partition order is enough), each with its message's position.
 #[derive(Debug, Default)]
 pub struct SetBatch {
-    facts: BTreeMap<SetKey, Vec<SetFact>>,
+    facts: BTreeMap<SetKey, Vec<(SetFact, Position)>>,
+    /// Where each event of the batch first occurs in it.
+    first: BTreeMap<SetEvent, Position>,
 }
 
 impl SetBatch {
-    pub fn add(&mut self, artwork: &str, user: &str, fact: SetFact) {
+    /// Adds one fact; facts are added in log order.
+    pub fn add(&mut self, artwork: &str, user: &str, fact: SetFact, at: Position) {
+        self.first
+            .entry((artwork.to_owned(), fact.event_id))
+            .or_insert_with(|| at.clone());
         self.facts
             .entry((artwork.to_owned(), user.to_owned()))
             .or_default()
-            .push(fact);
+            .push((fact, at));
     }
 
-    pub fn add_like(&mut self, fact: &LikeSet) {
+    pub fn add_like(&mut self, fact: &LikeSet, at: Position) {
         self.add(
             fact.artwork_id.as_str(),
             fact.user_id.as_str(),
-            SetFact {
-                on: fact.liked,
-                event_id: fact.event_id,
-                occurred_at_ms: fact.occurred_at,
-            },
+            fact.into(),
+            at,
         );
     }
 
-    pub fn add_favorite(&mut self, fact: &FavoriteSet) {
+    pub fn add_favorite(&mut self, fact: &FavoriteSet, at: Position) {
         self.add(
             fact.artwork_id.as_str(),
             fact.user_id.as_str(),
-            SetFact {
-                on: fact.favorited,
-                event_id: fact.event_id,
-                occurred_at_ms: fact.occurred_at,
-            },
+            fact.into(),
+            at,
         );
     }
 
@@ -67,17 +107,48 @@ impl SetBatch {
         self.facts.keys()
     }
 
-    /// Combines the batch with the stored states (`stored[key]` = (on, event id of the fact
-    /// that set it); absent = never set). Every fact of the batch is new: the stores skip by
-    /// offset what they have applied. A copy of an earlier fact (a producer's retry written
-    /// again later in the log) re-asserts that fact where it stands, like any other fact, so
-    /// counts and hour buckets do not depend on how the log is cut into batches.
-    pub fn plan(&self, stored: &HashMap<SetKey, (bool, uuid::Uuid)>) -> SetPlan {
+    /// The batch's events, each once: those whose first position the store must look up.
+    pub fn events(&self) -> impl Iterator<Item = &SetEvent> {
+        self.first.keys()
+    }
+
+    /// Combines the batch with the stored current facts of its pairs (absent = never set) and
+    /// with where its events were first applied, as stored (absent = never applied).
+    ///
+    /// A fact whose event was first applied at another position (stored, or earlier in the
+    /// batch) is a copy and changes nothing, wherever it stands. A fact at the position that
+    /// first applied its event is applied, even when the store already remembers it there (a
+    /// replay of a batch that was interrupted after the positions were written). A fact whose
+    /// event is the pair's current one changes nothing either (a store that predates the
+    /// positions knows the current event, not where it was applied). Counts, buckets, stored
+    /// facts, lists and positions therefore do not depend on how the log is cut into batches,
+    /// and equal those of the log without its copies.
+    pub fn plan(
+        &self,
+        stored: &HashMap<SetKey, SetFact>,
+        applied: &HashMap<SetEvent, Position>,
+    ) -> SetPlan {
         let mut plan = SetPlan::default();
         for (key, facts) in &self.facts {
-            let mut state = stored.get(key).copied();
-            for fact in facts {
-                let delta = set_delta(state.map(|(on, _)| on), fact.on);
+            let before = stored.get(key);
+            let mut state = before;
+            let mut changed = false;
+            // The entries of the user's list that may exist: the stored one, and those of the
+            // batch's facts (an interrupted run of a longer batch may have written them).
+            let mut entries: Vec<i64> = before
+                .filter(|f| f.on)
+                .map(|f| f.occurred_at_ms)
+                .into_iter()
+                .collect();
+            for (fact, at) in facts {
+                let event = (key.0.clone(), fact.event_id);
+                if applied.get(&event).or_else(|| self.first.get(&event)) != Some(at) {
+                    continue; // a copy: its event was applied at another position
+                }
+                if state.is_some_and(|s| s.event_id == fact.event_id) {
+                    continue; // the pair's current fact again
+                }
+                let delta = set_delta(state.map(|s| s.on), fact.on);
                 if delta != 0 {
                     *plan.count_deltas.entry(key.0.clone()).or_insert(0) += delta;
                     *plan
@@ -85,16 +156,38 @@ impl SetBatch {
                         .entry((key.0.clone(), hour_of(fact.occurred_at_ms)))
                         .or_insert(0) += delta;
                 }
-                state = Some((fact.on, fact.event_id));
+                if fact.on {
+                    entries.push(fact.occurred_at_ms);
+                }
+                state = Some(fact);
+                changed = true;
             }
-            if let Some(last) = facts.last()
-                && stored.get(key).is_none_or(|(_, id)| *id != last.event_id)
-            {
-                plan.upserts.push((key.clone(), last.clone()));
-            }
+            let Some(last) = state.filter(|_| changed) else {
+                continue; // nothing, or nothing but copies
+            };
+            // Even when the batch ends where it began, its list writes go out: an interrupted
+            // run of a shorter batch may have removed the entry.
+            plan.upserts.push((key.clone(), last.clone()));
+            let insert = last.on.then_some(last.occurred_at_ms);
+            entries.sort_unstable();
+            entries.dedup();
+            entries.retain(|at| Some(*at) != insert);
+            plan.lists.push((
+                key.clone(),
+                ListChange {
+                    insert,
+                    delete: entries,
+                },
+            ));
         }
         plan.count_deltas.retain(|_, d| *d != 0);
         plan.bucket_deltas.retain(|_, d| *d != 0);
+        plan.positions = self
+            .first
+            .iter()
+            .filter(|(event, _)| !applied.contains_key(*event))
+            .map(|(event, at)| (event.clone(), at.clone()))
+            .collect();
         plan
     }
 }
@@ -102,12 +195,28 @@ impl SetBatch {
 /// What to write for one batch.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SetPlan {
-    /// New latest fact per (artwork, user).
+    /// New current fact per (artwork, user).
     pub upserts: Vec<(SetKey, SetFact)>,
     /// Change of the count per artwork (non-zero only).
     pub count_deltas: BTreeMap<String, i64>,
     /// Change per (artwork, hour bucket start) (non-zero only).
     pub bucket_deltas: BTreeMap<(String, i64), i64>,
+    /// How each changed pair's entry in the user's list (artworks by time, for a store that
+    /// keeps the list apart from the pairs) changes.
+    pub lists: Vec<(SetKey, ListChange)>,
+    /// The events this batch applies first, with the position of the message that does: to
+    /// remember, with the batch's other writes.
+    pub positions: Vec<(SetEvent, Position)>,
+}
+
+/// How a user's list changes for one (artwork, user) pair and one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListChange {
+    /// The entry (its time) of the pair's new current fact, when it is "on".
+    pub insert: Option<i64>,
+    /// Entries to remove: the stored one and those of the batch's other "on" facts, which an
+    /// interrupted run of a longer batch may have written; never the inserted one.
+    pub delete: Vec<i64>,
 }
 
 /// How a count changes when a pair's state goes from `prev` to `next`.
@@ -120,162 +229,5 @@ pub fn set_delta(prev: Option<bool>, next: bool) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fold::HOUR_MS;
-    use gallery_schemas::{ArtworkId, UserId};
-    use proptest::prelude::*;
-    use uuid::Uuid;
-
-    fn fact(artwork: &str, user: &str, liked: bool, at: i64) -> LikeSet {
-        LikeSet {
-            event_id: Uuid::now_v7(),
-            user_id: UserId::parse(user).unwrap_or_else(|e| unreachable!("{e}")),
-            artwork_id: ArtworkId::parse(artwork).unwrap_or_else(|e| unreachable!("{e}")),
-            liked,
-            occurred_at: at,
-        }
-    }
-
-    type Stored = HashMap<SetKey, (bool, Uuid)>;
-
-    fn apply(plan: SetPlan, stored: &mut Stored, counts: &mut BTreeMap<String, i64>) {
-        for (a, d) in plan.count_deltas {
-            *counts.entry(a).or_insert(0) += d;
-        }
-        for (key, latest) in plan.upserts {
-            stored.insert(key, (latest.on, latest.event_id));
-        }
-    }
-
-    #[test]
-    fn like_like_unlike_unlike_counts_1_1_0_0() {
-        let mut stored = Stored::new();
-        let mut counts = BTreeMap::new();
-        let mut seen = vec![];
-        for liked in [true, true, false, false] {
-            let mut batch = SetBatch::default();
-            batch.add_like(&fact("a", "u", liked, 0));
-            apply(batch.plan(&stored), &mut stored, &mut counts);
-            seen.push(counts.get("a").copied().unwrap_or(0));
-        }
-        assert_eq!(seen, vec![1, 1, 0, 0]);
-    }
-
-    #[test]
-    fn an_unlike_without_a_like_changes_nothing() {
-        let mut batch = SetBatch::default();
-        batch.add_like(&fact("a", "u", false, 0));
-        let plan = batch.plan(&HashMap::new());
-        assert!(plan.count_deltas.is_empty() && plan.bucket_deltas.is_empty());
-    }
-
-    #[test]
-    fn within_a_batch_the_last_fact_wins_and_every_transition_lands_in_its_hour() {
-        let mut batch = SetBatch::default();
-        batch.add_like(&fact("a", "u", true, 10));
-        batch.add_like(&fact("a", "u", false, HOUR_MS + 10));
-        batch.add_like(&fact("a", "v", true, 20));
-        let plan = batch.plan(&HashMap::new());
-        assert_eq!(plan.count_deltas.get("a"), Some(&1));
-        assert_eq!(plan.upserts.len(), 2);
-        assert_eq!(plan.bucket_deltas.get(&("a".to_owned(), 0)), Some(&2));
-        assert_eq!(
-            plan.bucket_deltas.get(&("a".to_owned(), HOUR_MS)),
-            Some(&-1)
-        );
-    }
-
-    #[test]
-    fn a_copy_of_the_stored_fact_changes_nothing() {
-        let f = fact("a", "u", true, 0);
-        let stored: Stored = [(("a".into(), "u".into()), (true, f.event_id))].into();
-        let mut batch = SetBatch::default();
-        batch.add_like(&f);
-        assert_eq!(batch.plan(&stored), SetPlan::default());
-    }
-
-    #[test]
-    fn a_copy_between_newer_facts_reasserts_its_fact_where_it_stands() {
-        let liked = fact("a", "u", true, 0);
-        let stored: Stored = [(("a".into(), "u".into()), (true, liked.event_id))].into();
-        let mut batch = SetBatch::default();
-        batch.add_like(&fact("a", "u", false, HOUR_MS));
-        batch.add_like(&liked); // the retry of the stored like, written again
-        batch.add_like(&fact("a", "u", true, 2 * HOUR_MS));
-        let plan = batch.plan(&stored);
-        assert!(plan.count_deltas.is_empty(), "liked before and after");
-        let a = |h: i64| ("a".to_owned(), h * HOUR_MS);
-        assert_eq!(plan.bucket_deltas, BTreeMap::from([(a(0), 1), (a(1), -1)]));
-        assert_eq!(
-            plan.upserts.len(),
-            1,
-            "the last fact becomes the stored one"
-        );
-    }
-
-    proptest! {
-        /// Folding any sequence of facts, some of them copies of earlier ones written again,
-        /// in any batching, gives the count of users whose last fact is "on" (a copy
-        /// re-asserts its fact), never a negative count, and the same hour buckets whatever
-        /// the batching.
-        #[test]
-        fn counts_and_buckets_do_not_depend_on_batching_or_copies(
-            facts in proptest::collection::vec((0u8..3, 0u8..6, any::<bool>(), 0i64..5), 0..60),
-            copies in proptest::collection::vec((any::<usize>(), any::<usize>()), 0..15),
-            cuts in proptest::collection::vec(1usize..8, 1..20),
-        ) {
-            let mut facts: Vec<LikeSet> = facts
-                .iter()
-                .map(|(a, u, l, h)| fact(&format!("a{a}"), &format!("u{u}"), *l, h * HOUR_MS))
-                .collect();
-            // A copy of an earlier fact, later in the log.
-            for (from, to) in copies {
-                if facts.is_empty() {
-                    break;
-                }
-                let to = to % (facts.len() + 1);
-                if to == 0 {
-                    continue;
-                }
-                let copy = facts[from % to].clone();
-                facts.insert(to, copy);
-            }
-            let mut stored = Stored::new();
-            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-            let mut buckets: BTreeMap<(String, i64), i64> = BTreeMap::new();
-            let mut rest = facts.as_slice();
-            let mut cut = cuts.iter().cycle();
-            while !rest.is_empty() {
-                let n = (*cut.next().unwrap_or(&1)).min(rest.len());
-                let (chunk, tail) = rest.split_at(n);
-                let mut batch = SetBatch::default();
-                chunk.iter().for_each(|f| batch.add_like(f));
-                let plan = batch.plan(&stored);
-                for (k, d) in &plan.bucket_deltas {
-                    *buckets.entry(k.clone()).or_insert(0) += d;
-                }
-                apply(plan, &mut stored, &mut counts);
-                prop_assert!(counts.values().all(|c| *c >= 0));
-                rest = tail;
-            }
-            // One batch of everything: the reference.
-            let mut whole = SetBatch::default();
-            facts.iter().for_each(|f| whole.add_like(f));
-            let reference = whole.plan(&HashMap::new());
-            buckets.retain(|_, d| *d != 0);
-            prop_assert_eq!(&buckets, &reference.bucket_deltas);
-            counts.retain(|_, c| *c != 0);
-            prop_assert_eq!(&counts, &reference.count_deltas);
-            let mut truth: HashMap<SetKey, bool> = HashMap::new();
-            for f in &facts {
-                truth.insert((f.artwork_id.to_string(), f.user_id.to_string()), f.liked);
-            }
-            for a in 0..3 {
-                let artwork = format!("a{a}");
-                let expected = truth.iter().filter(|((art, _), l)| *art == artwork && **l).count();
-                prop_assert_eq!(counts.get(&artwork).copied().unwrap_or(0), i64::try_from(expected).unwrap_or(-1));
-            }
-        }
-    }
-}
+#[path = "sets_tests.rs"]
+mod tests;

@@ -11,21 +11,24 @@ use super::Batch;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{SetBatch, SetKey, StatsDelta};
+use crate::fold::{Position, SetBatch, SetEvent, SetFact, SetKey, SetPlan, StatsDelta};
 
-/// The table of one kind of set fact.
+/// The table of one kind of set fact, and its name in `set_event_positions`.
 struct SetTable {
     table: &'static str,
     flag: &'static str,
+    mark: &'static str,
 }
 
 const LIKES: SetTable = SetTable {
     table: "artwork_likes",
     flag: "liked",
+    mark: "like",
 };
 const FAVORITES: SetTable = SetTable {
     table: "artwork_favorites",
     flag: "favorited",
+    mark: "favorite",
 };
 
 pub(super) async fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
@@ -84,63 +87,149 @@ fn unzip_buckets(buckets: &BTreeMap<(String, i64), i64>) -> (Vec<&str>, Vec<i64>
     (artworks, hours, deltas)
 }
 
+/// Reads the pairs' stored facts (locked) and where the batch's events were first applied
+/// (one statement each, pipelined), plans, and writes the new facts and the new positions
+/// (pipelined too). The positions of an artwork's events are only written under the lock of
+/// its partition's offset row, so they need no lock of their own.
 async fn apply_sets(
     tx: &Transaction<'_>,
     t: &SetTable,
     batch: &SetBatch,
-) -> Result<crate::fold::SetPlan, ProjectionError> {
+) -> Result<SetPlan, ProjectionError> {
     let (artworks, users): (Vec<&str>, Vec<&str>) =
         batch.keys().map(|(a, u)| (a.as_str(), u.as_str())).unzip();
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT s.artwork_id, s.user_id, s.{flag}, s.event_id
-                 FROM {table} s
-                 JOIN unnest($1::text[], $2::text[]) AS k(a, u)
-                   ON s.artwork_id = k.a AND s.user_id = k.u
-                 ORDER BY s.artwork_id, s.user_id
-                 FOR UPDATE OF s",
-                flag = t.flag,
-                table = t.table
-            ),
-            &[&artworks, &users],
-        )
-        .await
-        .map_err(ProjectionError::pg("read set states"))?;
-    let stored: HashMap<SetKey, (bool, Uuid)> = rows
+    let (event_artworks, event_ids): (Vec<&str>, Vec<Uuid>) =
+        batch.events().map(|(a, e)| (a.as_str(), *e)).unzip();
+    let states = format!(
+        "SELECT s.artwork_id, s.user_id, s.{flag} AS is_on, s.event_id, s.occurred_at_ms
+         FROM {table} s
+         JOIN unnest($1::text[], $2::text[]) AS k(a, u)
+           ON s.artwork_id = k.a AND s.user_id = k.u
+         ORDER BY s.artwork_id, s.user_id
+         FOR UPDATE OF s",
+        flag = t.flag,
+        table = t.table
+    );
+    let (rows, positions) = futures::try_join!(
+        async {
+            tx.query(&states, &[&artworks, &users])
+                .await
+                .map_err(ProjectionError::pg("read set states"))
+        },
+        async {
+            tx.query(
+                "SELECT p.artwork_id, p.event_id, p.topic, p.partition, p.message_offset
+                 FROM set_event_positions p
+                 JOIN unnest($1::text[], $2::uuid[]) AS k(a, e)
+                   ON p.artwork_id = k.a AND p.event_id = k.e
+                 WHERE p.mark = $3",
+                &[&event_artworks, &event_ids, &t.mark],
+            )
+            .await
+            .map_err(ProjectionError::pg("read set event positions"))
+        },
+    )?;
+    let stored: HashMap<SetKey, SetFact> = rows
         .iter()
-        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .map(|r| {
+            let fact = SetFact {
+                on: r.get("is_on"),
+                event_id: r.get("event_id"),
+                occurred_at_ms: r.get("occurred_at_ms"),
+            };
+            ((r.get("artwork_id"), r.get("user_id")), fact)
+        })
         .collect();
-    let plan = batch.plan(&stored);
-    if !plan.upserts.is_empty() {
-        let mut a = Vec::with_capacity(plan.upserts.len());
-        let mut u = Vec::with_capacity(plan.upserts.len());
-        let mut on = Vec::with_capacity(plan.upserts.len());
-        let mut ids = Vec::with_capacity(plan.upserts.len());
-        let mut at = Vec::with_capacity(plan.upserts.len());
-        for ((artwork, user), fact) in &plan.upserts {
-            a.push(artwork.as_str());
-            u.push(user.as_str());
-            on.push(fact.on);
-            ids.push(fact.event_id);
-            at.push(fact.occurred_at_ms);
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO {table} (artwork_id, user_id, {flag}, event_id, occurred_at_ms)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::uuid[], $5::bigint[])
-                 ON CONFLICT (artwork_id, user_id) DO UPDATE
-                 SET {flag} = excluded.{flag}, event_id = excluded.event_id,
-                     occurred_at_ms = excluded.occurred_at_ms",
-                flag = t.flag,
-                table = t.table
-            ),
-            &[&a, &u, &on, &ids, &at],
-        )
-        .await
-        .map_err(ProjectionError::pg("upsert set states"))?;
-    }
+    let applied: HashMap<SetEvent, Position> = positions
+        .iter()
+        .map(|r| {
+            let at = Position {
+                topic: r.get("topic"),
+                partition: r.get("partition"),
+                offset: r.get("message_offset"),
+            };
+            ((r.get("artwork_id"), r.get("event_id")), at)
+        })
+        .collect();
+    let plan = batch.plan(&stored, &applied);
+    futures::try_join!(upsert_states(tx, t, &plan), insert_positions(tx, t, &plan))?;
     Ok(plan)
+}
+
+async fn upsert_states(
+    tx: &Transaction<'_>,
+    t: &SetTable,
+    plan: &SetPlan,
+) -> Result<(), ProjectionError> {
+    if plan.upserts.is_empty() {
+        return Ok(());
+    }
+    let mut a = Vec::with_capacity(plan.upserts.len());
+    let mut u = Vec::with_capacity(plan.upserts.len());
+    let mut on = Vec::with_capacity(plan.upserts.len());
+    let mut ids = Vec::with_capacity(plan.upserts.len());
+    let mut at = Vec::with_capacity(plan.upserts.len());
+    for ((artwork, user), fact) in &plan.upserts {
+        a.push(artwork.as_str());
+        u.push(user.as_str());
+        on.push(fact.on);
+        ids.push(fact.event_id);
+        at.push(fact.occurred_at_ms);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} (artwork_id, user_id, {flag}, event_id, occurred_at_ms)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::uuid[], $5::bigint[])
+             ON CONFLICT (artwork_id, user_id) DO UPDATE
+             SET {flag} = excluded.{flag}, event_id = excluded.event_id,
+                 occurred_at_ms = excluded.occurred_at_ms",
+            flag = t.flag,
+            table = t.table
+        ),
+        &[&a, &u, &on, &ids, &at],
+    )
+    .await
+    .map_err(ProjectionError::pg("upsert set states"))?;
+    Ok(())
+}
+
+/// Remembers where the batch's new events were first applied. The first position stays: a
+/// position is only ever written once per event, unless a second projection name replays the
+/// same log into the same tables, which writes the same positions.
+async fn insert_positions(
+    tx: &Transaction<'_>,
+    t: &SetTable,
+    plan: &SetPlan,
+) -> Result<(), ProjectionError> {
+    if plan.positions.is_empty() {
+        return Ok(());
+    }
+    let n = plan.positions.len();
+    let (mut a, mut ids) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut topics, mut partitions, mut offsets) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((artwork, event), at) in &plan.positions {
+        a.push(artwork.as_str());
+        ids.push(*event);
+        topics.push(at.topic.as_str());
+        partitions.push(at.partition);
+        offsets.push(at.offset);
+    }
+    tx.execute(
+        "INSERT INTO set_event_positions
+             (artwork_id, mark, event_id, topic, partition, message_offset)
+         SELECT a, $1, e, t, p, o
+         FROM unnest($2::text[], $3::uuid[], $4::text[], $5::integer[], $6::bigint[])
+              AS x(a, e, t, p, o)
+         ON CONFLICT (artwork_id, mark, event_id) DO NOTHING",
+        &[&t.mark, &a, &ids, &topics, &partitions, &offsets],
+    )
+    .await
+    .map_err(ProjectionError::pg("remember set event positions"))?;
+    Ok(())
 }
 
 async fn apply_comments(

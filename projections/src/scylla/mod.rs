@@ -14,7 +14,10 @@
 //! isolation, and the Kafka offsets last. After a crash anywhere in between, the replay reads
 //! the partition as it was before the interrupted batch (rows written beyond its
 //! `next_offset` are ignored), folds the same facts with the same pure folds as Postgres, and
-//! rewrites the same values.
+//! rewrites the same values. The positions at which like and favorite events were first
+//! applied (`set_event_positions`) are derived rows too, but are read whatever their stamp: a
+//! position written by the interrupted batch names the very message the replay reads again,
+//! which is therefore applied again, while a copy of the event anywhere else stays a copy.
 
 mod runner;
 mod schema;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use gallery_schemas::{EventCodec, Stream, Topics};
+use gallery_schemas::{EventCodec, Position, Stream, Topics};
 use rdkafka::message::Message;
 
 use super::store::ScyllaStore;
@@ -100,7 +100,7 @@ impl ScyllaProjector {
 
     async fn session(&self) -> Result<(), ProjectionError> {
         let session = connect(&self.config.scylla).await?;
-        migrate(&session, &self.config.scylla).await?;
+        migrate(&session, &self.config.scylla, &self.config.topics).await?;
         let store = ScyllaStore::new(
             session,
             &self.config.scylla.keyspace,
@@ -144,7 +144,14 @@ impl ScyllaProjector {
             let mut facts = Vec::with_capacity(decoded.len());
             for (message, event) in &decoded {
                 match event {
-                    Ok(event) => facts.push((message.offset(), event)),
+                    Ok(event) => facts.push((
+                        Position {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        },
+                        event,
+                    )),
                     Err(reason) => {
                         self.dead_letters
                             .send(&dead_letter(message, reason))

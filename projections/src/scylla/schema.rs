@@ -4,7 +4,10 @@
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
+use gallery_schemas::Topics;
+
 use super::ScyllaSettings;
+use crate::deployment::{self, Owner, ReadModelStore};
 use crate::error::ProjectionError;
 
 /// The tables, `{ks}` standing for the keyspace. Counts are plain `bigint` columns holding
@@ -48,6 +51,19 @@ const TABLES: &[&str] = &[
         artwork_id text,
         PRIMARY KEY ((user_id, mark), at_ms, artwork_id)
     ) WITH CLUSTERING ORDER BY (at_ms DESC, artwork_id DESC)",
+    // Where each like (mark = 'like') and favorite ('favorite') event of an artwork was first
+    // applied: the position of its first message, so that a copy (the same event id at
+    // another position) changes nothing (see `crate::fold::sets`). Written with the users'
+    // lists, before the artwork's partition; one row per like or favorite event, never deleted.
+    "CREATE TABLE IF NOT EXISTS {ks}.set_event_positions (
+        artwork_id     text,
+        event_id       uuid,
+        mark           text,
+        topic          text,
+        partition      int,
+        message_offset bigint,
+        PRIMARY KEY (artwork_id, event_id, mark)
+    )",
     // Every comment by id, with the offsets of its posting and deletion.
     "CREATE TABLE IF NOT EXISTS {ks}.comments (
         comment_id     uuid PRIMARY KEY,
@@ -84,6 +100,11 @@ const TABLES: &[&str] = &[
         next_offset bigint,
         PRIMARY KEY (projection, topic, partition)
     )",
+    // The topic prefix of the deployment whose read model this is (see `crate::deployment`).
+    "CREATE TABLE IF NOT EXISTS {ks}.deployment (
+        name         text PRIMARY KEY,
+        topic_prefix text
+    )",
 ];
 
 /// Opens a session to the cluster (no keyspace selected; statements name it).
@@ -96,8 +117,14 @@ pub async fn connect(settings: &ScyllaSettings) -> Result<Session, ProjectionErr
         .map_err(ProjectionError::cql("connect"))
 }
 
-/// Creates the keyspace and its tables when missing, and waits until the nodes agree.
-pub async fn migrate(session: &Session, settings: &ScyllaSettings) -> Result<(), ProjectionError> {
+/// Creates the keyspace and its tables when missing, and waits until the nodes agree; then
+/// refuses a keyspace of another deployment than the one of `topics`, and records its topic
+/// prefix with a keyspace that has none yet (see [`crate::deployment`]).
+pub async fn migrate(
+    session: &Session,
+    settings: &ScyllaSettings,
+    topics: &Topics,
+) -> Result<(), ProjectionError> {
     settings.validate()?;
     let ks = &settings.keyspace;
     session
@@ -122,7 +149,61 @@ pub async fn migrate(session: &Session, settings: &ScyllaSettings) -> Result<(),
         .await_schema_agreement()
         .await
         .map_err(ProjectionError::cql("schema agreement"))?;
+    claim(session, ks, topics).await
+}
+
+async fn claim(session: &Session, ks: &str, topics: &Topics) -> Result<(), ProjectionError> {
+    let recorded = recorded_prefix(session, ks).await?;
+    let what = "read the topics of the offsets";
+    let held: Vec<String> = session
+        .query_unpaged(format!("SELECT topic FROM {ks}.projection_offsets"), ())
+        .await
+        .map_err(ProjectionError::cql(what))?
+        .into_rows_result()
+        .map_err(ProjectionError::cql(what))?
+        .rows::<(String,)>()
+        .map_err(ProjectionError::cql(what))?
+        .map(|row| row.map(|(topic,)| topic))
+        .collect::<Result<_, _>>()
+        .map_err(ProjectionError::cql(what))?;
+    let owner = deployment::owner(topics, ReadModelStore::Scylla, recorded.as_deref(), held)?;
+    if owner == Owner::Ours {
+        return Ok(());
+    }
+    // A lightweight transaction: of two deployments claiming a new keyspace at once, one wins
+    // and the other reads the winner's prefix below.
+    session
+        .query_unpaged(
+            format!("INSERT INTO {ks}.deployment (name, topic_prefix) VALUES (?, ?) IF NOT EXISTS"),
+            (crate::READ_MODEL, topics.prefix()),
+        )
+        .await
+        .map_err(ProjectionError::cql("record the keyspace's deployment"))?;
+    let recorded = recorded_prefix(session, ks).await?;
+    deployment::owner(topics, ReadModelStore::Scylla, recorded.as_deref(), [])?;
+    tracing::info!(
+        keyspace = ks,
+        prefix = topics.prefix(),
+        "recorded the deployment of the keyspace"
+    );
     Ok(())
+}
+
+async fn recorded_prefix(session: &Session, ks: &str) -> Result<Option<String>, ProjectionError> {
+    let what = "read the keyspace's deployment";
+    let rows = session
+        .query_unpaged(
+            format!("SELECT topic_prefix FROM {ks}.deployment WHERE name = ?"),
+            (crate::READ_MODEL,),
+        )
+        .await
+        .map_err(ProjectionError::cql(what))?
+        .into_rows_result()
+        .map_err(ProjectionError::cql(what))?;
+    let prefix = rows
+        .maybe_first_row::<(Option<String>,)>()
+        .map_err(ProjectionError::cql(what))?;
+    Ok(prefix.and_then(|(p,)| p))
 }
 
 /// Columns added to tables after their first release: (table, column, type).

@@ -16,11 +16,14 @@ use super::write_timestamp;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{SetBatch, SetFact, SetKey, StatsDelta, hour_of};
+use crate::fold::{ListChange, Position, SetBatch, SetEvent, SetFact, SetKey, StatsDelta, hour_of};
 use crate::postgres::TopicPartition;
 
 /// The values of one statement, in bind-marker order (`None` is null).
 type Values = Vec<Option<CqlValue>>;
+
+/// Statements grouped by the artwork whose partition they write.
+type ByArtwork<'s> = BTreeMap<String, Vec<(&'s PreparedStatement, Values)>>;
 
 fn text(s: &str) -> Option<CqlValue> {
     Some(CqlValue::Text(s.to_owned()))
@@ -33,6 +36,9 @@ fn id(v: Uuid) -> Option<CqlValue> {
 }
 fn flag(v: bool) -> Option<CqlValue> {
     Some(CqlValue::Boolean(v))
+}
+fn int(v: i32) -> Option<CqlValue> {
+    Some(CqlValue::Int(v))
 }
 
 /// How long an artwork keeps its hourly net likes and views, counted back from its newest
@@ -93,6 +99,7 @@ fn hours_after(
 struct Statements {
     read_counts: PreparedStatement,
     read_marks: PreparedStatement,
+    read_positions: PreparedStatement,
     read_comments: PreparedStatement,
     read_views: PreparedStatement,
     write_counts: PreparedStatement,
@@ -100,6 +107,7 @@ struct Statements {
     write_favorite: PreparedStatement,
     insert_mark: PreparedStatement,
     delete_mark: PreparedStatement,
+    write_position: PreparedStatement,
     insert_comment: PreparedStatement,
     list_comment: PreparedStatement,
     delete_comment: PreparedStatement,
@@ -120,29 +128,33 @@ pub(crate) struct ScyllaStore {
     statements: Statements,
 }
 
-/// An interaction fact and its offset in its partition.
-pub(crate) type Positioned<'a> = (i64, &'a Event);
+/// An interaction fact and its message's position.
+pub(crate) type Positioned<'a> = (Position, &'a Event);
 
 /// One kind of set fact (likes or favorites) as stored in `artwork_state` and `user_marks`.
 #[derive(Debug, Default)]
 struct SetSide {
     batch: SetBatch,
-    /// Every fact of the batch per pair, in log order: (on, at, offset).
-    facts: BTreeMap<SetKey, Vec<(bool, i64, i64)>>,
-    /// Offset of the (last copy of the) fact with this event id.
-    offsets: HashMap<Uuid, i64>,
-    /// Stored state per pair as of the artwork's `next_offset`: (on, event id, at).
-    stored: HashMap<SetKey, (bool, Uuid, i64)>,
+    /// Offset of each pair's last fact in the batch, copies included: the timestamp of every
+    /// write for the pair (its row in the artwork's partition, its list entries).
+    last: BTreeMap<SetKey, i64>,
+    /// Stored current fact per pair as of the artwork's `next_offset`.
+    stored: HashMap<SetKey, SetFact>,
+    /// Where the batch's events were first applied, as stored (possibly by an interrupted run
+    /// of this batch: the same positions, so the replay applies them again).
+    applied: HashMap<SetEvent, Position>,
 }
 
 impl SetSide {
-    fn add(&mut self, artwork: &str, user: &str, fact: SetFact, offset: i64) {
-        self.facts
-            .entry((artwork.to_owned(), user.to_owned()))
-            .or_default()
-            .push((fact.on, fact.occurred_at_ms, offset));
-        self.offsets.insert(fact.event_id, offset);
-        self.batch.add(artwork, user, fact);
+    fn add(&mut self, artwork: &str, user: &str, fact: SetFact, at: &Position) {
+        self.last
+            .insert((artwork.to_owned(), user.to_owned()), at.offset);
+        self.batch.add(artwork, user, fact, at.clone());
+    }
+
+    /// The write timestamp of a pair's writes.
+    fn timestamp(&self, pair: &SetKey) -> Option<CqlValue> {
+        big(write_timestamp(self.last.get(pair).copied().unwrap_or(0)))
     }
 }
 
@@ -173,6 +185,9 @@ impl ScyllaStore {
                  favorited_at_ms FROM {ks}.artwork_state WHERE artwork_id = ? AND user_id IN ?",
             )
             .await?,
+            read_positions: p("SELECT event_id, mark, topic, partition, message_offset
+                 FROM {ks}.set_event_positions WHERE artwork_id = ? AND event_id IN ?")
+            .await?,
             read_comments: p("SELECT comment_id, artwork_id, posted_at_ms, posted_offset,
                  deleted_offset FROM {ks}.comments WHERE comment_id IN ?")
             .await?,
@@ -197,6 +212,9 @@ impl ScyllaStore {
             .await?,
             delete_mark: p("DELETE FROM {ks}.user_marks USING TIMESTAMP ?
                  WHERE user_id = ? AND mark = ? AND at_ms = ? AND artwork_id = ?")
+            .await?,
+            write_position: p("INSERT INTO {ks}.set_event_positions (artwork_id, event_id, mark,
+                 topic, partition, message_offset) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
             .await?,
             insert_comment: p("INSERT INTO {ks}.comments (comment_id, artwork_id, user_id, body,
                  posted_at_ms, posted_offset) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
@@ -285,6 +303,31 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Writes each group of statements, all of one partition, as one unlogged batch, which
+    /// Scylla and Cassandra apply atomically and in isolation.
+    async fn exec_batches(
+        &self,
+        groups: ByArtwork<'_>,
+        what: &'static str,
+    ) -> Result<(), ProjectionError> {
+        let batches = groups.into_values().map(|statements| {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            let mut values: Vec<Values> = Vec::with_capacity(statements.len());
+            for (statement, v) in statements {
+                batch.append_statement(statement.clone());
+                values.push(v);
+            }
+            async move {
+                self.session
+                    .batch(&batch, values)
+                    .await
+                    .map_err(ProjectionError::cql(what))
+            }
+        });
+        try_join_all(batches).await?;
+        Ok(())
+    }
+
     async fn read_counts(
         &self,
         artworks: &[String],
@@ -368,16 +411,63 @@ impl ScyllaStore {
             try_join_all(reads).await?.into_iter().flatten()
         {
             let key = (artwork, user);
+            let stored = |on, event_id, at: Option<i64>| SetFact {
+                on,
+                event_id,
+                occurred_at_ms: at.unwrap_or(0),
+            };
             if let (Some(on), Some(e)) = (liked, like_event) {
-                let at = liked_at.unwrap_or(0);
-                likes.stored.insert(key.clone(), (on, e, at));
+                likes.stored.insert(key.clone(), stored(on, e, liked_at));
             }
             if let (Some(on), Some(e)) = (favorited, favorite_event) {
-                let at = fav_at.unwrap_or(0);
-                favorites.stored.insert(key, (on, e, at));
+                favorites.stored.insert(key, stored(on, e, fav_at));
             }
         }
         Ok(())
+    }
+
+    /// Where the events `events` (per artwork) were first applied, as stored: (likes, favorites).
+    async fn read_positions(
+        &self,
+        events: &BTreeMap<String, Vec<Uuid>>,
+    ) -> Result<(HashMap<SetEvent, Position>, HashMap<SetEvent, Position>), ProjectionError> {
+        let what = "read set event positions";
+        let reads = events.iter().map(|(artwork, ids)| async move {
+            let rows = self
+                .session
+                .execute_unpaged(&self.statements.read_positions, (artwork, ids))
+                .await
+                .map_err(ProjectionError::cql(what))?
+                .into_rows_result()
+                .map_err(ProjectionError::cql(what))?;
+            type Row = (Uuid, String, Option<String>, Option<i32>, Option<i64>);
+            let mut out = Vec::new();
+            for row in rows.rows::<Row>().map_err(ProjectionError::cql(what))? {
+                let (event, mark, topic, partition, offset) =
+                    row.map_err(ProjectionError::cql(what))?;
+                // One statement writes every cell of a row, so none is missing.
+                let (Some(topic), Some(partition), Some(offset)) = (topic, partition, offset)
+                else {
+                    continue;
+                };
+                let at = Position {
+                    topic,
+                    partition,
+                    offset,
+                };
+                out.push((mark, (artwork.clone(), event), at));
+            }
+            Ok::<_, ProjectionError>(out)
+        });
+        let (mut likes, mut favorites) = (HashMap::new(), HashMap::new());
+        for (mark, event, at) in try_join_all(reads).await?.into_iter().flatten() {
+            match mark.as_str() {
+                "like" => likes.insert(event, at),
+                "favorite" => favorites.insert(event, at),
+                _ => None, // written by no version of this projector
+            };
+        }
+        Ok((likes, favorites))
     }
 
     /// Applies the interaction facts of one batch (facts other than interactions are ignored).
@@ -405,7 +495,8 @@ impl ScyllaStore {
         // The popularity rows every fact may change, applied or not: a replay after a crash
         // between an artwork's partition and these rows writes them again.
         let mut popular: BTreeSet<(String, i64)> = BTreeSet::new();
-        for (offset, event) in facts {
+        for (at, event) in facts {
+            let offset = &at.offset;
             let Some(artwork) = artwork_of(event) else {
                 continue;
             };
@@ -424,21 +515,9 @@ impl ScyllaStore {
             let last = last_offset.entry(artwork.to_owned()).or_insert(*offset);
             *last = (*last).max(*offset);
             match event {
-                Event::LikeSet(e) => {
-                    let fact = SetFact {
-                        on: e.liked,
-                        event_id: e.event_id,
-                        occurred_at_ms: e.occurred_at,
-                    };
-                    likes.add(artwork, e.user_id.as_str(), fact, *offset);
-                }
+                Event::LikeSet(e) => likes.add(artwork, e.user_id.as_str(), e.into(), at),
                 Event::FavoriteSet(e) => {
-                    let fact = SetFact {
-                        on: e.favorited,
-                        event_id: e.event_id,
-                        occurred_at_ms: e.occurred_at,
-                    };
-                    favorites.add(artwork, e.user_id.as_str(), fact, *offset);
+                    favorites.add(artwork, e.user_id.as_str(), e.into(), at);
                 }
                 Event::CommentPosted(e) => {
                     comments.add_posted(e);
@@ -462,26 +541,35 @@ impl ScyllaStore {
         }
 
         let mut pairs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (a, u) in likes.facts.keys().chain(favorites.facts.keys()) {
+        for (a, u) in likes.last.keys().chain(favorites.last.keys()) {
             pairs.entry(a.clone()).or_default().push(u.clone());
         }
         for users in pairs.values_mut() {
             users.sort_unstable();
             users.dedup();
         }
-        self.read_marks(&pairs, &mut likes, &mut favorites).await?;
+        let mut events: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+        for (a, e) in likes.batch.events().chain(favorites.batch.events()) {
+            events.entry(a.clone()).or_default().push(*e);
+        }
+        for ids in events.values_mut() {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let ((), (liked, favorited)) = futures::try_join!(
+            self.read_marks(&pairs, &mut likes, &mut favorites),
+            self.read_positions(&events)
+        )?;
+        likes.applied = liked;
+        favorites.applied = favorited;
 
         let mut deltas: BTreeMap<String, StatsDelta> = BTreeMap::new();
         let mut like_hours: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         let mut writes: Vec<(&PreparedStatement, Values)> = Vec::new();
-        let mut rows: BTreeMap<String, Vec<(&PreparedStatement, Values)>> = BTreeMap::new();
+        let mut rows: ByArtwork<'_> = BTreeMap::new();
+        let mut positions: ByArtwork<'_> = BTreeMap::new();
         for (side, mark) in [(&likes, "like"), (&favorites, "favorite")] {
-            let stored: HashMap<SetKey, (bool, Uuid)> = side
-                .stored
-                .iter()
-                .map(|(k, (on, e, _))| (k.clone(), (*on, *e)))
-                .collect();
-            let plan = side.batch.plan(&stored);
+            let plan = side.batch.plan(&side.stored, &side.applied);
             for (a, d) in &plan.count_deltas {
                 let entry = deltas.entry(a.clone()).or_default();
                 if mark == "like" {
@@ -501,11 +589,10 @@ impl ScyllaStore {
                 &self.statements.write_favorite
             };
             for ((a, u), fact) in &plan.upserts {
-                let offset = side.offsets.get(&fact.event_id).copied().unwrap_or(0);
                 rows.entry(a.clone()).or_default().push((
                     state,
                     vec![
-                        big(write_timestamp(offset)),
+                        side.timestamp(&(a.clone(), u.clone())),
                         flag(fact.on),
                         id(fact.event_id),
                         big(fact.occurred_at_ms),
@@ -514,7 +601,21 @@ impl ScyllaStore {
                     ],
                 ));
             }
-            self.mark_writes(side, mark, &mut writes);
+            self.mark_writes(side, &plan.lists, mark, &mut writes);
+            for ((a, e), at) in &plan.positions {
+                positions.entry(a.clone()).or_default().push((
+                    &self.statements.write_position,
+                    vec![
+                        text(a),
+                        id(*e),
+                        text(mark),
+                        text(&at.topic),
+                        int(at.partition),
+                        big(at.offset),
+                        big(write_timestamp(at.offset)),
+                    ],
+                ));
+            }
         }
 
         let (comment_deltas, comment_writes) = self
@@ -537,9 +638,13 @@ impl ScyllaStore {
 
         // Derived rows first: if the process dies before an artwork's partition is written,
         // the replay recomputes and rewrites them identically.
-        self.exec(writes).await?;
+        futures::try_join!(
+            self.exec(writes),
+            self.exec_batches(positions, "write set event positions")
+        )?;
         let mut folded: BTreeMap<String, Counts> = BTreeMap::new();
-        let commits = last_offset.iter().map(|(artwork, last)| {
+        let mut partitions: ByArtwork<'_> = BTreeMap::new();
+        for (artwork, last) in &last_offset {
             let before = counts.get(artwork).cloned().unwrap_or_default();
             let mut after = before.plus(deltas.get(artwork).copied().unwrap_or_default());
             let (likes_changed, likes_dropped) = hours_after(
@@ -561,48 +666,45 @@ impl ScyllaStore {
             after.next_offset = last + 1;
             folded.insert(artwork.clone(), after.clone());
             let ts = big(write_timestamp(*last));
-            let mut batch = Batch::new(BatchType::Unlogged);
-            let mut values: Vec<Values> = Vec::new();
-            batch.append_statement(self.statements.write_counts.clone());
-            values.push(vec![
-                ts.clone(),
-                big(after.likes),
-                big(after.favorites),
-                big(after.comments),
-                big(after.views),
-                big(last + 1),
-                text(artwork),
-            ]);
-            if !likes_changed.is_empty() || !views_changed.is_empty() {
-                batch.append_statement(self.statements.write_hours.clone());
-                values.push(vec![
+            let mut batch = vec![(
+                &self.statements.write_counts,
+                vec![
                     ts.clone(),
-                    hour_map(&likes_changed),
-                    hour_map(&views_changed),
+                    big(after.likes),
+                    big(after.favorites),
+                    big(after.comments),
+                    big(after.views),
+                    big(last + 1),
                     text(artwork),
-                ]);
+                ],
+            )];
+            if !likes_changed.is_empty() || !views_changed.is_empty() {
+                batch.push((
+                    &self.statements.write_hours,
+                    vec![
+                        ts.clone(),
+                        hour_map(&likes_changed),
+                        hour_map(&views_changed),
+                        text(artwork),
+                    ],
+                ));
             }
             if !likes_dropped.is_empty() || !views_dropped.is_empty() {
-                batch.append_statement(self.statements.drop_hours.clone());
-                values.push(vec![
-                    ts.clone(),
-                    hour_set(&likes_dropped),
-                    hour_set(&views_dropped),
-                    text(artwork),
-                ]);
+                batch.push((
+                    &self.statements.drop_hours,
+                    vec![
+                        ts.clone(),
+                        hour_set(&likes_dropped),
+                        hour_set(&views_dropped),
+                        text(artwork),
+                    ],
+                ));
             }
-            for (statement, v) in rows.remove(artwork).unwrap_or_default() {
-                batch.append_statement(statement.clone());
-                values.push(v);
-            }
-            async move {
-                self.session
-                    .batch(&batch, values)
-                    .await
-                    .map_err(ProjectionError::cql("write artwork partition"))
-            }
-        });
-        try_join_all(commits.collect::<Vec<_>>()).await?;
+            batch.extend(rows.remove(artwork).unwrap_or_default());
+            partitions.insert(artwork.clone(), batch);
+        }
+        self.exec_batches(partitions, "write artwork partition")
+            .await?;
         self.write_popular(&popular, &counts, &folded).await
     }
 
@@ -630,6 +732,9 @@ impl ScyllaStore {
             if *hour < newest - HOURS_KEPT_MS || state.next_offset == 0 {
                 continue; // dropped from the partition, or nothing folded yet
             }
+            if !state.like_hours.contains_key(hour) && !state.view_hours.contains_key(hour) {
+                continue; // no fact landed in this hour (a copy's time, say): no row
+            }
             writes.push((
                 &self.statements.write_popular,
                 vec![
@@ -644,35 +749,29 @@ impl ScyllaStore {
         self.exec(writes).await
     }
 
-    /// The writes of the users' like (or favorite) lists: the row of the pair's final fact,
-    /// and the deletion of every other row the batch's facts (or the stored state) put there,
-    /// all at the timestamp of the pair's last fact, so even rows written by an interrupted
-    /// run of a longer batch are removed.
+    /// The writes of the users' like (or favorite) lists as the fold changes them, each at
+    /// the timestamp of the pair's last fact in the batch, so even entries written by an
+    /// interrupted run of a longer batch are removed.
     fn mark_writes<'s>(
         &'s self,
         side: &SetSide,
+        lists: &[(SetKey, ListChange)],
         mark: &str,
         writes: &mut Vec<(&'s PreparedStatement, Values)>,
     ) {
-        for ((a, u), facts) in &side.facts {
-            let stored = side
-                .stored
-                .get(&(a.clone(), u.clone()))
-                .map(|(on, _, at)| (*on, *at));
-            let Some(change) = list_change(facts, stored) else {
-                continue;
-            };
-            let ts = big(write_timestamp(change.offset));
+        for (pair, change) in lists {
+            let (a, u) = pair;
+            let ts = side.timestamp(pair);
             if let Some(at) = change.insert {
                 writes.push((
                     &self.statements.insert_mark,
                     vec![text(u), text(mark), big(at), text(a), ts.clone()],
                 ));
             }
-            for at in change.delete {
+            for at in &change.delete {
                 writes.push((
                     &self.statements.delete_mark,
-                    vec![ts.clone(), text(u), text(mark), big(at), text(a)],
+                    vec![ts.clone(), text(u), text(mark), big(*at), text(a)],
                 ));
             }
         }
@@ -857,40 +956,6 @@ fn hour_set(hours: &[i64]) -> Option<CqlValue> {
     ))
 }
 
-/// How a user's list changes for one (artwork, user) pair and one batch.
-#[derive(Debug, PartialEq, Eq)]
-struct ListChange {
-    /// The entry (its time) of the pair's final fact, when it is "on".
-    insert: Option<i64>,
-    /// Entries to remove: the stored one and those of the batch's other "on" facts, which an
-    /// interrupted run of a longer batch may have written.
-    delete: Vec<i64>,
-    /// Offset of the pair's last fact: the timestamp of every write.
-    offset: i64,
-}
-
-/// `facts`: the pair's facts of the batch in log order, (on, at, offset); `stored`: the pair's
-/// (on, at) as of the artwork's partition.
-fn list_change(facts: &[(bool, i64, i64)], stored: Option<(bool, i64)>) -> Option<ListChange> {
-    let &(final_on, final_at, offset) = facts.last()?;
-    let mut stale: Vec<i64> = facts
-        .iter()
-        .filter(|(on, _, _)| *on)
-        .map(|(_, at, _)| *at)
-        .chain(stored.filter(|(on, _)| *on).map(|(_, at)| at))
-        .collect();
-    stale.sort_unstable();
-    stale.dedup();
-    if final_on {
-        stale.retain(|at| *at != final_at);
-    }
-    Some(ListChange {
-        insert: final_on.then_some(final_at),
-        delete: stale,
-        offset,
-    })
-}
-
 /// The artwork an interaction fact is about.
 fn artwork_of(event: &Event) -> Option<&str> {
     match event {
@@ -919,52 +984,5 @@ mod tests {
         let (changed, dropped) = hours_after(&before, [(late, 1), (0, 1)].into_iter());
         assert_eq!(changed, BTreeMap::from([(late, 1)]));
         assert_eq!(dropped, vec![0, 5 * H]);
-    }
-
-    #[test]
-    fn a_like_replaces_the_stored_entry() {
-        let change = list_change(&[(true, 20, 7)], Some((true, 10)));
-        assert_eq!(
-            change,
-            Some(ListChange {
-                insert: Some(20),
-                delete: vec![10],
-                offset: 7
-            })
-        );
-    }
-
-    #[test]
-    fn an_unlike_removes_every_entry_the_batch_or_an_interrupted_run_may_have_written() {
-        let facts = [
-            (false, 11, 3),
-            (true, 12, 4),
-            (false, 13, 5),
-            (true, 14, 6),
-            (false, 15, 8),
-        ];
-        let change = list_change(&facts, Some((true, 10)));
-        assert_eq!(
-            change,
-            Some(ListChange {
-                insert: None,
-                delete: vec![10, 12, 14],
-                offset: 8
-            })
-        );
-    }
-
-    #[test]
-    fn the_same_fact_again_keeps_its_entry() {
-        let change = list_change(&[(true, 10, 9)], Some((true, 10)));
-        assert_eq!(
-            change,
-            Some(ListChange {
-                insert: Some(10),
-                delete: vec![],
-                offset: 9
-            })
-        );
-        assert_eq!(list_change(&[], None), None);
     }
 }
