@@ -199,3 +199,45 @@ async fn a_forged_token_in_connection_init_closes_the_connection() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_any_document_closes_the_connection_unread() {
+    let mut env = TestEnv::new().await;
+    env.config.query_api.max_document_bytes = 4_096;
+    let app = env.start(Roles::QUERY_API).await;
+
+    // Within the document budget's reach: a refusal with its code, the connection kept.
+    let mut socket = connect(&app, None).await;
+    let long = format!(
+        "subscription {{ artworkStats(id: \"a\") {{ likes }} }} #{}",
+        "x".repeat(8_000)
+    );
+    subscribe(&mut socket, "1", &long, json!({})).await;
+    let refused = receive(&mut socket).await;
+    assert_eq!(error_code(&refused), "QUERY_TOO_LARGE", "{refused}");
+
+    // A message far beyond any document (4 KiB + the envelope's 64 KiB): the WebSocket layer
+    // closes the connection (1009, message too big) instead of buffering it whole.
+    let huge = format!(
+        "subscription {{ artworkStats(id: \"a\") {{ likes }} }} #{}",
+        "x".repeat(1 << 20)
+    );
+    subscribe(&mut socket, "2", &huge, json!({})).await;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer within 10 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                assert_eq!(code, Some(1009), "message too big");
+                break;
+            }
+            None | Some(Err(_)) => break,
+            // The end of the first subscription.
+            Some(Ok(Message::Text(text))) if text.contains("\"id\":\"1\"") => {}
+            other => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+    app.stop().await;
+}

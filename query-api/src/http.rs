@@ -150,6 +150,12 @@ async fn graphiql() -> Html<String> {
     )
 }
 
+/// The read buffer of a WebSocket connection, and the size at which its writes are flushed.
+const WS_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Room beyond the document in a WebSocket message: variables and the protocol's envelope.
+const WS_ENVELOPE_BYTES: usize = 64 * 1024;
+
 /// Subscriptions over WebSocket (`graphql-transport-ws`, or the older `graphql-ws`). The
 /// bearer token goes in the `connection_init` payload: `{"authorization": "Bearer <token>"}`;
 /// a bad one closes the connection.
@@ -160,8 +166,21 @@ async fn graphql_ws(
 ) -> Response {
     let schema = state.schema.clone();
     let keys = state.keys.clone();
+    // The largest message a client needs to send: a document within its budget, with room for
+    // its variables and the protocol's envelope. Anything larger is refused by the WebSocket
+    // layer before it is buffered whole (its default is 64 MiB).
+    let max_message = state
+        .settings
+        .max_document_bytes
+        .saturating_add(WS_ENVELOPE_BYTES);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // GraphQL messages are small: buffers sized for them, not tungstenite's 128 KiB
+        // defaults, which made every idle subscription cost about 150 KB.
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move { connection_data(&keys, &payload) })

@@ -77,7 +77,9 @@ impl SubscriptionRoot {
                         return None;
                     }
                     first = false;
-                    let stats = match read.stats(std::slice::from_ref(&id)).await {
+                    // Boxed: the query's state lives only while it runs, not in every idle
+                    // subscription's future (which is as large as its largest await).
+                    let stats = match Box::pin(read.stats(std::slice::from_ref(&id))).await {
                         Ok(rows) => rows.into_iter().next().map(|r| r.1).unwrap_or_default(),
                         Err(e) => return Some((Err(e.extend()), (changes, read, id, last, first))),
                     };
