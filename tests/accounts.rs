@@ -415,3 +415,33 @@ async fn role_changes_spend_nothing_of_the_sign_in_quota() {
     assert_eq!((status, code(&body)), (429, "RATE_LIMITED"));
     app.stop().await;
 }
+
+/// GraphQL's sign-in mutations spend the same per-address quota as the HTTP routes: neither
+/// door is open to guessing passwords without limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_sign_ins_are_limited_per_client_address_too() {
+    let mut env = TestEnv::new().await;
+    env.config.limits.auth_per_minute = 2;
+    let app = env.start(Roles::QUERY_API).await;
+    let login =
+        "mutation { login(username: \"nobody\", password: \"wrong password!\") { accessToken } }";
+    for _ in 0..2 {
+        let body = app.graphql(None, login, serde_json::json!({})).await;
+        assert_ne!(
+            body["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+            "{body}"
+        );
+    }
+    let body = app.graphql(None, login, serde_json::json!({})).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{body}"
+    );
+    let refresh = "mutation { refresh(refreshToken: \"x\") { accessToken } }";
+    let body = app.graphql(None, refresh, serde_json::json!({})).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{body}"
+    );
+    app.stop().await;
+}

@@ -25,7 +25,7 @@ use crate::error::QueryError;
 use crate::media::{Media, media};
 use crate::mutation::Writes;
 use crate::read::ReadModel;
-use crate::schema::{Caller, GallerySchema, Viewer, build_schema};
+use crate::schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema};
 
 /// Most files one multipart request may carry.
 const MAX_FILES: usize = 4;
@@ -161,9 +161,11 @@ const WS_ENVELOPE_BYTES: usize = 64 * 1024;
 /// a bad one closes the connection.
 async fn graphql_ws(
     State(state): State<ApiState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let client = ClientAddr(peer.map(|p| p.0.0.ip()));
     let schema = state.schema.clone();
     let keys = state.keys.clone();
     // The largest message a client needs to send: a document within its budget, with room for
@@ -183,7 +185,9 @@ async fn graphql_ws(
         .max_frame_size(max_message)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move { connection_data(&keys, &payload) })
+                .on_connection_init(move |payload| async move {
+                    connection_data(&keys, &payload, client)
+                })
                 .serve()
         })
 }
@@ -192,6 +196,7 @@ async fn graphql_ws(
 fn connection_data(
     keys: &TokenKeys,
     payload: &serde_json::Value,
+    client: ClientAddr,
 ) -> async_graphql::Result<async_graphql::Data> {
     let header = payload
         .get("authorization")
@@ -206,6 +211,7 @@ fn connection_data(
     let mut data = async_graphql::Data::default();
     data.insert(Viewer(caller.as_ref().map(|p| p.user.clone())));
     data.insert(Caller(caller));
+    data.insert(client);
     Ok(data)
 }
 
@@ -272,6 +278,7 @@ async fn parse(
 #[tracing::instrument(skip_all)]
 async fn graphql(
     State(state): State<ApiState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -302,7 +309,12 @@ async fn graphql(
         Err(e) => return refused(StatusCode::OK, &e),
     };
     let viewer = Viewer(caller.as_ref().map(|p| p.user.clone()));
-    let request = request.data(viewer).data(Caller(caller)).data(reached);
+    let client = ClientAddr(peer.map(|p| p.0.0.ip()));
+    let request = request
+        .data(viewer)
+        .data(Caller(caller))
+        .data(client)
+        .data(reached);
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }
 

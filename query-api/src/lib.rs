@@ -30,5 +30,5 @@ pub use media::{
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{InteractionStore, ReadModel, ScyllaReads, StatementCounter};
-pub use schema::{Caller, GallerySchema, Viewer, build_schema, sdl};
+pub use schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema, sdl};
 pub use subscription::SubscriptionRoot;

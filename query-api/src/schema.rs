@@ -26,6 +26,11 @@ pub struct Viewer(pub Option<UserId>);
 #[derive(Debug, Clone, Default)]
 pub struct Caller(pub Option<Principal>);
 
+/// The address of the client's TCP peer, when known: the sign-in mutations spend its `auth`
+/// quota, as the command service's sign-in routes do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
 /// The schema: queries read `read` (the read model, batched through DataLoaders); mutations
 /// call `writes`, the same command library the HTTP command service calls; image URLs are
 /// signed with `media_urls`.

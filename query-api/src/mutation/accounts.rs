@@ -3,11 +3,24 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use gallery_commands::accounts::rules::InvalidInput;
 use gallery_commands::accounts::{RefreshToken, Registration};
-use gallery_commands::{AccountError, AuthError};
+use gallery_commands::{AccountError, AuthError, CommandClass};
 use gallery_schemas::UserId;
 
 use super::{Role, Session, User, caller, writes};
-use crate::error::account_error;
+use crate::error::{account_error, command_error};
+use crate::schema::ClientAddr;
+
+/// Spends one sign-in (`auth`) command from the client address's quota, as the command
+/// service's register, login and refresh routes do.
+fn limit_sign_in(ctx: &Context<'_>) -> async_graphql::Result<()> {
+    let Some(ip) = ctx.data_opt::<ClientAddr>().and_then(|c| c.0) else {
+        return Ok(());
+    };
+    writes(ctx)?
+        .commands
+        .limit_client(ip, CommandClass::Auth)
+        .map_err(|e| command_error(&e))
+}
 
 /// A new account.
 #[derive(InputObject)]
@@ -42,6 +55,7 @@ impl AccountMutations {
         ctx: &Context<'_>,
         #[graphql(desc = "The new account.")] input: RegisterInput,
     ) -> async_graphql::Result<Session> {
+        limit_sign_in(ctx)?;
         let w = writes(ctx)?;
         let registration = Registration::parse(&input.username, input.password, input.display_name)
             .map_err(|e| account_error(&AccountError::from(e)))?;
@@ -60,6 +74,7 @@ impl AccountMutations {
         #[graphql(desc = "The username.")] username: String,
         #[graphql(desc = "The password.")] password: String,
     ) -> async_graphql::Result<Session> {
+        limit_sign_in(ctx)?;
         let w = writes(ctx)?;
         w.accounts
             .login(&username, &password)
@@ -75,6 +90,7 @@ impl AccountMutations {
         ctx: &Context<'_>,
         #[graphql(desc = "The refresh token of the latest session.")] refresh_token: String,
     ) -> async_graphql::Result<Session> {
+        limit_sign_in(ctx)?;
         let w = writes(ctx)?;
         let token = RefreshToken::from_client(refresh_token);
         w.accounts
