@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::Config;
 
 /// Creates every topic of the deployment that does not exist yet, and waits (up to 15 s) until
-/// every partition has a leader: a producer started right after would otherwise meet "not
+/// every partition has a leader that serves it: a producer started right after would otherwise meet "not
 /// leader for partition" while a new topic settles.
 pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -58,25 +58,37 @@ fn wait_for_leaders(brokers: &str, topics: &[String]) -> Result<(), KafkaError> 
         .create()?;
     let deadline = Instant::now() + Duration::from_secs(15);
     for topic in topics {
-        loop {
-            let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-            let ready = metadata.topics().iter().any(|t| {
-                t.name() == topic
-                    && t.error().is_none()
-                    && !t.partitions().is_empty()
-                    && t.partitions()
-                        .iter()
-                        .all(|p| p.error().is_none() && p.leader() >= 0)
-            });
-            if ready {
-                break;
-            }
+        while !serves(&client, topic)? {
             if Instant::now() > deadline {
-                tracing::warn!(%topic, "topic has partitions without a leader after 15 s");
+                tracing::warn!(%topic, "topic has partitions without a serving leader after 15 s");
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(())
+}
+
+/// Whether every partition of `topic` has a leader in the metadata *and* that leader answers
+/// for it: a broker may announce itself leader a moment before it serves the partition, and a
+/// client asking in between meets "not leader for partition".
+fn serves(client: &BaseConsumer, topic: &str) -> Result<bool, KafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(false);
+    };
+    let led = found.error().is_none()
+        && !found.partitions().is_empty()
+        && found
+            .partitions()
+            .iter()
+            .all(|p| p.error().is_none() && p.leader() >= 0);
+    if !led {
+        return Ok(false);
+    }
+    Ok(found.partitions().iter().all(|p| {
+        client
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+            .is_ok()
+    }))
 }
