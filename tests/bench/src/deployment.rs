@@ -105,8 +105,7 @@ impl Deployment {
             .env(
                 "GALLERY_MEDIA__STORE_URL",
                 self.dir.join("objects").display().to_string(),
-            )
-            .env("GALLERY_LOG", "warn");
+            );
         Ok(command)
     }
 

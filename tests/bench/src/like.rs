@@ -59,6 +59,9 @@ pub struct LikeArgs {
     /// Profile the command service with `perf` during its point of highest concurrency.
     #[arg(long)]
     perf: bool,
+    /// With `--perf`: record call stacks too (the data is kept for `perf report`).
+    #[arg(long, requires = "perf")]
+    perf_calls: bool,
     /// A `GALLERY_*` setting for the command service (`KEY=VALUE`, repeatable): a variant of
     /// its configuration, measured against the same baselines.
     #[arg(long = "gallery-env", value_parser = key_value)]
@@ -286,9 +289,9 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
                 continue;
             }
             let recording = match (target, gallery.pid()) {
-                (Target::Gallery, Some(pid)) if args.perf && connections == highest => {
-                    Some(crate::profile::start(pid, dir, "gallery-commands")?)
-                }
+                (Target::Gallery, Some(pid)) if args.perf && connections == highest => Some(
+                    crate::profile::start(pid, dir, "gallery-commands", args.perf_calls)?,
+                ),
                 _ => None,
             };
             let report = loader.http(target, addr, connections, None).await?;

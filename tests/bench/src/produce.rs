@@ -1,6 +1,8 @@
 //! The Kafka baseline: the like events Gallery writes (the same Avro bytes, Confluent-framed,
-//! keyed by artwork) produced straight into the deployment's interactions topic with Gallery's
-//! producer settings (idempotent, `acks=all`, lz4), no HTTP. A window of events in flight, the
+//! keyed by artwork, each with its own event id, user and artwork) produced straight into the
+//! deployment's interactions topic with Gallery's producer settings (idempotent, `acks=all`,
+//! lz4), no HTTP. They are encoded before the run (the encoding is Gallery's cost, not
+//! Kafka's). A window of events in flight, the
 //! delivery reports polled on the sending thread, as Kafka's own `ProducerPerformance` does:
 //! what the broker and librdkafka take on this machine.
 
@@ -40,8 +42,9 @@ pub struct ProduceArgs {
     users: u64,
     #[arg(long)]
     artworks: u64,
-    /// Distinct events encoded before the run and sent in turn.
-    #[arg(long, default_value_t = 4096)]
+    /// Distinct events encoded before the run and sent in turn: many more than a batch
+    /// holds, so that compression meets no repeated event within a batch.
+    #[arg(long, default_value_t = 262_144)]
     distinct: u64,
 }
 

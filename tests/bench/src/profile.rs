@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 
 /// Samples per second and thread.
 const FREQUENCY: &str = "999";
+/// With call stacks (each sample copies 32 KiB of stack).
+const CALLS_FREQUENCY: &str = "249";
 
 /// A running `perf record`.
 #[derive(Debug)]
@@ -20,19 +22,20 @@ pub struct Recording {
     data: PathBuf,
 }
 
-/// Starts sampling `pid` into `<dir>/<name>.perf.data`.
-pub fn start(pid: u32, dir: &Path, name: &str) -> anyhow::Result<Recording> {
+/// Starts sampling `pid` into `<dir>/<name>.perf.data`; with `calls`, the call stacks too (from
+/// DWARF unwinding, at a quarter of the rate: `perf report -i <data> --children` shows who
+/// calls what).
+pub fn start(pid: u32, dir: &Path, name: &str, calls: bool) -> anyhow::Result<Recording> {
     let data = dir.join(format!("{name}.perf.data"));
-    let perf = Command::new("perf")
-        .args([
-            "record",
-            "--quiet",
-            "-F",
-            FREQUENCY,
-            "-p",
-            &pid.to_string(),
-            "-o",
-        ])
+    let mut perf = Command::new("perf");
+    perf.args(["record", "--quiet", "-p", &pid.to_string()]);
+    if calls {
+        perf.args(["-F", CALLS_FREQUENCY, "--call-graph", "dwarf,32768"]);
+    } else {
+        perf.args(["-F", FREQUENCY]);
+    }
+    let perf = perf
+        .arg("-o")
         .arg(&data)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -52,17 +55,21 @@ impl Recording {
         }
         self.perf.wait().await?;
         let threads = self.report(&["--sort", "comm"]).await?;
+        let objects = self.report(&["--sort", "dso"]).await?;
         let symbols = self
             .report(&["--sort", "dso,symbol", "--percent-limit", "0.5"])
             .await?;
-        let text = format!("by thread:\n{threads}\nby symbol:\n{symbols}");
+        let text = format!(
+            "by thread:\n{threads}\nby object:\n{objects}\nby symbol:\n{symbols}\n(data: {})",
+            self.data.display()
+        );
         std::fs::write(self.data.with_extension("txt"), &text)?;
         Ok(text)
     }
 
     async fn report(&self, sort: &[&str]) -> anyhow::Result<String> {
         let output = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "-i"])
+            .args(["report", "--stdio", "--no-children", "-g", "none", "-i"])
             .arg(&self.data)
             .args(sort)
             .output()
@@ -72,10 +79,11 @@ impl Recording {
             "perf report failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        // The rows only: the header's comments and blank lines go.
+        // The rows only, without the header's comments, blank lines and padding.
         Ok(String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect::<Vec<_>>()
             .join("\n"))
     }
