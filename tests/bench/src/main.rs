@@ -20,6 +20,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator `gallery` uses, so that the baselines run on the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Gallery's benchmark harness (run it through `scripts/bench`).
 #[derive(Debug, Parser)]
 struct Cli {
