@@ -69,11 +69,16 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Events the producer may hold unacknowledged; one more is refused at once.
     pub queue_capacity: u32,
+    /// How long an event may wait for others to share its batch (`linger.ms`).
+    pub linger: Duration,
 }
 
 impl ProducerConfig {
     /// librdkafka's default queue capacity.
     pub const DEFAULT_QUEUE_CAPACITY: u32 = 100_000;
+    /// The default `linger.ms`: a command's event waits at most this long for company.
+    pub const DEFAULT_LINGER_MS: u64 = 2;
+    pub const DEFAULT_LINGER: Duration = Duration::from_millis(Self::DEFAULT_LINGER_MS);
 }
 
 /// Whether the producer can currently reach a broker. Shared by the client context (which
@@ -151,7 +156,7 @@ pub fn producer_client_config(config: &ProducerConfig) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", &timeout_ms)
-        .set("linger.ms", "2")
+        .set("linger.ms", config.linger.as_millis().to_string())
         .set("compression.type", "lz4")
         .set(
             "queue.buffering.max.messages",

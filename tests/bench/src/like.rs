@@ -195,6 +195,15 @@ impl Loader<'_> {
             .args(["--warmup", &self.args.warmup.to_string()])
             .args(["--users", &self.args.users.to_string()])
             .args(["--artworks", &self.args.artworks.to_string()]);
+        // The command service's batching, when a variant sets it.
+        if let Some((_, linger)) = self
+            .args
+            .gallery_env
+            .iter()
+            .find(|(k, _)| k == "GALLERY_KAFKA__PRODUCER_LINGER_MS")
+        {
+            command.args(["--linger-ms", linger]);
+        }
         report(
             &format!("produce-{in_flight}"),
             command,

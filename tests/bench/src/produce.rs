@@ -42,6 +42,9 @@ pub struct ProduceArgs {
     users: u64,
     #[arg(long)]
     artworks: u64,
+    /// The producer's `linger.ms` (the command service's `kafka.producer_linger_ms`).
+    #[arg(long, default_value_t = ProducerConfig::DEFAULT_LINGER_MS)]
+    linger_ms: u64,
     /// Distinct events encoded before the run and sent in turn: many more than a batch
     /// holds, so that compression meets no repeated event within a batch.
     #[arg(long, default_value_t = 262_144)]
@@ -127,6 +130,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<()> {
         brokers: args.brokers.clone(),
         delivery_timeout: Duration::from_secs(10),
         queue_capacity: ProducerConfig::DEFAULT_QUEUE_CAPACITY,
+        linger: Duration::from_millis(args.linger_ms),
     });
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
