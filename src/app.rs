@@ -233,6 +233,7 @@ fn write_side(
             brokers: config.kafka.brokers.clone(),
             delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
             queue_capacity: config.kafka.producer_queue_messages,
+            linger: Duration::from_millis(config.kafka.producer_linger_ms),
         },
         codec.clone(),
         config.topics(),

@@ -104,6 +104,8 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u64,
     /// Events the producer may hold unacknowledged; a command beyond that gets `503` at once.
     pub producer_queue_messages: u32,
+    /// How long an event waits for others to share its batch to Kafka (`linger.ms`).
+    pub producer_linger_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -418,6 +420,7 @@ impl Default for Config {
                 replication_factor: 1,
                 delivery_timeout_ms: 10_000,
                 producer_queue_messages: gallery_commands::ProducerConfig::DEFAULT_QUEUE_CAPACITY,
+                producer_linger_ms: gallery_commands::ProducerConfig::DEFAULT_LINGER_MS,
             },
             registry: RegistryConfig {
                 url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
@@ -713,6 +716,12 @@ impl Config {
                 "must be between 1 and 10000000",
             ));
         }
+        if self.kafka.producer_linger_ms > 1000 {
+            return Err(invalid(
+                "kafka.producer_linger_ms",
+                "must be between 0 and 1000",
+            ));
+        }
         for (key, per_minute) in [
             (
                 "limits.generation_per_minute",
@@ -954,6 +963,21 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid {
                 key: "kafka.topic_prefix",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_producer_linger_beyond_a_second_is_refused() {
+        let mut c = Config::default();
+        c.kafka.producer_linger_ms = 0;
+        assert!(c.validate().is_ok());
+        c.kafka.producer_linger_ms = 1001;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "kafka.producer_linger_ms",
                 ..
             })
         ));

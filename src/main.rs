@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use gallery::config::{KafkaOverrides, ListenConfig, Overrides, UrlOverride};
 use gallery::{Config, Roles};
 
+/// A server's allocator: per-thread heaps, no arena locks between the runtime's workers and
+/// librdkafka's threads (see docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Gallery: an event-sourced virtual art exhibition backend.
 #[derive(Debug, Parser)]
 #[command(version)]

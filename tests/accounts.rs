@@ -334,6 +334,7 @@ async fn when_kafka_cannot_take_the_event_the_account_is_not_created() {
             brokers: "127.0.0.1:1".into(),
             delivery_timeout: Duration::from_millis(1500),
             queue_capacity: 1000,
+            linger: ProducerConfig::DEFAULT_LINGER,
         },
         EventCodec::new(&env.config.registry()).unwrap(),
         env.config.topics(),

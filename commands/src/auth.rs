@@ -64,6 +64,8 @@ impl Principal {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// What a valid token must hold; built once, not per request.
+    validation: Validation,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -84,9 +86,13 @@ impl TokenKeys {
         if secret.len() < MIN_SECRET_LEN {
             return Err(AuthError::WeakSecret { len: secret.len() });
         }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            validation,
         })
     }
 
@@ -105,15 +111,11 @@ impl TokenKeys {
 
     /// Checks a token's signature and expiry and returns who it names.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e),
-            },
-        )?;
+            })?;
         let user = UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)?;
         Ok(Principal::new(user, data.claims.role))
     }

@@ -62,14 +62,16 @@ pub struct HttpState {
     pub accounts: Accounts,
 }
 
-impl FromRef<HttpState> for Accounts {
-    fn from_ref(state: &HttpState) -> Self {
+impl FromRef<Arc<HttpState>> for Accounts {
+    fn from_ref(state: &Arc<HttpState>) -> Self {
         state.accounts.clone()
     }
 }
 
-/// The routes of the command service.
+/// The routes of the command service. Their state is shared behind one `Arc`: a handler's
+/// `State` is a clone of it per request, one reference count instead of a dozen.
 pub fn router(state: HttpState) -> Router {
+    let state = Arc::new(state);
     let uploads = Router::new()
         .route("/v1/exhibitions/{id}/artworks", post(add_artwork))
         .route("/v1/generations/image-to-image", post(image_to_image));
@@ -111,7 +113,7 @@ pub fn router(state: HttpState) -> Router {
 /// Quotas for the sign-in routes, per client address (the address of the TCP peer: behind a
 /// proxy every client shares the proxy's quota).
 async fn limit_auth(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -222,9 +224,9 @@ fn uuid(field: &'static str, raw: &str) -> Result<Uuid, CommandError> {
 
 macro_rules! set_fact {
     ($name:ident, $method:ident, $value:expr) => {
-        #[tracing::instrument(skip_all, fields(artwork = %id))]
+        #[tracing::instrument(level = "debug", skip_all, fields(artwork = %id))]
         async fn $name(
-            State(state): State<HttpState>,
+            State(state): State<Arc<HttpState>>,
             headers: HeaderMap,
             Path(id): Path<String>,
         ) -> Reply {
@@ -259,9 +261,9 @@ impl CommentBody {
     }
 }
 
-#[tracing::instrument(skip_all, fields(artwork = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(artwork = %id))]
 async fn post_comment(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Body(input): Body<CommentBody>,
@@ -275,9 +277,9 @@ async fn post_comment(
     Ok(AcceptedResponse(done))
 }
 
-#[tracing::instrument(skip_all, fields(artwork = %id, comment = %comment))]
+#[tracing::instrument(level = "debug", skip_all, fields(artwork = %id, comment = %comment))]
 async fn delete_comment(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path((id, comment)): Path<(String, String)>,
 ) -> Reply {
@@ -292,9 +294,9 @@ async fn delete_comment(
 }
 
 /// Views may be anonymous; a token, when sent, must be valid. A key needs a token.
-#[tracing::instrument(skip_all, fields(artwork = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(artwork = %id))]
 async fn record_view(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
@@ -342,9 +344,9 @@ fn millis(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create_exhibition(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Body(input): Body<ExhibitionBody>,
 ) -> Reply {
@@ -443,9 +445,9 @@ fn multipart_rejection(rejection: &MultipartRejection) -> CommandError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(exhibition = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(exhibition = %id))]
 async fn add_artwork(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -471,9 +473,9 @@ async fn add_artwork(
     Ok(AcceptedResponse(done))
 }
 
-#[tracing::instrument(skip_all, fields(exhibition = %id, artwork = %art))]
+#[tracing::instrument(level = "debug", skip_all, fields(exhibition = %id, artwork = %art))]
 async fn remove_artwork(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path((id, art)): Path<(String, String)>,
 ) -> Reply {
@@ -490,9 +492,9 @@ async fn remove_artwork(
 /// A command on one thing named by a UUID in the path, with no body.
 macro_rules! uuid_action {
     ($name:ident, $method:ident, $what:literal) => {
-        #[tracing::instrument(skip_all, fields(id = %id))]
+        #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
         async fn $name(
-            State(state): State<HttpState>,
+            State(state): State<Arc<HttpState>>,
             headers: HeaderMap,
             Path(id): Path<String>,
         ) -> Reply {
@@ -621,9 +623,9 @@ pub(crate) fn add_artwork_form() -> Value {
     }})
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn text_to_image(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Body(input): Body<TextToImageBody>,
 ) -> Reply {
@@ -649,9 +651,9 @@ async fn text_to_image(
     Ok(AcceptedResponse(done))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn image_to_image(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Reply {

@@ -69,11 +69,16 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Events the producer may hold unacknowledged; one more is refused at once.
     pub queue_capacity: u32,
+    /// How long an event may wait for others to share its batch (`linger.ms`).
+    pub linger: Duration,
 }
 
 impl ProducerConfig {
     /// librdkafka's default queue capacity.
     pub const DEFAULT_QUEUE_CAPACITY: u32 = 100_000;
+    /// The default `linger.ms`: a command's event waits at most this long for company.
+    pub const DEFAULT_LINGER_MS: u64 = 2;
+    pub const DEFAULT_LINGER: Duration = Duration::from_millis(Self::DEFAULT_LINGER_MS);
 }
 
 /// Whether the producer can currently reach a broker. Shared by the client context (which
@@ -141,6 +146,28 @@ impl ClientContext for HealthContext {
 
 type Inner = FutureProducer<HealthContext>;
 
+/// The producer's librdkafka settings: idempotent, `acks=all`, lz4, a bounded queue. Shared
+/// with the benchmark's Kafka baseline, so that it measures the very same producer.
+pub fn producer_client_config(config: &ProducerConfig) -> ClientConfig {
+    let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", &timeout_ms)
+        .set("linger.ms", config.linger.as_millis().to_string())
+        .set("compression.type", "lz4")
+        .set(
+            "queue.buffering.max.messages",
+            config.queue_capacity.max(1).to_string(),
+        )
+        // Notice a returning broker within a second, not librdkafka's default 10 s.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000");
+    client
+}
+
 /// Publishes events to their topic, keyed so that related events stay in order.
 pub struct KafkaPublisher {
     producer: Inner,
@@ -173,23 +200,9 @@ impl KafkaPublisher {
         codec: EventCodec,
         topics: Topics,
     ) -> Result<Self, KafkaError> {
-        let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
         let health = Arc::new(BrokerHealth::default());
         let producer = Inner::from_config_and_context(
-            ClientConfig::new()
-                .set("bootstrap.servers", &config.brokers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("message.timeout.ms", &timeout_ms)
-                .set("linger.ms", "2")
-                .set("compression.type", "lz4")
-                .set(
-                    "queue.buffering.max.messages",
-                    config.queue_capacity.max(1).to_string(),
-                )
-                // Notice a returning broker within a second, not librdkafka's default 10 s.
-                .set("reconnect.backoff.ms", "100")
-                .set("reconnect.backoff.max.ms", "1000"),
+            &producer_client_config(config),
             HealthContext {
                 health: health.clone(),
             },

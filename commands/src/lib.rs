@@ -25,7 +25,7 @@ pub use backlog::{
     GenerationSize, OverloadPolicy, admit,
 };
 pub use error::CommandError;
-pub use kafka::{BrokerHealth, KafkaPublisher, ProducerConfig};
+pub use kafka::{BrokerHealth, KafkaPublisher, ProducerConfig, producer_client_config};
 pub use media::{
     ImageFormat, ImageInfo, ImageLimits, LimitedImages, MediaConfig, MediaError, MediaStore,
     StoreLocation, check_image,

@@ -396,15 +396,17 @@ impl Commands {
 
     /// Runs `run` once per idempotency key: a retry with the same key and request replays the
     /// stored result; the same key with another request is refused; a retry after the
-    /// attempt before it died sends that attempt's event again.
-    pub(crate) async fn once<F, Fut>(
+    /// attempt before it died sends that attempt's event again. `request` describes the
+    /// request for the key's fingerprint; it is built only for a keyed command.
+    pub(crate) async fn once<R, F, Fut>(
         &self,
         cx: &Context<'_>,
         (command, class): (&str, CommandClass),
-        request: serde_json::Value,
+        request: R,
         run: F,
     ) -> Result<Accepted, CommandError>
     where
+        R: FnOnce() -> serde_json::Value,
         F: FnOnce(Ids) -> Fut,
         Fut: Future<Output = Result<Accepted, CommandError>>,
     {
@@ -413,7 +415,7 @@ impl Commands {
             return run(Ids::fresh()).await;
         };
         let user = &cx.who.user;
-        let hash = fingerprint(command, request.to_string().as_bytes());
+        let hash = fingerprint(command, request().to_string().as_bytes());
         let bound = self.publisher.max_in_flight();
         let attempt = match self.idempotency.claim(user, key, &hash, bound).await {
             Ok(Claim::Replay(stored)) => {

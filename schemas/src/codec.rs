@@ -1,11 +1,19 @@
 //! Confluent-framed Avro through a schema registry: `0x00`, the schema id (4 bytes, big
 //! endian), then the Avro body. Schemas are registered under the topic-record-name strategy
 //! (`<topic>-<record full name>`), so one topic can carry several event types.
+//!
+//! Encoding is typed: an event is serialized straight into Avro binary by its record's
+//! schema, with no intermediate [`Value`] tree, and the schema id comes from a per-codec
+//! table filled on first use. So a command's event costs one buffer, not a registry lookup
+//! and a tree of values (it was a tenth of the command service's time under load). The bytes
+//! are the same as the generic path's ([`to_avro`] and a datum writer), which the contract
+//! tests check for every record.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
+use apache_avro::schema::ResolvedSchema;
 use apache_avro::types::Value;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -197,12 +205,34 @@ impl CodecError {
     }
 }
 
+/// The first byte of a Confluent-framed message.
+const MAGIC_BYTE: u8 = 0;
+/// Room for the frame and a typical event, so that encoding one allocates once.
+const FRAME_CAPACITY: usize = 256;
+
+/// The registry's id of each record's schema, per topic, learnt on first use.
+#[derive(Debug, Default)]
+struct SchemaIds(RwLock<HashMap<String, HashMap<&'static str, u32>>>);
+
+impl SchemaIds {
+    fn get(&self, topic: &str, record: &str) -> Option<u32> {
+        let ids = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        ids.get(topic)?.get(record).copied()
+    }
+
+    fn insert(&self, topic: &str, record: &'static str, id: u32) {
+        let mut ids = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        ids.entry(topic.to_owned()).or_default().insert(record, id);
+    }
+}
+
 /// Encodes and decodes [`Event`]s, registering and fetching schemas through the registry.
 /// Cheap to clone; the schema caches are shared.
 #[derive(Debug, Clone)]
 pub struct EventCodec {
     encoder: Arc<AvroEncoder>,
     decoder: Arc<AvroDecoder>,
+    ids: Arc<SchemaIds>,
     registry: RegistryConfig,
 }
 
@@ -220,6 +250,7 @@ impl EventCodec {
         Ok(Self {
             encoder: Arc::new(AvroEncoder::new(settings()?)),
             decoder: Arc::new(AvroDecoder::new(settings()?)),
+            ids: Arc::default(),
             registry: config.clone(),
         })
     }
@@ -258,21 +289,37 @@ impl EventCodec {
 
     /// Frames `event` for `topic`, registering its schema on first use.
     pub async fn encode(&self, topic: &str, event: &Event) -> Result<Vec<u8>, CodecError> {
-        let name = event.record_name();
-        let schema = schema_of(name).ok_or_else(|| CodecError::UnknownRecord {
-            name: name.to_owned(),
+        let record = event.record_name();
+        let id = match self.ids.get(topic, record) {
+            Some(id) => id,
+            None => self.schema_id(topic, record).await?,
+        };
+        frame(id, event)
+    }
+
+    /// Registers `record`'s schema under its subject for `topic` (the registry answers the id
+    /// of an identical schema it already holds) and remembers the id.
+    async fn schema_id(&self, topic: &str, record: &'static str) -> Result<u32, CodecError> {
+        let schema = schema_of(record).ok_or_else(|| CodecError::UnknownRecord {
+            name: record.to_owned(),
         })?;
-        let value = to_avro(event)?;
         let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
             topic.to_owned(),
-            SuppliedSchema::new(Some(name.to_owned()), SchemaType::Avro, schema.to_owned()),
+            SuppliedSchema::new(Some(record.to_owned()), SchemaType::Avro, schema.to_owned()),
         );
-        let result = self.encoder.encode_value(value, &strategy).await;
-        if result.is_err() {
-            // A registry outage must not stick: forget cached failures so the next call retries.
-            self.encoder.remove_errors_from_cache();
+        let subject = strategy.get_subject().map_err(CodecError::from_registry)?;
+        match self.encoder.get_schema_and_id(&subject, strategy).await {
+            Ok(registered) => {
+                self.ids.insert(topic, record, registered.id);
+                Ok(registered.id)
+            }
+            Err(e) => {
+                // A registry outage must not stick: forget cached failures so the next call
+                // retries.
+                self.encoder.remove_errors_from_cache();
+                Err(CodecError::from_registry(e))
+            }
         }
-        result.map_err(CodecError::from_registry)
     }
 
     /// Decodes one framed message. A transient registry error is
@@ -309,6 +356,51 @@ static PARSED: LazyLock<HashMap<&'static str, Result<apache_avro::Schema, String
             })
             .collect()
     });
+
+/// Each record's schema with its named types resolved, for the typed writer.
+static RESOLVED: LazyLock<HashMap<&'static str, Result<ResolvedSchema<'static>, String>>> =
+    LazyLock::new(|| {
+        PARSED
+            .iter()
+            .filter_map(|(name, parsed)| parsed.as_ref().ok().map(|schema| (*name, schema)))
+            .map(|(name, schema)| {
+                (
+                    name,
+                    ResolvedSchema::try_from(schema).map_err(|e| e.to_string()),
+                )
+            })
+            .collect()
+    });
+
+/// The Confluent frame of `event` under schema id `id`: the typed path of [`EventCodec::encode`].
+pub fn frame(id: u32, event: &Event) -> Result<Vec<u8>, CodecError> {
+    let name = event.record_name();
+    let invalid = |reason: String| CodecError::Invalid {
+        reason: format!("{name}: {reason}"),
+    };
+    let (schema, resolved) = match (PARSED.get(name), RESOLVED.get(name)) {
+        (Some(Ok(schema)), Some(Ok(resolved))) => (schema, resolved),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => {
+            return Err(invalid(format!("schema does not parse: {e}")));
+        }
+        _ => {
+            return Err(CodecError::UnknownRecord {
+                name: name.to_owned(),
+            });
+        }
+    };
+    let mut out = Vec::with_capacity(FRAME_CAPACITY);
+    out.push(MAGIC_BYTE);
+    out.extend_from_slice(&id.to_be_bytes());
+    with_record!(event, |e| apache_avro::write_avro_datum_ref(
+        schema,
+        resolved.get_names(),
+        e,
+        &mut out
+    ))
+    .map_err(|e| invalid(e.to_string()))?;
+    Ok(out)
+}
 
 /// The Avro value of an event's record, resolved against its schema (logical types such as
 /// `uuid` and `timestamp-millis` in place).

@@ -41,8 +41,8 @@ const ID_CHARS: &str = "[A-Za-z0-9_-]";
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
 
         impl $name {
@@ -64,6 +64,13 @@ macro_rules! id_type {
                     MAX_ID_LEN,
                     &format!("{} of 1 to {MAX_ID_LEN} ASCII letters, digits, '-' or '_'.", $kind),
                 )
+            }
+        }
+
+        /// Serialized as its text, borrowed (no copy per event encoded).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
 

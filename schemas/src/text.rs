@@ -87,8 +87,8 @@ fn json_schema(kind: &str, min: usize, max: usize, multiline: bool) -> serde_jso
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, min = $min:expr, max = $max:expr, multiline = $ml:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
 
         impl $name {
@@ -108,6 +108,13 @@ macro_rules! text_type {
             /// The rule of [`Self::parse`] as a JSON Schema.
             pub fn json_schema() -> serde_json::Value {
                 json_schema($kind, $min, $max, $ml)
+            }
+        }
+
+        /// Serialized as its text, borrowed (no copy per event encoded).
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
 

@@ -35,10 +35,12 @@ impl Commands {
         cx: &Context<'_>,
         input: &NewExhibition,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({
-            "title": input.title, "description": input.description,
-            "opensAt": input.opens_at, "closesAt": input.closes_at,
-        });
+        let request = || {
+            json!({
+                "title": input.title, "description": input.description,
+                "opensAt": input.opens_at, "closesAt": input.closes_at,
+            })
+        };
         self.once(
             cx,
             ("create_exhibition", CommandClass::Catalog),
@@ -79,7 +81,7 @@ impl Commands {
         self.once(
             cx,
             ("add_artwork", CommandClass::Catalog),
-            request,
+            move || request,
             |ids| async move {
                 // Cheap checks first, so nothing is stored for a refused command.
                 {
@@ -123,7 +125,7 @@ impl Commands {
         exhibition_id: Uuid,
         artwork_id: &ArtworkId,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"exhibition": exhibition_id, "artwork": artwork_id.as_str()});
+        let request = || json!({"exhibition": exhibition_id, "artwork": artwork_id.as_str()});
         self.once(
             cx,
             ("remove_artwork", CommandClass::Catalog),
@@ -179,7 +181,7 @@ impl Commands {
         exhibition_id: Uuid,
         rule: ExhibitionRule,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"exhibition": exhibition_id});
+        let request = || json!({"exhibition": exhibition_id});
         self.once(
             cx,
             (command, CommandClass::Catalog),

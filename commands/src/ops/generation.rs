@@ -53,7 +53,7 @@ impl Commands {
         self.once(
             cx,
             ("request_generation", CommandClass::Generation),
-            request,
+            move || request,
             |ids| async move {
                 let admission = self
                     .admission
@@ -107,7 +107,7 @@ impl Commands {
         cx: &Context<'_>,
         request_id: Uuid,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"request": request_id});
+        let request = || json!({"request": request_id});
         self.once(
             cx,
             ("cancel_generation", CommandClass::Generation),

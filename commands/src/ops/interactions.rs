@@ -21,7 +21,7 @@ impl Commands {
         artwork: &ArtworkId,
         liked: bool,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"artwork": artwork.as_str(), "liked": liked});
+        let request = || json!({"artwork": artwork.as_str(), "liked": liked});
         self.once(
             cx,
             ("set_like", CommandClass::Interactions),
@@ -42,7 +42,7 @@ impl Commands {
         artwork: &ArtworkId,
         favorited: bool,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"artwork": artwork.as_str(), "favorited": favorited});
+        let request = || json!({"artwork": artwork.as_str(), "favorited": favorited});
         self.once(
             cx,
             ("set_favorite", CommandClass::Interactions),
@@ -64,7 +64,7 @@ impl Commands {
         artwork: &ArtworkId,
         body: &str,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"artwork": artwork.as_str(), "body": body});
+        let request = || json!({"artwork": artwork.as_str(), "body": body});
         self.once(
             cx,
             ("post_comment", CommandClass::Interactions),
@@ -96,7 +96,7 @@ impl Commands {
         artwork: &ArtworkId,
         comment_id: Uuid,
     ) -> Result<Accepted, CommandError> {
-        let request = json!({"artwork": artwork.as_str(), "comment": comment_id});
+        let request = || json!({"artwork": artwork.as_str(), "comment": comment_id});
         self.once(
             cx,
             ("delete_comment", CommandClass::Interactions),
@@ -141,7 +141,7 @@ impl Commands {
         self.once(
             &cx,
             ("record_view", CommandClass::Interactions),
-            json!({"artwork": artwork.as_str()}),
+            || json!({"artwork": artwork.as_str()}),
             |ids| async move {
                 let event = rules::view(Some(&who.user), artwork, ids.id("event"), now_ms());
                 self.publish(&ids, event, None).await

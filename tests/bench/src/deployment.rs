@@ -1,0 +1,171 @@
+//! A run's own deployment on the local stack: a topic prefix and databases no one else uses,
+//! named as `scripts/stack prune-tests` cleans them (`test-*` topics and subjects,
+//! `gallery_test_*` databases) should a run be killed before it removes them itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gallery::Config;
+use gallery_schemas::Topics;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use tokio::process::Command;
+use tokio_postgres::NoTls;
+
+/// One run's topics, databases, secret and files.
+#[derive(Debug)]
+pub struct Deployment {
+    /// The stack's settings (`GALLERY_*` variables over the defaults), as `gallery` reads them.
+    pub base: Config,
+    pub prefix: String,
+    pub partitions: i32,
+    databases: Vec<String>,
+    /// Signs the users' tokens; random per run.
+    pub jwt_secret: String,
+    /// Logs and profiles.
+    pub dir: PathBuf,
+}
+
+impl Deployment {
+    pub async fn create(partitions: i32) -> anyhow::Result<Self> {
+        let base = Config::load(None, &Default::default())?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("gallery-bench-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let deployment = Self {
+            prefix: format!("test-bench-{id}."),
+            partitions,
+            databases: vec![
+                format!("gallery_test_{id}"),
+                format!("gallery_test_{id}_crud"),
+            ],
+            jwt_secret: uuid::Uuid::new_v4().simple().to_string(),
+            dir,
+            base,
+        };
+        let admin = deployment.admin().await?;
+        for db in &deployment.databases {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {db}"))
+                .await
+                .with_context(|| format!("could not create the database {db}"))?;
+        }
+        Ok(deployment)
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(self.prefix.clone())
+    }
+
+    fn url_of(&self, db: &str) -> anyhow::Result<String> {
+        let mut url = url::Url::parse(self.base.postgres.url.expose())?;
+        url.set_path(db);
+        Ok(url.to_string())
+    }
+
+    /// Gallery's database.
+    pub fn gallery_url(&self) -> anyhow::Result<String> {
+        self.url_of(&self.databases[0])
+    }
+
+    /// The CRUD baseline's database.
+    pub fn crud_url(&self) -> anyhow::Result<String> {
+        self.url_of(&self.databases[1])
+    }
+
+    async fn admin(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(self.base.postgres.url.expose(), NoTls)
+            .await
+            .context("could not reach Postgres (is `scripts/stack up` running?)")?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// `gallery <role>` in this deployment, serving HTTP on `listen` and metrics on `metrics`.
+    pub fn gallery(
+        &self,
+        binary: &std::path::Path,
+        role: &str,
+        listen: SocketAddr,
+        metrics: SocketAddr,
+    ) -> anyhow::Result<Command> {
+        let mut command = Command::new(binary);
+        command
+            .arg(role)
+            .env("GALLERY_KAFKA__TOPIC_PREFIX", &self.prefix)
+            .env("GALLERY_KAFKA__PARTITIONS", self.partitions.to_string())
+            .env("GALLERY_POSTGRES__URL", self.gallery_url()?)
+            .env("GALLERY_COMMANDS__LISTEN", listen.to_string())
+            .env("GALLERY_QUERY_API__LISTEN", listen.to_string())
+            .env("GALLERY_METRICS__LISTEN", metrics.to_string())
+            .env("GALLERY_AUTH__JWT_SECRET", &self.jwt_secret)
+            .env(
+                "GALLERY_MEDIA__STORE_URL",
+                self.dir.join("objects").display().to_string(),
+            );
+        Ok(command)
+    }
+
+    /// Deletes the run's topics, registry subjects and databases.
+    pub async fn remove(&self) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.base.kafka.brokers)
+            .create()?;
+        let names = self.topics().all();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.delete_topics(&names, &options).await? {
+            if let Err((topic, code)) = result {
+                tracing::debug!(%topic, ?code, "topic not deleted");
+            }
+        }
+        self.remove_subjects().await?;
+        let pg = self.admin().await?;
+        for db in &self.databases {
+            pg.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_subjects(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let base = self.base.registry.url.trim_end_matches('/');
+        let subjects: Vec<String> = client
+            .get(format!("{base}/subjects"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for subject in subjects.iter().filter(|s| s.starts_with(&self.prefix)) {
+            let url = format!("{base}/subjects/{}", url_escape(subject));
+            client.delete(&url).send().await?.error_for_status()?;
+            client
+                .delete(format!("{url}?permanent=true"))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        Ok(())
+    }
+}
+
+/// A subject name as one path segment.
+fn url_escape(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

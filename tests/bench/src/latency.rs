@@ -1,0 +1,76 @@
+//! Latency histograms (microseconds, three significant digits) and their summary.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// The longest latency a histogram holds exactly (longer ones are recorded as this).
+const HIGHEST_US: u64 = 60_000_000;
+
+/// An empty histogram of latencies in microseconds, 1 µs to a minute.
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, HIGHEST_US, 3)?)
+}
+
+/// Records one latency.
+pub fn record(h: &mut Histogram<u64>, latency: Duration) {
+    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    h.saturating_record(us.clamp(1, HIGHEST_US));
+}
+
+/// The percentiles a table shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Latencies {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut h = histogram().unwrap();
+        for ms in 1..=1000u64 {
+            record(&mut h, Duration::from_millis(ms));
+        }
+        let l = Latencies::of(&h);
+        assert_eq!(l.count, 1000);
+        // Three significant digits: within 0.1 %.
+        let near = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        assert!(near(l.p50_us, 500_000), "{l:?}");
+        assert!(near(l.p99_us, 990_000), "{l:?}");
+        assert!(near(l.p999_us, 999_000), "{l:?}");
+        assert!(near(l.max_us, 1_000_000), "{l:?}");
+        assert_eq!(Latencies::of(&histogram().unwrap()), Latencies::default());
+    }
+
+    #[test]
+    fn latencies_beyond_the_bounds_are_clamped_not_lost() {
+        let mut h = histogram().unwrap();
+        record(&mut h, Duration::ZERO);
+        record(&mut h, Duration::from_secs(3600));
+        assert_eq!(h.len(), 2);
+        assert!(h.max() >= HIGHEST_US);
+    }
+}

@@ -1,0 +1,347 @@
+//! The scenario `like`: like commands over HTTP, durable in Kafka, from many users, beside
+//! (a) a no-op handler behind the same middleware (the HTTP ceiling), (b) a CRUD service doing
+//! the same like as one Postgres transaction and (c) the producer alone sending the same Avro
+//! bytes (the Kafka ceiling), each swept over the same concurrencies in the same run; then
+//! Gallery at half its peak rate, open loop, for its p99.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::process::Command;
+
+use crate::deployment::Deployment;
+use crate::load::LoadReport;
+use crate::machine::{LoadAverage, Machine};
+use crate::process::{Server, free_addr, report};
+use crate::report::{HalfRate, Point, Target, goals_table, like_goals, peak, points_table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    Gallery,
+    Noop,
+    Crud,
+    Kafka,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LikeArgs {
+    /// Connections (users sending at once) of each closed-loop point.
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    connections: Vec<usize>,
+    /// Events in flight of each point of the Kafka baseline.
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024,8192")]
+    in_flight: Vec<usize>,
+    /// Measured seconds of each point.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Seconds of load before each measured window.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Distinct users (each with a token).
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    #[arg(long, default_value_t = 10_000)]
+    artworks: u64,
+    /// Partitions of the run's topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Threads of each load generator.
+    #[arg(long, default_value_t = 1)]
+    load_threads: usize,
+    /// Connections of the CRUD service to Postgres.
+    #[arg(long, default_value_t = 32)]
+    crud_pool: usize,
+    /// Measure only these (the goals need all four).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Only>,
+    /// Profile the command service with `perf` during its point of highest concurrency.
+    #[arg(long)]
+    perf: bool,
+    /// With `--perf`: record call stacks too (the data is kept for `perf report`).
+    #[arg(long, requires = "perf")]
+    perf_calls: bool,
+    /// A `GALLERY_*` setting for the command service (`KEY=VALUE`, repeatable): a variant of
+    /// its configuration, measured against the same baselines.
+    #[arg(long = "gallery-env", value_parser = key_value)]
+    gallery_env: Vec<(String, String)>,
+    /// The `gallery` binary (default: the one beside this one, built by `scripts/bench`).
+    #[arg(long)]
+    gallery_bin: Option<PathBuf>,
+}
+
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if k.starts_with("GALLERY_") => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!(
+            "expected GALLERY_<SECTION>__<KEY>=VALUE, got `{raw}`"
+        )),
+    }
+}
+
+impl LikeArgs {
+    fn measures(&self, what: Only) -> bool {
+        self.only.is_empty() || self.only.contains(&what)
+    }
+}
+
+pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.connections.is_empty() && args.connections.iter().all(|c| *c > 0),
+        "--connections needs at least one positive count"
+    );
+    anyhow::ensure!(
+        args.seconds > 0.0 && args.seconds <= 600.0 && (0.0..=60.0).contains(&args.warmup),
+        "--seconds must be in (0, 600] and --warmup in [0, 60]"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let machine = Machine::this();
+        let before = LoadAverage::now();
+        let deployment = Deployment::create(args.partitions).await?;
+        eprintln!(
+            "run: topics {}*, logs in {}",
+            deployment.prefix,
+            deployment.dir.display()
+        );
+        let measured = measure(args, &deployment).await;
+        let removed = deployment.remove().await;
+        let after = LoadAverage::now();
+        let (points, half, profile) = measured?;
+        removed.context("could not remove the run's topics and databases")?;
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        println!("## like: `PUT /v1/artworks/{{id}}/like` to 202, durable in Kafka\n");
+        println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
+        println!("- command: `scripts/bench {}`", command.join(" "));
+        println!(
+            "- each point: {} s of load, then {} s measured; {} users liking {} artworks (every like a new one), tokens signed per user; {} partitions; every answer's status and body checked",
+            args.warmup, args.seconds, args.users, args.artworks, args.partitions
+        );
+        for (k, v) in &args.gallery_env {
+            println!("- command service setting: `{k}={v}`");
+        }
+        println!("\n{}", points_table(&points, half.as_ref()));
+        println!("{}", goals_table(&like_goals(&points, half.as_ref())));
+        if let Some(profile) = profile {
+            println!("\nperf profile of the command service at its highest concurrency:\n```\n{profile}\n```");
+        }
+        anyhow::Ok(())
+    })
+}
+
+type Measured = (Vec<Point>, Option<HalfRate>, Option<String>);
+
+/// Everything a load generator needs besides its concurrency.
+struct Loader<'a> {
+    exe: PathBuf,
+    args: &'a LikeArgs,
+    deployment: &'a Deployment,
+    offset: u64,
+}
+
+impl Loader<'_> {
+    async fn http(
+        &mut self,
+        target: Target,
+        addr: SocketAddr,
+        connections: usize,
+        rate: Option<f64>,
+    ) -> anyhow::Result<LoadReport> {
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("load")
+            .args(["--addr", &addr.to_string()])
+            .args(["--connections", &connections.to_string()])
+            .args(["--seconds", &self.args.seconds.to_string()])
+            .args(["--warmup", &self.args.warmup.to_string()])
+            .args(["--users", &self.args.users.to_string()])
+            .args(["--artworks", &self.args.artworks.to_string()])
+            .args(["--offset", &self.offset.to_string()])
+            .args(["--threads", &self.args.load_threads.to_string()])
+            .args(["--topic", &self.deployment.topics().interactions()])
+            .args(["--partitions", &self.deployment.partitions.to_string()])
+            .args([
+                "--expect",
+                if target == Target::Crud {
+                    "crud"
+                } else {
+                    "accepted"
+                },
+            ])
+            .env("GALLERY_BENCH_JWT_SECRET", &self.deployment.jwt_secret);
+        if let Some(rate) = rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        let name = format!("load-{target:?}-{connections}").to_lowercase();
+        let report: LoadReport = report(&name, command, &self.deployment.dir).await?;
+        // The next run likes what no run liked before.
+        self.offset += report.sent;
+        Ok(report)
+    }
+
+    async fn kafka(&self, in_flight: usize) -> anyhow::Result<LoadReport> {
+        let base = &self.deployment.base;
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("produce")
+            .args(["--brokers", &base.kafka.brokers])
+            .args(["--registry-url", &base.registry.url])
+            .args(["--topic-prefix", &self.deployment.prefix])
+            .args(["--in-flight", &in_flight.to_string()])
+            .args(["--seconds", &self.args.seconds.to_string()])
+            .args(["--warmup", &self.args.warmup.to_string()])
+            .args(["--users", &self.args.users.to_string()])
+            .args(["--artworks", &self.args.artworks.to_string()]);
+        // The command service's batching, when a variant sets it.
+        if let Some((_, linger)) = self
+            .args
+            .gallery_env
+            .iter()
+            .find(|(k, _)| k == "GALLERY_KAFKA__PRODUCER_LINGER_MS")
+        {
+            command.args(["--linger-ms", linger]);
+        }
+        report(
+            &format!("produce-{in_flight}"),
+            command,
+            &self.deployment.dir,
+        )
+        .await
+    }
+}
+
+fn progress(target: Target, concurrency: usize, r: &LoadReport) {
+    eprintln!(
+        "{:?} {concurrency}: {:.0} rps, p50 {:.2} ms, p99 {:.2} ms, {} wrong",
+        target,
+        r.rps,
+        r.latency.p50_us as f64 / 1000.0,
+        r.latency.p99_us as f64 / 1000.0,
+        r.failed()
+    );
+}
+
+async fn start_server(
+    name: &'static str,
+    command: Command,
+    addr: SocketAddr,
+    dir: &Path,
+) -> anyhow::Result<Server> {
+    let mut server = Server::start(name, command, dir)?;
+    server.wait_healthy(addr, Duration::from_secs(120)).await?;
+    Ok(server)
+}
+
+async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe()?;
+    let gallery_bin = args
+        .gallery_bin
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("gallery"));
+    anyhow::ensure!(
+        gallery_bin.exists(),
+        "no gallery binary at {} (scripts/bench builds it)",
+        gallery_bin.display()
+    );
+    let dir = &deployment.dir;
+    let topic = deployment.topics().interactions();
+
+    // Gallery first: it creates the topics and registers the schemas the Kafka baseline uses.
+    let gallery_addr = free_addr()?;
+    let mut command = deployment.gallery(&gallery_bin, "commands", gallery_addr, free_addr()?)?;
+    command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
+    let gallery = start_server("gallery-commands", command, gallery_addr, dir).await?;
+
+    let noop_addr = free_addr()?;
+    let mut noop = None;
+    if args.measures(Only::Noop) {
+        let mut command = Command::new(&exe);
+        command
+            .args(["serve", "noop", "--listen", &noop_addr.to_string()])
+            .args(["--topic", &topic])
+            .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
+        noop = Some(start_server("noop", command, noop_addr, dir).await?);
+    }
+    let crud_addr = free_addr()?;
+    let mut crud = None;
+    if args.measures(Only::Crud) {
+        let mut command = Command::new(&exe);
+        command
+            .args(["serve", "crud", "--listen", &crud_addr.to_string()])
+            .args(["--pool-size", &args.crud_pool.to_string()])
+            .env("GALLERY_BENCH_CRUD_URL", deployment.crud_url()?)
+            .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
+        crud = Some(start_server("crud", command, crud_addr, dir).await?);
+    }
+
+    let mut loader = Loader {
+        exe,
+        args,
+        deployment,
+        offset: 0,
+    };
+    let mut points = Vec::new();
+    let mut profile = None;
+    let highest = args.connections.iter().copied().max().unwrap_or(1);
+    // Interleaved per concurrency, so that a change of the machine's load over the run
+    // touches every target alike.
+    for &connections in &args.connections {
+        for (target, addr, wanted) in [
+            (Target::Noop, noop_addr, noop.is_some()),
+            (Target::Crud, crud_addr, crud.is_some()),
+            (Target::Gallery, gallery_addr, args.measures(Only::Gallery)),
+        ] {
+            if !wanted {
+                continue;
+            }
+            let recording = match (target, gallery.pid()) {
+                (Target::Gallery, Some(pid)) if args.perf && connections == highest => Some(
+                    crate::profile::start(pid, dir, "gallery-commands", args.perf_calls)?,
+                ),
+                _ => None,
+            };
+            let report = loader.http(target, addr, connections, None).await?;
+            if let Some(recording) = recording {
+                profile = Some(recording.finish().await?);
+            }
+            progress(target, connections, &report);
+            points.push(Point {
+                target,
+                concurrency: connections,
+                report,
+            });
+        }
+    }
+    if args.measures(Only::Kafka) {
+        for &in_flight in &args.in_flight {
+            let report = loader.kafka(in_flight).await?;
+            progress(Target::Kafka, in_flight, &report);
+            points.push(Point {
+                target: Target::Kafka,
+                concurrency: in_flight,
+                report,
+            });
+        }
+    }
+    let mut half = None;
+    if let Some(best) = peak(&points, Target::Gallery) {
+        let rate = best.report.rps / 2.0;
+        let connections = best.concurrency;
+        let report = loader
+            .http(Target::Gallery, gallery_addr, connections, Some(rate))
+            .await?;
+        progress(Target::Gallery, connections, &report);
+        half = Some(HalfRate {
+            rate,
+            connections,
+            report,
+        });
+    }
+    for server in [Some(gallery), noop, crud].into_iter().flatten() {
+        server.stop().await?;
+    }
+    Ok((points, half, profile))
+}

@@ -1,0 +1,535 @@
+//! The HTTP load generator: many users liking many artworks over keep-alive connections, each
+//! response checked (status and body), latencies in a histogram. Closed loop (each connection
+//! sends its next request when the answer came: the peak rate at that concurrency) or open loop
+//! at a fixed rate (latency measured from each request's planned start, so a server that falls
+//! behind is charged for the queue it builds: no coordinated omission).
+//!
+//! Request `i` (counted over all connections, from `--offset`) is user `i mod users` liking
+//! artwork `(i / users + 37 * user) mod artworks`: the first `users * artworks` requests are
+//! all distinct likes, and consecutive requests go to artworks far apart (different
+//! partitions).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use gallery_commands::{Principal, TokenKeys};
+use gallery_schemas::{Role, UserId};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::latency::{self, Latencies};
+
+/// What a load generator (or the Kafka baseline) measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Requests sent in all, warm-up included (the next run starts its requests after them).
+    pub sent: u64,
+    /// Requests of the measured window answered as expected.
+    pub ok: u64,
+    /// Requests of the measured window answered otherwise, by what was wrong.
+    pub failures: BTreeMap<String, u64>,
+    /// The first wrong answer, for the table's footnote.
+    pub first_failure: Option<String>,
+    pub window_secs: f64,
+    /// Expected answers per second of the measured window.
+    pub rps: f64,
+    pub latency: Latencies,
+}
+
+impl LoadReport {
+    pub fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+}
+
+/// What a correct answer looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Expect {
+    /// `202` with `{"eventId", "position": {"topic", "partition", "offset"}}` on the given
+    /// topic and a partition of it (Gallery, and the no-op baseline's same-shaped answer).
+    Accepted,
+    /// `202` with `{"artworkId", "likes"}`: the liked artwork and a count of at least 1.
+    Crud,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The server (a loopback address).
+    #[arg(long)]
+    addr: SocketAddr,
+    #[arg(long)]
+    connections: usize,
+    /// Length of the measured window.
+    #[arg(long)]
+    seconds: f64,
+    /// Load before the measured window (not counted).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Open loop: this many requests per second over all connections.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long)]
+    users: u64,
+    #[arg(long)]
+    artworks: u64,
+    /// Index of the first request (see the module's documentation).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// The secret the server checks tokens with.
+    #[arg(long, env = "GALLERY_BENCH_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    #[arg(long, value_enum)]
+    expect: Expect,
+    /// The topic an accepted answer must name.
+    #[arg(long, default_value = "")]
+    topic: String,
+    /// The topic's partitions.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Threads of the generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Who likes what, request by request.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    pub users: u64,
+    pub artworks: u64,
+}
+
+impl Workload {
+    /// The user and the artwork of request `i`.
+    pub fn pair(&self, i: u64) -> (u64, u64) {
+        let users = self.users.max(1);
+        let artworks = self.artworks.max(1);
+        let user = i % users;
+        let round = i / users;
+        let artwork = (round % artworks + (user % artworks) * 37 % artworks) % artworks;
+        (user, artwork)
+    }
+}
+
+pub fn user_name(user: u64) -> String {
+    format!("bench-{user}")
+}
+
+pub fn artwork_name(artwork: u64) -> String {
+    format!("art-{artwork}")
+}
+
+/// Everything the connections share: the requests' parts, prepared once.
+struct Plan {
+    addr: SocketAddr,
+    host: HeaderValue,
+    workload: Workload,
+    tokens: Vec<HeaderValue>,
+    /// Per artwork: its like URI and its id.
+    artworks: Vec<(Uri, String)>,
+    checker: Checker,
+    connections: u64,
+    offset: u64,
+}
+
+impl Plan {
+    fn request(&self, i: u64) -> anyhow::Result<(Request<Empty<Bytes>>, usize)> {
+        let (user, artwork) = self.workload.pair(i);
+        let artwork = usize::try_from(artwork)?;
+        let (uri, _) = self.artworks.get(artwork).context("artwork out of range")?;
+        let token = self
+            .tokens
+            .get(usize::try_from(user)?)
+            .context("user out of range")?;
+        let request = Request::builder()
+            .method(Method::PUT)
+            .uri(uri.clone())
+            .header(HOST, self.host.clone())
+            .header(AUTHORIZATION, token.clone())
+            .body(Empty::new())?;
+        Ok((request, artwork))
+    }
+}
+
+/// Checks an answer.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    pub expect: Expect,
+    pub topic: String,
+    pub partitions: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptedBody<'a> {
+    event_id: uuid::Uuid,
+    #[serde(borrow)]
+    position: PositionBody<'a>,
+}
+
+#[derive(Deserialize)]
+struct PositionBody<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CrudBody<'a> {
+    artwork_id: &'a str,
+    likes: i64,
+}
+
+impl Checker {
+    /// `Ok` for a correct answer to a like of `artwork`, or what was wrong (a short, stable
+    /// description: the failures are counted by it).
+    pub fn check(&self, status: StatusCode, body: &[u8], artwork: &str) -> Result<(), String> {
+        if status != StatusCode::ACCEPTED {
+            return Err(format!("status {}", status.as_u16()));
+        }
+        match self.expect {
+            Expect::Accepted => {
+                let body: AcceptedBody<'_> = serde_json::from_slice(body)
+                    .map_err(|_| "body: not an accepted command".to_owned())?;
+                let _ = body.event_id;
+                if body.position.topic != self.topic {
+                    return Err("body: another topic".into());
+                }
+                if !(0..self.partitions).contains(&body.position.partition) {
+                    return Err("body: no partition of the topic".into());
+                }
+                if body.position.offset < 0 {
+                    return Err("body: negative offset".into());
+                }
+            }
+            Expect::Crud => {
+                let body: CrudBody<'_> = serde_json::from_slice(body)
+                    .map_err(|_| "body: not a like count".to_owned())?;
+                if body.artwork_id != artwork {
+                    return Err("body: another artwork".into());
+                }
+                if body.likes < 1 {
+                    return Err("body: no like counted".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When a connection sends and what is measured.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    /// Open loop: time between two requests of one connection.
+    interval: Option<Duration>,
+}
+
+/// What one connection saw.
+struct Tally {
+    sent: u64,
+    ok: u64,
+    histogram: Histogram<u64>,
+    failures: BTreeMap<String, u64>,
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            sent: 0,
+            ok: 0,
+            histogram: latency::histogram()?,
+            failures: BTreeMap::new(),
+            first_failure: None,
+        })
+    }
+
+    fn fail(&mut self, kind: String, sample: impl FnOnce() -> String) {
+        if self.first_failure.is_none() {
+            self.first_failure = Some(sample());
+        }
+        *self.failures.entry(kind).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: Tally) -> anyhow::Result<()> {
+        self.sent += other.sent;
+        self.ok += other.ok;
+        self.histogram.add(&other.histogram)?;
+        for (kind, n) in other.failures {
+            *self.failures.entry(kind).or_default() += n;
+        }
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+        Ok(())
+    }
+}
+
+type Connection = Pin<Box<http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>>>;
+
+async fn connect(
+    addr: SocketAddr,
+) -> anyhow::Result<(http1::SendRequest<Empty<Bytes>>, Connection)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    Ok((sender, Box::pin(connection)))
+}
+
+/// Sends one request and reads its answer, driving the connection on this task (no hand-off
+/// to another task per request).
+async fn exchange(
+    sender: &mut http1::SendRequest<Empty<Bytes>>,
+    connection: &mut Connection,
+    request: Request<Empty<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let answer = async {
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::select! {
+        biased;
+        answer = answer => answer,
+        ended = connection.as_mut() => {
+            ended?;
+            anyhow::bail!("the server closed the connection")
+        }
+    }
+}
+
+async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new()?;
+    let mut link = None;
+    // Spread the connections' first requests over one interval.
+    let stagger = schedule
+        .interval
+        .map(|every| every.mul_f64(index as f64 / plan.connections as f64));
+    for k in 0u64.. {
+        let planned = match (schedule.interval, stagger) {
+            (Some(every), Some(stagger)) => {
+                let at = schedule.start + stagger + every.saturating_mul(u32::try_from(k)?);
+                if at >= schedule.end {
+                    break;
+                }
+                tokio::time::sleep_until(at).await;
+                at
+            }
+            _ => {
+                let now = Instant::now();
+                if now >= schedule.end {
+                    break;
+                }
+                now.max(schedule.start)
+            }
+        };
+        let measured = planned >= schedule.measure_from;
+        let (mut sender, mut connection) = match link.take() {
+            Some(link) => link,
+            None => match connect(plan.addr).await {
+                Ok(link) => link,
+                Err(e) => {
+                    if measured {
+                        tally.fail("connection refused".into(), || e.to_string());
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let i = plan.offset + index + k * plan.connections;
+        let (request, artwork) = plan.request(i)?;
+        tally.sent += 1;
+        match exchange(&mut sender, &mut connection, request).await {
+            Ok((status, body)) => {
+                link = Some((sender, connection));
+                let (_, artwork) = &plan.artworks[artwork];
+                let verdict = plan.checker.check(status, &body, artwork);
+                if !measured {
+                    continue;
+                }
+                match verdict {
+                    Ok(()) => {
+                        tally.ok += 1;
+                        latency::record(&mut tally.histogram, planned.elapsed());
+                    }
+                    Err(kind) => tally.fail(kind, || {
+                        format!(
+                            "{} {}",
+                            status.as_u16(),
+                            String::from_utf8_lossy(&body[..body.len().min(300)])
+                        )
+                    }),
+                }
+            }
+            Err(e) => {
+                if measured {
+                    tally.fail("connection error".into(), || format!("{e:#}"));
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+fn tokens(secret: &str, users: u64) -> anyhow::Result<Vec<HeaderValue>> {
+    let keys = TokenKeys::from_secret(secret.as_bytes())?;
+    (0..users)
+        .map(|u| {
+            let who = Principal::new(UserId::parse(&user_name(u))?, Role::Visitor);
+            let token = keys.issue(&who, Duration::from_secs(3600))?;
+            Ok(HeaderValue::try_from(format!("Bearer {token}"))?)
+        })
+        .collect()
+}
+
+pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.addr.ip().is_loopback(),
+        "the load generator sends only to loopback addresses, not {}",
+        args.addr
+    );
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(
+        args.seconds > 0.0 && args.warmup >= 0.0,
+        "--seconds must be positive"
+    );
+    let workload = Workload {
+        users: args.users.max(1),
+        artworks: args.artworks.max(1),
+    };
+    let plan = Arc::new(Plan {
+        addr: args.addr,
+        host: HeaderValue::try_from(args.addr.to_string())?,
+        workload,
+        tokens: tokens(&args.jwt_secret, workload.users)?,
+        artworks: (0..workload.artworks)
+            .map(|a| {
+                let id = artwork_name(a);
+                Ok((format!("/v1/artworks/{id}/like").parse::<Uri>()?, id))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        checker: Checker {
+            expect: args.expect,
+            topic: args.topic.clone(),
+            partitions: args.partitions,
+        },
+        connections: u64::try_from(args.connections)?,
+        offset: args.offset,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let start = Instant::now() + Duration::from_millis(100);
+        let measure_from = start + Duration::from_secs_f64(args.warmup);
+        let schedule = Schedule {
+            start,
+            measure_from,
+            end: measure_from + Duration::from_secs_f64(args.seconds),
+            interval: args
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate)),
+        };
+        let tasks: Vec<_> = (0..plan.connections)
+            .map(|c| tokio::spawn(run_connection(plan.clone(), c, schedule)))
+            .collect();
+        let mut total = Tally::new()?;
+        for task in tasks {
+            total.merge(task.await??)?;
+        }
+        anyhow::Ok(LoadReport {
+            sent: total.sent,
+            ok: total.ok,
+            failures: total.failures,
+            first_failure: total.first_failure,
+            window_secs: args.seconds,
+            rps: total.ok as f64 / args.seconds,
+            latency: Latencies::of(&total.histogram),
+        })
+    })?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn the_first_users_times_artworks_requests_are_distinct_likes() {
+        let w = Workload {
+            users: 50,
+            artworks: 40,
+        };
+        let pairs: HashSet<_> = (0..50 * 40).map(|i| w.pair(i)).collect();
+        assert_eq!(pairs.len(), 50 * 40);
+        // Consecutive requests are different users on different artworks.
+        let (u0, a0) = w.pair(0);
+        let (u1, a1) = w.pair(1);
+        assert_ne!((u0, a0), (u1, a1));
+        assert_ne!(a0, a1);
+    }
+
+    fn checker(expect: Expect) -> Checker {
+        Checker {
+            expect,
+            topic: "t.interactions".into(),
+            partitions: 6,
+        }
+    }
+
+    #[test]
+    fn an_accepted_answer_is_checked_field_by_field() {
+        let c = checker(Expect::Accepted);
+        let ok = br#"{"eventId":"0193a3c4-0000-7000-8000-000000000000","position":{"topic":"t.interactions","partition":5,"offset":17}}"#;
+        assert_eq!(c.check(StatusCode::ACCEPTED, ok, "art-1"), Ok(()));
+        assert_eq!(
+            c.check(StatusCode::OK, ok, "art-1"),
+            Err("status 200".into())
+        );
+        let other = br#"{"eventId":"0193a3c4-0000-7000-8000-000000000000","position":{"topic":"x","partition":0,"offset":1}}"#;
+        assert_eq!(
+            c.check(StatusCode::ACCEPTED, other, "art-1"),
+            Err("body: another topic".into())
+        );
+        let partition = br#"{"eventId":"0193a3c4-0000-7000-8000-000000000000","position":{"topic":"t.interactions","partition":6,"offset":1}}"#;
+        assert!(c.check(StatusCode::ACCEPTED, partition, "art-1").is_err());
+        let error = br#"{"error":{"code":"RATE_LIMITED","message":"slow down"}}"#;
+        assert!(c.check(StatusCode::ACCEPTED, error, "art-1").is_err());
+    }
+
+    #[test]
+    fn a_crud_answer_names_the_liked_artwork() {
+        let c = checker(Expect::Crud);
+        let ok = br#"{"artworkId":"art-1","likes":3}"#;
+        assert_eq!(c.check(StatusCode::ACCEPTED, ok, "art-1"), Ok(()));
+        assert_eq!(
+            c.check(StatusCode::ACCEPTED, ok, "art-2"),
+            Err("body: another artwork".into())
+        );
+        let none = br#"{"artworkId":"art-1","likes":0}"#;
+        assert!(c.check(StatusCode::ACCEPTED, none, "art-1").is_err());
+    }
+}
