@@ -14,8 +14,11 @@ use tokio::process::Command;
 use crate::deployment::Deployment;
 use crate::load::LoadReport;
 use crate::machine::{LoadAverage, Machine};
+use crate::plot::{self, Series};
 use crate::process::{Server, free_addr, report};
-use crate::report::{HalfRate, Point, Target, goals_table, like_goals, peak, points_table};
+use crate::report::{
+    HalfRate, Point, Target, combined_ceiling, goals_table, like_goals, peak, points_table,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Only {
@@ -69,6 +72,9 @@ pub struct LikeArgs {
     /// The `gallery` binary (default: the one beside this one, built by `scripts/bench`).
     #[arg(long)]
     gallery_bin: Option<PathBuf>,
+    /// Where the plots go (`like-throughput.svg`, `like-latency.svg`).
+    #[arg(long, default_value = "docs/plots")]
+    plots: PathBuf,
 }
 
 fn key_value(raw: &str) -> Result<(String, String), String> {
@@ -125,6 +131,8 @@ pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
         }
         println!("\n{}", points_table(&points, half.as_ref()));
         println!("{}", goals_table(&like_goals(&points, half.as_ref())));
+        let plots = draw(&args.plots, &points)?;
+        println!("\nplots: {}", plots.join(", "));
         if let Some(profile) = profile {
             println!("\nperf profile of the command service at its highest concurrency:\n```\n{profile}\n```");
         }
@@ -211,6 +219,71 @@ impl Loader<'_> {
         )
         .await
     }
+}
+
+/// Throughput of every target against its concurrency, and Gallery's latency percentiles.
+fn draw(dir: &Path, points: &[Point]) -> anyhow::Result<Vec<String>> {
+    let of = |target: Target, y: &dyn Fn(&LoadReport) -> f64| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter(|p| p.target == target && p.report.ok > 0)
+            .map(|p| (p.concurrency as f64, y(&p.report)))
+            .collect()
+    };
+    let throughput: Vec<Series> = [Target::Gallery, Target::Noop, Target::Crud, Target::Kafka]
+        .into_iter()
+        .map(|t| Series::new(t.short_label(), of(t, &|r| r.rps)))
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let ms = |us: u64| us as f64 / 1000.0;
+    let latency = vec![
+        Series::new("p50", of(Target::Gallery, &|r| ms(r.latency.p50_us))),
+        Series::new("p99", of(Target::Gallery, &|r| ms(r.latency.p99_us))),
+        Series::new("p99.9", of(Target::Gallery, &|r| ms(r.latency.p999_us))),
+    ];
+    let mut peaks: Vec<(String, f64)> =
+        [Target::Gallery, Target::Noop, Target::Crud, Target::Kafka]
+            .into_iter()
+            .filter_map(|t| peak(points, t).map(|p| (t.short_label().to_owned(), p.report.rps)))
+            .collect();
+    if let (Some(a), Some(c)) = (peak(points, Target::Noop), peak(points, Target::Kafka)) {
+        peaks.push((
+            "1/(1/a + 1/c)".to_owned(),
+            combined_ceiling(a.report.rps, c.report.rps),
+        ));
+    }
+    let mut written = Vec::new();
+    if !peaks.is_empty() {
+        let path = dir.join("like-peaks.svg");
+        plot::bars(
+            &path,
+            "like: the peak of each target, answers/s",
+            "answers/s",
+            &peaks,
+        )?;
+        written.push(path.display().to_string());
+    }
+    let path = dir.join("like-throughput.svg");
+    plot::lines(
+        &path,
+        "like: answers/s against concurrency (Kafka: events in flight)",
+        "connections (Kafka baseline: events in flight)",
+        "answers/s",
+        &throughput,
+    )?;
+    written.push(path.display().to_string());
+    if latency.iter().any(|s| !s.points.is_empty()) {
+        let path = dir.join("like-latency.svg");
+        plot::lines(
+            &path,
+            "like: Gallery's latency against connections (closed loop)",
+            "connections",
+            "ms",
+            &latency,
+        )?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
 }
 
 fn progress(target: Target, concurrency: usize, r: &LoadReport) {

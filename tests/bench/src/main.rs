@@ -10,6 +10,7 @@ mod latency;
 mod like;
 mod load;
 mod machine;
+mod plot;
 mod process;
 mod produce;
 mod profile;
