@@ -28,11 +28,11 @@ pub enum Only {
     Kafka,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LikeArgs {
     /// Connections (users sending at once) of each closed-loop point.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
-    connections: Vec<usize>,
+    pub connections: Vec<usize>,
     /// Events in flight of each point of the Kafka baseline.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024,8192")]
     in_flight: Vec<usize>,
@@ -49,7 +49,11 @@ pub struct LikeArgs {
     artworks: u64,
     /// Partitions of the run's topics.
     #[arg(long, default_value_t = 6)]
-    partitions: i32,
+    pub partitions: i32,
+    /// Instances of the command service (each its own process; the load generator's
+    /// connections go to them in turn).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
     /// Threads of each load generator.
     #[arg(long, default_value_t = 1)]
     load_threads: usize,
@@ -58,7 +62,7 @@ pub struct LikeArgs {
     crud_pool: usize,
     /// Measure only these (the goals need all four).
     #[arg(long, value_delimiter = ',', value_enum)]
-    only: Vec<Only>,
+    pub only: Vec<Only>,
     /// Profile the command service with `perf` during its point of highest concurrency.
     #[arg(long)]
     perf: bool,
@@ -74,7 +78,7 @@ pub struct LikeArgs {
     gallery_bin: Option<PathBuf>,
     /// Where the plots go (`like-throughput.svg`, `like-latency.svg`).
     #[arg(long, default_value = "docs/plots")]
-    plots: PathBuf,
+    pub plots: PathBuf,
 }
 
 fn key_value(raw: &str) -> Result<(String, String), String> {
@@ -123,8 +127,8 @@ pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
         println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
         println!("- command: `scripts/bench {}`", command.join(" "));
         println!(
-            "- each point: {} s of load, then {} s measured; {} users liking {} artworks (every like a new one), tokens signed per user; {} partitions; every answer's status and body checked",
-            args.warmup, args.seconds, args.users, args.artworks, args.partitions
+            "- each point: {} s of load, then {} s measured; {} users liking {} artworks (every like a new one), tokens signed per user; {} partitions; {} command service instance(s); every answer's status and body checked",
+            args.warmup, args.seconds, args.users, args.artworks, args.partitions, args.instances
         );
         for (k, v) in &args.gallery_env {
             println!("- command service setting: `{k}={v}`");
@@ -140,7 +144,7 @@ pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
     })
 }
 
-type Measured = (Vec<Point>, Option<HalfRate>, Option<String>);
+pub type Measured = (Vec<Point>, Option<HalfRate>, Option<String>);
 
 /// Everything a load generator needs besides its concurrency.
 struct Loader<'a> {
@@ -154,14 +158,15 @@ impl Loader<'_> {
     async fn http(
         &mut self,
         target: Target,
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         connections: usize,
         rate: Option<f64>,
     ) -> anyhow::Result<LoadReport> {
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         let mut command = Command::new(&self.exe);
         command
             .arg("load")
-            .args(["--addr", &addr.to_string()])
+            .args(["--addr", &addrs.join(",")])
             .args(["--connections", &connections.to_string()])
             .args(["--seconds", &self.args.seconds.to_string()])
             .args(["--warmup", &self.args.warmup.to_string()])
@@ -308,7 +313,7 @@ async fn start_server(
     Ok(server)
 }
 
-async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
+pub async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe()?;
     let gallery_bin = args
         .gallery_bin
@@ -323,10 +328,19 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
     let topic = deployment.topics().interactions();
 
     // Gallery first: it creates the topics and registers the schemas the Kafka baseline uses.
-    let gallery_addr = free_addr()?;
-    let mut command = deployment.gallery(&gallery_bin, "commands", gallery_addr, free_addr()?)?;
-    command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
-    let gallery = start_server("gallery-commands", command, gallery_addr, dir).await?;
+    anyhow::ensure!(
+        (1..=16).contains(&args.instances),
+        "--instances must be between 1 and 16"
+    );
+    let mut gallery = Vec::new();
+    let mut gallery_addrs = Vec::new();
+    for _ in 0..args.instances {
+        let addr = free_addr()?;
+        let mut command = deployment.gallery(&gallery_bin, "commands", addr, free_addr()?)?;
+        command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
+        gallery.push(start_server("gallery-commands", command, addr, dir).await?);
+        gallery_addrs.push(addr);
+    }
 
     let noop_addr = free_addr()?;
     let mut noop = None;
@@ -362,21 +376,33 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
     // Interleaved per concurrency, so that a change of the machine's load over the run
     // touches every target alike.
     for &connections in &args.connections {
-        for (target, addr, wanted) in [
-            (Target::Noop, noop_addr, noop.is_some()),
-            (Target::Crud, crud_addr, crud.is_some()),
-            (Target::Gallery, gallery_addr, args.measures(Only::Gallery)),
+        for (target, addrs, wanted) in [
+            (
+                Target::Noop,
+                std::slice::from_ref(&noop_addr),
+                noop.is_some(),
+            ),
+            (
+                Target::Crud,
+                std::slice::from_ref(&crud_addr),
+                crud.is_some(),
+            ),
+            (
+                Target::Gallery,
+                &gallery_addrs[..],
+                args.measures(Only::Gallery),
+            ),
         ] {
             if !wanted {
                 continue;
             }
-            let recording = match (target, gallery.pid()) {
+            let recording = match (target, gallery.first().and_then(Server::pid)) {
                 (Target::Gallery, Some(pid)) if args.perf && connections == highest => Some(
                     crate::profile::start(pid, dir, "gallery-commands", args.perf_calls)?,
                 ),
                 _ => None,
             };
-            let report = loader.http(target, addr, connections, None).await?;
+            let report = loader.http(target, addrs, connections, None).await?;
             if let Some(recording) = recording {
                 profile = Some(recording.finish().await?);
             }
@@ -404,7 +430,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
         let rate = best.report.rps / 2.0;
         let connections = best.concurrency;
         let report = loader
-            .http(Target::Gallery, gallery_addr, connections, Some(rate))
+            .http(Target::Gallery, &gallery_addrs, connections, Some(rate))
             .await?;
         progress(Target::Gallery, connections, &report);
         half = Some(HalfRate {
@@ -413,7 +439,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
             report,
         });
     }
-    for server in [Some(gallery), noop, crud].into_iter().flatten() {
+    for server in gallery.into_iter().chain(noop).chain(crud) {
         server.stop().await?;
     }
     Ok((points, half, profile))

@@ -15,6 +15,7 @@ mod process;
 mod produce;
 mod profile;
 mod report;
+mod scale;
 mod serve;
 
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// The like command's throughput by partitions and command service instances.
+    Scale(scale::ScaleArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Scale(args) => scale::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
