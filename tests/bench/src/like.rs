@@ -269,7 +269,7 @@ fn draw(dir: &Path, points: &[Point]) -> anyhow::Result<Vec<String>> {
         written.push(path.display().to_string());
     }
     let path = dir.join("like-throughput.svg");
-    plot::lines(
+    plot::lines_log_x(
         &path,
         "like: answers/s against concurrency (Kafka: events in flight)",
         "connections (Kafka baseline: events in flight)",
@@ -279,7 +279,7 @@ fn draw(dir: &Path, points: &[Point]) -> anyhow::Result<Vec<String>> {
     written.push(path.display().to_string());
     if latency.iter().any(|s| !s.points.is_empty()) {
         let path = dir.join("like-latency.svg");
-        plot::lines(
+        plot::lines_log_x(
             &path,
             "like: Gallery's latency against connections (closed loop)",
             "connections",

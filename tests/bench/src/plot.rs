@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One line of a chart: its name in the legend and its points (x, y).
 #[derive(Debug, Clone, PartialEq)]
@@ -54,24 +57,83 @@ pub fn lines(
     y_label: &str,
     series: &[Series],
 ) -> anyhow::Result<()> {
+    line_chart(path, title, x_label, y_label, series, false)
+}
+
+/// [`lines`] with a logarithmic x axis, for concurrencies that grow by factors (64, 256,
+/// 1024, ...). Points at x <= 0 are left out.
+pub fn lines_log_x(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> anyhow::Result<()> {
+    line_chart(path, title, x_label, y_label, series, true)
+}
+
+fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_x: bool,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         series.iter().any(|s| !s.points.is_empty()),
         "nothing to plot in {}",
         path.display()
     );
     create_parent(path)?;
-    let all = || series.iter().flat_map(|s| s.points.iter());
-    let x = axis(all().map(|p| p.0));
+    let kept: Vec<Series> = series
+        .iter()
+        .map(|s| Series {
+            name: s.name.clone(),
+            points: s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| !log_x || p.0 > 0.0)
+                .collect(),
+        })
+        .collect();
+    let all = || kept.iter().flat_map(|s| s.points.iter());
     let y = axis(all().map(|p| p.1));
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(drawing)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut builder = ChartBuilder::on(&root);
+    builder
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(44)
-        .y_label_area_size(72)
-        .build_cartesian_2d(x, y)
-        .map_err(drawing)?;
+        .y_label_area_size(72);
+    if log_x {
+        let low = all().map(|p| p.0).fold(f64::INFINITY, f64::min);
+        let high = all().map(|p| p.0).fold(0.0_f64, f64::max);
+        let x = (low / 1.5)..(high * 1.5).max(low * 2.0);
+        let chart = builder
+            .build_cartesian_2d(x.log_scale(), y)
+            .map_err(drawing)?;
+        draw_lines(chart, x_label, y_label, &kept)?;
+    } else {
+        let x = axis(all().map(|p| p.0));
+        let chart = builder.build_cartesian_2d(x, y).map_err(drawing)?;
+        draw_lines(chart, x_label, y_label, &kept)?;
+    }
+    root.present().map_err(drawing)?;
+    Ok(())
+}
+
+fn draw_lines<'a, X>(
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, RangedCoordf64>>,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     chart
         .configure_mesh()
         .x_desc(x_label)
@@ -98,7 +160,6 @@ pub fn lines(
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(drawing)?;
-    root.present().map_err(drawing)?;
     Ok(())
 }
 
@@ -115,7 +176,7 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> 
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(72)
-        .build_cartesian_2d((0..n).into_segmented(), y)
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), y)
         .map_err(drawing)?;
     chart
         .configure_mesh()
@@ -146,7 +207,10 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> 
             .draw_series([Text::new(
                 short(*value),
                 (SegmentValue::CenterOf(i), *value),
-                ("sans-serif", 14).into_font().color(&BLACK),
+                ("sans-serif", 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             )])
             .map_err(drawing)?;
     }
@@ -219,6 +283,19 @@ mod tests {
             ],
         )
         .unwrap();
+        let log_path = dir.join("log.svg");
+        lines_log_x(
+            &log_path,
+            "t",
+            "x",
+            "y",
+            &[Series::new(
+                "s",
+                vec![(0.0, 1.0), (64.0, 2.0), (8192.0, 3.0)],
+            )],
+        )
+        .unwrap();
+        let log_svg = std::fs::read_to_string(&log_path).unwrap();
         let bars_path = dir.join("bars.svg");
         bars(
             &bars_path,
@@ -240,6 +317,7 @@ mod tests {
             assert!(svg.contains(text), "the chart names {text}");
         }
         assert!(svg.contains("<polyline"), "the series are lines");
+        assert!(log_svg.contains(">\n1.0k\n<") && log_svg.contains("<polyline"), "decades on x");
         for text in ["projector", "COPY", "90k"] {
             assert!(bar_svg.contains(text), "the bars name {text}");
         }
