@@ -15,6 +15,8 @@ mod produce;
 mod profile;
 mod report;
 mod serve;
+mod subscriptions;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,12 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// Open `artworkStats` subscriptions held by query API instances: memory per idle
+    /// subscription, and a like's fan-out to its watchers, up to 100,000 subscriptions.
+    Subscriptions(subscriptions::SubscriptionsArgs),
+    /// The WebSocket watchers (started by a scenario).
+    #[command(hide = true)]
+    Watch(watch::WatchArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -57,6 +65,8 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Subscriptions(args) => subscriptions::run(&args),
+        Command::Watch(args) => watch::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
