@@ -10,10 +10,12 @@ mod latency;
 mod like;
 mod load;
 mod machine;
+mod plot;
 mod process;
 mod produce;
 mod profile;
 mod report;
+mod scale;
 mod serve;
 mod subscriptions;
 mod watch;
@@ -38,6 +40,8 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// The like command's throughput by partitions and command service instances.
+    Scale(scale::ScaleArgs),
     /// Open `artworkStats` subscriptions held by query API instances: memory per idle
     /// subscription, and a like's fan-out to its watchers, up to 100,000 subscriptions.
     Subscriptions(subscriptions::SubscriptionsArgs),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Scale(args) => scale::run(&args),
         Command::Subscriptions(args) => subscriptions::run(&args),
         Command::Watch(args) => watch::run(&args),
         Command::Serve(args) => serve::run(&args),
