@@ -28,6 +28,7 @@ use crate::deployment::Deployment;
 use crate::latency::{self, Latencies, monotonic_ns};
 use crate::load::{Checker, Expect, artwork_name, user_name};
 use crate::machine::{LoadAverage, Machine};
+use crate::plot::{self, Series};
 use crate::process::{Server, free_addr};
 use crate::report::{Goal, Verdict, goals_table, thousands};
 use crate::watch::{Layout, Like, Ready, WatchReport};
@@ -732,11 +733,55 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<()> {
         println!("\n{}", idle_table(base, &idle, instances));
         println!("{}", fanout_table(&fanout));
         println!("{}", goals_table(&subscription_goals(base, &idle, &fanout)));
+        draw(&args.plots, base, &idle, &fanout)?;
         if let Some(profile) = profile {
             println!("\nperf profile of one query API while likes flow at the highest step:\n```\n{profile}\n```");
         }
         anyhow::Ok(())
     })
+}
+
+/// `subscriptions-memory.svg` (the query APIs' RSS against idle subscriptions) and
+/// `subscriptions-fanout.svg` (fan-out latencies against subscriptions).
+fn draw(dir: &Path, base: u64, idle: &[Idle], fanout: &[Fanout]) -> anyhow::Result<()> {
+    let mut rss = vec![(0.0, base as f64 / 1e6)];
+    rss.extend(
+        idle.iter()
+            .map(|i| (i.subscriptions as f64, i.rss_bytes as f64 / 1e6)),
+    );
+    plot::lines(
+        &dir.join("subscriptions-memory.svg"),
+        "Query APIs' resident memory with idle artworkStats subscriptions",
+        "subscriptions (all instances)",
+        "RSS, MB (all instances)",
+        &[Series::new("RSS", rss)],
+    )?;
+    let line = |name: &str, pick: fn(&Fanout) -> u64| {
+        Series::new(
+            name,
+            fanout
+                .iter()
+                .filter(|f| f.all.count > 0)
+                .map(|f| (f.subscriptions as f64, pick(f) as f64 / 1000.0))
+                .collect(),
+        )
+    };
+    if fanout.iter().any(|f| f.all.count > 0) {
+        plot::lines(
+            &dir.join("subscriptions-fanout.svg"),
+            "A like's 202 until its artwork's watchers see it",
+            "subscriptions (all instances)",
+            "latency, ms",
+            &[
+                line("p50", |f| f.all.p50_us),
+                line("p99", |f| f.all.p99_us),
+                line("p99.9", |f| f.all.p999_us),
+                line("p99, hot artwork", |f| f.hot.p99_us),
+            ],
+        )?;
+    }
+    eprintln!("plots in {}", dir.display());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl Layout {
     /// The artwork connection `g` watches.
     pub fn artwork(&self, g: u64) -> u64 {
         let every = self.hot_every.max(1);
-        if g % every == 0 {
+        if g.is_multiple_of(every) {
             return 0;
         }
         // The connections before `g` that are not hot: g + 1 - (g / every + 1).
