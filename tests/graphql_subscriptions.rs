@@ -241,3 +241,48 @@ async fn a_message_larger_than_any_document_closes_the_connection_unread() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_of_one_artwork_share_one_read_per_change() {
+    let env = TestEnv::new().await;
+    let app = env.start(Roles::SERVICES).await;
+    let query = "subscription($id: ID!) { artworkStats(id: $id) { likes } }";
+    const WATCHERS: usize = 30;
+    let mut sockets = Vec::new();
+    for c in 0..3 {
+        let mut socket = connect(&app, None).await;
+        for s in 0..WATCHERS / 3 {
+            let id = format!("{c}-{s}");
+            subscribe(&mut socket, &id, query, json!({"id": "sunflowers"})).await;
+        }
+        for _ in 0..WATCHERS / 3 {
+            let now = receive(&mut socket).await;
+            assert_eq!(now["payload"]["data"]["artworkStats"]["likes"], 0, "{now}");
+        }
+        sockets.push(socket);
+    }
+    // One more subscriber elsewhere, so the change is not the only thing followed.
+    let mut other = connect(&app, None).await;
+    subscribe(&mut other, "irises", query, json!({"id": "irises"})).await;
+    receive(&mut other).await;
+
+    let before = app.query_statements();
+    app.accept_like(&env.token("ada"), "sunflowers", true).await;
+    for socket in &mut sockets {
+        for _ in 0..WATCHERS / 3 {
+            let pushed = receive(socket).await;
+            assert_eq!(
+                pushed["payload"]["data"]["artworkStats"]["likes"], 1,
+                "{pushed}"
+            );
+        }
+    }
+    let reads = app.query_statements() - before;
+    // One read per committed change of the artwork (a like may commit in one or two batches),
+    // not one per subscriber.
+    assert!(
+        reads <= 3,
+        "{reads} reads for one like seen by {WATCHERS} subscribers"
+    );
+    app.stop().await;
+}

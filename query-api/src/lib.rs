@@ -8,6 +8,7 @@ mod consistency;
 mod error;
 pub mod guard;
 mod http;
+mod live;
 mod media;
 pub mod metrics;
 mod mutation;

@@ -8,6 +8,7 @@ use crate::cache::HotCache;
 use crate::changes::ChangeFeed;
 use crate::guard::{DocumentGuard, DocumentLimits};
 use crate::http::ApiSettings;
+use crate::live::LiveStats;
 use crate::media::MediaUrls;
 use crate::mutation::{MutationRoot, Writes};
 use crate::persisted::PersistedQueries;
@@ -61,6 +62,7 @@ pub fn build_schema(
             introspection: settings.introspection,
         })
         .data(loaders(read.clone()))
+        .data(LiveStats::new(read.clone(), feed.clone()))
         .data(feed)
         .data(read)
         .data(writes)

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::changes::{Change, ChangeFeed};
 use crate::error::QueryError;
+use crate::live::LiveStats;
 use crate::query::{ArtworkStats, GenerationJob};
 use crate::read::{JobRecord, ReadModel, Stats};
 use crate::schema::Caller;
@@ -20,6 +21,13 @@ pub struct SubscriptionRoot;
 fn feed<'c>(ctx: &Context<'c>) -> async_graphql::Result<&'c ChangeFeed> {
     ctx.data::<ChangeFeed>().map_err(|e| {
         tracing::error!(error = ?e, "the schema was built without the change feed");
+        async_graphql::Error::new("internal error").extend_with(|_, x| x.set("code", "INTERNAL"))
+    })
+}
+
+fn live<'c>(ctx: &Context<'c>) -> async_graphql::Result<&'c LiveStats> {
+    ctx.data::<LiveStats>().map_err(|e| {
+        tracing::error!(error = ?e, "the schema was built without the live counts");
         async_graphql::Error::new("internal error").extend_with(|_, x| x.set("code", "INTERNAL"))
     })
 }
@@ -62,33 +70,14 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ArtworkStats>> + use<>>
     {
         let id = ArtworkId::parse(&id).map_err(|e| QueryError::from(e).extend())?;
-        let read = read_model(ctx)?.clone();
-        // Subscribed before the first read, so no change falls in between.
-        let changes = feed(ctx)?.subscribe();
-        let id = id.as_str().to_owned();
-        let state = (changes, read, id, None::<Stats>, true);
+        // Shared with every subscriber of the artwork in this process: the counts are read
+        // once per change, and only a change of this artwork wakes this subscription.
+        let following = live(ctx)?.follow(id.as_str());
         Ok(futures::stream::unfold(
-            state,
-            |(mut changes, read, id, last, first)| async move {
-                let mut last = last;
-                let mut first = first;
-                loop {
-                    if !first && !next_change(&mut changes, |c| c.touches_artwork(&id)).await {
-                        return None;
-                    }
-                    first = false;
-                    // Boxed: the query's state lives only while it runs, not in every idle
-                    // subscription's future (which is as large as its largest await).
-                    let stats = match Box::pin(read.stats(std::slice::from_ref(&id))).await {
-                        Ok(rows) => rows.into_iter().next().map(|r| r.1).unwrap_or_default(),
-                        Err(e) => return Some((Err(e.extend()), (changes, read, id, last, first))),
-                    };
-                    if last == Some(stats) {
-                        continue;
-                    }
-                    last = Some(stats);
-                    return Some((Ok(stats.into()), (changes, read, id, last, first)));
-                }
+            (following, None::<Stats>),
+            |(mut following, last)| async move {
+                let stats = following.next(last).await?;
+                Some((Ok(stats.into()), (following, Some(stats))))
             },
         ))
     }

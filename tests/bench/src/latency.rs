@@ -44,6 +44,43 @@ impl Latencies {
     }
 }
 
+/// The monotonic clock in nanoseconds: one clock for every process of the machine, so that a
+/// time taken in one process compares with a time taken in another.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
+/// A histogram as its recorded values and their counts, to carry between processes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recorded(pub Vec<(u64, u64)>);
+
+impl Recorded {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Self(
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+        )
+    }
+
+    #[cfg(test)]
+    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        let mut h = histogram()?;
+        self.add_to(&mut h)?;
+        Ok(h)
+    }
+
+    pub fn add_to(&self, h: &mut Histogram<u64>) -> anyhow::Result<()> {
+        for (value, count) in &self.0 {
+            h.record_n(*value, *count)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +100,18 @@ mod tests {
         assert!(near(l.p999_us, 999_000), "{l:?}");
         assert!(near(l.max_us, 1_000_000), "{l:?}");
         assert_eq!(Latencies::of(&histogram().unwrap()), Latencies::default());
+    }
+
+    #[test]
+    fn a_recorded_histogram_comes_back_whole() {
+        let mut h = histogram().unwrap();
+        for ms in [1u64, 5, 5, 250, 3_000] {
+            record(&mut h, Duration::from_millis(ms));
+        }
+        let back = Recorded::of(&h).histogram().unwrap();
+        assert_eq!(Latencies::of(&back), Latencies::of(&h));
+        let a = monotonic_ns();
+        assert!(monotonic_ns() >= a && a > 0);
     }
 
     #[test]

@@ -17,6 +17,8 @@ mod profile;
 mod report;
 mod scale;
 mod serve;
+mod subscriptions;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -40,6 +42,12 @@ enum Command {
     Like(like::LikeArgs),
     /// The like command's throughput by partitions and command service instances.
     Scale(scale::ScaleArgs),
+    /// Open `artworkStats` subscriptions held by query API instances: memory per idle
+    /// subscription, and a like's fan-out to its watchers, up to 100,000 subscriptions.
+    Subscriptions(subscriptions::SubscriptionsArgs),
+    /// The WebSocket watchers (started by a scenario).
+    #[command(hide = true)]
+    Watch(watch::WatchArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -62,6 +70,8 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
         Command::Scale(args) => scale::run(&args),
+        Command::Subscriptions(args) => subscriptions::run(&args),
+        Command::Watch(args) => watch::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
