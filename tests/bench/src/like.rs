@@ -71,7 +71,7 @@ pub struct LikeArgs {
     gallery_bin: Option<PathBuf>,
 }
 
-fn key_value(raw: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((k, v)) if k.starts_with("GALLERY_") => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!(

@@ -13,6 +13,7 @@ mod machine;
 mod process;
 mod produce;
 mod profile;
+mod project;
 mod report;
 mod serve;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// The projectors' apply rates from a pre-filled log (Postgres, Scylla) and the rebuild,
+    /// beside `COPY` into Postgres and unlogged batches into Cassandra.
+    Project(project::ProjectArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -52,11 +56,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GALLERY_LOG")
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+                .unwrap_or_else(|_| "info,rdkafka=warn,tokio_postgres=warn,scylla=warn".into()),
         )
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Project(args) => project::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
