@@ -10,11 +10,13 @@ mod latency;
 mod like;
 mod load;
 mod machine;
+mod plot;
 mod process;
 mod produce;
 mod profile;
 mod project;
 mod report;
+mod scale;
 mod serve;
 
 use std::process::ExitCode;
@@ -40,6 +42,8 @@ enum Command {
     /// The projectors' apply rates from a pre-filled log (Postgres, Scylla) and the rebuild,
     /// beside `COPY` into Postgres and unlogged batches into Cassandra.
     Project(project::ProjectArgs),
+    /// The like command's throughput by partitions and command service instances.
+    Scale(scale::ScaleArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
         Command::Project(args) => project::run(&args),
+        Command::Scale(args) => scale::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
