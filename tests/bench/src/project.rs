@@ -77,6 +77,9 @@ pub struct ProjectArgs {
     /// The `gallery` binary (default: the one beside this one, built by `scripts/bench`).
     #[arg(long)]
     gallery_bin: Option<PathBuf>,
+    /// Where the plot goes (`project-rates.svg`).
+    #[arg(long, default_value = "docs/plots")]
+    plots: PathBuf,
 }
 
 impl ProjectArgs {
@@ -241,6 +244,17 @@ pub fn run(args: &ProjectArgs) -> anyhow::Result<()> {
         let measured = measured?;
         removed.context("could not remove the run's topics, databases and keyspaces")?;
         print(args, &machine, (before, after), &measured);
+        let plot = args.plots.join("project-rates.svg");
+        crate::plot::bars(
+            &plot,
+            &format!(
+                "Applying {} events: projectors and baselines",
+                thousands(args.events as f64)
+            ),
+            "events/s",
+            &bars(args.events, &measured),
+        )?;
+        println!("\nplot: {}", plot.display());
         anyhow::Ok(())
     })
 }
@@ -365,6 +379,27 @@ fn points_table(events: u64, m: &Measured) -> String {
             per_second(events, took),
             format!("{} statements", thousands(statements as f64)),
         );
+    }
+    out
+}
+
+/// The rate of each target measured, for the plot.
+fn bars(events: u64, m: &Measured) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    if let Some(a) = m.postgres {
+        out.push(("Postgres projector".to_owned(), a.rate()));
+    }
+    if let Some((took, _)) = m.copy {
+        out.push(("COPY + merge".to_owned(), per_second(events, took)));
+    }
+    if let Some(took) = m.rebuild {
+        out.push(("rebuild".to_owned(), per_second(events, took)));
+    }
+    if let Some(a) = m.scylla {
+        out.push(("Scylla projector".to_owned(), a.rate()));
+    }
+    if let Some((took, _)) = m.batches {
+        out.push(("unlogged batches".to_owned(), per_second(events, took)));
     }
     out
 }
