@@ -36,8 +36,8 @@ pub struct ScyllaProjectorConfig {
 }
 
 /// An artwork's facts applied at once, at most: its partition is written in one batch
-/// statement, which Scylla and Cassandra refuse beyond a size (50 KiB by default in Cassandra),
-/// so a batch holding more facts of one artwork is applied in several rounds, in log order.
+/// statement, kept at a bounded size however hot the artwork or large the batch (a batch
+/// holding more facts of one artwork is applied in several rounds, in log order).
 pub const FACTS_PER_ARTWORK: usize = 100;
 
 impl ScyllaProjectorConfig {
