@@ -469,6 +469,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 config.scylla_settings(),
             );
             scylla.group = config.group_settings();
+            scylla.max_batch = config.projections.scylla_max_batch;
             let projector = ScyllaProjector::new(scylla, codec.clone())?;
             supervisor.spawn_infallible("Scylla projector", projector.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
@@ -533,6 +534,7 @@ fn projector_config(config: &Config) -> ProjectorConfig {
         config.topics(),
     );
     projector.group = config.group_settings();
+    projector.max_batch = config.projections.max_batch;
     projector
 }
 

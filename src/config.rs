@@ -77,6 +77,10 @@ pub struct ProjectionsConfig {
     /// A stable, unique name of this instance (e.g. the pod name of a StatefulSet): a
     /// restarted instance gets its partitions back at once (Kafka static membership).
     pub instance_id: Option<String>,
+    /// Messages the Postgres projector (and a rebuild) applies in one transaction, at most.
+    pub max_batch: usize,
+    /// Messages the Scylla projector applies in one round, at most.
+    pub scylla_max_batch: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -481,6 +485,9 @@ impl Default for Config {
             projections: ProjectionsConfig {
                 session_timeout_ms: 10_000,
                 instance_id: None,
+                max_batch: gallery_projections::ProjectorConfig::DEFAULT_MAX_BATCH,
+                scylla_max_batch:
+                    gallery_projections::scylla::ScyllaProjectorConfig::DEFAULT_MAX_BATCH,
             },
             painter: PainterConfig::default(),
             metrics: MetricsConfig {
@@ -491,6 +498,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Most messages a projector batch may hold (a batch is decoded and planned in memory).
+const MAX_PROJECTION_BATCH: usize = 50_000;
 
 /// Highest per-minute quota accepted (one command every 60 µs).
 const MAX_PER_MINUTE: u32 = 1_000_000;
@@ -586,6 +596,17 @@ impl Config {
                 "projections.session_timeout_ms",
                 "must be between 1000 and 1800000",
             ));
+        }
+        for (key, value) in [
+            ("projections.max_batch", p.max_batch),
+            ("projections.scylla_max_batch", p.scylla_max_batch),
+        ] {
+            if !(1..=MAX_PROJECTION_BATCH).contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!("must be between 1 and {MAX_PROJECTION_BATCH}"),
+                ));
+            }
         }
         if let Some(id) = &p.instance_id {
             let ok = !id.is_empty()
@@ -966,6 +987,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn projector_batches_of_no_message_or_beyond_the_bound_are_refused() {
+        let mut c = Config::default();
+        c.projections.max_batch = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "projections.max_batch",
+                ..
+            })
+        ));
+        c.projections.max_batch = MAX_PROJECTION_BATCH;
+        c.projections.scylla_max_batch = MAX_PROJECTION_BATCH + 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "projections.scylla_max_batch",
+                ..
+            })
+        ));
+        c.projections.scylla_max_batch = 1;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

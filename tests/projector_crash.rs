@@ -24,8 +24,16 @@ const KILLS: usize = 7;
 
 /// A stable instance name (Kafka static membership): the restarted projector gets the
 /// partitions back at once instead of after the killed one's session timeout.
+/// Batches of at most 1000 messages (the default when this test was written): a backlog in
+/// several transactions, for the kills to land between.
 fn spawn_projector(env: &TestEnv) -> Child {
-    common::spawn_projector(env, &[("GALLERY_PROJECTIONS__INSTANCE_ID", "projector-0")])
+    common::spawn_projector(
+        env,
+        &[
+            ("GALLERY_PROJECTIONS__INSTANCE_ID", "projector-0"),
+            ("GALLERY_PROJECTIONS__MAX_BATCH", "1000"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

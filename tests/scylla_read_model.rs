@@ -300,6 +300,10 @@ fn spawn_projector(env: &TestEnv) -> Child {
         .env("GALLERY_PROJECTIONS__INSTANCE_ID", "projector-0")
         .env("GALLERY_SCYLLA__KEYSPACE", &env.config.scylla.keyspace)
         .env("GALLERY_SCYLLA__NODES", &env.config.scylla.nodes)
+        // The batch sizes this test was written with (the Scylla projector's was fixed at
+        // 100): a backlog in many batches, for a kill to land between.
+        .env("GALLERY_PROJECTIONS__MAX_BATCH", "1000")
+        .env("GALLERY_PROJECTIONS__SCYLLA_MAX_BATCH", "100")
         .env("GALLERY_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -992,5 +996,25 @@ async fn a_copy_of_an_older_fact_after_a_newer_one_changes_nothing_in_either_sto
     assert_eq!(before.len(), 8, "one position per event: {before:?}");
     assert_eq!(positions(report.to.to_string()).await, before);
     pg_app.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_of_one_hot_artwork_passes_in_rounds_under_the_batch_size_limit() {
+    let env = with_scylla(TestEnv::new().await);
+    gallery::topics::ensure_topics(&env.config).await.unwrap();
+    let log = Log::new(&env).await;
+    // A thousand likes of one artwork before the projector starts: its first batch holds them
+    // all, applied in ten rounds of a hundred, each reading what the one before wrote.
+    let likes: Vec<Fact> = (0..1000)
+        .map(|u| fact(Kind::Like, "the-hit", &format!("fan-{u}"), true))
+        .collect();
+    log.producer.send_all(likes, 64).await;
+    let app = env.start(Roles::PROJECTIONS).await;
+    log.projected().await;
+    let (states, counts) = scylla_likes(&env, &log.cql).await;
+    assert_eq!(counts.get("the-hit"), Some(&1000));
+    assert_eq!(states.values().filter(|liked| **liked).count(), 1000);
+    assert_eq!(log.scylla_marks().await.len(), 1000, "every fan lists it");
     app.stop().await;
 }

@@ -52,13 +52,17 @@ pub enum Target {
 }
 
 impl ProjectorConfig {
+    /// Messages per transaction: the statements of a batch cost about the same whatever its
+    /// size, so a backlog is applied in few, large transactions.
+    pub const DEFAULT_MAX_BATCH: usize = 5_000;
+
     pub fn new(brokers: String, postgres_url: String, topics: Topics) -> Self {
         Self {
             brokers,
             postgres_url,
             topics,
             projection: DEFAULT_PROJECTION.to_owned(),
-            max_batch: 1000,
+            max_batch: Self::DEFAULT_MAX_BATCH,
             batch_linger: Duration::from_millis(20),
             target: Target::Live,
             group: GroupSettings::default(),

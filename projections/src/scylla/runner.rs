@@ -9,7 +9,7 @@ use std::time::Duration;
 use gallery_schemas::{EventCodec, Position, Stream, Topics};
 use rdkafka::message::Message;
 
-use super::store::ScyllaStore;
+use super::store::{ScyllaStore, rounds};
 use super::{ScyllaSettings, connect, migrate};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::ProjectionError;
@@ -27,22 +27,30 @@ pub struct ScyllaProjectorConfig {
     /// Name under which offsets are stored. The tables of a keyspace belong to one
     /// projection: a rebuild uses a new keyspace.
     pub projection: String,
-    /// Messages per batch. An artwork's partition is written in one batch statement, which
-    /// Scylla and Cassandra refuse beyond a size (50 KiB by default), so keep this modest.
+    /// Messages per batch. Each round of reads and writes costs about the same whatever the
+    /// batch's size; the facts of one artwork are applied [`FACTS_PER_ARTWORK`] at a time.
     pub max_batch: usize,
     pub batch_linger: Duration,
     /// How the projector shares partitions with other instances.
     pub group: GroupSettings,
 }
 
+/// An artwork's facts applied at once, at most: its partition is written in one batch
+/// statement, kept at a bounded size however hot the artwork or large the batch (a batch
+/// holding more facts of one artwork is applied in several rounds, in log order).
+pub const FACTS_PER_ARTWORK: usize = 100;
+
 impl ScyllaProjectorConfig {
+    /// Messages per batch.
+    pub const DEFAULT_MAX_BATCH: usize = 1_000;
+
     pub fn new(brokers: String, topics: Topics, scylla: ScyllaSettings) -> Self {
         Self {
             brokers,
             topics,
             scylla,
             projection: crate::DEFAULT_PROJECTION.to_owned(),
-            max_batch: 100,
+            max_batch: Self::DEFAULT_MAX_BATCH,
             batch_linger: Duration::from_millis(20),
             group: GroupSettings::default(),
         }
@@ -164,7 +172,9 @@ impl ScyllaProjector {
                     .or_insert(0);
                 *next = (*next).max(message.offset() + 1);
             }
-            store.apply(&facts).await?;
+            for round in rounds(&facts, FACTS_PER_ARTWORK) {
+                store.apply(round).await?;
+            }
             store.store_offsets(&next_offsets).await?;
             membership.stored(&next_offsets);
             metrics::batch_committed(

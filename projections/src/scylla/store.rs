@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use futures::future::try_join_all;
 use gallery_schemas::Event;
 use scylla::client::session::Session;
+use scylla::response::query_result::QueryRowsResult;
+use scylla::serialize::value::SerializeValue;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -40,6 +42,11 @@ fn flag(v: bool) -> Option<CqlValue> {
 fn int(v: i32) -> Option<CqlValue> {
     Some(CqlValue::Int(v))
 }
+
+/// Partition keys in one `IN` at most: Scylla refuses more than 100 by default
+/// (`max_partition_key_restrictions_per_query`), and a batch may touch many more artworks or
+/// comments.
+const KEYS_PER_IN: usize = 100;
 
 /// How long an artwork keeps its hourly net likes and views, counted back from its newest
 /// hour: longer than the longest popularity window (7 days).
@@ -328,17 +335,32 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Runs `statement`, whose one bind marker is an `IN` of partition keys, over `keys` in
+    /// groups of at most [`KEYS_PER_IN`], the groups at once.
+    async fn select_partitions<K: SerializeValue + Sync>(
+        &self,
+        statement: &PreparedStatement,
+        keys: &[K],
+        what: &'static str,
+    ) -> Result<Vec<QueryRowsResult>, ProjectionError> {
+        let reads = keys.chunks(KEYS_PER_IN).map(|group| async move {
+            self.session
+                .execute_unpaged(statement, (group,))
+                .await
+                .map_err(ProjectionError::cql(what))?
+                .into_rows_result()
+                .map_err(ProjectionError::cql(what))
+        });
+        try_join_all(reads).await
+    }
+
     async fn read_counts(
         &self,
         artworks: &[String],
     ) -> Result<HashMap<String, Counts>, ProjectionError> {
-        let rows = self
-            .session
-            .execute_unpaged(&self.statements.read_counts, (artworks,))
-            .await
-            .map_err(ProjectionError::cql("read counts"))?
-            .into_rows_result()
-            .map_err(ProjectionError::cql("read counts"))?;
+        let results = self
+            .select_partitions(&self.statements.read_counts, artworks, "read counts")
+            .await?;
         let mut out = HashMap::new();
         type Hours = Option<BTreeMap<i64, i64>>;
         type Row = (
@@ -351,22 +373,24 @@ impl ScyllaStore {
             Hours,
             Hours,
         );
-        for row in rows
-            .rows::<Row>()
-            .map_err(ProjectionError::cql("read counts"))?
-        {
-            let (a, likes, favorites, comments, views, next, like_hours, view_hours) =
-                row.map_err(ProjectionError::cql("read counts"))?;
-            let counts = Counts {
-                likes: likes.unwrap_or(0),
-                favorites: favorites.unwrap_or(0),
-                comments: comments.unwrap_or(0),
-                views: views.unwrap_or(0),
-                like_hours: like_hours.unwrap_or_default(),
-                view_hours: view_hours.unwrap_or_default(),
-                next_offset: next.unwrap_or(0),
-            };
-            out.insert(a, counts);
+        for rows in &results {
+            for row in rows
+                .rows::<Row>()
+                .map_err(ProjectionError::cql("read counts"))?
+            {
+                let (a, likes, favorites, comments, views, next, like_hours, view_hours) =
+                    row.map_err(ProjectionError::cql("read counts"))?;
+                let counts = Counts {
+                    likes: likes.unwrap_or(0),
+                    favorites: favorites.unwrap_or(0),
+                    comments: comments.unwrap_or(0),
+                    views: views.unwrap_or(0),
+                    like_hours: like_hours.unwrap_or_default(),
+                    view_hours: view_hours.unwrap_or_default(),
+                    next_offset: next.unwrap_or(0),
+                };
+                out.insert(a, counts);
+            }
         }
         Ok(out)
     }
@@ -788,21 +812,27 @@ impl ScyllaStore {
         if batch.is_empty() {
             return Ok((BTreeMap::new(), writes));
         }
-        let rows = self
-            .session
-            .execute_unpaged(&self.statements.read_comments, (batch.ids(),))
-            .await
-            .map_err(ProjectionError::cql("read comments"))?
-            .into_rows_result()
-            .map_err(ProjectionError::cql("read comments"))?;
+        let results = self
+            .select_partitions(
+                &self.statements.read_comments,
+                &batch.ids(),
+                "read comments",
+            )
+            .await?;
         let mut stored: HashMap<Uuid, StoredComment> = HashMap::new();
         let mut listed: HashMap<Uuid, (String, i64)> = HashMap::new();
         // Every column may be null: a deletion's cells can land without the posting's when a
         // batch is interrupted (the replay writes the posting again).
         type Row = (Uuid, Option<String>, Option<i64>, Option<i64>, Option<i64>);
-        for row in rows
-            .rows::<Row>()
-            .map_err(ProjectionError::cql("read comments"))?
+        for row in results
+            .iter()
+            .map(|rows| {
+                rows.rows::<Row>()
+                    .map_err(ProjectionError::cql("read comments"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
         {
             let (comment, artwork, posted_at, posted, deleted) =
                 row.map_err(ProjectionError::cql("read comments"))?;
@@ -956,6 +986,36 @@ fn hour_set(hours: &[i64]) -> Option<CqlValue> {
     ))
 }
 
+/// Cuts `facts` (in log order) into consecutive rounds, each holding at most `per_artwork`
+/// facts of any one artwork, as few rounds as that allows. Applied one after the other, each
+/// round reads what the one before wrote, so the result is that of the whole batch at once.
+pub(crate) fn rounds<'f, 'e>(
+    facts: &'f [Positioned<'e>],
+    per_artwork: usize,
+) -> Vec<&'f [Positioned<'e>]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut held: HashMap<&'e str, usize> = HashMap::new();
+    for (i, (_, event)) in facts.iter().enumerate() {
+        let Some(artwork) = artwork_of(event) else {
+            continue;
+        };
+        let count = held.entry(artwork).or_insert(0);
+        if *count >= per_artwork.max(1) {
+            out.push(&facts[start..i]);
+            start = i;
+            held.clear();
+            held.insert(artwork, 1);
+        } else {
+            *count += 1;
+        }
+    }
+    if start < facts.len() || out.is_empty() {
+        out.push(&facts[start..]);
+    }
+    out
+}
+
 /// The artwork an interaction fact is about.
 fn artwork_of(event: &Event) -> Option<&str> {
     match event {
@@ -971,6 +1031,58 @@ fn artwork_of(event: &Event) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gallery_schemas::{ArtworkId, ArtworkViewed};
+
+    #[test]
+    fn a_hot_artwork_is_applied_in_rounds_in_log_order() {
+        let view = |artwork: &str| {
+            Event::ArtworkViewed(ArtworkViewed {
+                event_id: Uuid::now_v7(),
+                artwork_id: ArtworkId::parse(artwork).unwrap_or_else(|e| unreachable!("{e}")),
+                user_id: None,
+                occurred_at: 0,
+            })
+        };
+        // 250 facts of `hot`, every fifth one of `cold` between them.
+        let events: Vec<Event> = (0..300)
+            .map(|i| view(if i % 6 == 5 { "cold" } else { "hot" }))
+            .collect();
+        let facts: Vec<Positioned<'_>> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let at = Position {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: i as i64,
+                };
+                (at, e)
+            })
+            .collect();
+        let rounds = rounds(&facts, 100);
+        assert_eq!(rounds.len(), 3);
+        let per_round: Vec<usize> = rounds
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, e)| artwork_of(e) == Some("hot"))
+                    .count()
+            })
+            .collect();
+        assert_eq!(per_round, vec![100, 100, 50]);
+        let offsets: Vec<i64> = rounds
+            .iter()
+            .flat_map(|r| r.iter().map(|(at, _)| at.offset))
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..300).collect::<Vec<i64>>(),
+            "every fact once, in order"
+        );
+        // Nothing to cut: one round, the batch itself.
+        assert_eq!(super::rounds(&facts[..50], 100).len(), 1);
+        assert_eq!(super::rounds(&[], 100).len(), 1);
+    }
 
     #[test]
     fn hours_add_up_and_the_oldest_beyond_the_kept_span_are_dropped() {

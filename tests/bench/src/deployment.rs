@@ -20,6 +20,8 @@ use tokio_postgres::NoTls;
 pub struct Deployment {
     /// The stack's settings (`GALLERY_*` variables over the defaults), as `gallery` reads them.
     pub base: Config,
+    /// Names the run's topics, databases and keyspaces.
+    pub id: String,
     pub prefix: String,
     pub partitions: i32,
     databases: Vec<String>,
@@ -45,6 +47,7 @@ impl Deployment {
             jwt_secret: uuid::Uuid::new_v4().simple().to_string(),
             dir,
             base,
+            id,
         };
         let admin = deployment.admin().await?;
         for db in &deployment.databases {
@@ -64,6 +67,19 @@ impl Deployment {
         let mut url = url::Url::parse(self.base.postgres.url.expose())?;
         url.set_path(db);
         Ok(url.to_string())
+    }
+
+    /// Creates one more database of the run (`gallery_test_<id>_<suffix>`, removed with the
+    /// others); returns its URL.
+    pub async fn add_database(&mut self, suffix: &str) -> anyhow::Result<String> {
+        let db = format!("gallery_test_{}_{suffix}", self.id);
+        self.admin()
+            .await?
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .with_context(|| format!("could not create the database {db}"))?;
+        self.databases.push(db.clone());
+        self.url_of(&db)
     }
 
     /// Gallery's database.

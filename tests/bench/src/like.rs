@@ -81,7 +81,7 @@ pub struct LikeArgs {
     pub plots: PathBuf,
 }
 
-fn key_value(raw: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((k, v)) if k.starts_with("GALLERY_") => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!(

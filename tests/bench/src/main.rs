@@ -14,6 +14,7 @@ mod plot;
 mod process;
 mod produce;
 mod profile;
+mod project;
 mod report;
 mod scale;
 mod serve;
@@ -40,6 +41,9 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// The projectors' apply rates from a pre-filled log (Postgres, Scylla) and the rebuild,
+    /// beside `COPY` into Postgres and unlogged batches into Cassandra.
+    Project(project::ProjectArgs),
     /// The like command's throughput by partitions and command service instances.
     Scale(scale::ScaleArgs),
     /// Open `artworkStats` subscriptions held by query API instances: memory per idle
@@ -64,11 +68,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GALLERY_LOG")
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+                .unwrap_or_else(|_| "info,rdkafka=warn,tokio_postgres=warn,scylla=warn".into()),
         )
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Project(args) => project::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Subscriptions(args) => subscriptions::run(&args),
         Command::Watch(args) => watch::run(&args),

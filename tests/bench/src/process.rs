@@ -59,14 +59,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + patience;
         let url = format!("http://{addr}/healthz");
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::bail!(
-                    "the {} exited ({status}) before it answered; its log ({}):\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log)
-                );
-            }
+            self.ensure_running()?;
             if client
                 .get(&url)
                 .send()
@@ -85,6 +78,19 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Fails, with the end of its log, when the process has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!(
+                "the {} exited ({status}); its log ({}):\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log)
+            );
+        }
+        Ok(())
     }
 
     /// SIGTERM, then SIGKILL after ten seconds.

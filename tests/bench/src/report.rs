@@ -136,16 +136,41 @@ pub fn like_goals(points: &[Point], half: Option<&HalfRate>) -> Vec<Goal> {
 /// `measured / base` against `at_least`; `(unit, goal)` as the table shows them.
 fn ratio_goal(
     what: &str,
+    rates: (Option<f64>, Option<f64>),
+    at_least: f64,
+    (unit, goal): (&str, &'static str),
+) -> Goal {
+    ratio_of_rates(what, rates, at_least, (unit, goal), "rps")
+}
+
+/// `measured / base`, two rates in `per` (such as `events/s`), against `at_least`.
+pub fn rate_goal(
+    what: &str,
+    rates: (Option<f64>, Option<f64>),
+    at_least: f64,
+    goal: &'static str,
+    per: &str,
+) -> Goal {
+    ratio_of_rates(what, rates, at_least, ("", goal), per)
+}
+
+fn ratio_of_rates(
+    what: &str,
     (measured, base): (Option<f64>, Option<f64>),
     at_least: f64,
     (unit, goal): (&str, &'static str),
+    per: &str,
 ) -> Goal {
     match (measured, base) {
         (Some(m), Some(b)) => {
             let ratio = m / b;
             Goal {
                 what: what.into(),
-                measured: format!("{ratio:.2}{unit} ({} / {} rps)", thousands(m), thousands(b)),
+                measured: format!(
+                    "{ratio:.2}{unit} ({} / {} {per})",
+                    thousands(m),
+                    thousands(b)
+                ),
                 goal,
                 verdict: verdict(ratio >= at_least),
             }
