@@ -6,6 +6,7 @@
 //! only to 127.0.0.1; every run has its own topics and databases and removes them at the end.
 
 mod deployment;
+mod graphql;
 mod latency;
 mod like;
 mod load;
@@ -13,8 +14,10 @@ mod machine;
 mod process;
 mod produce;
 mod profile;
+mod reads;
 mod report;
 mod serve;
+mod serve_reads;
 
 use std::process::ExitCode;
 
@@ -36,6 +39,9 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// GraphQL reads with a warm cache, beside a handler reading the same cache and a REST
+    /// handler querying Postgres per request.
+    Graphql(graphql::GraphqlArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Graphql(args) => graphql::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
