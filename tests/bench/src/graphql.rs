@@ -11,7 +11,7 @@
 //! (20 artworks with their stats). Every answer is checked against the seeding.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

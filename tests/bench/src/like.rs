@@ -5,8 +5,7 @@
 //! Gallery at half its peak rate, open loop, for its p99.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use tokio::process::Command;
 
