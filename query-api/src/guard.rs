@@ -20,6 +20,13 @@
 //! 4. **Validation** (async-graphql's rules, which visit fragments expanded) then runs on a
 //!    document known to be small when expanded, under the same permit, off the worker
 //!    threads.
+//!
+//! A short document ([`INLINE_BYTES`] at most) is parsed and measured on the worker thread
+//! that received it, and when it selects at most [`INLINE_FIELDS`] fields expanded it is
+//! validated there too: that work costs less than executing the fields, and much less than a
+//! hand-off to the blocking pool and a wait for a permit, which on a small machine made every
+//! query wait behind every other. A flood of short documents costs what a flood of queries
+//! costs; anything longer or larger takes the bounded path above.
 
 use std::sync::Arc;
 
@@ -280,8 +287,20 @@ impl<'d> Shapes<'d> {
     }
 }
 
+/// Documents at most this long are parsed on the worker thread that received them.
+pub const INLINE_BYTES: usize = 2048;
+
+/// Short documents selecting at most this many fields (fragments expanded) are validated on
+/// the worker thread too.
+pub const INLINE_FIELDS: usize = 64;
+
 /// Step 3: the depth and size of every operation, fragments expanded.
 pub fn measure(doc: &ExecutableDocument, limits: &DocumentLimits) -> Result<(), Refusal> {
+    fields(doc, limits).map(|_| ())
+}
+
+/// Step 3, and the number of field selections of the operations, fragments expanded.
+fn fields(doc: &ExecutableDocument, limits: &DocumentLimits) -> Result<usize, Refusal> {
     let mut shapes = Shapes {
         doc,
         known: Default::default(),
@@ -304,7 +323,7 @@ pub fn measure(doc: &ExecutableDocument, limits: &DocumentLimits) -> Result<(), 
     for name in doc.fragments.keys() {
         shapes.fragment(name.as_str())?;
     }
-    Ok(())
+    Ok(fields)
 }
 
 /// True when any field of `doc` (operations and fragments) is an introspection root field.
@@ -328,8 +347,38 @@ pub fn selects_introspection(doc: &ExecutableDocument) -> bool {
             .any(|f| any(&f.node.selection_set.node))
 }
 
+/// A parsed document within its budget.
+#[derive(Debug)]
+pub struct Parsed {
+    pub document: ExecutableDocument,
+    /// Short and selecting few fields: validated on the worker thread.
+    pub small: bool,
+}
+
+/// Parses `query` and measures it (steps 2 and 3); its fields, fragments expanded.
+fn parse_and_measure(
+    query: &str,
+    limits: &DocumentLimits,
+) -> Result<(ExecutableDocument, usize), ServerError> {
+    let doc = parse_query(query).map_err(|e| {
+        let too_deep = matches!(e, async_graphql::parser::Error::RecursionLimitExceeded);
+        let mut error = ServerError::from(e);
+        crate::protect::set_code(
+            &mut error,
+            if too_deep {
+                codes::QUERY_TOO_COMPLEX
+            } else {
+                codes::PARSE_FAILED
+            },
+        );
+        error
+    })?;
+    let fields = fields(&doc, limits).map_err(Refusal::into_server_error)?;
+    Ok((doc, fields))
+}
+
 /// Parses documents within their budget, a bounded number at a time, off the async runtime's
-/// worker threads.
+/// worker threads (short ones excepted, see [`INLINE_BYTES`]).
 #[derive(Debug, Clone)]
 pub struct DocumentGuard {
     limits: DocumentLimits,
@@ -354,36 +403,32 @@ impl DocumentGuard {
         &self.limits
     }
 
-    /// Steps 1 to 3.
-    pub async fn parse(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
+    /// Steps 1 to 3; whether the document is small enough to be validated on the worker
+    /// thread.
+    pub async fn parse(&self, query: &str) -> Result<Parsed, ServerError> {
         scan(query, &self.limits).map_err(Refusal::into_server_error)?;
+        if query.len() <= INLINE_BYTES {
+            let (document, fields) = parse_and_measure(query, &self.limits)?;
+            return Ok(Parsed {
+                document,
+                small: fields <= INLINE_FIELDS,
+            });
+        }
         let _permit = self.permit().await?;
         let query = query.to_owned();
         let limits = self.limits;
-        tokio::task::spawn_blocking(move || {
-            let doc = parse_query(&query).map_err(|e| {
-                let too_deep = matches!(e, async_graphql::parser::Error::RecursionLimitExceeded);
-                let mut error = ServerError::from(e);
-                crate::protect::set_code(
-                    &mut error,
-                    if too_deep {
-                        codes::QUERY_TOO_COMPLEX
-                    } else {
-                        codes::PARSE_FAILED
-                    },
-                );
+        let (document, _) = tokio::task::spawn_blocking(move || parse_and_measure(&query, &limits))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "parsing a GraphQL document failed");
+                let mut error = ServerError::new("internal error", None);
+                crate::protect::set_code(&mut error, codes::INTERNAL);
                 error
-            })?;
-            measure(&doc, &limits).map_err(Refusal::into_server_error)?;
-            Ok(doc)
+            })??;
+        Ok(Parsed {
+            document,
+            small: false,
         })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "parsing a GraphQL document failed");
-            let mut error = ServerError::new("internal error", None);
-            crate::protect::set_code(&mut error, codes::INTERNAL);
-            error
-        })?
     }
 
     /// A permit to work on one document.

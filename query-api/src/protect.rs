@@ -5,6 +5,7 @@
 //! queries).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_graphql::extensions::{
@@ -48,8 +49,18 @@ pub struct Protection {
 
 impl ExtensionFactory for Protection {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
+        Arc::new(Guarded {
+            protection: self.clone(),
+            small: AtomicBool::new(false),
+        })
     }
+}
+
+/// The extension of one request: whether its document was small enough to be validated on
+/// the worker thread (see [`crate::guard::INLINE_FIELDS`]).
+struct Guarded {
+    protection: Protection,
+    small: AtomicBool,
 }
 
 pub(crate) fn set_code(error: &mut ServerError, code: &str) {
@@ -113,15 +124,15 @@ fn with_codes(mut response: Response) -> Response {
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for Protection {
+impl Extension for Guarded {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let response = match tokio::time::timeout(self.timeout, next.run(ctx)).await {
+        let response = match tokio::time::timeout(self.protection.timeout, next.run(ctx)).await {
             Ok(response) => with_codes(response),
             Err(_) => {
                 let mut error = ServerError::new(
                     format!(
                         "the request took longer than {} ms",
-                        self.timeout.as_millis()
+                        self.protection.timeout.as_millis()
                     ),
                     None,
                 );
@@ -155,8 +166,9 @@ impl Extension for Protection {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let request = self
+            .protection
             .persisted
-            .resolve(request, self.documents.limits())
+            .resolve(request, self.protection.documents.limits())
             .await?;
         next.run(ctx, request).await
     }
@@ -170,8 +182,10 @@ impl Extension for Protection {
         _variables: &Variables,
         _next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = self.documents.parse(query).await?;
-        if !self.introspection && selects_introspection(&document) {
+        let parsed = self.protection.documents.parse(query).await?;
+        self.small.store(parsed.small, Ordering::Relaxed);
+        let document = parsed.document;
+        if !self.protection.introspection && selects_introspection(&document) {
             let mut error = ServerError::new("introspection is switched off on this server", None);
             set_code(&mut error, codes::VALIDATION_FAILED);
             return Err(error);
@@ -180,13 +194,21 @@ impl Extension for Protection {
     }
 
     /// Validates a document (already known to be small, fragments expanded) under the same
-    /// permit as parsing, off the worker threads.
+    /// permit as parsing, off the worker threads; a short one of few fields right here.
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let _permit = self.documents.permit().await.map_err(|e| vec![e])?;
+        if self.small.load(Ordering::Relaxed) {
+            return next.run(ctx).await;
+        }
+        let _permit = self
+            .protection
+            .documents
+            .permit()
+            .await
+            .map_err(|e| vec![e])?;
         off_the_workers(|| futures::executor::block_on(next.run(ctx)))
     }
 }
@@ -245,6 +267,26 @@ mod tests {
             async_graphql::Value::String(s) => Some(s.clone()),
             _ => None,
         }
+    }
+
+    /// A short document of few fields is parsed and validated right away, even while every
+    /// permit of the guard is taken; a longer one waits for a permit (here: past its time).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_documents_do_not_wait_for_the_guards_permits() {
+        let protection = protection();
+        let schema = Schema::build(Slow, EmptyMutation, EmptySubscription)
+            .extension(protection.clone())
+            .finish();
+        let held = protection.documents.permit().await;
+        assert!(held.is_ok());
+        let response = schema.execute("{ fast nested { fast } }").await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        let long = format!("{{ fast {} }}", " ".repeat(crate::guard::INLINE_BYTES));
+        let response = schema.execute(long.as_str()).await;
+        assert_eq!(code(&response).as_deref(), Some(codes::TIMEOUT));
+        drop(held);
+        let response = schema.execute(long.as_str()).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
     }
 
     #[tokio::test(start_paused = true)]

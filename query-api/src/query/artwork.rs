@@ -68,11 +68,22 @@ impl Artwork {
         let Some(user) = viewer_id(ctx) else {
             return Ok((false, false));
         };
+        let cache = hot_cache(ctx);
+        if let Some(c) = cache
+            && let Some(hit) = c.flags(&self.id, &user).await
+        {
+            return Ok(hit);
+        }
+        let epoch = cache.map(HotCache::epoch);
         let flags = loader(ctx)?
-            .load_one(FlagsOf(user, self.id.clone()))
+            .load_one(FlagsOf(user.clone(), self.id.clone()))
             .await
-            .map_err(shared)?;
-        Ok(flags.unwrap_or((false, false)))
+            .map_err(shared)?
+            .unwrap_or((false, false));
+        if let (Some(c), Some(epoch)) = (cache, epoch) {
+            c.put_flags(&self.id, &user, flags, epoch).await;
+        }
+        Ok(flags)
     }
 
     async fn counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Stats> {

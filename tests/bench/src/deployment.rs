@@ -15,6 +15,58 @@ use rdkafka::client::DefaultClientContext;
 use tokio::process::Command;
 use tokio_postgres::NoTls;
 
+/// A scenario's measurements and what its table says about the run.
+#[derive(Debug)]
+pub struct Run<T> {
+    pub measured: T,
+    pub machine: crate::machine::Machine,
+    pub before: crate::machine::LoadAverage,
+    pub after: crate::machine::LoadAverage,
+    /// The harness's arguments, as `scripts/bench` takes them.
+    pub command: String,
+}
+
+impl<T> Run<T> {
+    /// The table's heading: `## <title>`, the machine and load average, the command.
+    pub fn print_heading(&self, title: &str) {
+        println!("## {title}\n");
+        println!(
+            "- machine: {}; load average (1, 5, 15 min) {} before, {} after",
+            self.machine, self.before, self.after
+        );
+        println!("- command: `scripts/bench {}`", self.command);
+    }
+}
+
+/// Runs `measure` in a deployment of its own with topics of `partitions` partitions, then
+/// removes the deployment (also when `measure` failed), noting the load average around it.
+pub async fn run<T>(
+    partitions: i32,
+    measure: impl AsyncFnOnce(&Deployment) -> anyhow::Result<T>,
+) -> anyhow::Result<Run<T>> {
+    let machine = crate::machine::Machine::this();
+    let before = crate::machine::LoadAverage::now();
+    let deployment = Deployment::create(partitions).await?;
+    eprintln!(
+        "run: topics {}*, logs in {}",
+        deployment.prefix,
+        deployment.dir.display()
+    );
+    let measured = measure(&deployment).await;
+    let removed = deployment.remove().await;
+    let after = crate::machine::LoadAverage::now();
+    let measured = measured?;
+    removed.context("could not remove the run's topics and databases")?;
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    Ok(Run {
+        measured,
+        machine,
+        before,
+        after,
+        command: command.join(" "),
+    })
+}
+
 /// One run's topics, databases, secret and files.
 #[derive(Debug)]
 pub struct Deployment {

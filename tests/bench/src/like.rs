@@ -6,14 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::process::Command;
 
 use crate::deployment::Deployment;
 use crate::load::LoadReport;
-use crate::machine::{LoadAverage, Machine};
 use crate::plot::{self, Series};
 use crate::process::{Server, free_addr, report};
 use crate::report::{
@@ -81,7 +78,7 @@ pub struct LikeArgs {
     pub plots: PathBuf,
 }
 
-pub(crate) fn key_value(raw: &str) -> Result<(String, String), String> {
+pub fn key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((k, v)) if k.starts_with("GALLERY_") => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!(
@@ -109,23 +106,12 @@ pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let machine = Machine::this();
-        let before = LoadAverage::now();
-        let deployment = Deployment::create(args.partitions).await?;
-        eprintln!(
-            "run: topics {}*, logs in {}",
-            deployment.prefix,
-            deployment.dir.display()
-        );
-        let measured = measure(args, &deployment).await;
-        let removed = deployment.remove().await;
-        let after = LoadAverage::now();
-        let (points, half, profile) = measured?;
-        removed.context("could not remove the run's topics and databases")?;
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        println!("## like: `PUT /v1/artworks/{{id}}/like` to 202, durable in Kafka\n");
-        println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
-        println!("- command: `scripts/bench {}`", command.join(" "));
+        let run = crate::deployment::run(args.partitions, async |d: &Deployment| {
+            measure(args, d).await
+        })
+        .await?;
+        run.print_heading("like: `PUT /v1/artworks/{id}/like` to 202, durable in Kafka");
+        let (points, half, profile) = run.measured;
         println!(
             "- each point: {} s of load, then {} s measured; {} users liking {} artworks (every like a new one), tokens signed per user; {} partitions; {} command service instance(s); every answer's status and body checked",
             args.warmup, args.seconds, args.users, args.artworks, args.partitions, args.instances
@@ -302,28 +288,8 @@ fn progress(target: Target, concurrency: usize, r: &LoadReport) {
     );
 }
 
-async fn start_server(
-    name: &'static str,
-    command: Command,
-    addr: SocketAddr,
-    dir: &Path,
-) -> anyhow::Result<Server> {
-    let mut server = Server::start(name, command, dir)?;
-    server.wait_healthy(addr, Duration::from_secs(120)).await?;
-    Ok(server)
-}
-
 pub async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
-    let exe = std::env::current_exe()?;
-    let gallery_bin = args
-        .gallery_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("gallery"));
-    anyhow::ensure!(
-        gallery_bin.exists(),
-        "no gallery binary at {} (scripts/bench builds it)",
-        gallery_bin.display()
-    );
+    let (exe, gallery_bin) = crate::process::binaries(args.gallery_bin.as_deref())?;
     let dir = &deployment.dir;
     let topic = deployment.topics().interactions();
 
@@ -338,7 +304,7 @@ pub async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result
         let addr = free_addr()?;
         let mut command = deployment.gallery(&gallery_bin, "commands", addr, free_addr()?)?;
         command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
-        gallery.push(start_server("gallery-commands", command, addr, dir).await?);
+        gallery.push(Server::start_healthy("gallery-commands", command, addr, dir).await?);
         gallery_addrs.push(addr);
     }
 
@@ -350,7 +316,7 @@ pub async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result
             .args(["serve", "noop", "--listen", &noop_addr.to_string()])
             .args(["--topic", &topic])
             .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
-        noop = Some(start_server("noop", command, noop_addr, dir).await?);
+        noop = Some(Server::start_healthy("noop", command, noop_addr, dir).await?);
     }
     let crud_addr = free_addr()?;
     let mut crud = None;
@@ -361,7 +327,7 @@ pub async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result
             .args(["--pool-size", &args.crud_pool.to_string()])
             .env("GALLERY_BENCH_CRUD_URL", deployment.crud_url()?)
             .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
-        crud = Some(start_server("crud", command, crud_addr, dir).await?);
+        crud = Some(Server::start_healthy("crud", command, crud_addr, dir).await?);
     }
 
     let mut loader = Loader {

@@ -1,5 +1,7 @@
-//! The HTTP load generator: many users liking many artworks over keep-alive connections, each
-//! response checked (status and body), latencies in a histogram. Closed loop (each connection
+//! The HTTP load generator: many users over keep-alive connections, each with their own token,
+//! liking artworks (`--kind like`) or reading them (`artwork`, `page`: GraphQL, or the read
+//! baselines' REST paths with `--dialect rest`), each response checked (status and body: a
+//! read against what the seeding put in the read model), latencies in a histogram. Closed loop (each connection
 //! sends its next request when the answer came: the peak rate at that concurrency) or open loop
 //! at a fixed rate (latency measured from each request's planned start, so a server that falls
 //! behind is charged for the queue it builds: no coordinated omission).
@@ -7,7 +9,9 @@
 //! Request `i` (counted over all connections, from `--offset`) is user `i mod users` liking
 //! artwork `(i / users + 37 * user) mod artworks`: the first `users * artworks` requests are
 //! all distinct likes, and consecutive requests go to artworks far apart (different
-//! partitions).
+//! partitions). Reads pick their user and artwork the same way; a page reader walks the
+//! catalog from its first page to its last, each page after the previous answer's cursor,
+//! then starts again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,9 +24,9 @@ use bytes::Bytes;
 use gallery_commands::{Principal, TokenKeys};
 use gallery_schemas::{Role, UserId};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
-use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::latency::{self, Latencies};
+use crate::reads::{self, Seed, Truth};
 
 /// What a load generator (or the Kafka baseline) measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,7 +96,8 @@ pub struct LoadArgs {
     /// The secret the server checks tokens with.
     #[arg(long, env = "GALLERY_BENCH_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
-    #[arg(long, value_enum)]
+    /// What a correct like's answer looks like.
+    #[arg(long, value_enum, default_value = "accepted")]
     expect: Expect,
     /// The topic an accepted answer must name.
     #[arg(long, default_value = "")]
@@ -102,6 +108,35 @@ pub struct LoadArgs {
     /// Threads of the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// What each request does.
+    #[arg(long, value_enum, default_value = "like")]
+    kind: Kind,
+    /// How reads are asked: GraphQL (`POST /graphql`) or the baselines' REST paths.
+    #[arg(long, value_enum, default_value = "graphql")]
+    dialect: Dialect,
+    /// Reads: the seeded artworks' ids, in the order they were added (a JSON list).
+    #[arg(long)]
+    artwork_ids: Option<std::path::PathBuf>,
+}
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// `PUT /v1/artworks/{id}/like`.
+    Like,
+    /// One artwork's like count and the viewer's flag.
+    Artwork,
+    /// A page of 20 artworks with their stats.
+    Page,
+}
+
+/// How reads are asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// `POST /graphql` with the query and its variables.
+    Graphql,
+    /// `GET /artworks/{id}` and `GET /artworks?after=<cursor>`, answered with the same JSON.
+    Rest,
 }
 
 /// Who likes what, request by request.
@@ -138,11 +173,32 @@ struct Plan {
     host: HeaderValue,
     workload: Workload,
     tokens: Vec<HeaderValue>,
-    /// Per artwork: its like URI and its id.
+    /// Per artwork: its like URI (or its read URI) and its id.
     artworks: Vec<(Uri, String)>,
+    /// Per artwork, the GraphQL request for `artwork(id)`.
+    bodies: Vec<Bytes>,
     checker: Checker,
+    kind: Kind,
+    dialect: Dialect,
+    /// What the seeding put in the read model (reads only).
+    truth: Option<Truth>,
     connections: u64,
     offset: u64,
+}
+
+/// What a request asked, for its check.
+#[derive(Debug, Clone)]
+enum Asked {
+    Like { artwork: usize },
+    Artwork { user: u64, artwork: usize },
+    Page { user: u64, page: usize },
+}
+
+/// Where a page reader is in its walk: the next page and its cursor.
+#[derive(Debug, Clone, Default)]
+struct Walk {
+    page: usize,
+    cursor: Option<String>,
 }
 
 impl Plan {
@@ -152,21 +208,116 @@ impl Plan {
         self.addrs[usize::try_from(index % n.max(1)).unwrap_or(0)]
     }
 
-    fn request(&self, i: u64) -> anyhow::Result<(Request<Empty<Bytes>>, usize)> {
+    fn request(&self, i: u64, walk: &Walk) -> anyhow::Result<(Request<Full<Bytes>>, Asked)> {
         let (user, artwork) = self.workload.pair(i);
         let artwork = usize::try_from(artwork)?;
-        let (uri, _) = self.artworks.get(artwork).context("artwork out of range")?;
         let token = self
             .tokens
             .get(usize::try_from(user)?)
             .context("user out of range")?;
-        let request = Request::builder()
-            .method(Method::PUT)
-            .uri(uri.clone())
+        let (method, uri, body, asked) = match (self.kind, self.dialect) {
+            (Kind::Like, _) => {
+                let (uri, _) = self.artworks.get(artwork).context("artwork out of range")?;
+                (
+                    Method::PUT,
+                    uri.clone(),
+                    Bytes::new(),
+                    Asked::Like { artwork },
+                )
+            }
+            (Kind::Artwork, Dialect::Graphql) => {
+                let body = self.bodies.get(artwork).context("artwork out of range")?;
+                (
+                    Method::POST,
+                    Uri::from_static("/graphql"),
+                    body.clone(),
+                    Asked::Artwork { user, artwork },
+                )
+            }
+            (Kind::Artwork, Dialect::Rest) => {
+                let (uri, _) = self.artworks.get(artwork).context("artwork out of range")?;
+                (
+                    Method::GET,
+                    uri.clone(),
+                    Bytes::new(),
+                    Asked::Artwork { user, artwork },
+                )
+            }
+            (Kind::Page, Dialect::Graphql) => (
+                Method::POST,
+                Uri::from_static("/graphql"),
+                Bytes::from(reads::page_request(walk.cursor.as_deref())),
+                Asked::Page {
+                    user,
+                    page: walk.page,
+                },
+            ),
+            (Kind::Page, Dialect::Rest) => {
+                let uri = match &walk.cursor {
+                    Some(c) => format!("/artworks?after={c}").parse()?,
+                    None => Uri::from_static("/artworks"),
+                };
+                (
+                    Method::GET,
+                    uri,
+                    Bytes::new(),
+                    Asked::Page {
+                        user,
+                        page: walk.page,
+                    },
+                )
+            }
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
             .header(HOST, self.host.clone())
-            .header(AUTHORIZATION, token.clone())
-            .body(Empty::new())?;
-        Ok((request, artwork))
+            .header(AUTHORIZATION, token.clone());
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Ok((request.body(Full::new(body))?, asked))
+    }
+
+    /// `Ok` with the walk's next step for a correct answer, or what was wrong.
+    fn check(&self, status: StatusCode, body: &[u8], asked: &Asked) -> Result<Walk, String> {
+        let truth = || {
+            self.truth
+                .as_ref()
+                .ok_or_else(|| "no seeding to check against".to_owned())
+        };
+        match asked {
+            Asked::Like { artwork } => {
+                let (_, id) = &self.artworks[*artwork];
+                self.checker
+                    .check(status, body, id)
+                    .map(|()| Walk::default())
+            }
+            Asked::Artwork { user, artwork } => {
+                ok_status(status)?;
+                truth()?
+                    .check_artwork(body, *user, *artwork)
+                    .map(|()| Walk::default())
+            }
+            Asked::Page { user, page } => {
+                ok_status(status)?;
+                Ok(match truth()?.check_page(body, *user, *page)? {
+                    Some(cursor) => Walk {
+                        page: page + 1,
+                        cursor: Some(cursor),
+                    },
+                    None => Walk::default(),
+                })
+            }
+        }
+    }
+}
+
+fn ok_status(status: StatusCode) -> Result<(), String> {
+    if status == StatusCode::OK {
+        Ok(())
+    } else {
+        Err(format!("status {}", status.as_u16()))
     }
 }
 
@@ -288,11 +439,11 @@ impl Tally {
     }
 }
 
-type Connection = Pin<Box<http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>>>;
+type Connection = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
 
 async fn connect(
     addr: SocketAddr,
-) -> anyhow::Result<(http1::SendRequest<Empty<Bytes>>, Connection)> {
+) -> anyhow::Result<(http1::SendRequest<Full<Bytes>>, Connection)> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
@@ -302,9 +453,9 @@ async fn connect(
 /// Sends one request and reads its answer, driving the connection on this task (no hand-off
 /// to another task per request).
 async fn exchange(
-    sender: &mut http1::SendRequest<Empty<Bytes>>,
+    sender: &mut http1::SendRequest<Full<Bytes>>,
     connection: &mut Connection,
-    request: Request<Empty<Bytes>>,
+    request: Request<Full<Bytes>>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
     let answer = async {
         sender.ready().await?;
@@ -326,6 +477,7 @@ async fn exchange(
 async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     let mut link = None;
+    let mut walk = Walk::default();
     // Spread the connections' first requests over one interval.
     let stagger = schedule
         .interval
@@ -363,18 +515,19 @@ async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyh
             },
         };
         let i = plan.offset + index + k * plan.connections;
-        let (request, artwork) = plan.request(i)?;
+        let (request, asked) = plan.request(i, &walk)?;
         tally.sent += 1;
         match exchange(&mut sender, &mut connection, request).await {
             Ok((status, body)) => {
                 link = Some((sender, connection));
-                let (_, artwork) = &plan.artworks[artwork];
-                let verdict = plan.checker.check(status, &body, artwork);
+                let verdict = plan.check(status, &body, &asked);
+                // A wrong page starts the walk again.
+                walk = verdict.clone().unwrap_or_default();
                 if !measured {
                     continue;
                 }
                 match verdict {
-                    Ok(()) => {
+                    Ok(_) => {
                         tally.ok += 1;
                         latency::record(&mut tally.histogram, planned.elapsed());
                     }
@@ -388,6 +541,7 @@ async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyh
                 }
             }
             Err(e) => {
+                walk = Walk::default();
                 if measured {
                     tally.fail("connection error".into(), || format!("{e:#}"));
                 }
@@ -421,22 +575,52 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         users: args.users.max(1),
         artworks: args.artworks.max(1),
     };
+    let ids: Vec<String> = match &args.artwork_ids {
+        Some(path) => serde_json::from_slice(&std::fs::read(path)?)
+            .with_context(|| format!("{} is not a JSON list of ids", path.display()))?,
+        None => (0..workload.artworks).map(artwork_name).collect(),
+    };
+    let workload = Workload {
+        artworks: u64::try_from(ids.len())?.max(1),
+        ..workload
+    };
+    let truth = match args.kind {
+        Kind::Like => None,
+        Kind::Artwork | Kind::Page => Some(Truth::new(
+            Seed {
+                users: workload.users,
+                artworks: workload.artworks,
+            },
+            ids.clone(),
+        )?),
+    };
     let plan = Arc::new(Plan {
         host: HeaderValue::try_from(args.addr[0].to_string())?,
         addrs: args.addr.clone(),
         workload,
         tokens: tokens(&args.jwt_secret, workload.users)?,
-        artworks: (0..workload.artworks)
-            .map(|a| {
-                let id = artwork_name(a);
-                Ok((format!("/v1/artworks/{id}/like").parse::<Uri>()?, id))
+        artworks: ids
+            .iter()
+            .map(|id| {
+                let path = match args.kind {
+                    Kind::Like => format!("/v1/artworks/{id}/like"),
+                    Kind::Artwork | Kind::Page => format!("/artworks/{id}"),
+                };
+                Ok((path.parse::<Uri>()?, id.clone()))
             })
             .collect::<anyhow::Result<_>>()?,
+        bodies: ids
+            .iter()
+            .map(|id| Bytes::from(reads::artwork_request(id)))
+            .collect(),
         checker: Checker {
             expect: args.expect,
             topic: args.topic.clone(),
             partitions: args.partitions,
         },
+        kind: args.kind,
+        dialect: args.dialect,
+        truth,
         connections: u64::try_from(args.connections)?,
         offset: args.offset,
     });

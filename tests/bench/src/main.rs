@@ -6,6 +6,7 @@
 //! only to 127.0.0.1; every run has its own topics and databases and removes them at the end.
 
 mod deployment;
+mod graphql;
 mod latency;
 mod like;
 mod load;
@@ -15,9 +16,11 @@ mod process;
 mod produce;
 mod profile;
 mod project;
+mod reads;
 mod report;
 mod scale;
 mod serve;
+mod serve_reads;
 mod subscriptions;
 mod watch;
 
@@ -52,6 +55,9 @@ enum Command {
     /// The WebSocket watchers (started by a scenario).
     #[command(hide = true)]
     Watch(watch::WatchArgs),
+    /// GraphQL reads with a warm cache, beside a handler reading the same cache and a REST
+    /// handler querying Postgres per request.
+    Graphql(graphql::GraphqlArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         Command::Scale(args) => scale::run(&args),
         Command::Subscriptions(args) => subscriptions::run(&args),
         Command::Watch(args) => watch::run(&args),
+        Command::Graphql(args) => graphql::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),

@@ -317,7 +317,10 @@ mod tests {
             assert!(svg.contains(text), "the chart names {text}");
         }
         assert!(svg.contains("<polyline"), "the series are lines");
-        assert!(log_svg.contains(">\n1.0k\n<") && log_svg.contains("<polyline"), "decades on x");
+        assert!(
+            log_svg.contains(">\n1.0k\n<") && log_svg.contains("<polyline"),
+            "decades on x"
+        );
         for text in ["projector", "COPY", "90k"] {
             assert!(bar_svg.contains(text), "the bars name {text}");
         }

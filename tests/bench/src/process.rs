@@ -18,6 +18,19 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// This harness's binary, and the `gallery` binary a scenario runs: `explicit`, or the one
+/// beside the harness (built by `scripts/bench`).
+pub fn binaries(explicit: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe()?;
+    let gallery = explicit.map_or_else(|| exe.with_file_name("gallery"), Path::to_path_buf);
+    anyhow::ensure!(
+        gallery.exists(),
+        "no gallery binary at {} (scripts/bench builds it)",
+        gallery.display()
+    );
+    Ok((exe, gallery))
+}
+
 /// A server process, killed if it is still running when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -40,6 +53,18 @@ impl Server {
             .spawn()
             .with_context(|| format!("could not start the {name}"))?;
         Ok(Self { name, child, log })
+    }
+
+    /// Starts `command` and waits until it answers on `addr` (two minutes at most).
+    pub async fn start_healthy(
+        name: &'static str,
+        command: Command,
+        addr: SocketAddr,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut server = Self::start(name, command, dir)?;
+        server.wait_healthy(addr, Duration::from_secs(120)).await?;
+        Ok(server)
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -134,7 +134,7 @@ pub fn like_goals(points: &[Point], half: Option<&HalfRate>) -> Vec<Goal> {
 }
 
 /// `measured / base` against `at_least`; `(unit, goal)` as the table shows them.
-fn ratio_goal(
+pub fn ratio_goal(
     what: &str,
     rates: (Option<f64>, Option<f64>),
     at_least: f64,
@@ -211,10 +211,7 @@ fn ms(us: u64) -> String {
 
 /// The points as a Markdown table, grouped by target, with the peak of each marked.
 pub fn points_table(points: &[Point], half: Option<&HalfRate>) -> String {
-    let mut out = String::from(
-        "| measured | concurrency | rps | p50 ms | p99 ms | p99.9 ms | answers checked | wrong |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-    );
+    let mut out = String::from(HEADER);
     let mut notes = Vec::new();
     for target in [Target::Gallery, Target::Noop, Target::Crud, Target::Kafka] {
         let best = peak(points, target).map(|p| p.concurrency);
@@ -251,6 +248,23 @@ pub fn points_table(points: &[Point], half: Option<&HalfRate>) -> String {
     }
     out
 }
+
+/// A table of measured points in the same columns as [`points_table`]: each row is what was
+/// measured, its concurrency, and the report; wrong answers footnoted.
+pub fn rows_table(rows: &[(String, String, &LoadReport)]) -> String {
+    let mut out = String::from(HEADER);
+    let mut notes = Vec::new();
+    for (what, concurrency, report) in rows {
+        row(&mut out, &mut notes, what, concurrency, report);
+    }
+    for (i, note) in notes.iter().enumerate() {
+        let _ = writeln!(out, "\n[{}] {note}", i + 1);
+    }
+    out
+}
+
+const HEADER: &str = "| measured | concurrency | rps | p50 ms | p99 ms | p99.9 ms | answers checked | wrong |\n\
+     | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
 
 fn row(out: &mut String, notes: &mut Vec<String>, what: &str, concurrency: &str, r: &LoadReport) {
     let wrong = if r.failed() == 0 {

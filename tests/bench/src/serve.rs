@@ -5,7 +5,8 @@
 //! - `noop`: answers a like at once with a `202` shaped as Gallery's (the HTTP ceiling);
 //! - `crud`: authenticates the caller as Gallery does, then records the like as a CRUD service
 //!   would: one Postgres transaction that inserts the membership row and, when it is new,
-//!   counts it (synchronous commit, so the like is on disk when the answer leaves).
+//!   counts it (synchronous commit, so the like is on disk when the answer leaves);
+//! - `cache` and `rest`: the read baselines of the `graphql` scenario ([`crate::serve_reads`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use tokio_postgres::NoTls;
 pub enum Baseline {
     Noop,
     Crud,
+    Cache,
+    Rest,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,7 +49,18 @@ pub struct ServeArgs {
         default_value = ""
     )]
     postgres_url: String,
-    /// The CRUD service's connections to Postgres.
+    /// The read baselines' database (Gallery's read model).
+    #[arg(
+        long,
+        env = "GALLERY_BENCH_READ_URL",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    read_url: String,
+    /// The `cache` baseline's entries per kind (the query API's `query_api.cache_capacity`).
+    #[arg(long, default_value_t = 10_000)]
+    cache_capacity: u64,
+    /// The CRUD service's (or a read baseline's) connections to Postgres.
     #[arg(long, default_value_t = 32)]
     pool_size: usize,
     #[arg(long, env = "GALLERY_BENCH_JWT_SECRET", hide_env_values = true)]
@@ -72,6 +86,22 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         Baseline::Crud => Router::new()
             .route("/v1/artworks/{id}/like", put(crud_like))
             .with_state(Arc::new(Crud::open(args).await?)),
+        Baseline::Cache => {
+            let keys = TokenKeys::from_secret(args.jwt_secret.as_bytes())?;
+            let settings = gallery_query_api::CacheSettings {
+                capacity: args.cache_capacity,
+                ..Default::default()
+            };
+            crate::serve_reads::cache(&args.read_url, args.pool_size, settings, keys).await?
+        }
+        Baseline::Rest => {
+            let keys = TokenKeys::from_secret(args.jwt_secret.as_bytes())?;
+            crate::serve_reads::rest(&args.read_url, args.pool_size, keys)?
+        }
+    };
+    let role = match args.baseline {
+        Baseline::Noop | Baseline::Crud => "commands",
+        Baseline::Cache | Baseline::Rest => "query-api",
     };
     let routes = routes.route("/healthz", get(|| async { "ok" }));
     let settings = HttpSettings::default();
@@ -85,7 +115,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     );
     // Recorded as Gallery records, into a real recorder.
     gallery::metrics::recorder()?;
-    let app = gallery::metrics::track(app, "commands");
+    let app = gallery::metrics::track(app, role);
     let listener = TcpListener::bind(args.listen).await?;
     gallery::edge::serve(listener, app, &settings, gallery::app::shutdown_signal()).await;
     Ok(())

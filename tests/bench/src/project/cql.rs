@@ -19,6 +19,9 @@ use super::Names;
 use super::fill::Placed;
 use super::workload::{Counts, Model, comment_body};
 
+/// Key and value columns of rows of one hour bucket.
+type Pairs = Vec<(CqlValue, CqlValue)>;
+
 pub async fn connect(nodes: &[String]) -> anyhow::Result<Session> {
     SessionBuilder::new()
         .known_nodes(nodes)
@@ -280,8 +283,7 @@ pub async fn batch_baseline(
             ],
         );
     }
-    let mut hours: BTreeMap<u32, (Vec<(CqlValue, CqlValue)>, Vec<(CqlValue, CqlValue)>)> =
-        BTreeMap::new();
+    let mut hours: BTreeMap<u32, (Pairs, Pairs)> = BTreeMap::new();
     let mut popular_rows: BTreeMap<(i64, u32), (i64, i64)> = BTreeMap::new();
     for ((hour, a), n) in &model.like_hours {
         hours
