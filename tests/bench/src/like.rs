@@ -5,16 +5,15 @@
 //! Gallery at half its peak rate, open loop, for its p99.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use tokio::process::Command;
 
 use crate::deployment::Deployment;
-use crate::load::LoadReport;
+use crate::load::{Expect, LoadReport, Run, Workload};
 use crate::machine::{LoadAverage, Machine};
-use crate::process::{Server, free_addr, report};
+use crate::process::{free_addr, report, start_healthy};
 use crate::report::{HalfRate, Point, Target, goals_table, like_goals, peak, points_table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,7 +70,7 @@ pub struct LikeArgs {
     gallery_bin: Option<PathBuf>,
 }
 
-fn key_value(raw: &str) -> Result<(String, String), String> {
+pub fn key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((k, v)) if k.starts_with("GALLERY_") => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!(
@@ -150,31 +149,28 @@ impl Loader<'_> {
         connections: usize,
         rate: Option<f64>,
     ) -> anyhow::Result<LoadReport> {
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("load")
-            .args(["--addr", &addr.to_string()])
-            .args(["--connections", &connections.to_string()])
-            .args(["--seconds", &self.args.seconds.to_string()])
-            .args(["--warmup", &self.args.warmup.to_string()])
-            .args(["--users", &self.args.users.to_string()])
-            .args(["--artworks", &self.args.artworks.to_string()])
-            .args(["--offset", &self.offset.to_string()])
-            .args(["--threads", &self.args.load_threads.to_string()])
-            .args(["--topic", &self.deployment.topics().interactions()])
-            .args(["--partitions", &self.deployment.partitions.to_string()])
-            .args([
-                "--expect",
-                if target == Target::Crud {
-                    "crud"
-                } else {
-                    "accepted"
-                },
-            ])
-            .env("GALLERY_BENCH_JWT_SECRET", &self.deployment.jwt_secret);
-        if let Some(rate) = rate {
-            command.args(["--rate", &rate.to_string()]);
-        }
+        let topic = self.deployment.topics().interactions();
+        let run = Run {
+            addr,
+            connections,
+            seconds: self.args.seconds,
+            warmup: self.args.warmup,
+            rate,
+            workload: Workload {
+                users: self.args.users,
+                artworks: self.args.artworks,
+            },
+            offset: self.offset,
+            threads: self.args.load_threads,
+            expect: if target == Target::Crud {
+                Expect::Crud
+            } else {
+                Expect::Accepted
+            },
+            topic: &topic,
+            partitions: self.deployment.partitions,
+        };
+        let command = run.command(&self.exe, &self.deployment.jwt_secret);
         let name = format!("load-{target:?}-{connections}").to_lowercase();
         let report: LoadReport = report(&name, command, &self.deployment.dir).await?;
         // The next run likes what no run liked before.
@@ -224,17 +220,6 @@ fn progress(target: Target, concurrency: usize, r: &LoadReport) {
     );
 }
 
-async fn start_server(
-    name: &'static str,
-    command: Command,
-    addr: SocketAddr,
-    dir: &Path,
-) -> anyhow::Result<Server> {
-    let mut server = Server::start(name, command, dir)?;
-    server.wait_healthy(addr, Duration::from_secs(120)).await?;
-    Ok(server)
-}
-
 async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe()?;
     let gallery_bin = args
@@ -253,7 +238,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
     let gallery_addr = free_addr()?;
     let mut command = deployment.gallery(&gallery_bin, "commands", gallery_addr, free_addr()?)?;
     command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
-    let gallery = start_server("gallery-commands", command, gallery_addr, dir).await?;
+    let gallery = start_healthy("gallery-commands", command, gallery_addr, dir).await?;
 
     let noop_addr = free_addr()?;
     let mut noop = None;
@@ -263,7 +248,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
             .args(["serve", "noop", "--listen", &noop_addr.to_string()])
             .args(["--topic", &topic])
             .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
-        noop = Some(start_server("noop", command, noop_addr, dir).await?);
+        noop = Some(start_healthy("noop", command, noop_addr, dir).await?);
     }
     let crud_addr = free_addr()?;
     let mut crud = None;
@@ -274,7 +259,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
             .args(["--pool-size", &args.crud_pool.to_string()])
             .env("GALLERY_BENCH_CRUD_URL", deployment.crud_url()?)
             .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
-        crud = Some(start_server("crud", command, crud_addr, dir).await?);
+        crud = Some(start_healthy("crud", command, crud_addr, dir).await?);
     }
 
     let mut loader = Loader {

@@ -6,15 +6,18 @@
 //! only to 127.0.0.1; every run has its own topics and databases and removes them at the end.
 
 mod deployment;
+mod freshness;
 mod latency;
 mod like;
 mod load;
 mod machine;
+mod painter;
 mod process;
 mod produce;
 mod profile;
 mod report;
 mod serve;
+mod ws;
 
 use std::process::ExitCode;
 
@@ -36,6 +39,11 @@ enum Command {
     /// Like commands over HTTP, durable in Kafka, beside a no-op HTTP handler, a CRUD service
     /// on Postgres and the Kafka producer alone.
     Like(like::LikeArgs),
+    /// A like's 202 until GraphQL (a query and a subscription) shows it, under a steady load.
+    Freshness(freshness::FreshnessArgs),
+    /// Image-to-image requests with the real style network: accepted to `COMPLETED` visible,
+    /// minus the painting.
+    Painter(painter::PainterArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -57,6 +65,8 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
+        Command::Freshness(args) => freshness::run(&args),
+        Command::Painter(args) => painter::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),
