@@ -30,7 +30,6 @@ pub struct ScyllaProjectorConfig {
     /// Messages per batch. An artwork's partition is written in one batch statement, which
     /// Scylla and Cassandra refuse beyond a size (50 KiB by default), so keep this modest.
     pub max_batch: usize,
-    pub batch_linger: Duration,
     /// How the projector shares partitions with other instances.
     pub group: GroupSettings,
 }
@@ -43,7 +42,6 @@ impl ScyllaProjectorConfig {
             scylla,
             projection: crate::DEFAULT_PROJECTION.to_owned(),
             max_batch: 100,
-            batch_linger: Duration::from_millis(20),
             group: GroupSettings::default(),
         }
     }
@@ -127,13 +125,7 @@ impl ScyllaProjector {
         tracing::info!(topics = ?names, keyspace = %self.config.scylla.keyspace, %group, "scylla projector started");
 
         loop {
-            let mut messages = next_batch(
-                &consumer,
-                None,
-                self.config.max_batch,
-                self.config.batch_linger,
-            )
-            .await?;
+            let mut messages = next_batch(&consumer, None, self.config.max_batch).await?;
             membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 continue;
