@@ -24,6 +24,7 @@ use crate::deployment::Deployment;
 use crate::latency::{self, Latencies};
 use crate::load::{Checker, Expect, LoadReport, Run, Workload, token};
 use crate::machine::{LoadAverage, Machine};
+use crate::plot::Series;
 use crate::process::{free_addr, report, start_healthy};
 use crate::report::{Goal, Verdict, goals_table, thousands};
 use crate::ws::{Arrival, Subscriptions};
@@ -67,6 +68,9 @@ pub struct FreshnessArgs {
     /// A `GALLERY_*` setting for every role (`KEY=VALUE`, repeatable).
     #[arg(long = "gallery-env", value_parser = crate::like::key_value)]
     gallery_env: Vec<(String, String)>,
+    /// Where the plot goes (`freshness-latency.svg`).
+    #[arg(long, default_value = "docs/plots")]
+    plots: PathBuf,
     /// The `gallery` binary (default: the one beside this one, built by `scripts/bench`).
     #[arg(long)]
     gallery_bin: Option<PathBuf>,
@@ -222,6 +226,21 @@ pub fn run(args: &FreshnessArgs) -> anyhow::Result<()> {
         }
         println!("\n{}", table(&measured));
         println!("{}", goals_table(&goals(&measured)));
+        let plot = args.plots.join("freshness-latency.svg");
+        crate::plot::lines(
+            &plot,
+            "freshness: a like's 202 until it is seen",
+            "percentile",
+            "ms",
+            &[
+                Series::new("GraphQL query", measured.query.latencies.percentile_points()),
+                Series::new(
+                    "artworkStats subscription",
+                    measured.subscription.latencies.percentile_points(),
+                ),
+            ],
+        )?;
+        println!("\nplot: {}", plot.display());
         anyhow::Ok(())
     })
 }
@@ -383,8 +402,9 @@ async fn measure(args: &FreshnessArgs, deployment: &Deployment) -> anyhow::Resul
         users: args.users,
         artworks: args.artworks,
     };
+    let commands_addrs = [commands_addr];
     let load = |rate: Option<f64>, seconds: f64, warmup: f64, offset: u64| Run {
-        addr: commands_addr,
+        addrs: &commands_addrs,
         connections: args.connections,
         seconds,
         warmup,

@@ -5,7 +5,7 @@
 //! Gallery at half its peak rate, open loop, for its p99.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::process::Command;
@@ -13,8 +13,11 @@ use tokio::process::Command;
 use crate::deployment::Deployment;
 use crate::load::{Expect, LoadReport, Run, Workload};
 use crate::machine::{LoadAverage, Machine};
+use crate::plot::{self, Series};
 use crate::process::{free_addr, report, start_healthy};
-use crate::report::{HalfRate, Point, Target, goals_table, like_goals, peak, points_table};
+use crate::report::{
+    HalfRate, Point, Target, combined_ceiling, goals_table, like_goals, peak, points_table,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Only {
@@ -24,11 +27,11 @@ pub enum Only {
     Kafka,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LikeArgs {
     /// Connections (users sending at once) of each closed-loop point.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
-    connections: Vec<usize>,
+    pub connections: Vec<usize>,
     /// Events in flight of each point of the Kafka baseline.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024,8192")]
     in_flight: Vec<usize>,
@@ -45,7 +48,11 @@ pub struct LikeArgs {
     artworks: u64,
     /// Partitions of the run's topics.
     #[arg(long, default_value_t = 6)]
-    partitions: i32,
+    pub partitions: i32,
+    /// Instances of the command service (each its own process; the load generator's
+    /// connections go to them in turn).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
     /// Threads of each load generator.
     #[arg(long, default_value_t = 1)]
     load_threads: usize,
@@ -54,7 +61,7 @@ pub struct LikeArgs {
     crud_pool: usize,
     /// Measure only these (the goals need all four).
     #[arg(long, value_delimiter = ',', value_enum)]
-    only: Vec<Only>,
+    pub only: Vec<Only>,
     /// Profile the command service with `perf` during its point of highest concurrency.
     #[arg(long)]
     perf: bool,
@@ -68,6 +75,9 @@ pub struct LikeArgs {
     /// The `gallery` binary (default: the one beside this one, built by `scripts/bench`).
     #[arg(long)]
     gallery_bin: Option<PathBuf>,
+    /// Where the plots go (`like-throughput.svg`, `like-latency.svg`).
+    #[arg(long, default_value = "docs/plots")]
+    pub plots: PathBuf,
 }
 
 pub fn key_value(raw: &str) -> Result<(String, String), String> {
@@ -116,14 +126,16 @@ pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
         println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
         println!("- command: `scripts/bench {}`", command.join(" "));
         println!(
-            "- each point: {} s of load, then {} s measured; {} users liking {} artworks (every like a new one), tokens signed per user; {} partitions; every answer's status and body checked",
-            args.warmup, args.seconds, args.users, args.artworks, args.partitions
+            "- each point: {} s of load, then {} s measured; {} users liking {} artworks (every like a new one), tokens signed per user; {} partitions; {} command service instance(s); every answer's status and body checked",
+            args.warmup, args.seconds, args.users, args.artworks, args.partitions, args.instances
         );
         for (k, v) in &args.gallery_env {
             println!("- command service setting: `{k}={v}`");
         }
         println!("\n{}", points_table(&points, half.as_ref()));
         println!("{}", goals_table(&like_goals(&points, half.as_ref())));
+        let plots = draw(&args.plots, &points)?;
+        println!("\nplots: {}", plots.join(", "));
         if let Some(profile) = profile {
             println!("\nperf profile of the command service at its highest concurrency:\n```\n{profile}\n```");
         }
@@ -131,7 +143,7 @@ pub fn run(args: &LikeArgs) -> anyhow::Result<()> {
     })
 }
 
-type Measured = (Vec<Point>, Option<HalfRate>, Option<String>);
+pub type Measured = (Vec<Point>, Option<HalfRate>, Option<String>);
 
 /// Everything a load generator needs besides its concurrency.
 struct Loader<'a> {
@@ -145,13 +157,13 @@ impl Loader<'_> {
     async fn http(
         &mut self,
         target: Target,
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         connections: usize,
         rate: Option<f64>,
     ) -> anyhow::Result<LoadReport> {
         let topic = self.deployment.topics().interactions();
         let run = Run {
-            addr,
+            addrs,
             connections,
             seconds: self.args.seconds,
             warmup: self.args.warmup,
@@ -209,6 +221,71 @@ impl Loader<'_> {
     }
 }
 
+/// Throughput of every target against its concurrency, and Gallery's latency percentiles.
+fn draw(dir: &Path, points: &[Point]) -> anyhow::Result<Vec<String>> {
+    let of = |target: Target, y: &dyn Fn(&LoadReport) -> f64| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter(|p| p.target == target && p.report.ok > 0)
+            .map(|p| (p.concurrency as f64, y(&p.report)))
+            .collect()
+    };
+    let throughput: Vec<Series> = [Target::Gallery, Target::Noop, Target::Crud, Target::Kafka]
+        .into_iter()
+        .map(|t| Series::new(t.short_label(), of(t, &|r| r.rps)))
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let ms = |us: u64| us as f64 / 1000.0;
+    let latency = vec![
+        Series::new("p50", of(Target::Gallery, &|r| ms(r.latency.p50_us))),
+        Series::new("p99", of(Target::Gallery, &|r| ms(r.latency.p99_us))),
+        Series::new("p99.9", of(Target::Gallery, &|r| ms(r.latency.p999_us))),
+    ];
+    let mut peaks: Vec<(String, f64)> =
+        [Target::Gallery, Target::Noop, Target::Crud, Target::Kafka]
+            .into_iter()
+            .filter_map(|t| peak(points, t).map(|p| (t.short_label().to_owned(), p.report.rps)))
+            .collect();
+    if let (Some(a), Some(c)) = (peak(points, Target::Noop), peak(points, Target::Kafka)) {
+        peaks.push((
+            "1/(1/a + 1/c)".to_owned(),
+            combined_ceiling(a.report.rps, c.report.rps),
+        ));
+    }
+    let mut written = Vec::new();
+    if !peaks.is_empty() {
+        let path = dir.join("like-peaks.svg");
+        plot::bars(
+            &path,
+            "like: the peak of each target, answers/s",
+            "answers/s",
+            &peaks,
+        )?;
+        written.push(path.display().to_string());
+    }
+    let path = dir.join("like-throughput.svg");
+    plot::lines(
+        &path,
+        "like: answers/s against concurrency (Kafka: events in flight)",
+        "connections (Kafka baseline: events in flight)",
+        "answers/s",
+        &throughput,
+    )?;
+    written.push(path.display().to_string());
+    if latency.iter().any(|s| !s.points.is_empty()) {
+        let path = dir.join("like-latency.svg");
+        plot::lines(
+            &path,
+            "like: Gallery's latency against connections (closed loop)",
+            "connections",
+            "ms",
+            &latency,
+        )?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
 fn progress(target: Target, concurrency: usize, r: &LoadReport) {
     eprintln!(
         "{:?} {concurrency}: {:.0} rps, p50 {:.2} ms, p99 {:.2} ms, {} wrong",
@@ -220,7 +297,7 @@ fn progress(target: Target, concurrency: usize, r: &LoadReport) {
     );
 }
 
-async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
+pub async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe()?;
     let gallery_bin = args
         .gallery_bin
@@ -235,10 +312,19 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
     let topic = deployment.topics().interactions();
 
     // Gallery first: it creates the topics and registers the schemas the Kafka baseline uses.
-    let gallery_addr = free_addr()?;
-    let mut command = deployment.gallery(&gallery_bin, "commands", gallery_addr, free_addr()?)?;
-    command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
-    let gallery = start_healthy("gallery-commands", command, gallery_addr, dir).await?;
+    anyhow::ensure!(
+        (1..=16).contains(&args.instances),
+        "--instances must be between 1 and 16"
+    );
+    let mut gallery = Vec::new();
+    let mut gallery_addrs = Vec::new();
+    for _ in 0..args.instances {
+        let addr = free_addr()?;
+        let mut command = deployment.gallery(&gallery_bin, "commands", addr, free_addr()?)?;
+        command.envs(args.gallery_env.iter().map(|(k, v)| (k, v)));
+        gallery.push(start_healthy("gallery-commands", command, addr, dir).await?);
+        gallery_addrs.push(addr);
+    }
 
     let noop_addr = free_addr()?;
     let mut noop = None;
@@ -274,21 +360,33 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
     // Interleaved per concurrency, so that a change of the machine's load over the run
     // touches every target alike.
     for &connections in &args.connections {
-        for (target, addr, wanted) in [
-            (Target::Noop, noop_addr, noop.is_some()),
-            (Target::Crud, crud_addr, crud.is_some()),
-            (Target::Gallery, gallery_addr, args.measures(Only::Gallery)),
+        for (target, addrs, wanted) in [
+            (
+                Target::Noop,
+                std::slice::from_ref(&noop_addr),
+                noop.is_some(),
+            ),
+            (
+                Target::Crud,
+                std::slice::from_ref(&crud_addr),
+                crud.is_some(),
+            ),
+            (
+                Target::Gallery,
+                &gallery_addrs[..],
+                args.measures(Only::Gallery),
+            ),
         ] {
             if !wanted {
                 continue;
             }
-            let recording = match (target, gallery.pid()) {
+            let recording = match (target, gallery.first().and_then(Server::pid)) {
                 (Target::Gallery, Some(pid)) if args.perf && connections == highest => Some(
                     crate::profile::start(pid, dir, "gallery-commands", args.perf_calls)?,
                 ),
                 _ => None,
             };
-            let report = loader.http(target, addr, connections, None).await?;
+            let report = loader.http(target, addrs, connections, None).await?;
             if let Some(recording) = recording {
                 profile = Some(recording.finish().await?);
             }
@@ -316,7 +414,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
         let rate = best.report.rps / 2.0;
         let connections = best.concurrency;
         let report = loader
-            .http(Target::Gallery, gallery_addr, connections, Some(rate))
+            .http(Target::Gallery, &gallery_addrs, connections, Some(rate))
             .await?;
         progress(Target::Gallery, connections, &report);
         half = Some(HalfRate {
@@ -325,7 +423,7 @@ async fn measure(args: &LikeArgs, deployment: &Deployment) -> anyhow::Result<Mea
             report,
         });
     }
-    for server in [Some(gallery), noop, crud].into_iter().flatten() {
+    for server in gallery.into_iter().chain(noop).chain(crud) {
         server.stop().await?;
     }
     Ok((points, half, profile))

@@ -66,9 +66,10 @@ pub enum Expect {
 
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// The server (a loopback address).
-    #[arg(long)]
-    addr: SocketAddr,
+    /// The server (a loopback address), or several instances of it (comma-separated):
+    /// connection `i` goes to the `i mod n`-th.
+    #[arg(long, value_delimiter = ',', required = true)]
+    addr: Vec<SocketAddr>,
     #[arg(long)]
     connections: usize,
     /// Length of the measured window.
@@ -106,7 +107,8 @@ pub struct LoadArgs {
 /// One run of the load generator, as a scenario starts it (a process of its own).
 #[derive(Debug, Clone)]
 pub struct Run<'a> {
-    pub addr: SocketAddr,
+    /// The server, or its instances (connections go to them in turn).
+    pub addrs: &'a [SocketAddr],
     pub connections: usize,
     pub seconds: f64,
     pub warmup: f64,
@@ -127,7 +129,15 @@ impl Run<'_> {
         let mut command = tokio::process::Command::new(exe);
         command
             .arg("load")
-            .args(["--addr", &self.addr.to_string()])
+            .args([
+                "--addr",
+                &self
+                    .addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ])
             .args(["--connections", &self.connections.to_string()])
             .args(["--seconds", &self.seconds.to_string()])
             .args(["--warmup", &self.warmup.to_string()])
@@ -181,7 +191,8 @@ pub fn artwork_name(artwork: u64) -> String {
 
 /// Everything the connections share: the requests' parts, prepared once.
 struct Plan {
-    addr: SocketAddr,
+    /// The instances, in turn per connection.
+    addrs: Vec<SocketAddr>,
     host: HeaderValue,
     workload: Workload,
     tokens: Vec<HeaderValue>,
@@ -193,6 +204,12 @@ struct Plan {
 }
 
 impl Plan {
+    /// The instance connection `index` talks to.
+    fn addr(&self, index: u64) -> SocketAddr {
+        let n = self.addrs.len() as u64;
+        self.addrs[usize::try_from(index % n.max(1)).unwrap_or(0)]
+    }
+
     fn request(&self, i: u64) -> anyhow::Result<(Request<Empty<Bytes>>, usize)> {
         let (user, artwork) = self.workload.pair(i);
         let artwork = usize::try_from(artwork)?;
@@ -392,7 +409,7 @@ async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyh
         let measured = planned >= schedule.measure_from;
         let (mut sender, mut connection) = match link.take() {
             Some(link) => link,
-            None => match connect(plan.addr).await {
+            None => match connect(plan.addr(index)).await {
                 Ok(link) => link,
                 Err(e) => {
                     if measured {
@@ -455,11 +472,9 @@ fn tokens(secret: &str, users: u64) -> anyhow::Result<Vec<HeaderValue>> {
 }
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.addr.ip().is_loopback(),
-        "the load generator sends only to loopback addresses, not {}",
-        args.addr
-    );
+    if let Some(addr) = args.addr.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!("the load generator sends only to loopback addresses, not {addr}");
+    }
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(
         args.seconds > 0.0 && args.warmup >= 0.0,
@@ -470,8 +485,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         artworks: args.artworks.max(1),
     };
     let plan = Arc::new(Plan {
-        addr: args.addr,
-        host: HeaderValue::try_from(args.addr.to_string())?,
+        host: HeaderValue::try_from(args.addr[0].to_string())?,
+        addrs: args.addr.clone(),
         workload,
         tokens: tokens(&args.jwt_secret, workload.users)?,
         artworks: (0..workload.artworks)

@@ -12,10 +12,12 @@ mod like;
 mod load;
 mod machine;
 mod painter;
+mod plot;
 mod process;
 mod produce;
 mod profile;
 mod report;
+mod scale;
 mod serve;
 mod ws;
 
@@ -44,6 +46,8 @@ enum Command {
     /// Image-to-image requests with the real style network: accepted to `COMPLETED` visible,
     /// minus the painting.
     Painter(painter::PainterArgs),
+    /// The like command's throughput by partitions and command service instances.
+    Scale(scale::ScaleArgs),
     /// A baseline HTTP server (started by a scenario).
     #[command(hide = true)]
     Serve(serve::ServeArgs),
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Like(args) => like::run(&args),
         Command::Freshness(args) => freshness::run(&args),
         Command::Painter(args) => painter::run(&args),
+        Command::Scale(args) => scale::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Produce(args) => produce::run(&args),

@@ -21,6 +21,7 @@ use crate::deployment::Deployment;
 use crate::latency::{self, Latencies};
 use crate::load::token;
 use crate::machine::{LoadAverage, Machine};
+use crate::plot::Series;
 use crate::process::{free_addr, start_healthy};
 use crate::report::{Goal, Verdict, goals_table};
 use crate::ws::Subscriptions;
@@ -46,6 +47,9 @@ pub struct PainterArgs {
     /// A `GALLERY_*` setting for every role (`KEY=VALUE`, repeatable).
     #[arg(long = "gallery-env", value_parser = crate::like::key_value)]
     gallery_env: Vec<(String, String)>,
+    /// Where the plot goes (`painter-latency.svg`).
+    #[arg(long, default_value = "docs/plots")]
+    plots: PathBuf,
     /// The `gallery` binary (default: the one beside this one, built by `scripts/bench`).
     #[arg(long)]
     gallery_bin: Option<PathBuf>,
@@ -208,6 +212,19 @@ pub fn run(args: &PainterArgs) -> anyhow::Result<()> {
         }
         println!("\n{}", table(&summary));
         println!("{}", goals_table(&goals(&summary)));
+        let plot = args.plots.join("painter-latency.svg");
+        crate::plot::lines(
+            &plot,
+            "painter: accepted to COMPLETED visible",
+            "percentile",
+            "ms",
+            &[
+                Series::new("overhead (total minus painting)", summary.overhead.percentile_points()),
+                Series::new("finishedAt to visible", summary.end_to_visible.percentile_points()),
+                Series::new("painting", summary.painting.percentile_points()),
+            ],
+        )?;
+        println!("\nplot: {}", plot.display());
         anyhow::Ok(())
     })
 }

@@ -28,6 +28,16 @@ impl Target {
         }
     }
 
+    /// Its name in a plot's legend.
+    pub fn short_label(self) -> &'static str {
+        match self {
+            Target::Gallery => "Gallery",
+            Target::Noop => "(a) no-op HTTP",
+            Target::Crud => "(b) CRUD on Postgres",
+            Target::Kafka => "(c) Kafka producer",
+        }
+    }
+
     /// What its concurrency counts.
     fn unit(self) -> &'static str {
         match self {
