@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::deployment::Deployment;
+use crate::deployment::{self, Deployment};
 use crate::latency::{self, Latencies};
 use crate::load::{Checker, Expect, LoadReport, Run, Workload, token};
-use crate::machine::{LoadAverage, Machine};
+use crate::machine::print_heading;
 use crate::plot::Series;
 use crate::process::{free_addr, report, start_healthy};
 use crate::report::{Goal, Verdict, goals_table, thousands};
@@ -192,23 +192,12 @@ pub fn run(args: &FreshnessArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let machine = Machine::this();
-        let before = LoadAverage::now();
-        let deployment = Deployment::create(args.partitions).await?;
-        eprintln!(
-            "run: topics {}*, logs in {}",
-            deployment.prefix,
-            deployment.dir.display()
-        );
-        let measured = measure(args, &deployment).await;
-        let removed = deployment.remove().await;
-        let after = LoadAverage::now();
-        let measured = measured?;
-        removed.context("could not remove the run's topics and databases")?;
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        println!("## freshness: a like's `202` until GraphQL and a subscription show it\n");
-        println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
-        println!("- command: `scripts/bench {}`", command.join(" "));
+        let deployment::Measured {
+            before,
+            after,
+            measured,
+        } = Deployment::around(args.partitions, async |d| measure(args, d).await).await?;
+        print_heading("freshness: a like's `202` until GraphQL and a subscription show it", before, after);
         println!(
             "- roles as separate processes: `gallery commands`, `gallery projections`, `gallery query-api` (Postgres read model, cache on); {} partitions",
             args.partitions

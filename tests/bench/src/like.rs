@@ -14,7 +14,7 @@ use crate::deployment::Deployment;
 use crate::load::{Expect, LoadReport, Run, Workload};
 use crate::machine::{LoadAverage, Machine};
 use crate::plot::{self, Series};
-use crate::process::{free_addr, report, start_healthy};
+use crate::process::{Server, free_addr, report, start_healthy};
 use crate::report::{
     HalfRate, Point, Target, combined_ceiling, goals_table, like_goals, peak, points_table,
 };

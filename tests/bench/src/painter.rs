@@ -17,10 +17,10 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, Measured};
 use crate::latency::{self, Latencies};
 use crate::load::token;
-use crate::machine::{LoadAverage, Machine};
+use crate::machine::print_heading;
 use crate::plot::Series;
 use crate::process::{free_addr, start_healthy};
 use crate::report::{Goal, Verdict, goals_table};
@@ -182,23 +182,12 @@ pub fn run(args: &PainterArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let machine = Machine::this();
-        let before = LoadAverage::now();
-        let deployment = Deployment::create(args.partitions).await?;
-        eprintln!(
-            "run: topics {}*, logs in {}",
-            deployment.prefix,
-            deployment.dir.display()
-        );
-        let measured = measure(args, &deployment).await;
-        let removed = deployment.remove().await;
-        let after = LoadAverage::now();
-        let summary = measured?;
-        removed.context("could not remove the run's topics and databases")?;
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        println!("## painter: request accepted to `COMPLETED` visible, minus the painting\n");
-        println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
-        println!("- command: `scripts/bench {}`", command.join(" "));
+        let Measured {
+            before,
+            after,
+            measured: summary,
+        } = Deployment::around(args.partitions, async |d| measure(args, d).await).await?;
+        print_heading("painter: request accepted to `COMPLETED` visible, minus the painting", before, after);
         println!(
             "- roles as separate processes: `gallery commands`, `gallery projections`, `gallery query-api`, `gallery painter` (the style network on the CPU); {} partitions",
             args.partitions
@@ -484,7 +473,7 @@ mod tests {
         assert!(matches!(goals(&lost)[0].verdict, Verdict::Unknown(_)));
         assert!(
             table(&s).contains(
-                "| **overhead**: 202 until `COMPLETED` delivered, minus the painting | 3 | 40.00 |"
+                "| **overhead**: 202 until `COMPLETED` delivered, minus the painting | 3 | 40.0"
             ),
             "{}",
             table(&s)
