@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use gallery_schemas::{Event, EventCodec, Position, Topics};
 use std::sync::Arc;
 
@@ -33,9 +34,9 @@ pub struct ProjectorConfig {
     pub topics: Topics,
     /// Name under which offsets are stored; a new name replays from the start.
     pub projection: String,
+    /// Most messages in a batch; a batch holds what the consumer has at hand, never waiting
+    /// for more.
     pub max_batch: usize,
-    /// How long to wait for more messages once a batch has begun.
-    pub batch_linger: Duration,
     /// Which generation of the read model to write.
     pub target: Target,
     /// How the live projector shares partitions with other instances.
@@ -63,7 +64,6 @@ impl ProjectorConfig {
             topics,
             projection: DEFAULT_PROJECTION.to_owned(),
             max_batch: Self::DEFAULT_MAX_BATCH,
-            batch_linger: Duration::from_millis(20),
             target: Target::Live,
             group: GroupSettings::default(),
         }
@@ -134,13 +134,7 @@ impl Projector {
     async fn session(&self) -> Result<(), ProjectionError> {
         let mut session = self.open().await?;
         loop {
-            let mut messages = next_batch(
-                &session.consumer,
-                None,
-                self.config.max_batch,
-                self.config.batch_linger,
-            )
-            .await?;
+            let mut messages = next_batch(&session.consumer, None, self.config.max_batch).await?;
             let dropped = session.membership.keep_owned(&mut messages);
             if dropped > 0 {
                 tracing::debug!(
@@ -245,13 +239,8 @@ impl Projector {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            let mut messages = next_batch(
-                &session.consumer,
-                Some(idle),
-                self.config.max_batch,
-                self.config.batch_linger,
-            )
-            .await?;
+            let mut messages =
+                next_batch(&session.consumer, Some(idle), self.config.max_batch).await?;
             session.membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 let position = session
@@ -393,14 +382,17 @@ impl Session {
 /// A message and its event, or the reason it is not a valid event of its topic.
 pub(crate) type Decoded = (OwnedMessage, Result<Event, String>);
 
-/// Waits for one message (at most `wait`, else returns none), then takes what arrives within
-/// `linger`, up to `max` messages. Each is recorded as handed over (for the lag) before the
-/// consumer is polled again.
+/// Waits for one message (at most `wait`, else returns none), then takes the messages the
+/// consumer already holds, up to `max` in all, without waiting for more. Each is recorded as
+/// handed over (for the lag) before the consumer is polled again.
+///
+/// A batch never waits for messages that have not arrived: under load they pile up in the
+/// consumer while the previous batch is applied, so batches grow with the load by themselves,
+/// and a lone message is applied at once instead of after a linger.
 pub(crate) async fn next_batch(
     consumer: &StreamConsumer<GroupContext>,
     wait: Option<Duration>,
     max: usize,
-    linger: Duration,
 ) -> Result<Vec<OwnedMessage>, ProjectionError> {
     let membership = consumer.context().membership();
     let handed = |message: OwnedMessage| {
@@ -417,17 +409,30 @@ pub(crate) async fn next_batch(
     .map_err(ProjectionError::kafka("receive"))?
     .detach();
     let mut batch = vec![handed(first)];
-    let deadline = tokio::time::Instant::now() + linger;
+    take_ready(&mut batch, max, || {
+        consumer
+            .recv()
+            .now_or_never()
+            .map(|m| m.map(|m| handed(m.detach())))
+    })
+    .map_err(ProjectionError::kafka("receive"))?;
+    Ok(batch)
+}
+
+/// Adds to `batch` what `ready` hands over without waiting (`None`: nothing is there now),
+/// until `batch` holds `max`.
+fn take_ready<M, E>(
+    batch: &mut Vec<M>,
+    max: usize,
+    mut ready: impl FnMut() -> Option<Result<M, E>>,
+) -> Result<(), E> {
     while batch.len() < max {
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => {
-                let message = message.map_err(ProjectionError::kafka("receive"))?.detach();
-                batch.push(handed(message));
-            }
-            Err(_elapsed) => break,
+        match ready() {
+            Some(message) => batch.push(message?),
+            None => break,
         }
     }
-    Ok(batch)
+    Ok(())
 }
 
 /// Decodes every message. A registry outage is an error (the session restarts and retries);
@@ -542,4 +547,51 @@ pub(crate) async fn partitions_of(
     })
     .await
     .map_err(ProjectionError::Task)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a consumer holds: `Some` at hand, `None` nothing right now.
+    fn source(held: Vec<Option<u32>>) -> impl FnMut() -> Option<Result<u32, ()>> {
+        let mut held = held.into_iter();
+        move || held.next().flatten().map(Ok)
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_at_hand_and_never_waits_for_more() {
+        // Two messages at hand, then none for a moment, then a third.
+        let mut batch = vec![0];
+        take_ready(
+            &mut batch,
+            1000,
+            source(vec![Some(1), Some(2), None, Some(3)]),
+        )
+        .unwrap();
+        assert_eq!(batch, [0, 1, 2], "the third is for the next batch");
+        // A lone message is a batch of one at once.
+        let mut lone = vec![0];
+        take_ready(&mut lone, 1000, source(vec![None, Some(1)])).unwrap();
+        assert_eq!(lone, [0]);
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_largest_and_at_an_error() {
+        let mut batch = vec![0];
+        take_ready(&mut batch, 3, source((1..10).map(Some).collect())).unwrap();
+        assert_eq!(batch, [0, 1, 2]);
+        let mut failing = vec![0];
+        let mut calls = 0;
+        let result = take_ready(&mut failing, 10, || {
+            calls += 1;
+            Some(if calls == 2 {
+                Err("broker gone")
+            } else {
+                Ok(calls)
+            })
+        });
+        assert_eq!(result, Err("broker gone"));
+        assert_eq!(failing, [0, 1]);
+    }
 }

@@ -21,6 +21,10 @@ use super::error::WorkerError;
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one transactional call may block.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first pause before a retried request to the coordinators (librdkafka doubles it on
+/// each retry, up to its `retry.backoff.max.ms`); Kafka's Java producer waits 20 ms on
+/// `CONCURRENT_TRANSACTIONS`.
+const RETRY_BACKOFF_MS: &str = "10";
 /// Commits retried in place on a retriable error before the transaction is aborted.
 const COMMIT_ATTEMPTS: u32 = 3;
 
@@ -98,6 +102,11 @@ impl Emitter {
             .set("transaction.timeout.ms", &timeout_ms)
             .set("message.timeout.ms", &timeout_ms)
             .set("linger.ms", "2")
+            // A transaction begun right after the previous commit finds the coordinator still
+            // completing that one (`CONCURRENT_TRANSACTIONS`) and is retried after this
+            // backoff, doubling: librdkafka's 100 ms default held every back-to-back terminal
+            // event (a job's `Completed` right after its `Started`) 100 to 200 ms.
+            .set("retry.backoff.ms", RETRY_BACKOFF_MS)
             .create()
             .map_err(WorkerError::kafka("create the transactional producer"))?;
         producer

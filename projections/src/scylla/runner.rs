@@ -30,7 +30,6 @@ pub struct ScyllaProjectorConfig {
     /// Messages per batch. Each round of reads and writes costs about the same whatever the
     /// batch's size; the facts of one artwork are applied [`FACTS_PER_ARTWORK`] at a time.
     pub max_batch: usize,
-    pub batch_linger: Duration,
     /// How the projector shares partitions with other instances.
     pub group: GroupSettings,
 }
@@ -51,7 +50,6 @@ impl ScyllaProjectorConfig {
             scylla,
             projection: crate::DEFAULT_PROJECTION.to_owned(),
             max_batch: Self::DEFAULT_MAX_BATCH,
-            batch_linger: Duration::from_millis(20),
             group: GroupSettings::default(),
         }
     }
@@ -135,13 +133,7 @@ impl ScyllaProjector {
         tracing::info!(topics = ?names, keyspace = %self.config.scylla.keyspace, %group, "scylla projector started");
 
         loop {
-            let mut messages = next_batch(
-                &consumer,
-                None,
-                self.config.max_batch,
-                self.config.batch_linger,
-            )
-            .await?;
+            let mut messages = next_batch(&consumer, None, self.config.max_batch).await?;
             membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 continue;

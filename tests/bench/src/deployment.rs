@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use gallery::Config;
 use gallery_schemas::Topics;
+
+use crate::machine::LoadAverage;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -83,7 +85,40 @@ pub struct Deployment {
     pub dir: PathBuf,
 }
 
+/// What a scenario measured in a deployment of its own, and the load average around it.
+#[derive(Debug)]
+pub struct Measured<T> {
+    pub before: LoadAverage,
+    pub after: LoadAverage,
+    pub measured: T,
+}
+
 impl Deployment {
+    /// Creates a deployment of `partitions`, runs `measure` in it and removes it, whatever
+    /// `measure` gave.
+    pub async fn around<T>(
+        partitions: i32,
+        measure: impl AsyncFnOnce(&Deployment) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Measured<T>> {
+        let before = LoadAverage::now();
+        let deployment = Self::create(partitions).await?;
+        eprintln!(
+            "run: topics {}*, logs in {}",
+            deployment.prefix,
+            deployment.dir.display()
+        );
+        let measured = measure(&deployment).await;
+        let removed = deployment.remove().await;
+        let after = LoadAverage::now();
+        let measured = measured?;
+        removed.context("could not remove the run's topics and databases")?;
+        Ok(Measured {
+            before,
+            after,
+            measured,
+        })
+    }
+
     pub async fn create(partitions: i32) -> anyhow::Result<Self> {
         let base = Config::load(None, &Default::default())?;
         let id = uuid::Uuid::new_v4().simple().to_string();

@@ -30,6 +30,19 @@ pub struct Latencies {
 }
 
 impl Latencies {
+    /// (percentile, milliseconds) of p50, p99, p99.9 and the maximum (as 100), to plot.
+    pub fn percentile_points(&self) -> Vec<(f64, f64)> {
+        [
+            (50.0, self.p50_us),
+            (99.0, self.p99_us),
+            (99.9, self.p999_us),
+            (100.0, self.max_us),
+        ]
+        .into_iter()
+        .map(|(p, us)| (p, us as f64 / 1000.0))
+        .collect()
+    }
+
     pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Self::default();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
 use crate::deployment::Deployment;
-use crate::load::LoadReport;
+use crate::load::{Expect, LoadReport, Run, Workload};
 use crate::plot::{self, Series};
 use crate::process::{Server, free_addr, report};
 use crate::report::{
@@ -148,32 +148,28 @@ impl Loader<'_> {
         connections: usize,
         rate: Option<f64>,
     ) -> anyhow::Result<LoadReport> {
-        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("load")
-            .args(["--addr", &addrs.join(",")])
-            .args(["--connections", &connections.to_string()])
-            .args(["--seconds", &self.args.seconds.to_string()])
-            .args(["--warmup", &self.args.warmup.to_string()])
-            .args(["--users", &self.args.users.to_string()])
-            .args(["--artworks", &self.args.artworks.to_string()])
-            .args(["--offset", &self.offset.to_string()])
-            .args(["--threads", &self.args.load_threads.to_string()])
-            .args(["--topic", &self.deployment.topics().interactions()])
-            .args(["--partitions", &self.deployment.partitions.to_string()])
-            .args([
-                "--expect",
-                if target == Target::Crud {
-                    "crud"
-                } else {
-                    "accepted"
-                },
-            ])
-            .env("GALLERY_BENCH_JWT_SECRET", &self.deployment.jwt_secret);
-        if let Some(rate) = rate {
-            command.args(["--rate", &rate.to_string()]);
-        }
+        let topic = self.deployment.topics().interactions();
+        let run = Run {
+            addrs,
+            connections,
+            seconds: self.args.seconds,
+            warmup: self.args.warmup,
+            rate,
+            workload: Workload {
+                users: self.args.users,
+                artworks: self.args.artworks,
+            },
+            offset: self.offset,
+            threads: self.args.load_threads,
+            expect: if target == Target::Crud {
+                Expect::Crud
+            } else {
+                Expect::Accepted
+            },
+            topic: &topic,
+            partitions: self.deployment.partitions,
+        };
+        let command = run.command(&self.exe, &self.deployment.jwt_secret);
         let name = format!("load-{target:?}-{connections}").to_lowercase();
         let report: LoadReport = report(&name, command, &self.deployment.dir).await?;
         // The next run likes what no run liked before.

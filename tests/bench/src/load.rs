@@ -139,6 +139,64 @@ pub enum Dialect {
     Rest,
 }
 
+/// One run of the load generator, as a scenario starts it (a process of its own).
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// The server, or its instances (connections go to them in turn).
+    pub addrs: &'a [SocketAddr],
+    pub connections: usize,
+    pub seconds: f64,
+    pub warmup: f64,
+    /// Open loop at this rate; closed loop without.
+    pub rate: Option<f64>,
+    pub workload: Workload,
+    pub offset: u64,
+    pub threads: usize,
+    pub expect: Expect,
+    /// The topic (and its partitions) an accepted answer must name.
+    pub topic: &'a str,
+    pub partitions: i32,
+}
+
+impl Run<'_> {
+    /// `gallery-bench load ...` (`exe` is the harness) with the tokens' secret.
+    pub fn command(&self, exe: &std::path::Path, jwt_secret: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(exe);
+        command
+            .arg("load")
+            .args([
+                "--addr",
+                &self
+                    .addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ])
+            .args(["--connections", &self.connections.to_string()])
+            .args(["--seconds", &self.seconds.to_string()])
+            .args(["--warmup", &self.warmup.to_string()])
+            .args(["--users", &self.workload.users.to_string()])
+            .args(["--artworks", &self.workload.artworks.to_string()])
+            .args(["--offset", &self.offset.to_string()])
+            .args(["--threads", &self.threads.to_string()])
+            .args(["--topic", self.topic])
+            .args(["--partitions", &self.partitions.to_string()])
+            .args([
+                "--expect",
+                match self.expect {
+                    Expect::Accepted => "accepted",
+                    Expect::Crud => "crud",
+                },
+            ])
+            .env("GALLERY_BENCH_JWT_SECRET", jwt_secret);
+        if let Some(rate) = self.rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        command
+    }
+}
+
 /// Who likes what, request by request.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
@@ -551,12 +609,17 @@ async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyh
     Ok(tally)
 }
 
+/// A visitor's bearer token (valid for an hour), signed with `keys`.
+pub fn token(keys: &TokenKeys, user: &str) -> anyhow::Result<String> {
+    let who = Principal::new(UserId::parse(user)?, Role::Visitor);
+    Ok(keys.issue(&who, Duration::from_secs(3600))?)
+}
+
 fn tokens(secret: &str, users: u64) -> anyhow::Result<Vec<HeaderValue>> {
     let keys = TokenKeys::from_secret(secret.as_bytes())?;
     (0..users)
         .map(|u| {
-            let who = Principal::new(UserId::parse(&user_name(u))?, Role::Visitor);
-            let token = keys.issue(&who, Duration::from_secs(3600))?;
+            let token = token(&keys, &user_name(u))?;
             Ok(HeaderValue::try_from(format!("Bearer {token}"))?)
         })
         .collect()

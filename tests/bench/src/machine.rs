@@ -34,6 +34,17 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
         .map(|(_, model)| model.trim().to_owned())
 }
 
+/// A scenario's heading, then the machine, the load average around the run and the command.
+pub fn print_heading(title: &str, before: LoadAverage, after: LoadAverage) {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    println!("## {title}\n");
+    println!(
+        "- machine: {}; load average (1, 5, 15 min) {before} before, {after} after",
+        Machine::this()
+    );
+    println!("- command: `scripts/bench {}`", command.join(" "));
+}
+
 /// The load average now.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LoadAverage(pub [f64; 3]);

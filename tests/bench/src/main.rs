@@ -6,11 +6,13 @@
 //! only to 127.0.0.1; every run has its own topics and databases and removes them at the end.
 
 mod deployment;
+mod freshness;
 mod graphql;
 mod latency;
 mod like;
 mod load;
 mod machine;
+mod painter;
 mod plot;
 mod process;
 mod produce;
@@ -23,6 +25,7 @@ mod serve;
 mod serve_reads;
 mod subscriptions;
 mod watch;
+mod ws;
 
 use std::process::ExitCode;
 
@@ -47,6 +50,11 @@ enum Command {
     /// The projectors' apply rates from a pre-filled log (Postgres, Scylla) and the rebuild,
     /// beside `COPY` into Postgres and unlogged batches into Cassandra.
     Project(project::ProjectArgs),
+    /// A like's 202 until GraphQL (a query and a subscription) shows it, under a steady load.
+    Freshness(freshness::FreshnessArgs),
+    /// Image-to-image requests with the real style network: accepted to `COMPLETED` visible,
+    /// minus the painting.
+    Painter(painter::PainterArgs),
     /// The like command's throughput by partitions and command service instances.
     Scale(scale::ScaleArgs),
     /// Open `artworkStats` subscriptions held by query API instances: memory per idle
@@ -80,6 +88,8 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Like(args) => like::run(&args),
         Command::Project(args) => project::run(&args),
+        Command::Freshness(args) => freshness::run(&args),
+        Command::Painter(args) => painter::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Subscriptions(args) => subscriptions::run(&args),
         Command::Watch(args) => watch::run(&args),

@@ -137,6 +137,18 @@ impl Server {
     }
 }
 
+/// Starts a server and waits until `GET /healthz` on `addr` answers (at most two minutes).
+pub async fn start_healthy(
+    name: &'static str,
+    command: Command,
+    addr: SocketAddr,
+    dir: &Path,
+) -> anyhow::Result<Server> {
+    let mut server = Server::start(name, command, dir)?;
+    server.wait_healthy(addr, Duration::from_secs(120)).await?;
+    Ok(server)
+}
+
 /// The last lines of a log.
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
