@@ -353,16 +353,7 @@ pub fn goals(m: &Measured) -> Vec<Goal> {
 }
 
 async fn measure(args: &FreshnessArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
-    let exe = std::env::current_exe()?;
-    let gallery_bin = args
-        .gallery_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("gallery"));
-    anyhow::ensure!(
-        gallery_bin.exists(),
-        "no gallery binary at {} (scripts/bench builds it)",
-        gallery_bin.display()
-    );
+    let (exe, gallery_bin) = crate::process::binaries(args.gallery_bin.as_deref())?;
     let dir = &deployment.dir;
     let topic = deployment.topics().interactions();
     let role = |name: &str, listen: SocketAddr, metrics: SocketAddr| {

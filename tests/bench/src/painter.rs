@@ -219,16 +219,7 @@ pub fn run(args: &PainterArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &PainterArgs, deployment: &Deployment) -> anyhow::Result<Summary> {
-    let exe = std::env::current_exe()?;
-    let gallery_bin = args
-        .gallery_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("gallery"));
-    anyhow::ensure!(
-        gallery_bin.exists(),
-        "no gallery binary at {} (scripts/bench builds it)",
-        gallery_bin.display()
-    );
+    let (_, gallery_bin) = crate::process::binaries(args.gallery_bin.as_deref())?;
     let dir = &deployment.dir;
     let role = |name: &str, listen: SocketAddr, metrics: SocketAddr| {
         let mut command = deployment.gallery(&gallery_bin, name, listen, metrics)?;

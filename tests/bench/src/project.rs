@@ -467,16 +467,7 @@ async fn measure(
     deployment: &mut Deployment,
     keyspaces: &[String; 2],
 ) -> anyhow::Result<Measured> {
-    let exe = std::env::current_exe()?;
-    let gallery_bin = args
-        .gallery_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("gallery"));
-    anyhow::ensure!(
-        gallery_bin.exists(),
-        "no gallery binary at {} (scripts/bench builds it)",
-        gallery_bin.display()
-    );
+    let (_, gallery_bin) = crate::process::binaries(args.gallery_bin.as_deref())?;
     let copy_url = deployment.add_database("copy").await?;
     let mut config = deployment.base.clone();
     config.kafka.topic_prefix.clone_from(&deployment.prefix);

@@ -179,11 +179,11 @@ fn ratio_of_rates(
     }
 }
 
-fn verdict(met: bool) -> Verdict {
+pub fn verdict(met: bool) -> Verdict {
     if met { Verdict::Met } else { Verdict::NotMet }
 }
 
-fn unknown(what: &str, goal: &'static str) -> Goal {
+pub fn unknown(what: &str, goal: &'static str) -> Goal {
     Goal {
         what: what.into(),
         measured: "—".into(),

@@ -30,7 +30,7 @@ use crate::load::{Checker, Expect, artwork_name, user_name};
 use crate::machine::{LoadAverage, Machine};
 use crate::plot::{self, Series};
 use crate::process::{Server, free_addr};
-use crate::report::{Goal, Verdict, goals_table, thousands};
+use crate::report::{Goal, Verdict, goals_table, thousands, unknown, verdict};
 use crate::watch::{Layout, Like, Ready, WatchReport};
 
 #[derive(Debug, clap::Args)]
@@ -208,19 +208,6 @@ pub fn subscription_goals(base: u64, idle: &[Idle], fanout: &[Fanout]) -> Vec<Go
         ),
     });
     goals
-}
-
-fn verdict(met: bool) -> Verdict {
-    if met { Verdict::Met } else { Verdict::NotMet }
-}
-
-fn unknown(what: &str, goal: &'static str) -> Goal {
-    Goal {
-        what: what.into(),
-        measured: "—".into(),
-        goal,
-        verdict: Verdict::Unknown("not measured without wrong answers"),
-    }
 }
 
 fn ms(us: u64) -> String {
@@ -537,16 +524,7 @@ async fn start(
 type Measured = (u64, Vec<Idle>, Vec<Fanout>, Option<String>, usize);
 
 async fn measure(args: &SubscriptionsArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
-    let exe = std::env::current_exe()?;
-    let gallery_bin = args
-        .gallery_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("gallery"));
-    anyhow::ensure!(
-        gallery_bin.exists(),
-        "no gallery binary at {}",
-        gallery_bin.display()
-    );
+    let (exe, gallery_bin) = crate::process::binaries(args.gallery_bin.as_deref())?;
     let dir = &deployment.dir;
     let highest = args.steps.iter().copied().max().unwrap_or(0);
     let instances = highest.div_ceil(args.per_server.max(1)).max(1);
