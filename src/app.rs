@@ -414,13 +414,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     if let (true, Some(writes), Some(images)) = (roles.query_api, writes, media.clone()) {
         let mut read = gallery_query_api::ReadModel::new(pg_pool(config)?);
         if let Some(session) = scylla {
-            let reads =
-                gallery_query_api::ScyllaReads::new(session, &config.scylla.keyspace).await?;
+            let reads = gallery_query_api::ScyllaReads::new(session, &config.scylla.keyspace)
+                .await?
+                .folding(vec![config.topics().interactions()]);
             read = read
                 .with_interactions(gallery_query_api::InteractionStore::Scylla(Arc::new(reads)));
         }
         query_statements = Some(read.statements());
-        let feed = gallery_query_api::ChangeFeed::new();
+        let feed = match config.read.store {
+            ReadStore::Postgres => gallery_query_api::ChangeFeed::new(),
+            ReadStore::Scylla => {
+                gallery_query_api::ChangeFeed::with_scylla(vec![config.topics().interactions()])
+            }
+        };
         supervisor.spawn_infallible(
             "read-model change feed",
             feed.clone()
@@ -470,6 +476,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             );
             scylla.group = config.group_settings();
             scylla.max_batch = config.projections.scylla_max_batch;
+            scylla.announce_to = Some(config.postgres.url.expose().to_owned());
             let projector = ScyllaProjector::new(scylla, codec.clone())?;
             supervisor.spawn_infallible("Scylla projector", projector.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");

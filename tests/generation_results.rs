@@ -9,8 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{App, TestEnv, gallery_command, png, post_form};
-use futures::{SinkExt, StreamExt};
+use common::{App, TestEnv, gallery_command, png, post_form, ws};
 use gallery::Roles;
 use gallery_schemas::{
     Event, EventCodec, GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted,
@@ -20,8 +19,6 @@ use gallery_schemas::{
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
 /// Writes generation events as a worker does: Confluent-framed Avro, keyed by request id.
@@ -515,33 +512,6 @@ async fn an_artworks_image_is_served_through_its_signed_url() {
     app.stop().await;
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws_send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message (pings skipped), within 30 s.
-async fn ws_receive(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .expect("a message within 30 s")
-            .expect("the socket is open")
-            .unwrap();
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if value["type"] != "ping" {
-                return value;
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_job_subscription_follows_a_run_to_its_result_and_completes() {
     let env = TestEnv::new().await;
@@ -550,20 +520,8 @@ async fn the_job_subscription_follows_a_run_to_its_result_and_completes() {
     let ada = env.token("ada");
     let id = Uuid::new_v4();
 
-    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
-    let mut request_ws = url.into_client_request().unwrap();
-    request_ws.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request_ws).await.unwrap();
-    ws_send(
-        &mut socket,
-        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {ada}")}}),
-    )
-    .await;
-    assert_eq!(ws_receive(&mut socket).await["type"], "connection_ack");
-    ws_send(
+    let mut socket = ws::connect(&app, Some(&ada)).await;
+    ws::send(
         &mut socket,
         json!({"id": "run", "type": "subscribe", "payload": {
             "query": "subscription($id: ID!) { generation(id: $id) {
@@ -574,20 +532,20 @@ async fn the_job_subscription_follows_a_run_to_its_result_and_completes() {
 
     // Each update is sent once the projection commits it; the next event goes out after.
     request(&app, &ada, id).await;
-    let next = ws_receive(&mut socket).await;
+    let next = ws::receive(&mut socket).await;
     assert_eq!(
         next["payload"]["data"]["generation"]["status"], "REQUESTED",
         "{next}"
     );
     worker.send(&started(id, "ada")).await;
-    let next = ws_receive(&mut socket).await;
+    let next = ws::receive(&mut socket).await;
     assert_eq!(
         next["payload"]["data"]["generation"],
         json!({"status": "RUNNING", "progress": null, "result": null}),
         "{next}"
     );
     worker.send(&progressed(id, "ada", 8, 20)).await;
-    let next = ws_receive(&mut socket).await;
+    let next = ws::receive(&mut socket).await;
     assert_eq!(
         next["payload"]["data"]["generation"]["progress"],
         json!({"step": 8, "steps": 20}),
@@ -595,14 +553,14 @@ async fn the_job_subscription_follows_a_run_to_its_result_and_completes() {
     );
     let images = stored_images(&env).await;
     worker.send(&completed(id, "ada", &images)).await;
-    let next = ws_receive(&mut socket).await;
+    let next = ws::receive(&mut socket).await;
     let pushed = &next["payload"]["data"]["generation"];
     assert_eq!(pushed["status"], "COMPLETED", "{next}");
     assert_eq!(pushed["result"]["steps"], 20);
     let thumbnail = pushed["result"]["thumbnail"]["url"].as_str().unwrap();
     assert_serves(&app, thumbnail, &images.thumbnail.0, &images.thumbnail.1).await;
     // Final: the subscription completes.
-    let end = ws_receive(&mut socket).await;
+    let end = ws::receive(&mut socket).await;
     assert_eq!(end, json!({"id": "run", "type": "complete"}));
     app.stop().await;
 }

@@ -6,61 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{App, TestEnv};
+use common::TestEnv;
+use common::ws::{Socket, connect, open, receive, send};
 use futures::{SinkExt, StreamExt};
 use gallery::Roles;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens `/graphql/ws` and completes `connection_init` with `token`.
-async fn connect(app: &App, token: Option<&str>) -> Socket {
-    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let payload = token.map_or(
-        json!({}),
-        |t| json!({"authorization": format!("Bearer {t}")}),
-    );
-    send(
-        &mut socket,
-        json!({"type": "connection_init", "payload": payload}),
-    )
-    .await;
-    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
-    socket
-}
-
-async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message (pings skipped), within 30 s.
-async fn receive(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .expect("a message within 30 s")
-            .expect("the socket is open")
-            .unwrap();
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if value["type"] != "ping" {
-                return value;
-            }
-        }
-    }
-}
 
 /// `extensions.code` of a subscription's first error.
 fn error_code(message: &Value) -> &str {
@@ -171,13 +122,7 @@ async fn only_its_requester_follows_a_generation_job() {
 async fn a_forged_token_in_connection_init_closes_the_connection() {
     let env = TestEnv::new().await;
     let app = env.start(Roles::QUERY_API).await;
-    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut socket = open(&app).await;
     let forged = format!("{}x", env.token("ada"));
     send(
         &mut socket,

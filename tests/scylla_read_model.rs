@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::facts::{Fact, FactProducer, Kind};
 use common::scylla::{offsets, projected_count, session, wait_projected, with_scylla};
-use common::{Accepted, App, TestEnv};
+use common::{Accepted, App, TestEnv, ws};
 use gallery::Roles;
 use gallery::config::ReadStore;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -1017,4 +1017,99 @@ async fn a_backlog_of_one_hot_artwork_passes_in_rounds_under_the_batch_size_limi
     assert_eq!(states.values().filter(|liked| **liked).count(), 1000);
     assert_eq!(log.scylla_marks().await.len(), 1000, "every fan lists it");
     app.stop().await;
+}
+
+/// A `graphql-transport-ws` connection watching `artworkStats { likes }` of `artwork`.
+struct Watcher(ws::Socket);
+
+impl Watcher {
+    async fn new(app: &App, artwork: &str) -> Self {
+        let mut socket = ws::connect(app, None).await;
+        let query = "subscription($id: ID!) { artworkStats(id: $id) { likes } }";
+        ws::send(
+            &mut socket,
+            json!({"id": "1", "type": "subscribe",
+                   "payload": {"query": query, "variables": {"id": artwork}}}),
+        )
+        .await;
+        Self(socket)
+    }
+
+    /// The next count it is told within `within`, if any.
+    async fn next_likes(&mut self, within: Duration) -> Option<i64> {
+        let message = ws::receive_within(&mut self.0, within).await?;
+        assert_eq!(message["type"], "next", "{message}");
+        let likes = &message["payload"]["data"]["artworkStats"]["likes"];
+        Some(likes.as_i64().unwrap_or_else(|| panic!("{message}")))
+    }
+}
+
+/// With the interactions read from Scylla, what the query API serves follows the Scylla
+/// projector, not only the Postgres one. Here the Postgres projector runs alone at first: a
+/// like it has applied is not in Scylla yet, so a read with the like's consistency token
+/// waits (and times out) rather than answer without it, and the cached count and the
+/// subscription stay at 0. Once the Scylla projector runs, its announcement refreshes the
+/// cache and the subscription at once (not after the cache's 60 s), and the token is reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_from_scylla_follow_the_scylla_projector_not_only_the_postgres_one() {
+    let mut env = with_scylla(TestEnv::new().await);
+    env.config.query_api.consistency_timeout_ms = 1_500;
+    let mut postgres_only = env.config.clone();
+    postgres_only.read.store = ReadStore::Postgres;
+    let writer = TestEnv {
+        config: postgres_only,
+        db_name: env.db_name.clone(),
+    };
+    let commands = writer.start(Roles::COMMANDS).await;
+    let postgres_projector = writer.start(Roles::PROJECTIONS).await;
+    let reader = env.start(Roles::QUERY_API).await;
+    let artwork = "sunflowers";
+
+    let mut watcher = Watcher::new(&reader, artwork).await;
+    assert_eq!(watcher.next_likes(Duration::from_secs(30)).await, Some(0));
+    assert_eq!(reader.artwork_likes(None, artwork).await.0, 0);
+    let liked = commands.accept_like(&env.token("ada"), artwork, true).await;
+    env.wait_projected(&liked.topic, liked.partition, liked.offset)
+        .await;
+
+    let like_count = || {
+        reader.graphql_after(
+            None,
+            Some(&liked),
+            "query($id: ID!) { artwork(id: $id) { likeCount } }",
+            json!({"id": artwork}),
+        )
+    };
+    let body = like_count().await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "CONSISTENCY_TIMEOUT",
+        "Postgres has the like, Scylla not yet: {body}"
+    );
+    // The Postgres projector's announcement re-read Scylla, which had nothing new.
+    assert_eq!(reader.artwork_likes(None, artwork).await.0, 0);
+    assert_eq!(watcher.next_likes(Duration::from_secs(2)).await, None);
+
+    let scylla_projector = env.start(Roles::PROJECTIONS).await;
+    // The projector starts (joins its group, reads from its start) within a few waits.
+    let mut answered = Value::Null;
+    for _ in 0..20 {
+        answered = like_count().await;
+        if answered.get("errors").is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        answered["data"]["artwork"]["likeCount"], 1,
+        "the token is reached once Scylla has the like: {answered}"
+    );
+    assert_eq!(
+        watcher.next_likes(Duration::from_secs(20)).await,
+        Some(1),
+        "the subscription is told when Scylla applies the like"
+    );
+    assert_eq!(reader.artwork_likes(None, artwork).await.0, 1, "cached");
+
+    for app in [reader, scylla_projector, postgres_projector, commands] {
+        app.stop().await;
+    }
 }

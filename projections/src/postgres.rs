@@ -433,31 +433,45 @@ impl Batch {
         }
     }
 
-    /// The payload of the `read_model` notification of this batch: one line per fact,
-    /// `p <projection>` first, then `o <topic> <partition> <next_offset>`, `a <artwork id>`,
-    /// `j <job id>`; a line `*` instead of the `a` and `j` lines means "anything may have
-    /// changed" (the payload would pass Postgres' limit). Topics, names and ids hold no spaces
-    /// or line breaks.
+    /// The payload of the `read_model` notification of this batch (see [`notification`]).
     pub fn notification(&self, projection: &str) -> String {
-        let mut offsets = format!("p {projection}\n");
-        for ((topic, partition), next) in &self.next_offsets {
-            let _ = writeln!(offsets, "o {topic} {partition} {next}");
-        }
-        let mut changes = String::new();
-        for id in &self.changed_artworks {
-            let _ = writeln!(changes, "a {id}");
-        }
-        for id in &self.changed_jobs {
-            let _ = writeln!(changes, "j {id}");
-        }
-        if offsets.len() + changes.len() > NOTIFY_LIMIT {
-            changes = "*\n".to_owned();
-        }
-        if offsets.len() + changes.len() > NOTIFY_LIMIT {
-            offsets = format!("p {projection}\n");
-        }
-        offsets + &changes
+        notification(
+            projection,
+            &self.next_offsets,
+            self.changed_artworks.iter().map(String::as_str),
+            &self.changed_jobs,
+        )
     }
+}
+
+/// The payload of a `read_model` notification: one line per fact, `p <projection>` first, then
+/// `o <topic> <partition> <next_offset>`, `a <artwork id>`, `j <job id>`; a line `*` instead of
+/// the `a` and `j` lines means "anything may have changed" (the payload would pass Postgres'
+/// limit). Topics, names and ids hold no spaces or line breaks.
+pub fn notification<'a>(
+    projection: &str,
+    next_offsets: &HashMap<TopicPartition, i64>,
+    artworks: impl IntoIterator<Item = &'a str>,
+    jobs: &BTreeSet<uuid::Uuid>,
+) -> String {
+    let mut offsets = format!("p {projection}\n");
+    for ((topic, partition), next) in next_offsets {
+        let _ = writeln!(offsets, "o {topic} {partition} {next}");
+    }
+    let mut changes = String::new();
+    for id in artworks {
+        let _ = writeln!(changes, "a {id}");
+    }
+    for id in jobs {
+        let _ = writeln!(changes, "j {id}");
+    }
+    if offsets.len() + changes.len() > NOTIFY_LIMIT {
+        changes = "*\n".to_owned();
+    }
+    if offsets.len() + changes.len() > NOTIFY_LIMIT {
+        offsets = format!("p {projection}\n");
+    }
+    offsets + &changes
 }
 
 /// The channel on which every committed batch is announced (see [`Batch::notification`]).

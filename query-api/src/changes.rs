@@ -19,6 +19,11 @@ pub const CHANNEL: &str = "read_model";
 /// The projection whose offsets tell what the read model holds.
 pub const PROJECTION: &str = "read-model";
 
+/// The name the Scylla projector of [`PROJECTION`] announces its batches under
+/// (`gallery_projections::scylla::announced_as`); where interactions are read from Scylla, a
+/// position of a topic it folds is in the read model once both projections announced it.
+pub const SCYLLA_PROJECTION: &str = "scylla-read-model";
+
 /// A (topic, partition) pair.
 pub type Partition = (String, i32);
 
@@ -93,7 +98,12 @@ pub struct ChangeFeed {
 
 #[derive(Debug)]
 struct Inner {
+    /// Positions every projection the reads depend on has announced.
     offsets: watch::Sender<HashMap<Partition, i64>>,
+    /// What each projection announced, when more than one is followed.
+    heard: std::sync::Mutex<HashMap<String, HashMap<Partition, i64>>>,
+    /// The topics the Scylla projector folds, when the interactions are read from Scylla.
+    scylla_topics: Vec<String>,
     changes: broadcast::Sender<Arc<Change>>,
     connected: AtomicBool,
     observers: std::sync::RwLock<Vec<Arc<dyn ChangeObserver>>>,
@@ -106,10 +116,24 @@ impl Default for ChangeFeed {
 }
 
 impl ChangeFeed {
+    /// A feed for reads from Postgres only.
     pub fn new() -> Self {
+        Self::following(Vec::new())
+    }
+
+    /// A feed for reads of the interactions from Scylla, whose projector folds `topics`: a
+    /// position of those is announced once both the Postgres and the Scylla projections have
+    /// announced it.
+    pub fn with_scylla(topics: Vec<String>) -> Self {
+        Self::following(topics)
+    }
+
+    fn following(scylla_topics: Vec<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 offsets: watch::channel(HashMap::new()).0,
+                heard: std::sync::Mutex::new(HashMap::new()),
+                scylla_topics,
                 changes: broadcast::channel(1024).0,
                 connected: AtomicBool::new(false),
                 observers: std::sync::RwLock::new(Vec::new()),
@@ -152,16 +176,57 @@ impl ChangeFeed {
         for o in self.observers() {
             o.changed(&change).await;
         }
-        let ours = change.projection.as_deref().is_none_or(|p| p == PROJECTION);
-        if ours && !change.offsets.is_empty() {
+        let reached = self.reached(
+            change.projection.as_deref().unwrap_or(PROJECTION),
+            &change.offsets,
+        );
+        if !reached.is_empty() {
             self.inner.offsets.send_modify(|known| {
-                for (partition, next) in &change.offsets {
-                    let at = known.entry(partition.clone()).or_insert(*next);
-                    *at = (*at).max(*next);
+                for (partition, next) in reached {
+                    let at = known.entry(partition).or_insert(next);
+                    *at = (*at).max(next);
                 }
             });
         }
         let _ = self.inner.changes.send(Arc::new(change));
+    }
+
+    /// Records `offsets` announced by `projection`; returns the positions of those partitions
+    /// that every projection the reads depend on has now announced.
+    fn reached(&self, projection: &str, offsets: &[(Partition, i64)]) -> Vec<(Partition, i64)> {
+        let scylla = &self.inner.scylla_topics;
+        if scylla.is_empty() {
+            return match projection {
+                PROJECTION => offsets.to_vec(),
+                _ => Vec::new(),
+            };
+        }
+        if projection != PROJECTION && projection != SCYLLA_PROJECTION {
+            return Vec::new();
+        }
+        let Ok(mut heard) = self.inner.heard.lock() else {
+            return Vec::new();
+        };
+        let known = heard.entry(projection.to_owned()).or_default();
+        for (partition, next) in offsets {
+            let at = known.entry(partition.clone()).or_insert(*next);
+            *at = (*at).max(*next);
+        }
+        let of = |name: &str, partition: &Partition| {
+            heard.get(name).and_then(|k| k.get(partition)).copied()
+        };
+        offsets
+            .iter()
+            .filter_map(|(partition, _)| {
+                let postgres = of(PROJECTION, partition)?;
+                let next = if scylla.contains(&partition.0) {
+                    postgres.min(of(SCYLLA_PROJECTION, partition)?)
+                } else {
+                    postgres
+                };
+                Some((partition.clone(), next))
+            })
+            .collect()
     }
 
     fn set_connected(&self, connected: bool) {
@@ -254,5 +319,51 @@ mod tests {
         assert!(change.touches_job(job));
         assert!(!change.touches_artwork("irises"));
         assert!(Change::parse("*\n").touches_artwork("irises"));
+    }
+
+    fn announced(projection: &str, topic: &str, next: i64) -> Change {
+        Change {
+            projection: Some(projection.to_owned()),
+            offsets: vec![((topic.to_owned(), 0), next)],
+            ..Change::default()
+        }
+    }
+
+    fn known(feed: &ChangeFeed, topic: &str) -> Option<i64> {
+        feed.offsets().borrow().get(&(topic.to_owned(), 0)).copied()
+    }
+
+    #[tokio::test]
+    async fn with_scylla_a_folded_position_is_reached_once_both_projections_announced_it() {
+        let feed = ChangeFeed::with_scylla(vec!["interactions".into()]);
+        feed.publish(announced(PROJECTION, "interactions", 10))
+            .await;
+        assert_eq!(
+            known(&feed, "interactions"),
+            None,
+            "Scylla has said nothing"
+        );
+        feed.publish(announced(SCYLLA_PROJECTION, "interactions", 7))
+            .await;
+        assert_eq!(known(&feed, "interactions"), Some(7), "the smaller of both");
+        feed.publish(announced(SCYLLA_PROJECTION, "interactions", 12))
+            .await;
+        assert_eq!(known(&feed, "interactions"), Some(10));
+        // Topics Scylla does not fold follow Postgres alone; other names count for nothing.
+        feed.publish(announced(PROJECTION, "catalog", 3)).await;
+        assert_eq!(known(&feed, "catalog"), Some(3));
+        feed.publish(announced("rebuild-read_v2", "catalog", 9))
+            .await;
+        assert_eq!(known(&feed, "catalog"), Some(3));
+    }
+
+    #[tokio::test]
+    async fn without_scylla_only_the_postgres_projection_counts() {
+        let feed = ChangeFeed::new();
+        feed.publish(announced(SCYLLA_PROJECTION, "interactions", 7))
+            .await;
+        assert_eq!(known(&feed, "interactions"), None);
+        feed.publish(announced(PROJECTION, "interactions", 5)).await;
+        assert_eq!(known(&feed, "interactions"), Some(5));
     }
 }

@@ -6,6 +6,7 @@ pub mod facts;
 pub mod generation;
 pub mod private_kafka;
 pub mod scylla;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -23,7 +23,7 @@ mod runner;
 mod schema;
 mod store;
 
-pub use runner::{ScyllaProjector, ScyllaProjectorConfig};
+pub use runner::{ScyllaProjector, ScyllaProjectorConfig, announced_as};
 pub use schema::{connect, migrate};
 
 /// How to reach the Scylla (or Cassandra) cluster and where the read model lives.

@@ -2,20 +2,20 @@
 //! letters and consumer group, over the interactions topic, with the batch applied to Scylla
 //! and the offsets stored after it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use gallery_schemas::{EventCodec, Position, Stream, Topics};
 use rdkafka::message::Message;
 
-use super::store::{ScyllaStore, rounds};
+use super::store::{ScyllaStore, artwork_of, rounds};
 use super::{ScyllaSettings, connect, migrate};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::ProjectionError;
 use crate::group::{GroupSettings, Membership, group_consumer};
 use crate::metrics;
-use crate::postgres::TopicPartition;
+use crate::postgres::{NOTIFY_CHANNEL, TopicPartition, notification};
 use crate::runner::{advise, dead_letter, decode, next_batch};
 
 /// How the Scylla projector connects and batches.
@@ -32,6 +32,15 @@ pub struct ScyllaProjectorConfig {
     pub max_batch: usize,
     /// How the projector shares partitions with other instances.
     pub group: GroupSettings,
+    /// The Postgres database whose `read_model` channel hears every applied batch, as
+    /// `scylla-<projection>` (see [`announced_as`]): the query API's caches, subscriptions and
+    /// read-your-writes follow it. `None`: nobody is told.
+    pub announce_to: Option<String>,
+}
+
+/// The name under which the batches of the Scylla projection `projection` are announced.
+pub fn announced_as(projection: &str) -> String {
+    format!("scylla-{projection}")
 }
 
 /// An artwork's facts applied at once, at most: its partition is written in one batch
@@ -51,6 +60,7 @@ impl ScyllaProjectorConfig {
             projection: crate::DEFAULT_PROJECTION.to_owned(),
             max_batch: Self::DEFAULT_MAX_BATCH,
             group: GroupSettings::default(),
+            announce_to: None,
         }
     }
 }
@@ -113,6 +123,11 @@ impl ScyllaProjector {
             self.config.projection.clone(),
         )
         .await?;
+        let announcer = match &self.config.announce_to {
+            Some(url) => Some(crate::runner::connect(url).await?),
+            None => None,
+        };
+        let announced_as = announced_as(&self.config.projection);
         let names = vec![self.config.topics.of(Stream::Interactions)];
         let stored = store.offsets().await?;
         // Instances that write the same keyspace share a group.
@@ -166,6 +181,18 @@ impl ScyllaProjector {
             }
             for round in rounds(&facts, FACTS_PER_ARTWORK) {
                 store.apply(round).await?;
+            }
+            // Told once applied and before the offsets are stored: a failure here replays the
+            // batch (rewriting the same values) and tells again.
+            if let Some(client) = &announcer {
+                let artworks: BTreeSet<&str> =
+                    facts.iter().filter_map(|(_, e)| artwork_of(e)).collect();
+                let payload =
+                    notification(&announced_as, &next_offsets, artworks, &BTreeSet::new());
+                client
+                    .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
+                    .await
+                    .map_err(ProjectionError::pg("notify"))?;
             }
             store.store_offsets(&next_offsets).await?;
             membership.stored(&next_offsets);

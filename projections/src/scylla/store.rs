@@ -1017,7 +1017,7 @@ pub(crate) fn rounds<'f, 'e>(
 }
 
 /// The artwork an interaction fact is about.
-fn artwork_of(event: &Event) -> Option<&str> {
+pub(crate) fn artwork_of(event: &Event) -> Option<&str> {
     match event {
         Event::LikeSet(e) => Some(e.artwork_id.as_str()),
         Event::FavoriteSet(e) => Some(e.artwork_id.as_str()),

@@ -118,8 +118,36 @@ impl ReadModel {
         Ok(client.query(&statement, params).await?)
     }
 
-    /// The read-model projection's next offset of each of `partitions` it has stored.
+    /// The read model's next offset of each of `partitions` it has stored: the Postgres
+    /// projection's, and where the interactions are read from Scylla, for the topics its
+    /// projector folds, the smaller of both (a partition Scylla has not stored is left out).
     pub async fn projected(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> Result<std::collections::HashMap<(String, i32), i64>, QueryError> {
+        let mut stored = self.postgres_projected(partitions).await?;
+        if let InteractionStore::Scylla(reads) = &self.interactions
+            && stored.keys().any(|(topic, _)| reads.folds(topic))
+        {
+            self.statements.bump();
+            let scylla = reads.projected().await?;
+            stored.retain(|partition, next| {
+                if !reads.folds(&partition.0) {
+                    return true;
+                }
+                match scylla.get(partition) {
+                    Some(theirs) => {
+                        *next = (*next).min(*theirs);
+                        true
+                    }
+                    None => false,
+                }
+            });
+        }
+        Ok(stored)
+    }
+
+    async fn postgres_projected(
         &self,
         partitions: &[(String, i32)],
     ) -> Result<std::collections::HashMap<(String, i32), i64>, QueryError> {

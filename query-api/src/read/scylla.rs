@@ -22,6 +22,9 @@ pub struct ScyllaReads {
     marks_first: PreparedStatement,
     marks_after: PreparedStatement,
     popular: PreparedStatement,
+    offsets: PreparedStatement,
+    /// The topics the Scylla projector folds (its offsets tell what Scylla holds of them).
+    folding: Vec<String>,
 }
 
 fn cql<E: Into<CqlReadError>>(e: E) -> QueryError {
@@ -74,9 +77,16 @@ impl ScyllaReads {
             "SELECT artwork_id, net_likes, views FROM {ks}.popular_hours WHERE hour_ms IN ?",
         )
         .await?;
+        let offsets = prepare(
+            "SELECT topic, partition, next_offset FROM {ks}.projection_offsets
+             WHERE projection = ?",
+        )
+        .await?;
         Ok(Self {
             session,
             popular,
+            offsets,
+            folding: Vec::new(),
             stats,
             flags,
             comments_first,
@@ -84,6 +94,35 @@ impl ScyllaReads {
             marks_first,
             marks_after,
         })
+    }
+
+    /// Tells that the Scylla projector folds `topics`: a position in them is in the read model
+    /// once Scylla holds it too (see [`ScyllaReads::projected`]).
+    pub fn folding(mut self, topics: Vec<String>) -> Self {
+        self.folding = topics;
+        self
+    }
+
+    /// Whether the Scylla projector folds `topic`.
+    pub(super) fn folds(&self, topic: &str) -> bool {
+        self.folding.iter().any(|t| t == topic)
+    }
+
+    /// The Scylla projection's stored next offset of every partition it has read.
+    pub(super) async fn projected(&self) -> Result<HashMap<(String, i32), i64>, QueryError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.offsets, (crate::changes::PROJECTION,))
+            .await
+            .map_err(cql)?
+            .into_rows_result()
+            .map_err(cql)?;
+        let mut out = HashMap::new();
+        for row in rows.rows::<(String, i32, i64)>().map_err(cql)? {
+            let (topic, partition, next) = row.map_err(cql)?;
+            out.insert((topic, partition), next);
+        }
+        Ok(out)
     }
 
     /// Artworks by net likes (or views) in the hours from `since_ms` to `until_ms`, most

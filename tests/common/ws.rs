@@ -1,0 +1,72 @@
+//! A `graphql-transport-ws` client for the subscription tests.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::App;
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/graphql/ws` with the `graphql-transport-ws` subprotocol (no `connection_init` yet).
+pub async fn open(app: &App) -> Socket {
+    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// Opens `/graphql/ws` and completes `connection_init` with `token`.
+pub async fn connect(app: &App, token: Option<&str>) -> Socket {
+    let mut socket = open(app).await;
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({"authorization": format!("Bearer {t}")}),
+    );
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": payload}),
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+    socket
+}
+
+pub async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON message (pings skipped), within 30 s.
+pub async fn receive(socket: &mut Socket) -> Value {
+    receive_within(socket, Duration::from_secs(30))
+        .await
+        .expect("a message within 30 s")
+}
+
+/// The next JSON message (pings skipped) if one comes within `within`.
+pub async fn receive_within(socket: &mut Socket, within: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?
+            .expect("the socket is open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] != "ping" {
+                return Some(value);
+            }
+        }
+    }
+}
