@@ -415,6 +415,24 @@ async fn wait_projected(url: &str, artworks: usize, likes: usize) -> anyhow::Res
     }
 }
 
+/// Connections of the warm pass.
+const WARM_CONNECTIONS: usize = 64;
+
+/// Longest a warm pass may take.
+const WARM_SECONDS: f64 = 600.0;
+
+/// One run of the load generator against a target.
+struct Load {
+    target: Target,
+    addr: SocketAddr,
+    kind: Kind,
+    connections: usize,
+    seconds: f64,
+    warmup: f64,
+    offset: u64,
+    requests: Option<u64>,
+}
+
 async fn measure(args: &GraphqlArgs, deployment: &Deployment) -> anyhow::Result<Measured> {
     let (exe, gallery_bin) = crate::process::binaries(args.gallery_bin.as_deref())?;
     let dir = &deployment.dir;
@@ -482,6 +500,77 @@ async fn measure(args: &GraphqlArgs, deployment: &Deployment) -> anyhow::Result<
         ));
     }
 
+    let load = |l: &Load| {
+        let mut command = Command::new(&exe);
+        command
+            .arg("load")
+            .args(["--addr", &l.addr.to_string()])
+            .args(["--connections", &l.connections.to_string()])
+            .args(["--seconds", &l.seconds.to_string()])
+            .args(["--warmup", &l.warmup.to_string()])
+            .args(["--users", &args.users.to_string()])
+            .args(["--artworks", &args.artworks.to_string()])
+            .args(["--offset", &l.offset.to_string()])
+            .args(["--threads", &args.load_threads.to_string()])
+            .args([
+                "--kind",
+                if l.kind == Kind::Page {
+                    "page"
+                } else {
+                    "artwork"
+                },
+            ])
+            .args([
+                "--dialect",
+                if l.target == Target::Gallery {
+                    "graphql"
+                } else {
+                    "rest"
+                },
+            ])
+            .arg("--artwork-ids")
+            .arg(&ids_file)
+            .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
+        if let Some(n) = l.requests {
+            command.args(["--requests", &n.to_string()]);
+        }
+        command
+    };
+    let targets: Vec<(Target, SocketAddr)> = std::iter::once((Target::Gallery, gallery_addr))
+        .filter(|_| args.measures(Target::Gallery))
+        .chain(baselines.iter().map(|(t, a, _)| (*t, *a)))
+        .collect();
+
+    // The warm pass: every (artwork, user) pair asked once of each target, so that the points
+    // measure warm caches (a point asks each pair about once; without it most viewer flags
+    // would be first reads, in the API and in (a) alike). Every answer is checked here too.
+    let pairs = args.users * args.artworks;
+    for &(target, addr) in &targets {
+        let started = std::time::Instant::now();
+        let command = load(&Load {
+            target,
+            addr,
+            kind: Kind::Artwork,
+            connections: WARM_CONNECTIONS,
+            seconds: WARM_SECONDS,
+            warmup: 0.0,
+            offset: 0,
+            requests: Some(pairs),
+        });
+        let name = format!("warm-{target:?}").to_lowercase();
+        let warmed: LoadReport = report(&name, command, dir).await?;
+        anyhow::ensure!(
+            warmed.sent == pairs && warmed.failed() == 0,
+            "the warm pass of {target:?} sent {} of {pairs} requests, {} wrong",
+            warmed.sent,
+            warmed.failed()
+        );
+        eprintln!(
+            "warmed {target:?}: {pairs} pairs in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     let mut points = Vec::new();
     let mut profiles = Vec::new();
     let highest = args.connections.iter().copied().max().unwrap_or(1);
@@ -490,10 +579,7 @@ async fn measure(args: &GraphqlArgs, deployment: &Deployment) -> anyhow::Result<
         // Interleaved per concurrency, so that a change of the machine's load over the run
         // touches every target alike.
         for &connections in &args.connections {
-            let targets = std::iter::once((Target::Gallery, gallery_addr))
-                .filter(|_| args.measures(Target::Gallery))
-                .chain(baselines.iter().map(|(t, a, _)| (*t, *a)));
-            for (target, addr) in targets {
+            for &(target, addr) in &targets {
                 let recording = match (target, gallery.pid()) {
                     (Target::Gallery, Some(pid)) if args.perf && connections == highest => {
                         let name = format!("gallery-query-api-{kind:?}").to_lowercase();
@@ -501,36 +587,16 @@ async fn measure(args: &GraphqlArgs, deployment: &Deployment) -> anyhow::Result<
                     }
                     _ => None,
                 };
-                let mut command = Command::new(&exe);
-                command
-                    .arg("load")
-                    .args(["--addr", &addr.to_string()])
-                    .args(["--connections", &connections.to_string()])
-                    .args(["--seconds", &args.seconds.to_string()])
-                    .args(["--warmup", &args.warmup.to_string()])
-                    .args(["--users", &args.users.to_string()])
-                    .args(["--artworks", &args.artworks.to_string()])
-                    .args(["--offset", &offset.to_string()])
-                    .args(["--threads", &args.load_threads.to_string()])
-                    .args([
-                        "--kind",
-                        if kind == Kind::Page {
-                            "page"
-                        } else {
-                            "artwork"
-                        },
-                    ])
-                    .args([
-                        "--dialect",
-                        if target == Target::Gallery {
-                            "graphql"
-                        } else {
-                            "rest"
-                        },
-                    ])
-                    .arg("--artwork-ids")
-                    .arg(&ids_file)
-                    .env("GALLERY_BENCH_JWT_SECRET", &deployment.jwt_secret);
+                let command = load(&Load {
+                    target,
+                    addr,
+                    kind,
+                    connections,
+                    seconds: args.seconds,
+                    warmup: args.warmup,
+                    offset,
+                    requests: None,
+                });
                 let name = format!("load-{kind:?}-{target:?}-{connections}").to_lowercase();
                 let report: LoadReport = report(&name, command, dir).await?;
                 offset += report.sent;

@@ -93,6 +93,10 @@ pub struct LoadArgs {
     /// Index of the first request (see the module's documentation).
     #[arg(long, default_value_t = 0)]
     offset: u64,
+    /// Send at most this many requests over all connections (indexes `offset` to
+    /// `offset + requests - 1`), then end, even before `--seconds` have passed.
+    #[arg(long)]
+    requests: Option<u64>,
     /// The secret the server checks tokens with.
     #[arg(long, env = "GALLERY_BENCH_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
@@ -242,6 +246,8 @@ struct Plan {
     truth: Option<Truth>,
     connections: u64,
     offset: u64,
+    /// The first index not to send (`--requests`).
+    end: Option<u64>,
 }
 
 /// What a request asked, for its check.
@@ -541,6 +547,10 @@ async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyh
         .interval
         .map(|every| every.mul_f64(index as f64 / plan.connections as f64));
     for k in 0u64.. {
+        let i = plan.offset + index + k * plan.connections;
+        if plan.end.is_some_and(|end| i >= end) {
+            break;
+        }
         let planned = match (schedule.interval, stagger) {
             (Some(every), Some(stagger)) => {
                 let at = schedule.start + stagger + every.saturating_mul(u32::try_from(k)?);
@@ -572,7 +582,6 @@ async fn run_connection(plan: Arc<Plan>, index: u64, schedule: Schedule) -> anyh
                 }
             },
         };
-        let i = plan.offset + index + k * plan.connections;
         let (request, asked) = plan.request(i, &walk)?;
         tally.sent += 1;
         match exchange(&mut sender, &mut connection, request).await {
@@ -686,6 +695,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         truth,
         connections: u64::try_from(args.connections)?,
         offset: args.offset,
+        end: args.requests.map(|n| args.offset.saturating_add(n)),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
