@@ -106,6 +106,8 @@ pub enum CqlError {
     FirstRow(#[from] scylla::errors::MaybeFirstRowError),
     #[error("the nodes do not agree on the schema")]
     Schema(#[from] scylla::errors::SchemaAgreementError),
+    #[error("a row's partition key could not be computed")]
+    PartitionKey(#[from] scylla::statement::prepared::PartitionKeyError),
 }
 
 impl ProjectionError {

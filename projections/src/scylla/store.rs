@@ -24,8 +24,51 @@ use crate::postgres::TopicPartition;
 /// The values of one statement, in bind-marker order (`None` is null).
 type Values = Vec<Option<CqlValue>>;
 
+/// Most rows of one partition written in one unlogged batch.
+const ROWS_PER_BATCH: usize = 32;
+
+/// About the most bytes of values in one unlogged batch (Cassandra warns of batches over
+/// 5 KiB by default, and refuses them over 50 KiB).
+const BYTES_PER_BATCH: usize = 4 * 1024;
+
+/// `rows` in order, cut into chunks of at most [`ROWS_PER_BATCH`] rows and [`BYTES_PER_BATCH`]
+/// bytes as `size` tells them (a row larger than that alone), none empty.
+fn chunks<T>(rows: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let n = size(&row);
+        if !chunk.is_empty() && (chunk.len() == ROWS_PER_BATCH || bytes + n > BYTES_PER_BATCH) {
+            out.push(std::mem::take(&mut chunk));
+            bytes = 0;
+        }
+        bytes += n;
+        chunk.push(row);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out
+}
+
+/// About the bytes `values` take on the wire.
+fn approximate_size(values: &Values) -> usize {
+    values
+        .iter()
+        .map(|v| match v {
+            Some(CqlValue::Text(s) | CqlValue::Ascii(s)) => s.len() + 4,
+            Some(CqlValue::Blob(b)) => b.len() + 4,
+            _ => 12,
+        })
+        .sum()
+}
+
+/// Statements with their values.
+type Rows<'s> = Vec<(&'s PreparedStatement, Values)>;
+
 /// Statements grouped by the artwork whose partition they write.
-type ByArtwork<'s> = BTreeMap<String, Vec<(&'s PreparedStatement, Values)>>;
+type ByArtwork<'s> = BTreeMap<String, Rows<'s>>;
 
 fn text(s: &str) -> Option<CqlValue> {
     Some(CqlValue::Text(s.to_owned()))
@@ -300,13 +343,51 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Writes rows of any tables and partitions: those of one partition of one table together,
+    /// in unlogged batches of at most [`ROWS_PER_BATCH`] rows and about [`BYTES_PER_BATCH`]
+    /// (one request and one mutation each instead of one per row), everything at once.
     async fn exec(&self, writes: Vec<(&PreparedStatement, Values)>) -> Result<(), ProjectionError> {
-        let futures = writes
-            .iter()
-            .map(|(statement, values)| self.session.execute_unpaged(statement, values));
-        try_join_all(futures)
-            .await
-            .map_err(ProjectionError::cql("write derived rows"))?;
+        const WHAT: &str = "write derived rows";
+        // (table, partition key) -> its rows.
+        let mut partitions: HashMap<(&str, Vec<u8>), Rows<'_>> = HashMap::new();
+        for (statement, values) in writes {
+            let table = statement.get_table_spec().map_or("", |t| t.table_name());
+            let key = statement
+                .compute_partition_key(&values)
+                .map_err(ProjectionError::cql(WHAT))?
+                .to_vec();
+            partitions
+                .entry((table, key))
+                .or_default()
+                .push((statement, values));
+        }
+        let requests = partitions
+            .into_values()
+            .flat_map(|rows| chunks(rows, |(_, values)| approximate_size(values)));
+        let requests = requests.map(|mut rows| async move {
+            if rows.len() == 1
+                && let Some((statement, values)) = rows.pop()
+            {
+                self.session
+                    .execute_unpaged(statement, values)
+                    .await
+                    .map(drop)
+                    .map_err(ProjectionError::cql(WHAT))
+            } else {
+                let mut batch = Batch::new(BatchType::Unlogged);
+                let mut values: Vec<Values> = Vec::with_capacity(rows.len());
+                for (statement, v) in rows {
+                    batch.append_statement(statement.clone());
+                    values.push(v);
+                }
+                self.session
+                    .batch(&batch, values)
+                    .await
+                    .map(drop)
+                    .map_err(ProjectionError::cql(WHAT))
+            }
+        });
+        try_join_all(requests).await?;
         Ok(())
     }
 
@@ -1031,6 +1112,20 @@ pub(crate) fn artwork_of(event: &Event) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_of_a_partition_go_in_chunks_bounded_by_count_and_bytes() {
+        let lens = |c: &[Vec<usize>]| c.iter().map(Vec::len).collect::<Vec<_>>();
+        let by_count = chunks((0..70).map(|_| 10).collect(), |n| *n);
+        assert_eq!(lens(&by_count), vec![32, 32, 6]);
+        let by_bytes = chunks(vec![1_500, 1_500, 1_500, 1_500], |n| *n);
+        assert_eq!(lens(&by_bytes), vec![2, 2]);
+        let large = chunks(vec![10, 50_000, 10], |n| *n);
+        assert_eq!(large, vec![vec![10], vec![50_000], vec![10]]);
+        assert!(chunks(Vec::<usize>::new(), |n| *n).is_empty());
+        let order = chunks((0..40).collect::<Vec<usize>>(), |_| 1);
+        assert_eq!(order.concat(), (0..40).collect::<Vec<_>>());
+    }
     use gallery_schemas::{ArtworkId, ArtworkViewed};
 
     #[test]
