@@ -53,6 +53,8 @@ impl Default for GroupSettings {
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
     state: Mutex<State>,
+    /// Changes of assignment so far (assigned or revoked partitions).
+    changes: std::sync::atomic::AtomicU64,
     /// The `projection` and `store` labels of the lag gauge.
     labels: (String, &'static str),
 }
@@ -93,7 +95,19 @@ impl Membership {
                 owned: HashSet::new(),
             }),
             labels: (projection, store),
+            changes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many times the assignment has changed: a store that keeps state of its
+    /// partitions between batches compares it before and after each batch.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Per topic, the messages of the owned partitions beyond what the store holds. Offsets
@@ -189,6 +203,7 @@ impl Membership {
             }
             state.owned.insert(tp);
         }
+        self.changed();
     }
 
     fn revoked(&self, tpl: &TopicPartitionList) {
@@ -198,10 +213,12 @@ impl Membership {
                 .owned
                 .remove(&(elem.topic().to_owned(), elem.partition()));
         }
+        self.changed();
     }
 
     fn revoke_all(&self) {
         self.state().owned.clear();
+        self.changed();
     }
 }
 

@@ -147,8 +147,13 @@ impl ScyllaProjector {
         )?;
         tracing::info!(topics = ?names, keyspace = %self.config.scylla.keyspace, %group, "scylla projector started");
 
+        let mut assignment = membership.changes();
         loop {
             let mut messages = next_batch(&consumer, None, self.config.max_batch).await?;
+            if membership.changes() != assignment {
+                store.forget_counts();
+                assignment = membership.changes();
+            }
             membership.keep_owned(&mut messages);
             if messages.is_empty() {
                 continue;
@@ -196,6 +201,10 @@ impl ScyllaProjector {
             }
             store.store_offsets(&next_offsets).await?;
             membership.stored(&next_offsets);
+            if membership.changes() != assignment {
+                // Assigned or revoked during the batch: the next batch starts from what is stored.
+                store.forget_counts();
+            }
             metrics::batch_committed(
                 &self.config.projection,
                 metrics::SCYLLA,

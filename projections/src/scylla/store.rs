@@ -176,7 +176,16 @@ pub(crate) struct ScyllaStore {
     session: Session,
     projection: String,
     statements: Statements,
+    /// Artworks' counts as this instance last read or wrote them: each the state of its
+    /// partition at its `next_offset`, a function of the log up to there, so still true when
+    /// another instance has folded further (folding on from it rewrites what that one wrote).
+    /// Forgotten on every change of assignment (see [`ScyllaStore::forget_counts`]) and when
+    /// it would pass [`KNOWN_COUNTS`] artworks.
+    known: std::sync::Mutex<HashMap<String, Counts>>,
 }
+
+/// Most artworks whose counts a store keeps between batches.
+const KNOWN_COUNTS: usize = 100_000;
 
 /// An interaction fact and its message's position.
 pub(crate) type Positioned<'a> = (Position, &'a Event);
@@ -303,7 +312,58 @@ impl ScyllaStore {
             session,
             projection,
             statements,
+            known: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Counts>> {
+        // Every operation leaves the map consistent, so a poisoned lock is still usable.
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the counts kept between batches: the next batch reads its artworks' again.
+    pub(crate) fn forget_counts(&self) {
+        self.known().clear();
+    }
+
+    /// The counts of `artworks`, from those kept between batches, else read (an artwork
+    /// never written has none).
+    async fn counts(
+        &self,
+        artworks: &[String],
+    ) -> Result<HashMap<String, Counts>, ProjectionError> {
+        let mut out = HashMap::with_capacity(artworks.len());
+        let mut missing = Vec::new();
+        {
+            let known = self.known();
+            for a in artworks {
+                match known.get(a) {
+                    Some(c) => {
+                        out.insert(a.clone(), c.clone());
+                    }
+                    None => missing.push(a.clone()),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let read = self.read_counts(&missing).await?;
+            self.remember(read.iter().map(|(a, c)| (a.clone(), c.clone())));
+            out.extend(read);
+        }
+        Ok(out)
+    }
+
+    /// Keeps `counts`, each an artwork's partition as stored.
+    fn remember(&self, counts: impl IntoIterator<Item = (String, Counts)>) {
+        let mut known = self.known();
+        for (artwork, c) in counts {
+            if known.len() >= KNOWN_COUNTS && !known.contains_key(&artwork) {
+                known.clear();
+            }
+            known.insert(artwork, c);
+        }
     }
 
     /// The stored next offset of every partition this projection has read.
@@ -586,7 +646,7 @@ impl ScyllaStore {
         if artworks.is_empty() {
             return Ok(());
         }
-        let counts = self.read_counts(&artworks).await?;
+        let counts = self.counts(&artworks).await?;
         let through = |a: &str| counts.get(a).map_or(0, |c| c.next_offset);
 
         let mut likes = SetSide::default();
@@ -810,6 +870,7 @@ impl ScyllaStore {
         }
         self.exec_batches(partitions, "write artwork partition")
             .await?;
+        self.remember(folded.iter().map(|(a, c)| (a.clone(), c.clone())));
         self.write_popular(&popular, &counts, &folded).await
     }
 
