@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// The `cache` baseline's entries per kind (the query API's `query_api.cache_capacity`).
     #[arg(long, default_value_t = 10_000)]
     cache_capacity: u64,
+    /// The `cache` baseline's entry lifetime (the query API's `query_api.cache_ttl_ms`).
+    #[arg(long, default_value_t = 60_000)]
+    cache_ttl_ms: u64,
     /// The CRUD service's (or a read baseline's) connections to Postgres.
     #[arg(long, default_value_t = 32)]
     pool_size: usize,
@@ -90,7 +93,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             let keys = TokenKeys::from_secret(args.jwt_secret.as_bytes())?;
             let settings = gallery_query_api::CacheSettings {
                 capacity: args.cache_capacity,
-                ..Default::default()
+                ttl: std::time::Duration::from_millis(args.cache_ttl_ms),
             };
             crate::serve_reads::cache(&args.read_url, args.pool_size, settings, keys).await?
         }
