@@ -11,15 +11,18 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
 
-/// Creates every topic of the deployment that does not exist yet, and waits (up to 15 s) until
-/// every partition has a leader that serves it: a producer started right after would otherwise meet "not
-/// leader for partition" while a new topic settles.
+/// Creates every topic of the deployment that does not exist yet, with its own
+/// [`min.insync.replicas`](crate::config::KafkaConfig::min_insync_replicas) whatever the
+/// broker's default, and waits (up to 15 s) until every partition has a leader that serves it:
+/// a producer started right after would otherwise meet "not leader for partition" while a new
+/// topic settles. Topics that exist keep their settings.
 pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .create()?;
     let topics = config.topics();
     let names = topics.all();
+    let min_insync = config.kafka.min_insync_replicas().to_string();
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {
@@ -30,7 +33,7 @@ pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
             )
             // Facts are the truth: keep them forever.
             .set("retention.ms", "-1")
-            .set("min.insync.replicas", "1")
+            .set("min.insync.replicas", &min_insync)
         })
         .collect();
     let options = AdminOptions::new()

@@ -191,6 +191,30 @@ impl TestEnv {
     }
 }
 
+/// A consumer of `partitions` of `topic` from their beginning, as downstream readers see them
+/// (`read_committed`); assigned by hand and never committing, its group only names it.
+pub fn reader_from_start(
+    brokers: &str,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
 /// The `gallery` binary with `args`, configured for `env`'s topics and database.
 pub fn gallery_command(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gallery"));
