@@ -3,7 +3,8 @@
 //!
 //! - likes flow from many concurrent clients through the HTTP API while the leader of the
 //!   interactions partition is killed: every answer is `202` or `503 UNAVAILABLE` with
-//!   `Retry-After`, likes are accepted again once a new leader is elected, and every like
+//!   `Retry-After` (the commands caught by the election are refused), likes are accepted
+//!   again once a new leader is elected, and every like
 //!   answered `202` is in the log (read with `read_committed`) exactly once, where its answer
 //!   said;
 //! - the painter's transactions go on through the loss of the coordinator of its
@@ -256,6 +257,9 @@ async fn likes_answered_202_survive_the_interactions_leaders_death_exactly_once(
     // One partition: every like goes through the leader that dies.
     let (cluster, mut env) = deployment(1).await;
     env.config.limits.interactions_per_minute = 0;
+    // Shorter than any election (a dead node is fenced after its 9 s session timeout), so
+    // that commands caught by it are refused rather than answered late.
+    env.config.kafka.delivery_timeout_ms = 3_000;
     let app = Arc::new(env.start(Roles::COMMANDS).await);
     let topic = env.config.topics().interactions();
     assert_eq!(
@@ -333,6 +337,7 @@ async fn likes_answered_202_survive_the_interactions_leaders_death_exactly_once(
         answers.len(),
         ok.len()
     );
+    assert!(refused >= 1, "commands during the election were refused");
 
     // Every 202 is in the log once, where its answer said.
     let log = log_of(&env, &topic).await;
