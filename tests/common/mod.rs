@@ -191,6 +191,42 @@ impl TestEnv {
     }
 }
 
+/// Sends a command (with a bearer `token` and an `Idempotency-Key` when given); returns the
+/// status and the JSON body.
+pub async fn send(
+    app: &App,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = app.http.request(method, app.commands_url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// End offsets of every topic of the deployment, to prove a refusal wrote nothing.
+pub fn offsets(env: &TestEnv) -> HashMap<String, HashMap<i32, i64>> {
+    env.config
+        .topics()
+        .all()
+        .into_iter()
+        .map(|t| (t.clone(), env.end_offsets(&t)))
+        .collect()
+}
+
 /// A consumer of `partitions` of `topic` from their beginning, as downstream readers see them
 /// (`read_committed`); assigned by hand and never committing, its group only names it.
 pub fn reader_from_start(
