@@ -302,6 +302,21 @@ async fn likes_answered_202_survive_the_interactions_leaders_death_exactly_once(
         "likes sent after the kill accepted",
     )
     .await;
+    // The node comes back (and catches up) while likes flow: nothing changes for them.
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.up();
+        cluster
+    })
+    .await
+    .unwrap();
+    let back = traffic.accepted_after.load(Ordering::Relaxed);
+    until_counted(
+        &traffic.accepted_after,
+        back + AFTER,
+        Duration::from_secs(180),
+        "likes accepted after the node came back",
+    )
+    .await;
     traffic.stop.store(true, Ordering::Relaxed);
     let mut answers = Vec::new();
     for c in clients {
@@ -386,6 +401,8 @@ async fn kill_node(cluster: PrivateCluster, victim: i32, why: &str) -> PrivateCl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_painters_transactions_survive_the_loss_of_a_broker_with_one_terminal_each() {
     let (cluster, env) = deployment(1).await;
+    // The worker's metrics, to tell how its transactions fared.
+    let metrics = gallery::metrics::recorder().unwrap();
     gallery::topics::ensure_topics(&env.config).await.unwrap();
     let brokers = env.config.kafka.brokers.clone();
     let store = gallery_commands::MediaStore::open(&env.config.media)
@@ -465,9 +482,21 @@ async fn the_painters_transactions_survive_the_loss_of_a_broker_with_one_termina
         );
     }
     assert_eq!(counts.len(), REQUESTS, "no terminal for anything else");
+    let text = metrics.render();
+    let transactions = |result: &str| {
+        let series = format!(
+            "{}{{result=\"{result}\"}}",
+            gallery_gpu_workers::metrics::TRANSACTIONS
+        );
+        common::sample(&text, &series).unwrap_or(0.0)
+    };
     eprintln!(
-        "{REQUESTS} requests, one completion each; {} paint runs",
-        painter.calls()
+        "{REQUESTS} requests, one completion each; {} paint runs; transactions: {} committed, \
+         {} aborted and sent again, {} failed for good (the session started again)",
+        painter.calls(),
+        transactions("committed"),
+        transactions("aborted"),
+        transactions("fatal"),
     );
     assert!(painter.calls() >= REQUESTS, "every request was painted");
     drop(cluster);
