@@ -4,9 +4,9 @@
 //! - likes flow from many concurrent clients through the HTTP API while the leader of the
 //!   interactions partition is killed: every answer is `202` or `503 UNAVAILABLE` with
 //!   `Retry-After` (the commands caught by the election are refused), likes are accepted
-//!   again once a new leader is elected, and every like
-//!   answered `202` is in the log (read with `read_committed`) exactly once, where its answer
-//!   said;
+//!   again once a new leader is elected and go on while the killed node comes back, and every
+//!   like answered `202` is in the log (read with `read_committed`) exactly once, where its
+//!   answer said;
 //! - the painter's transactions go on through the loss of the coordinator of its
 //!   transactions, and then of the leader of the generation partition, each killed while jobs
 //!   run: every request ends in exactly one terminal event.
@@ -35,7 +35,7 @@ use tokio::time::Instant;
 /// Concurrent clients, each liking and unliking as one user.
 const CLIENTS: usize = 16;
 /// Commands one client sends at most.
-const MAX_PER_CLIENT: usize = 3_000;
+const MAX_PER_CLIENT: usize = 10_000;
 /// Likes accepted before the kill, and likes sent after it and accepted, before the run ends.
 const BEFORE: usize = 200;
 const AFTER: usize = 300;
