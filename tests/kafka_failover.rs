@@ -25,7 +25,7 @@ use common::{App, TestEnv};
 use gallery::Roles;
 use gallery_schemas::EventCodec;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -170,6 +170,38 @@ async fn log_of(env: &TestEnv, topic: &str) -> HashMap<uuid::Uuid, Vec<(i32, i64
     out
 }
 
+/// Topics of another deployment on the cluster, made as an earlier version made them
+/// (`min.insync.replicas=1`), are named by `weaker_than_configured` (which `ensure_topics` warns
+/// of: it never changes a topic that exists).
+async fn older_topics_are_named(env: &TestEnv) {
+    let mut older = env.config.clone();
+    older.kafka.topic_prefix = format!("{}older.", env.config.kafka.topic_prefix);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &older.kafka.brokers)
+        .create()
+        .unwrap();
+    let names = older.topics().all();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(name, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "1")
+        })
+        .collect();
+    for created in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        created.unwrap();
+    }
+    gallery::topics::ensure_topics(&older).await.unwrap();
+    let weaker = gallery::topics::weaker_than_configured(&older)
+        .await
+        .unwrap();
+    let expected: Vec<(String, i32)> = names.into_iter().map(|n| (n, 1)).collect();
+    assert_eq!(weaker, expected, "the earlier version's topics, untouched");
+}
+
 /// What the clients share: when to stop, whether the leader was killed, and how many likes
 /// were accepted before the kill and, of those sent after it, since.
 #[derive(Default)]
@@ -267,6 +299,14 @@ async fn likes_answered_202_survive_the_interactions_leaders_death_exactly_once(
         "2",
         "an acknowledged like must be on two brokers"
     );
+    assert_eq!(
+        gallery::topics::weaker_than_configured(&env.config)
+            .await
+            .unwrap(),
+        [],
+        "every topic of the deployment asks two in-sync replicas"
+    );
+    older_topics_are_named(&env).await;
 
     let traffic = Arc::new(Traffic::default());
     let clients: Vec<_> = (0..CLIENTS)
