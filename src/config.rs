@@ -103,6 +103,7 @@ pub struct KafkaConfig {
     pub topic_prefix: String,
     /// Partitions of topics Gallery creates.
     pub partitions: i32,
+    /// Replicas of topics Gallery creates; see [`KafkaConfig::min_insync_replicas`].
     pub replication_factor: i32,
     /// How long a command waits for Kafka to acknowledge its event before failing.
     pub delivery_timeout_ms: u64,
@@ -110,6 +111,16 @@ pub struct KafkaConfig {
     pub producer_queue_messages: u32,
     /// How long an event waits for others to share its batch to Kafka (`linger.ms`).
     pub producer_linger_ms: u64,
+}
+
+impl KafkaConfig {
+    /// The in-sync replicas an `acks=all` write to Gallery's topics needs: two when there
+    /// are two replicas or more, so that an acknowledged event is on two brokers and survives
+    /// the loss of any one (with three replicas, writes go on while one broker is down). One
+    /// replica can only ask for one.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.replication_factor.clamp(1, 2)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -1273,6 +1284,15 @@ mod tests {
             Config::default().scylla_settings().nodes,
             vec!["127.0.0.1:9042".to_owned()]
         );
+    }
+
+    #[test]
+    fn an_acknowledged_event_needs_two_replicas_when_there_are_two() {
+        let mut k = Config::default().kafka;
+        for (replicas, min_insync) in [(1, 1), (2, 2), (3, 2), (5, 2)] {
+            k.replication_factor = replicas;
+            assert_eq!(k.min_insync_replicas(), min_insync, "{replicas} replicas");
+        }
     }
 
     #[test]

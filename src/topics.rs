@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -11,15 +11,19 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
 
-/// Creates every topic of the deployment that does not exist yet, and waits (up to 15 s) until
-/// every partition has a leader that serves it: a producer started right after would otherwise meet "not
-/// leader for partition" while a new topic settles.
+/// Creates every topic of the deployment that does not exist yet, with its own
+/// [`min.insync.replicas`](crate::config::KafkaConfig::min_insync_replicas) whatever the
+/// broker's default, and waits (up to 15 s) until every partition has a leader that serves it:
+/// a producer started right after would otherwise meet "not leader for partition" while a new
+/// topic settles. Topics that exist keep their settings; a warning names those that ask fewer
+/// in-sync replicas than configured ([`weaker_than_configured`]).
 pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .create()?;
     let topics = config.topics();
     let names = topics.all();
+    let min_insync = config.kafka.min_insync_replicas().to_string();
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {
@@ -30,26 +34,85 @@ pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
             )
             // Facts are the truth: keep them forever.
             .set("retention.ms", "-1")
-            .set("min.insync.replicas", "1")
+            .set("min.insync.replicas", &min_insync)
         })
         .collect();
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(15)))
         .request_timeout(Some(Duration::from_secs(15)));
+    let mut existing = false;
     for result in admin.create_topics(&new, &options).await? {
         match result {
             Ok(name) => tracing::info!(topic = %name, "created topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existing = true,
             Err((name, code)) => {
                 tracing::error!(topic = %name, ?code, "could not create topic");
                 return Err(KafkaError::AdminOp(code));
             }
         }
     }
+    if existing {
+        warn_of_weaker_topics(&admin, config).await;
+    }
     let brokers = config.kafka.brokers.clone();
     tokio::task::spawn_blocking(move || wait_for_leaders(&brokers, &names))
         .await
         .map_err(|_| KafkaError::AdminOp(RDKafkaErrorCode::Fail))?
+}
+
+/// Topics of the deployment that ask fewer in-sync replicas of a write than
+/// [`min_insync_replicas`](crate::config::KafkaConfig::min_insync_replicas) (created by an
+/// earlier version, which asked one, or by hand): each topic and its `min.insync.replicas`.
+pub async fn weaker_than_configured(config: &Config) -> Result<Vec<(String, i32)>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .create()?;
+    weaker(&admin, config).await
+}
+
+async fn weaker(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+) -> Result<Vec<(String, i32)>, KafkaError> {
+    let wanted = config.kafka.min_insync_replicas();
+    let names = config.topics().all();
+    let resources: Vec<ResourceSpecifier<'_>> =
+        names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let described = admin
+        .describe_configs(&resources, &AdminOptions::new())
+        .await?;
+    let mut out = Vec::new();
+    for (name, resource) in names.iter().zip(described) {
+        let has = resource
+            .map_err(KafkaError::AdminOp)?
+            .get("min.insync.replicas")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse::<i32>().ok());
+        if let Some(has) = has.filter(|has| *has < wanted) {
+            out.push((name.clone(), has));
+        }
+    }
+    Ok(out)
+}
+
+/// Tells operators of existing topics that acknowledge writes on fewer replicas than
+/// configured: Gallery never changes a topic that exists.
+async fn warn_of_weaker_topics(admin: &AdminClient<DefaultClientContext>, config: &Config) {
+    match weaker(admin, config).await {
+        Ok(topics) => {
+            for (topic, has) in topics {
+                tracing::warn!(
+                    %topic,
+                    min_insync_replicas = has,
+                    wanted = config.kafka.min_insync_replicas(),
+                    "the topic acknowledges a write on fewer in-sync replicas than configured; \
+                     raise it with kafka-configs --alter --entity-type topics --entity-name \
+                     <topic> --add-config min.insync.replicas=<wanted>"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check the settings of existing topics"),
+    }
 }
 
 fn wait_for_leaders(brokers: &str, topics: &[String]) -> Result<(), KafkaError> {

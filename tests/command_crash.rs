@@ -25,9 +25,7 @@ use common::{App, TestEnv};
 use gallery::Roles;
 use gallery_commands::idempotency::{IdempotencyKey, Ids};
 use gallery_schemas::{Event, EventCodec, UserId};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -257,19 +255,8 @@ fn ids(user: &str, key: &str) -> Ids {
 /// Every message of `topic` now, as (key, value).
 fn messages(env: &TestEnv, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let ends = env.end_offsets(topic);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set("group.id", format!("crash-test-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in ends.keys() {
-        assignment
-            .add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer =
+        common::reader_from_start(&env.config.kafka.brokers, topic, ends.keys().copied());
     let wanted = usize::try_from(ends.values().sum::<i64>()).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);

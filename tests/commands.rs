@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{App, TestEnv};
+use common::{TestEnv, offsets, send};
 use gallery::Roles;
 use gallery_schemas::Role;
 use rdkafka::ClientConfig;
@@ -18,31 +18,6 @@ use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::{Value, json};
 
-/// Sends a request; returns the status, the Retry-After header and the JSON body.
-async fn send(
-    app: &App,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = app.http.request(method, app.commands_url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(k) = key {
-        req = req.header("Idempotency-Key", k);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
@@ -51,16 +26,6 @@ fn future(days: i64) -> String {
     let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-/// End offsets of every topic of the deployment, to prove a refusal wrote nothing.
-fn offsets(env: &TestEnv) -> HashMap<String, HashMap<i32, i64>> {
-    env.config
-        .topics()
-        .all()
-        .into_iter()
-        .map(|t| (t.clone(), env.end_offsets(&t)))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

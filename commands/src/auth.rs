@@ -19,6 +19,8 @@ pub enum AuthError {
     Malformed,
     #[error("token has expired")]
     Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
     #[error("token is invalid")]
     Invalid(#[source] jsonwebtoken::errors::Error),
     #[error("token subject is not a valid user id")]
@@ -88,6 +90,9 @@ impl TokenKeys {
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
+        // A token that says when it starts (`nbf`) is refused before then; jsonwebtoken
+        // ignores `nbf` unless told.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
@@ -114,6 +119,7 @@ impl TokenKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid(e),
             })?;
         let user = UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)?;
@@ -177,6 +183,30 @@ mod tests {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
             .unwrap_or_default();
         assert!(matches!(k.verify(&token), Err(AuthError::Expired)));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        #[derive(Serialize)]
+        struct Later {
+            sub: &'static str,
+            role: Role,
+            iat: u64,
+            nbf: u64,
+            exp: u64,
+        }
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let later = Later {
+            sub: "ada",
+            role: Role::Visitor,
+            iat: now_secs(),
+            nbf: now_secs() + 3600,
+            exp: now_secs() + 7200,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &later, &k.encoding)
+            .unwrap_or_default();
+        let r = k.verify(&token);
+        assert!(matches!(r, Err(AuthError::NotYetValid)), "{r:?}");
     }
 
     #[test]

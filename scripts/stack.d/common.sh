@@ -21,6 +21,10 @@ GALLERY_PG_PORT="${GALLERY_PG_PORT:-5432}"
 GALLERY_REGISTRY_PORT="${GALLERY_REGISTRY_PORT:-8081}"
 GALLERY_CQL_PORT="${GALLERY_CQL_PORT:-9042}"
 GALLERY_CASSANDRA_STORAGE_PORT="${GALLERY_CASSANDRA_STORAGE_PORT:-7000}"
+# The three-node Kafka cluster (kafka-cluster.sh): clients, then the quorum, one port a node.
+# Below the ephemeral range (32768 and up), so no client connection ever holds one.
+GALLERY_KAFKA_CLUSTER_PORTS="${GALLERY_KAFKA_CLUSTER_PORTS:-29092,29093,29094}"
+GALLERY_KAFKA_CLUSTER_CONTROLLER_PORTS="${GALLERY_KAFKA_CLUSTER_CONTROLLER_PORTS:-29192,29193,29194}"
 
 # with_lock FILE CMD...: run CMD holding an exclusive lock on FILE, so that stacks sharing
 # one GALLERY_STACK_DIST never download into it at the same time.
@@ -111,7 +115,8 @@ wait_ready() {
   local name="$1" check="$2" timeout="$3" waited=0
   until "$check"; do
     if (( waited >= timeout )); then
-      tail -n 40 "$STACK_LOG/$name.log" >&2 2>/dev/null || true
+      # A service of several processes (kafka-cluster) logs to NAME-1.log, NAME-2.log, ...
+      tail -n 40 "$STACK_LOG/$name.log" "$STACK_LOG/$name"-[0-9]*.log >&2 2>/dev/null || true
       die "$name did not answer within ${timeout}s (log: $STACK_LOG/$name.log)"
     fi
     sleep 1

@@ -192,6 +192,66 @@ impl TestEnv {
     }
 }
 
+/// Sends a command (with a bearer `token` and an `Idempotency-Key` when given); returns the
+/// status and the JSON body.
+pub async fn send(
+    app: &App,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = app.http.request(method, app.commands_url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// End offsets of every topic of the deployment, to prove a refusal wrote nothing.
+pub fn offsets(env: &TestEnv) -> HashMap<String, HashMap<i32, i64>> {
+    env.config
+        .topics()
+        .all()
+        .into_iter()
+        .map(|t| (t.clone(), env.end_offsets(&t)))
+        .collect()
+}
+
+/// A consumer of `partitions` of `topic` from their beginning, as downstream readers see them
+/// (`read_committed`); assigned by hand and never committing, its group only names it.
+pub fn reader_from_start(
+    brokers: &str,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
 /// The `gallery` binary with `args`, configured for `env`'s topics and database.
 pub fn gallery_command(env: &TestEnv, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gallery"));

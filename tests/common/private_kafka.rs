@@ -1,17 +1,13 @@
-//! A Kafka broker of one test's own, started and stopped for real with `scripts/stack`, for
-//! tests that take Kafka away. It reuses the shared stack's downloaded jars and lives in a
-//! directory of its own; dropping the guard always stops it and removes the directory.
+//! Kafka of one test's own, started and stopped for real with `scripts/stack`, for tests that
+//! take Kafka away: a single broker ([`PrivateKafka`]) or a three-node cluster
+//! ([`PrivateCluster`]). Each reuses the shared stack's downloaded jars and lives in a
+//! directory of its own, on free ports; dropping the guard always stops what it started and
+//! removes the directory. The shared stack's broker is never touched.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-pub struct PrivateKafka {
-    dir: PathBuf,
-    port: u16,
-    controller_port: u16,
-    running: bool,
-}
+use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -35,16 +31,86 @@ fn shared_dist() -> PathBuf {
     cache.join("gallery").join("stack").join("dist")
 }
 
+/// `scripts/stack` run for one service in a stack directory of its own.
+struct PrivateStack {
+    dir: PathBuf,
+    service: &'static str,
+    /// The service's port variables.
+    ports: Vec<(&'static str, String)>,
+}
+
+impl PrivateStack {
+    fn new(service: &'static str, ports: Vec<(&'static str, String)>) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "gallery-{service}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("private stack directory");
+        Self {
+            dir,
+            service,
+            ports,
+        }
+    }
+
+    fn run(&self, action: &str) -> bool {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack");
+        let status = Command::new(script)
+            .args([action, self.service])
+            .env("GALLERY_STACK_DIR", &self.dir)
+            .env("GALLERY_STACK_DIST", shared_dist())
+            .envs(self.ports.iter().map(|(k, v)| (k, v)))
+            .env("STACK_TIMEOUT", "180")
+            .status();
+        matches!(status, Ok(s) if s.success())
+    }
+
+    /// The pid of process `name` started by the script, if it runs.
+    fn pid(&self, name: &str) -> Option<u32> {
+        let text =
+            std::fs::read_to_string(self.dir.join("run").join(format!("{name}.pid"))).ok()?;
+        let pid = text.trim().parse().ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+}
+
+/// Sends SIGKILL to `pid` and waits (up to a minute) until it is gone.
+fn sigkill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -KILL {pid}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A killed child of a process that is gone is reaped by init; until then it is a zombie.
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "pid {pid} outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct PrivateKafka {
+    stack: PrivateStack,
+    port: u16,
+    running: bool,
+}
+
 impl PrivateKafka {
     /// Starts a fresh single-node broker on free ports and waits until it answers.
     pub fn start() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("gallery-kafka-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("private stack directory");
+        let port = free_port();
+        let stack = PrivateStack::new(
+            "kafka",
+            vec![
+                ("GALLERY_KAFKA_PORT", port.to_string()),
+                ("GALLERY_KAFKA_CONTROLLER_PORT", free_port().to_string()),
+            ],
+        );
         let mut kafka = Self {
-            dir,
-            port: free_port(),
-            controller_port: free_port(),
+            stack,
+            port,
             running: false,
         };
         kafka.up();
@@ -55,31 +121,15 @@ impl PrivateKafka {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn stack(&self, action: &str) -> bool {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack");
-        let status = Command::new(script)
-            .args([action, "kafka"])
-            .env("GALLERY_STACK_DIR", &self.dir)
-            .env("GALLERY_STACK_DIST", shared_dist())
-            .env("GALLERY_KAFKA_PORT", self.port.to_string())
-            .env(
-                "GALLERY_KAFKA_CONTROLLER_PORT",
-                self.controller_port.to_string(),
-            )
-            .env("STACK_TIMEOUT", "120")
-            .status();
-        matches!(status, Ok(s) if s.success())
-    }
-
     /// Starts the broker (again), keeping its data.
     pub fn up(&mut self) {
         self.running = true;
-        assert!(self.stack("up"), "scripts/stack up kafka failed");
+        assert!(self.stack.run("up"), "scripts/stack up kafka failed");
     }
 
     /// Stops the broker for real (SIGTERM, then waits for the process to exit).
     pub fn down(&mut self) {
-        assert!(self.stack("down"), "scripts/stack down kafka failed");
+        assert!(self.stack.run("down"), "scripts/stack down kafka failed");
         self.running = false;
     }
 }
@@ -87,8 +137,82 @@ impl PrivateKafka {
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
         if self.running {
-            let _ = self.stack("down");
+            let _ = self.stack.run("down");
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.stack.dir);
+    }
+}
+
+/// Three KRaft nodes (`scripts/stack up kafka-cluster`): replication 3 and
+/// `min.insync.replicas=2` for every topic. Node ids are 1, 2 and 3.
+pub struct PrivateCluster {
+    stack: PrivateStack,
+    ports: Vec<u16>,
+}
+
+impl PrivateCluster {
+    pub const NODES: [i32; 3] = [1, 2, 3];
+
+    /// Starts a fresh cluster on free ports and waits until every node answers.
+    pub fn start() -> Self {
+        let ports: Vec<u16> = Self::NODES.iter().map(|_| free_port()).collect();
+        let controllers: Vec<String> = Self::NODES
+            .iter()
+            .map(|_| free_port().to_string())
+            .collect();
+        let list = |ports: &[String]| ports.join(",");
+        let stack = PrivateStack::new(
+            "kafka-cluster",
+            vec![
+                (
+                    "GALLERY_KAFKA_CLUSTER_PORTS",
+                    list(&ports.iter().map(u16::to_string).collect::<Vec<_>>()),
+                ),
+                ("GALLERY_KAFKA_CLUSTER_CONTROLLER_PORTS", list(&controllers)),
+            ],
+        );
+        let cluster = Self { stack, ports };
+        cluster.up();
+        cluster
+    }
+
+    /// Bootstrap servers: every node.
+    pub fn brokers(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts every node that is not running (again, keeping its data) and waits for all.
+    pub fn up(&self) {
+        assert!(
+            self.stack.run("up"),
+            "scripts/stack up kafka-cluster failed"
+        );
+    }
+
+    /// Kills node `id` with SIGKILL (no clean shutdown, no leadership handed over) and waits
+    /// until its process is gone.
+    pub fn kill(&self, id: i32) {
+        let pid = self
+            .stack
+            .pid(&format!("kafka-cluster-{id}"))
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        sigkill(pid);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        // Killed rather than stopped: a clean shutdown of the last nodes waits for a quorum
+        // that is going away, and the data is removed anyway.
+        for id in Self::NODES {
+            if let Some(pid) = self.stack.pid(&format!("kafka-cluster-{id}")) {
+                sigkill(pid);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.stack.dir);
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::error::WorkerError;
@@ -198,6 +198,15 @@ impl Emitter {
         {
             return TxnError::Fatal(cause);
         }
+        // librdkafka's abort waits until every message of the transaction is reported, and a
+        // BaseProducer hands reports over only when polled (its commit_transaction flushes
+        // first; its abort_transaction does not): unpolled, the abort waits out its timeout
+        // and fails, and the session is torn down for a mere abort. So the queued messages
+        // are taken back and the reports of those in flight served first.
+        self.producer.purge(PurgeConfig::default().queue());
+        if let Err(e) = self.producer.flush(CALL_TIMEOUT) {
+            tracing::warn!(error = %e, cause = %cause, "messages still unreported before the abort");
+        }
         match self.producer.abort_transaction(CALL_TIMEOUT) {
             Ok(()) => TxnError::Aborted(cause),
             Err(e) => {
@@ -207,3 +216,7 @@ impl Emitter {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "emitter_tests.rs"]
+mod tests;

@@ -1,0 +1,543 @@
+//! Gallery on a three-node Kafka cluster of the test's own (`scripts/stack up kafka-cluster`,
+//! replication 3, `min.insync.replicas=2`) while a broker dies by SIGKILL:
+//!
+//! - likes flow from many concurrent clients through the HTTP API while the leader of the
+//!   interactions partition is killed: every answer is `202` or `503 UNAVAILABLE` with
+//!   `Retry-After` (the commands caught by the election are refused), likes are accepted
+//!   again once a new leader is elected and go on while the killed node comes back, and every
+//!   like answered `202` is in the log (read with `read_committed`) exactly once, where its
+//!   answer said;
+//! - the painter's transactions go on through the loss of the coordinator of its
+//!   transactions, and then of the leader of the generation partition, each killed while jobs
+//!   run: every request ends in exactly one terminal event.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::generation::{Requests, Results, RunningWorker, StepPainter, both, text_request};
+use common::private_kafka::PrivateCluster;
+use common::{App, TestEnv};
+use gallery::Roles;
+use gallery_schemas::EventCodec;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// Concurrent clients, each liking and unliking as one user.
+const CLIENTS: usize = 16;
+/// Commands one client sends at most.
+const MAX_PER_CLIENT: usize = 10_000;
+/// Likes accepted before the kill, and likes sent after it and accepted, before the run ends.
+const BEFORE: usize = 200;
+const AFTER: usize = 300;
+
+/// One answered command.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    code: Option<String>,
+    event_id: Option<uuid::Uuid>,
+    /// (partition, offset) the `202` named.
+    position: Option<(i32, i64)>,
+    sent: Instant,
+    took: Duration,
+}
+
+/// Starts the cluster (blocking: it runs `scripts/stack`) and a deployment on it.
+async fn deployment(partitions: i32) -> (PrivateCluster, TestEnv) {
+    let cluster = tokio::task::spawn_blocking(PrivateCluster::start)
+        .await
+        .unwrap();
+    let mut env = TestEnv::new().await;
+    env.config.kafka.brokers = cluster.brokers();
+    env.config.kafka.replication_factor = 3;
+    env.config.kafka.partitions = partitions;
+    (cluster, env)
+}
+
+/// Asks `question` of the cluster at `brokers` until it has an answer (`Some`): every 200 ms,
+/// for a minute at most. While a node is gone, the metadata may still name it, and what it led
+/// has no answer until another node leads.
+fn ask<T, E: std::fmt::Debug>(
+    brokers: &str,
+    what: &str,
+    question: impl Fn(&BaseConsumer) -> Result<Option<T>, E>,
+) -> T {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match question(&consumer) {
+            Ok(Some(answer)) => return answer,
+            other => assert!(
+                Instant::now() < deadline,
+                "no answer within a minute: {what}: {:?}",
+                other.err()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The node leading `partition` of `topic` (a topic of three replicas).
+fn leader(brokers: &str, topic: &str, partition: i32) -> i32 {
+    let what = format!("the leader of {topic}/{partition}");
+    let (leader, replicas) = ask(brokers, &what, |consumer| {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let found = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .find(|p| p.id() == partition && p.leader() >= 0)
+            .map(|p| (p.leader(), p.replicas().len()));
+        Ok::<_, rdkafka::error::KafkaError>(found)
+    });
+    assert_eq!(replicas, 3, "three replicas of {topic}/{partition}");
+    leader
+}
+
+/// The `min.insync.replicas` of `topic`, as the brokers have it.
+async fn min_insync_replicas(brokers: &str, topic: &str) -> String {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    resource
+        .get("min.insync.replicas")
+        .and_then(|e| e.value.clone())
+        .unwrap()
+}
+
+/// The end offsets of `topic`'s partitions.
+fn end_offsets(brokers: &str, topic: &str) -> HashMap<i32, i64> {
+    ask(
+        brokers,
+        &format!("the end offsets of {topic}"),
+        |consumer| {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let ends = metadata.topics()[0]
+                .partitions()
+                .iter()
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                        .map(|(_, high)| (p.id(), high))
+                })
+                .collect::<Result<HashMap<_, _>, _>>()?;
+            Ok::<_, rdkafka::error::KafkaError>((!ends.is_empty()).then_some(ends))
+        },
+    )
+}
+
+/// Every message of `topic` up to its end now, read with `read_committed`: event id ->
+/// the (partition, offset) of each copy.
+async fn log_of(env: &TestEnv, topic: &str) -> HashMap<uuid::Uuid, Vec<(i32, i64)>> {
+    let ends = end_offsets(&env.config.kafka.brokers, topic);
+    let consumer =
+        common::reader_from_start(&env.config.kafka.brokers, topic, ends.keys().copied());
+    let codec = EventCodec::new(&env.config.registry()).unwrap();
+    let mut next: HashMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+    let mut out: HashMap<uuid::Uuid, Vec<(i32, i64)>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next.iter().any(|(p, n)| *n < ends[p]) {
+        assert!(Instant::now() < deadline, "read {topic} within 120 s");
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let event = codec.decode(m.payload()).await.unwrap();
+        out.entry(event.event_id())
+            .or_default()
+            .push((m.partition(), m.offset()));
+        next.insert(m.partition(), m.offset() + 1);
+    }
+    out
+}
+
+/// Topics of another deployment on the cluster, made as an earlier version made them
+/// (`min.insync.replicas=1`), are named by `weaker_than_configured` (which `ensure_topics` warns
+/// of: it never changes a topic that exists).
+async fn older_topics_are_named(env: &TestEnv) {
+    let mut older = env.config.clone();
+    older.kafka.topic_prefix = format!("{}older.", env.config.kafka.topic_prefix);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &older.kafka.brokers)
+        .create()
+        .unwrap();
+    let names = older.topics().all();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(name, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "1")
+        })
+        .collect();
+    for created in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        created.unwrap();
+    }
+    gallery::topics::ensure_topics(&older).await.unwrap();
+    let weaker = gallery::topics::weaker_than_configured(&older)
+        .await
+        .unwrap();
+    let expected: Vec<(String, i32)> = names.into_iter().map(|n| (n, 1)).collect();
+    assert_eq!(weaker, expected, "the earlier version's topics, untouched");
+}
+
+/// What the clients share: when to stop, whether the leader was killed, and how many likes
+/// were accepted before the kill and, of those sent after it, since.
+#[derive(Default)]
+struct Traffic {
+    stop: AtomicBool,
+    killed: AtomicBool,
+    accepted_before: AtomicUsize,
+    accepted_after: AtomicUsize,
+}
+
+/// One client: likes and unlikes artworks as `user` until told to stop, at most
+/// [`MAX_PER_CLIENT`] times, one command at a time.
+async fn client(app: Arc<App>, token: String, index: usize, traffic: Arc<Traffic>) -> Vec<Answer> {
+    let http = reqwest::Client::builder()
+        // Generous: an answer may wait for a leader election and the delivery timeout.
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut answers = Vec::new();
+    for i in 0..MAX_PER_CLIENT {
+        if traffic.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let url = app.commands_url(&format!("/v1/artworks/art-{}/like", (index + i) % 8));
+        let request = if i % 3 == 2 {
+            http.delete(url)
+        } else {
+            http.put(url)
+        };
+        let after_kill = traffic.killed.load(Ordering::Relaxed);
+        let sent = Instant::now();
+        let response = request
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("client {index}: no answer to command {i}: {e}");
+            });
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status == 202 {
+            let counter = if after_kill {
+                &traffic.accepted_after
+            } else {
+                &traffic.accepted_before
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        answers.push(Answer {
+            status,
+            retry_after,
+            code: body["error"]["code"].as_str().map(str::to_owned),
+            event_id: body["eventId"].as_str().map(|s| s.parse().unwrap()),
+            position: body["position"]["offset"].as_i64().map(|o| {
+                let p = body["position"]["partition"].as_i64().unwrap();
+                (i32::try_from(p).unwrap(), o)
+            }),
+            sent,
+            took: sent.elapsed(),
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    answers
+}
+
+/// Waits until `counter` reaches `n`; panics after `timeout`.
+async fn until_counted(counter: &AtomicUsize, n: usize, timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while counter.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} {what} within {timeout:?}",
+            counter.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_answered_202_survive_the_interactions_leaders_death_exactly_once() {
+    // One partition: every like goes through the leader that dies.
+    let (cluster, mut env) = deployment(1).await;
+    env.config.limits.interactions_per_minute = 0;
+    // Shorter than any election (a dead node is fenced after its 9 s session timeout), so
+    // that commands caught by it are refused rather than answered late.
+    env.config.kafka.delivery_timeout_ms = 3_000;
+    let app = Arc::new(env.start(Roles::COMMANDS).await);
+    let topic = env.config.topics().interactions();
+    assert_eq!(
+        min_insync_replicas(&env.config.kafka.brokers, &topic).await,
+        "2",
+        "an acknowledged like must be on two brokers"
+    );
+    assert_eq!(
+        gallery::topics::weaker_than_configured(&env.config)
+            .await
+            .unwrap(),
+        [],
+        "every topic of the deployment asks two in-sync replicas"
+    );
+    older_topics_are_named(&env).await;
+
+    let traffic = Arc::new(Traffic::default());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (app, traffic) = (app.clone(), traffic.clone());
+            let token = env.token(&format!("visitor-{i}"));
+            tokio::spawn(client(app, token, i, traffic))
+        })
+        .collect();
+
+    until_counted(
+        &traffic.accepted_before,
+        BEFORE,
+        Duration::from_secs(120),
+        "likes accepted",
+    )
+    .await;
+    let victim = leader(&env.config.kafka.brokers, &topic, 0);
+    traffic.killed.store(true, Ordering::Relaxed);
+    let killed_at = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill(victim);
+        cluster
+    })
+    .await
+    .unwrap();
+    eprintln!("killed node {victim}, the leader of {topic}/0");
+    // Likes are accepted again once another node leads.
+    until_counted(
+        &traffic.accepted_after,
+        AFTER,
+        Duration::from_secs(180),
+        "likes sent after the kill accepted",
+    )
+    .await;
+    // The node comes back (and catches up) while likes flow: nothing changes for them.
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.up();
+        cluster
+    })
+    .await
+    .unwrap();
+    let back = traffic.accepted_after.load(Ordering::Relaxed);
+    until_counted(
+        &traffic.accepted_after,
+        back + AFTER,
+        Duration::from_secs(180),
+        "likes accepted after the node came back",
+    )
+    .await;
+    traffic.stop.store(true, Ordering::Relaxed);
+    let mut answers = Vec::new();
+    for c in clients {
+        answers.extend(c.await.unwrap());
+    }
+    Arc::into_inner(app).unwrap().stop().await;
+    let new_leader = leader(&env.config.kafka.brokers, &topic, 0);
+    assert_ne!(new_leader, victim);
+
+    // Every answer is a 202 or a 503 that tells the client to retry.
+    let mut refused = 0;
+    let mut slowest = Duration::ZERO;
+    for a in &answers {
+        slowest = slowest.max(a.took);
+        match a.status {
+            202 => {}
+            503 => {
+                assert_eq!(a.code.as_deref(), Some("UNAVAILABLE"), "{a:?}");
+                assert_eq!(a.retry_after.as_deref(), Some("1"), "{a:?}");
+                refused += 1;
+            }
+            _ => panic!("neither 202 nor 503: {a:?}"),
+        }
+    }
+    let ok: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
+    let in_flight = ok
+        .iter()
+        .filter(|a| a.sent <= killed_at && a.sent + a.took > killed_at)
+        .count();
+    eprintln!(
+        "{} commands: {} accepted ({in_flight} of them in flight at the kill), {refused} \
+         refused with 503; slowest answer {slowest:?}; node {new_leader} leads now",
+        answers.len(),
+        ok.len()
+    );
+    assert!(refused >= 1, "commands during the election were refused");
+
+    // Every 202 is in the log once, where its answer said.
+    let log = log_of(&env, &topic).await;
+    for a in &ok {
+        let id = a.event_id.expect("a 202 names its event");
+        let copies = log.get(&id).map_or(&[][..], Vec::as_slice);
+        assert_eq!(copies, [a.position.unwrap()], "event {id} answered {a:?}");
+    }
+    let written: usize = log.values().map(Vec::len).sum();
+    eprintln!(
+        "{written} events in the log, {} of them of commands answered 503",
+        written - ok.len()
+    );
+    assert!(written - ok.len() <= refused, "no event from nowhere");
+    drop(cluster);
+}
+
+/// Generation requests sent before the first kill.
+const REQUESTS: usize = 24;
+
+/// The node coordinating the transactions of `transactional_id`: the leader of its partition
+/// of the transaction state log, `abs(hashCode(id)) % partitions` as Kafka computes it (Java's
+/// `String.hashCode` over UTF-16 units).
+fn transaction_coordinator(brokers: &str, transactional_id: &str) -> i32 {
+    const STATE_LOG: &str = "__transaction_state";
+    // transaction.state.log.num.partitions in scripts/stack.d/kafka.sh.
+    const STATE_PARTITIONS: i32 = 10;
+    let hash = transactional_id.encode_utf16().fold(0_i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    leader(brokers, STATE_LOG, abs % STATE_PARTITIONS)
+}
+
+/// Kills node `victim` with SIGKILL, saying why it was chosen.
+async fn kill_node(cluster: PrivateCluster, victim: i32, why: &str) -> PrivateCluster {
+    eprintln!("killing node {victim}, {why}");
+    tokio::task::spawn_blocking(move || {
+        cluster.kill(victim);
+        cluster
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_painters_transactions_survive_the_loss_of_a_broker_with_one_terminal_each() {
+    let (cluster, env) = deployment(1).await;
+    // The worker's metrics, to tell how its transactions fared.
+    let metrics = gallery::metrics::recorder().unwrap();
+    gallery::topics::ensure_topics(&env.config).await.unwrap();
+    let brokers = env.config.kafka.brokers.clone();
+    let store = gallery_commands::MediaStore::open(&env.config.media)
+        .unwrap()
+        .object_store();
+    // About a second a job: the kills land while jobs run and transactions are open.
+    let painter = StepPainter::new(Duration::from_millis(40));
+    let settings = common::generation::worker_settings(&env.config);
+    let transactional_id = settings.transactional_id();
+    let worker = RunningWorker::start(&env.config, settings, store, both(painter.clone()));
+    let sender = Requests::new(&env.config);
+    let mut results = Results::new(&env.config);
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let style = if i % 2 == 0 { "warm" } else { "cool" };
+            let mut r = text_request(&format!("user-{}", i % 4), "a quiet harbour", style, 20, 64);
+            // A picture of its own each, never one from the result cache.
+            r.seed = i as i64;
+            r
+        })
+        .collect();
+    for r in &requests {
+        sender.request(r).await;
+    }
+    let ids: Vec<uuid::Uuid> = requests.iter().map(|r| r.request_id).collect();
+    let finished = |n: usize| {
+        let ids = ids.clone();
+        move |r: &Results| ids.iter().filter(|id| r.has_terminal(**id)).count() >= n
+    };
+
+    // First the coordinator of the painter's transactions dies, then (once it is back) the
+    // leader of the generation partition, each while jobs run.
+    results
+        .until(Duration::from_secs(120), "4 requests finished", finished(4))
+        .await;
+    let coordinator = transaction_coordinator(&brokers, &transactional_id);
+    let cluster = kill_node(
+        cluster,
+        coordinator,
+        "the coordinator of the painter's transactions",
+    )
+    .await;
+    results
+        .until(
+            Duration::from_secs(180),
+            "10 requests finished",
+            finished(10),
+        )
+        .await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.up();
+        cluster
+    })
+    .await
+    .unwrap();
+    let generation = env.config.topics().generation();
+    let victim = leader(&brokers, &generation, 0);
+    let cluster = kill_node(cluster, victim, "the leader of the generation partition").await;
+    results
+        .until(
+            Duration::from_secs(300),
+            "every request finished",
+            finished(REQUESTS),
+        )
+        .await;
+    // Long enough for a second terminal, were there one, to show.
+    results.settle(Duration::from_secs(5)).await;
+    worker.stop().await;
+
+    let counts = results.terminal_counts();
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "exactly one terminal for {id}");
+        let terminal = results.terminals(*id)[0];
+        assert!(
+            matches!(terminal, gallery_schemas::Event::GenerationCompleted(_)),
+            "{id} did not complete: {terminal:#?}"
+        );
+    }
+    assert_eq!(counts.len(), REQUESTS, "no terminal for anything else");
+    let text = metrics.render();
+    let transactions = |result: &str| {
+        let series = format!(
+            "{}{{result=\"{result}\"}}",
+            gallery_gpu_workers::metrics::TRANSACTIONS
+        );
+        common::sample(&text, &series).unwrap_or(0.0)
+    };
+    eprintln!(
+        "{REQUESTS} requests, one completion each; {} paint runs; transactions: {} committed, \
+         {} aborted and sent again, {} failed for good (the session started again)",
+        painter.calls(),
+        transactions("committed"),
+        transactions("aborted"),
+        transactions("fatal"),
+    );
+    assert!(painter.calls() >= REQUESTS, "every request was painted");
+    drop(cluster);
+}
