@@ -150,8 +150,13 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-/// The read buffer of a WebSocket connection, and the size at which its writes are flushed.
-const WS_BUFFER_BYTES: usize = 4 * 1024;
+/// The read buffer of a WebSocket connection: what an idle subscription holds for reading.
+/// Client messages are small (`subscribe`, `ping`, `complete`); a larger one is read in as
+/// many chunks, into room reserved for it alone.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
+/// The size at which a WebSocket connection's writes are flushed.
+const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Room beyond the document in a WebSocket message: variables and the protocol's envelope.
 const WS_ENVELOPE_BYTES: usize = 64 * 1024;
@@ -179,8 +184,8 @@ async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // GraphQL messages are small: buffers sized for them, not tungstenite's 128 KiB
         // defaults, which made every idle subscription cost about 150 KB.
-        .read_buffer_size(WS_BUFFER_BYTES)
-        .write_buffer_size(WS_BUFFER_BYTES)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |stream| {
