@@ -124,14 +124,32 @@ impl Emitter {
 
     /// Writes `batch` and its offsets in one transaction (blocking).
     pub fn commit(&self, batch: &Batch, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+        let began = std::time::Instant::now();
         self.producer.begin_transaction().map_err(TxnError::Fatal)?;
-        if let Err(e) = self.fill(batch, group) {
-            return Err(self.abort(e));
-        }
+        let filling = std::time::Instant::now();
+        let offsets_took = match self.fill(batch, group) {
+            Ok(took) => took,
+            Err(e) => return Err(self.abort(e)),
+        };
+        let committing = std::time::Instant::now();
         let mut attempt = 1;
         loop {
             match self.producer.commit_transaction(CALL_TIMEOUT) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // Where a transaction's time goes, call by call (each is a wait on the
+                    // broker): `send_offsets_to_transaction` and `commit_transaction`.
+                    tracing::debug!(
+                        records = batch.records.len(),
+                        begin_us = (filling - began).as_micros(),
+                        send_us = (committing - filling)
+                            .saturating_sub(offsets_took)
+                            .as_micros(),
+                        offsets_us = offsets_took.as_micros(),
+                        commit_us = committing.elapsed().as_micros(),
+                        "transaction timed"
+                    );
+                    return Ok(());
+                }
                 Err(KafkaError::Transaction(e))
                     if e.is_retriable() && !e.txn_requires_abort() && attempt < COMMIT_ATTEMPTS =>
                 {
@@ -143,7 +161,9 @@ impl Emitter {
         }
     }
 
-    fn fill(&self, batch: &Batch, group: &ConsumerGroupMetadata) -> Result<(), KafkaError> {
+    /// Sends `batch`'s records and offsets into the open transaction; returns how long the
+    /// offsets took.
+    fn fill(&self, batch: &Batch, group: &ConsumerGroupMetadata) -> Result<Duration, KafkaError> {
         for r in &batch.records {
             let mut record: BaseRecord<'_, [u8], [u8]> = match r.to {
                 Destination::Generation { partition } => {
@@ -184,11 +204,12 @@ impl Emitter {
         for (partition, next) in &batch.offsets {
             offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
         }
+        let started = std::time::Instant::now();
         if offsets.count() > 0 {
             self.producer
                 .send_offsets_to_transaction(&offsets, group, CALL_TIMEOUT)?;
         }
-        Ok(())
+        Ok(started.elapsed())
     }
 
     /// Aborts after `cause`; fatal when the producer itself is done for.
