@@ -87,7 +87,7 @@ async fn the_command_service_answers_as_its_openapi_document_says() {
     assert_eq!(status, 202, "{body}");
 
     let base = app.commands_url("");
-    let hooks = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openapi");
+    let hooks = common::repo_dir().join("tests/openapi");
     let report = tempfile::tempdir().unwrap();
     let mut run = tokio::process::Command::new(&st);
     run.arg("run")

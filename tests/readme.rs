@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+    // The checkout `cargo test` runs in (its environment), not the one the binary was built in.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    std::fs::read_to_string(std::path::Path::new(&dir).join("README.md")).unwrap()
 }
 
 /// The dotted keys of the leaves of `value` under `prefix`.

@@ -300,10 +300,10 @@ fn spawn_projector(env: &TestEnv) -> Child {
         .env("GALLERY_PROJECTIONS__INSTANCE_ID", "projector-0")
         .env("GALLERY_SCYLLA__KEYSPACE", &env.config.scylla.keyspace)
         .env("GALLERY_SCYLLA__NODES", &env.config.scylla.nodes)
-        // The batch sizes this test was written with (the Scylla projector's was fixed at
-        // 100): a backlog in many batches, for a kill to land between.
+        // A round's backlog (110 messages) in many small batches, for a kill to land
+        // between them however fast each is applied.
         .env("GALLERY_PROJECTIONS__MAX_BATCH", "1000")
-        .env("GALLERY_PROJECTIONS__SCYLLA_MAX_BATCH", "100")
+        .env("GALLERY_PROJECTIONS__SCYLLA_MAX_BATCH", "10")
         .env("GALLERY_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)

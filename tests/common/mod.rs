@@ -19,6 +19,15 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
+/// The repository's directory: the one `cargo test` runs the test for (its environment), so a
+/// test binary built in another checkout still reads this one's files.
+pub fn repo_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}
+
 /// The stack's defaults, overridable with the same variables `gallery` reads.
 pub fn base_config() -> Config {
     Config::load(None, &Default::default()).expect("configuration")

@@ -54,7 +54,7 @@ impl PrivateStack {
     }
 
     fn run(&self, action: &str) -> bool {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack");
+        let script = super::repo_dir().join("scripts/stack");
         let status = Command::new(script)
             .args([action, self.service])
             .env("GALLERY_STACK_DIR", &self.dir)
