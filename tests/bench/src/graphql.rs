@@ -11,7 +11,7 @@
 //! (20 artworks with their stats). Every answer is checked against the seeding.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use tokio::process::Command;
 
 use crate::deployment::Deployment;
 use crate::load::{Kind, LoadReport, user_name};
+use crate::plot::{self, Series};
 use crate::process::{Server, free_addr, report};
 use crate::reads::Seed;
 use crate::report::{Goal, goals_table, ratio_goal, rows_table, thousands};
@@ -211,6 +212,9 @@ pub fn run(args: &GraphqlArgs) -> anyhow::Result<()> {
             .collect();
         println!("\n{}", rows_table(&rows));
         println!("{}", goals_table(&read_goals(&points, &args.queries)));
+        for path in plots(&points, &args.queries, &args.plots)? {
+            println!("\nplot: {path}");
+        }
         for (kind, profile) in profiles {
             println!(
                 "\nperf profile of the query API, {} at its highest concurrency:\n```\n{profile}\n```",
@@ -222,6 +226,45 @@ pub fn run(args: &GraphqlArgs) -> anyhow::Result<()> {
 }
 
 type Measured = (Vec<ReadPoint>, usize, Vec<(Kind, String)>);
+
+/// `graphql-<query>.svg` per query: answers/s against connections, one line per target.
+/// Returns the files written.
+fn plots(points: &[ReadPoint], kinds: &[Kind], dir: &Path) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for &kind in kinds {
+        let series: Vec<Series> = [Target::Gallery, Target::Cache, Target::Rest]
+            .into_iter()
+            .map(|target| {
+                let line = points
+                    .iter()
+                    .filter(|p| p.kind == kind && p.target == target)
+                    .map(|p| (p.concurrency as f64, p.report.rps))
+                    .collect();
+                Series::new(target.label(), line)
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let name = if kind == Kind::Page {
+            "graphql-page.svg"
+        } else {
+            "graphql-artwork.svg"
+        };
+        let path = dir.join(name);
+        plot::lines_log_x(
+            &path,
+            &format!("graphql: {}, answers/s", query_label(kind)),
+            "connections",
+            "answers/s",
+            &series,
+        )?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
 
 /// A token for `user` with `role`.
 fn token(keys: &TokenKeys, user: &str, role: Role) -> anyhow::Result<String> {
@@ -657,6 +700,23 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[test]
+    fn each_query_gets_its_plot_with_a_line_per_target() {
+        let dir = std::env::temp_dir().join(format!("gallery-plots-{}", uuid::Uuid::new_v4()));
+        let points = [
+            point(Kind::Artwork, Target::Gallery, 30_000.0, 0),
+            point(Kind::Artwork, Target::Cache, 50_000.0, 0),
+            point(Kind::Page, Target::Rest, 2_000.0, 0),
+        ];
+        let written = plots(&points, &[Kind::Artwork, Kind::Page], &dir).unwrap();
+        assert_eq!(written.len(), 2);
+        let artwork = std::fs::read_to_string(dir.join("graphql-artwork.svg")).unwrap();
+        assert!(artwork.contains("<svg") && artwork.contains("Gallery GraphQL"));
+        assert!(artwork.contains("(a) axum JSON handler"));
+        assert!(!artwork.contains("(b) REST"), "no points, no line");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
