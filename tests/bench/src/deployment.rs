@@ -17,26 +17,18 @@ use rdkafka::client::DefaultClientContext;
 use tokio::process::Command;
 use tokio_postgres::NoTls;
 
-/// A scenario's measurements and what its table says about the run.
+/// A scenario's measurements and the load average around the run.
 #[derive(Debug)]
 pub struct Run<T> {
     pub measured: T,
-    pub machine: crate::machine::Machine,
-    pub before: crate::machine::LoadAverage,
-    pub after: crate::machine::LoadAverage,
-    /// The harness's arguments, as `scripts/bench` takes them.
-    pub command: String,
+    pub before: LoadAverage,
+    pub after: LoadAverage,
 }
 
 impl<T> Run<T> {
     /// The table's heading: `## <title>`, the machine and load average, the command.
     pub fn print_heading(&self, title: &str) {
-        println!("## {title}\n");
-        println!(
-            "- machine: {}; load average (1, 5, 15 min) {} before, {} after",
-            self.machine, self.before, self.after
-        );
-        println!("- command: `scripts/bench {}`", self.command);
+        crate::machine::print_heading(title, self.before, self.after);
     }
 }
 
@@ -46,8 +38,7 @@ pub async fn run<T>(
     partitions: i32,
     measure: impl AsyncFnOnce(&Deployment) -> anyhow::Result<T>,
 ) -> anyhow::Result<Run<T>> {
-    let machine = crate::machine::Machine::this();
-    let before = crate::machine::LoadAverage::now();
+    let before = LoadAverage::now();
     let deployment = Deployment::create(partitions).await?;
     eprintln!(
         "run: topics {}*, logs in {}",
@@ -56,16 +47,13 @@ pub async fn run<T>(
     );
     let measured = measure(&deployment).await;
     let removed = deployment.remove().await;
-    let after = crate::machine::LoadAverage::now();
+    let after = LoadAverage::now();
     let measured = measured?;
     removed.context("could not remove the run's topics and databases")?;
-    let command: Vec<String> = std::env::args().skip(1).collect();
     Ok(Run {
         measured,
-        machine,
         before,
         after,
-        command: command.join(" "),
     })
 }
 
@@ -85,40 +73,7 @@ pub struct Deployment {
     pub dir: PathBuf,
 }
 
-/// What a scenario measured in a deployment of its own, and the load average around it.
-#[derive(Debug)]
-pub struct Measured<T> {
-    pub before: LoadAverage,
-    pub after: LoadAverage,
-    pub measured: T,
-}
-
 impl Deployment {
-    /// Creates a deployment of `partitions`, runs `measure` in it and removes it, whatever
-    /// `measure` gave.
-    pub async fn around<T>(
-        partitions: i32,
-        measure: impl AsyncFnOnce(&Deployment) -> anyhow::Result<T>,
-    ) -> anyhow::Result<Measured<T>> {
-        let before = LoadAverage::now();
-        let deployment = Self::create(partitions).await?;
-        eprintln!(
-            "run: topics {}*, logs in {}",
-            deployment.prefix,
-            deployment.dir.display()
-        );
-        let measured = measure(&deployment).await;
-        let removed = deployment.remove().await;
-        let after = LoadAverage::now();
-        let measured = measured?;
-        removed.context("could not remove the run's topics and databases")?;
-        Ok(Measured {
-            before,
-            after,
-            measured,
-        })
-    }
-
     pub async fn create(partitions: i32) -> anyhow::Result<Self> {
         let base = Config::load(None, &Default::default())?;
         let id = uuid::Uuid::new_v4().simple().to_string();

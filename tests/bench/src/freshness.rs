@@ -23,7 +23,6 @@ use tokio::time::Instant;
 use crate::deployment::{self, Deployment};
 use crate::latency::{self, Latencies};
 use crate::load::{Checker, Expect, LoadReport, Run, Workload, token};
-use crate::machine::print_heading;
 use crate::plot::Series;
 use crate::process::{free_addr, report, start_healthy};
 use crate::report::{Goal, Verdict, goals_table, thousands};
@@ -192,12 +191,9 @@ pub fn run(args: &FreshnessArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let deployment::Measured {
-            before,
-            after,
-            measured,
-        } = Deployment::around(args.partitions, async |d| measure(args, d).await).await?;
-        print_heading("freshness: a like's `202` until GraphQL and a subscription show it", before, after);
+        let run = deployment::run(args.partitions, async |d| measure(args, d).await).await?;
+        run.print_heading("freshness: a like's `202` until GraphQL and a subscription show it");
+        let measured = run.measured;
         println!(
             "- roles as separate processes: `gallery commands`, `gallery projections`, `gallery query-api` (Postgres read model, cache on); {} partitions",
             args.partitions

@@ -17,10 +17,9 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::deployment::{Deployment, Measured};
+use crate::deployment::Deployment;
 use crate::latency::{self, Latencies};
 use crate::load::token;
-use crate::machine::print_heading;
 use crate::plot::Series;
 use crate::process::{free_addr, start_healthy};
 use crate::report::{Goal, Verdict, goals_table};
@@ -182,12 +181,9 @@ pub fn run(args: &PainterArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let Measured {
-            before,
-            after,
-            measured: summary,
-        } = Deployment::around(args.partitions, async |d| measure(args, d).await).await?;
-        print_heading("painter: request accepted to `COMPLETED` visible, minus the painting", before, after);
+        let run = crate::deployment::run(args.partitions, async |d| measure(args, d).await).await?;
+        run.print_heading("painter: request accepted to `COMPLETED` visible, minus the painting");
+        let summary = run.measured;
         println!(
             "- roles as separate processes: `gallery commands`, `gallery projections`, `gallery query-api`, `gallery painter` (the style network on the CPU); {} partitions",
             args.partitions

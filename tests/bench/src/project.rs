@@ -28,7 +28,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::deployment::Deployment;
-use crate::machine::{LoadAverage, Machine};
+use crate::machine::LoadAverage;
 use crate::process::{Server, free_addr};
 use crate::report::{Goal, Verdict, goals_table, rate_goal, thousands};
 use fill::Placed;
@@ -226,7 +226,6 @@ pub fn run(args: &ProjectArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let machine = Machine::this();
         let before = LoadAverage::now();
         let mut deployment = Deployment::create(args.partitions).await?;
         eprintln!(
@@ -243,7 +242,12 @@ pub fn run(args: &ProjectArgs) -> anyhow::Result<()> {
         let after = LoadAverage::now();
         let measured = measured?;
         removed.context("could not remove the run's topics, databases and keyspaces")?;
-        print(args, &machine, (before, after), &measured);
+        crate::machine::print_heading(
+            "project: the projectors' apply rates from a pre-filled log, and the rebuild",
+            before,
+            after,
+        );
+        print(args, &measured);
         let plot = args.plots.join("project-rates.svg");
         crate::plot::bars(
             &plot,
@@ -269,14 +273,7 @@ async fn cleanup(deployment: &Deployment, keyspaces: &[String]) -> anyhow::Resul
     removed
 }
 
-fn print(args: &ProjectArgs, machine: &Machine, load: (LoadAverage, LoadAverage), m: &Measured) {
-    let command: Vec<String> = std::env::args().skip(1).collect();
-    println!("## project: the projectors' apply rates from a pre-filled log, and the rebuild\n");
-    println!(
-        "- machine: {machine}; load average (1, 5, 15 min) {} before, {} after",
-        load.0, load.1
-    );
-    println!("- command: `scripts/bench {}`", command.join(" "));
+fn print(args: &ProjectArgs, m: &Measured) {
     println!(
         "- the log: {} interaction events on {} partitions ({}), {} users, {} artworks (the first \
          ones drawn more often), pre-filled with Gallery's codec and producer{}",

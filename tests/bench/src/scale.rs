@@ -9,7 +9,7 @@ use clap::Parser as _;
 
 use crate::deployment::Deployment;
 use crate::like::{self, LikeArgs};
-use crate::machine::{LoadAverage, Machine};
+use crate::machine::LoadAverage;
 use crate::plot::{self, Series};
 use crate::report::{Target, peak, thousands};
 
@@ -78,7 +78,6 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let machine = Machine::this();
         let before = LoadAverage::now();
         let mut cells = Vec::new();
         for &instances in &args.instances {
@@ -103,10 +102,11 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
             }
         }
         let after = LoadAverage::now();
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        println!("## scale: likes/s by partitions and command service instances\n");
-        println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
-        println!("- command: `scripts/bench {}`", command.join(" "));
+        crate::machine::print_heading(
+            "scale: likes/s by partitions and command service instances",
+            before,
+            after,
+        );
         println!(
             "- each cell: its own deployment, Gallery alone, the peak over {} connections, every answer checked\n",
             connections.join(", ")

@@ -27,7 +27,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use crate::deployment::Deployment;
 use crate::latency::{self, Latencies, monotonic_ns};
 use crate::load::{Checker, Expect, artwork_name, user_name};
-use crate::machine::{LoadAverage, Machine};
+use crate::machine::LoadAverage;
 use crate::plot::{self, Series};
 use crate::process::{Server, free_addr};
 use crate::report::{Goal, Verdict, goals_table, thousands, unknown, verdict};
@@ -684,19 +684,9 @@ pub fn run(args: &SubscriptionsArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let machine = Machine::this();
-        let before = LoadAverage::now();
-        let deployment = Deployment::create(args.partitions).await?;
-        eprintln!("run: topics {}*, logs in {}", deployment.prefix, deployment.dir.display());
-        let measured = measure(args, &deployment).await;
-        let removed = deployment.remove().await;
-        let after = LoadAverage::now();
-        let (base, idle, fanout, profile, instances) = measured?;
-        removed.context("could not remove the run's topics and databases")?;
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        println!("## subscriptions: open `artworkStats` subscriptions over WebSocket, and a like's fan-out\n");
-        println!("- machine: {machine}; load average (1, 5, 15 min) {before} before, {after} after");
-        println!("- command: `scripts/bench {}`", command.join(" "));
+        let run = crate::deployment::run(args.partitions, async |d| measure(args, d).await).await?;
+        run.print_heading("subscriptions: open `artworkStats` subscriptions over WebSocket, and a like's fan-out");
+        let (base, idle, fanout, profile, instances) = run.measured;
         println!(
             "- a real deployment: the command service, the projector, {instances} query API instances (at most {} connections each); watchers (the harness's own `graphql-transport-ws` client, at most {} connections per process) spread over the instances and over 127.0.0.x source addresses; every {}th subscription on one hot artwork, the others over {} artworks",
             args.per_server, args.per_process, args.hot_every, args.artworks
