@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestEnv, offsets, send};
+use common::{TestEnv, future, offsets, send};
 use gallery::Roles;
 use gallery_schemas::Role;
 use rdkafka::ClientConfig;
@@ -20,12 +20,6 @@ use serde_json::{Value, json};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
-}
-
-fn future(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -76,17 +70,7 @@ async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
             );
         }
     }
-    let (status, body) = send(
-        &app,
-        "POST",
-        "/v1/exhibitions",
-        Some(&cur),
-        None,
-        Some(json!({"title": "Light", "opensAt": future(1), "closesAt": future(30)})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let exhibition = body["id"].as_str().unwrap().to_owned();
+    let exhibition = common::create_exhibition(&app, &cur, "Light", 30).await;
     let artworks = format!("/v1/exhibitions/{exhibition}/artworks");
     let fields = [("title", "Sunflowers"), ("artist", "Vincent van Gogh")];
     let image = common::png(64, 64);

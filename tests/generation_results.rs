@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{App, TestEnv, gallery_command, png, post_form, ws};
+use common::{App, TestEnv, future, gallery_command, png, post_form, ws};
 use gallery::Roles;
 use gallery_schemas::{
     Event, EventCodec, GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted,
@@ -448,12 +448,6 @@ async fn worker_results_show_in_graphql_with_signed_urls_serving_the_stored_byte
     let body = app.graphql(Some(&bob), JOB, json!({"id": id})).await;
     assert_eq!(body["data"]["generation"], Value::Null, "{body}");
     app.stop().await;
-}
-
-fn future(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,7 +16,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{App, TestEnv, offsets, send};
+use common::{App, TestEnv, future, offsets, send};
 use gallery::Roles;
 use serde_json::{Value, json};
 
@@ -204,12 +204,6 @@ fn segment(text: &str) -> String {
         .collect()
 }
 
-fn future(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
 /// Every text field of the command API's JSON bodies, as (what, method, path, body with
 /// `value` in the field).
 fn text_fields(value: &str) -> Vec<(String, &'static str, String, Value)> {
@@ -344,17 +338,7 @@ async fn a_nul_byte_in_any_text_field_is_refused_and_writes_nothing() {
     let ada = env.token("ada");
     let admin = env.token_as("root", gallery_schemas::Role::Admin);
     let cur = env.token_as("cur", gallery_schemas::Role::Curator);
-    let (status, body) = send(
-        &app,
-        "POST",
-        "/v1/exhibitions",
-        Some(&cur),
-        None,
-        Some(json!({"title": "Harbours", "opensAt": future(1), "closesAt": future(2)})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let exhibition = body["id"].as_str().unwrap().to_owned();
+    let exhibition = common::create_exhibition(&app, &cur, "Harbours", 2).await;
     let store = std::path::PathBuf::from(&env.config.media.store_url);
     let stored = common::generation::objects(&store);
     let before = offsets(&env);

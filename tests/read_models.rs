@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{App, TestEnv, png, post_form};
+use common::{App, TestEnv, future, png, post_form};
 use gallery::Roles;
 use gallery_schemas::Role;
 use serde_json::{Value, json};
@@ -32,12 +32,6 @@ async fn send(
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     assert!((200..300).contains(&status), "{path}: {status} {body}");
     body
-}
-
-fn future(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
 }
 
 /// A draft exhibition with `n` artworks; returns its id and the artwork ids.

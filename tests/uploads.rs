@@ -5,19 +5,13 @@
 
 mod common;
 
-use common::{TestEnv, png, post_form};
+use common::{TestEnv, future, png, post_form};
 use gallery::Roles;
 use gallery_schemas::{Event, EventCodec, Role};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::{Value, json};
-
-fn future(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
 
 /// Every event on `topic`, decoded.
 async fn events(env: &TestEnv, topic: &str, at_least: usize) -> Vec<Event> {

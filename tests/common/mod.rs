@@ -201,6 +201,29 @@ impl TestEnv {
     }
 }
 
+/// The RFC 3339 time `days` days from now.
+pub fn future(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Creates an exhibition titled `title` as `curator`, open from tomorrow until `closes_in` days
+/// from now; returns its id (the command answered 202).
+pub async fn create_exhibition(app: &App, curator: &str, title: &str, closes_in: i64) -> String {
+    let (status, body) = send(
+        app,
+        "POST",
+        "/v1/exhibitions",
+        Some(curator),
+        None,
+        Some(json!({"title": title, "opensAt": future(1), "closesAt": future(closes_in)})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
 /// Sends a command (with a bearer `token` and an `Idempotency-Key` when given); returns the
 /// status and the JSON body.
 pub async fn send(
