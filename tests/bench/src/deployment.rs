@@ -125,6 +125,26 @@ impl Deployment {
     }
 
     /// Gallery's database.
+    /// The sum of the end offsets of `topic`'s partitions.
+    pub async fn end_offsets(&self, topic: &str) -> anyhow::Result<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        let brokers = self.base.kafka.brokers.clone();
+        let topic = topic.to_owned();
+        let partitions = self.partitions;
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .create()?;
+            let mut sum = 0;
+            for p in 0..partitions {
+                let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+                sum += high;
+            }
+            anyhow::Ok(sum)
+        })
+        .await?
+    }
+
     pub fn gallery_url(&self) -> anyhow::Result<String> {
         self.url_of(&self.databases[0])
     }

@@ -413,7 +413,7 @@ async fn measure(args: &FreshnessArgs, deployment: &Deployment) -> anyhow::Resul
     };
 
     // The projector starts now: the peak's likes are its backlog.
-    let backlog = end_offsets(deployment, &topic).await?;
+    let backlog = deployment.end_offsets(&topic).await?;
     let metrics_addr = free_addr()?;
     let projector_start = Instant::now();
     let projector = start_healthy(
@@ -500,26 +500,6 @@ async fn measure(args: &FreshnessArgs, deployment: &Deployment) -> anyhow::Resul
         subscription: sampled.subscription,
         batches,
     })
-}
-
-/// The sum of the end offsets of `topic`'s partitions.
-async fn end_offsets(deployment: &Deployment, topic: &str) -> anyhow::Result<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    let brokers = deployment.base.kafka.brokers.clone();
-    let topic = topic.to_owned();
-    let partitions = deployment.partitions;
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
-        let mut sum = 0;
-        for p in 0..partitions {
-            let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
-            sum += high;
-        }
-        anyhow::Ok(sum)
-    })
-    .await?
 }
 
 /// Waits until the projector has applied `backlog` messages (read from its metrics), and

@@ -24,8 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use gallery_schemas::EventCodec;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::deployment::Deployment;
 use crate::machine::LoadAverage;
@@ -442,23 +440,6 @@ fn goals(events: u64, m: &Measured) -> Vec<Goal> {
     ]
 }
 
-/// The end offsets of `topic`, summed.
-async fn end_of(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<i64> {
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
-        let mut sum = 0;
-        for p in 0..partitions {
-            let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
-            sum += high;
-        }
-        anyhow::Ok(sum)
-    })
-    .await?
-}
-
 async fn measure(
     args: &ProjectArgs,
     deployment: &mut Deployment,
@@ -503,12 +484,7 @@ async fn measure(
     m.mix = mix(&model);
     m.artworks_checked = model.counts.len();
     let names = Names::new(args.users, args.artworks);
-    let total = end_of(
-        &config.kafka.brokers,
-        &topics.interactions(),
-        args.partitions,
-    )
-    .await?;
+    let total = deployment.end_offsets(&topics.interactions()).await?;
     anyhow::ensure!(
         total == i64::try_from(args.events)?,
         "the topic holds {total} events, {} were produced",
