@@ -384,7 +384,10 @@ async fn checksums(env: &TestEnv) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_walk_without_gaps_and_cost_a_constant_number_of_statements_and_a_rebuild_is_identical()
  {
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    // Every read below goes to the read model (no cache), so statements count what a page
+    // costs whatever was read before.
+    env.config.query_api.cache_capacity = 0;
     let app = env.start(Roles::SERVICES).await;
     let cur = env.token_as("cur", Role::Curator);
     let (exhibition, art) = exhibition_with(&app, &cur, "Series", 7).await;
@@ -486,15 +489,24 @@ async fn pages_walk_without_gaps_and_cost_a_constant_number_of_statements_and_a_
 
     // A page of artworks with stats, flags and exhibition: the same statements for 1 or 7.
     let q = "query($n: Int) { artworks(first: $n) { edges { node { id title stats { likes comments } viewerHasLiked viewerHasFavorited exhibition { title } } } } }";
+    // A DataLoader batches what arrives within 1 ms: on a machine loaded by the whole suite a
+    // batch may be split in two, so a pair of measurements is taken again (at most 3 times)
+    // while they differ. Without the cache, a per-artwork statement differs in every attempt.
     let mut costs = vec![];
-    for n in [1, 7] {
-        let before = app.query_statements();
-        let page = data(app.graphql(Some(&users[0]), q, json!({"n": n})).await);
-        costs.push(app.query_statements() - before);
-        assert_eq!(
-            page["artworks"]["edges"].as_array().unwrap().len(),
-            n as usize
-        );
+    for _ in 0..3 {
+        costs.clear();
+        for n in [1, 7] {
+            let before = app.query_statements();
+            let page = data(app.graphql(Some(&users[0]), q, json!({"n": n})).await);
+            costs.push(app.query_statements() - before);
+            assert_eq!(
+                page["artworks"]["edges"].as_array().unwrap().len(),
+                n as usize
+            );
+        }
+        if costs[0] == costs[1] {
+            break;
+        }
     }
     assert_eq!(
         costs[0], costs[1],
