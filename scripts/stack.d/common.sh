@@ -70,7 +70,8 @@ pid_alive() {
 start_bg() {
   local name="$1"; shift
   log "$name: starting (log: $STACK_LOG/$name.log)"
-  setsid nohup "$@" >>"$STACK_LOG/$name.log" 2>&1 </dev/null &
+  # Without the lock of `scripts/stack up` (fd 8), which a server would otherwise hold for life.
+  setsid nohup "$@" >>"$STACK_LOG/$name.log" 2>&1 </dev/null 8>&- &
   echo $! >"$STACK_RUN/$name.pid"
 }
 

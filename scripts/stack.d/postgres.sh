@@ -125,9 +125,11 @@ svc_postgres_start() {
       start_bg postgres "$bin/postgres" "${args[@]}"
     fi
   fi
-  # Role and database need a running server: wait for the socket, then create them.
+  # Role and database need a running server: wait for the socket, then create them. After an
+  # unclean stop the server first syncs and replays its data directory, which can take minutes
+  # on a slow disk: as long as the stack's timeout.
   pid="$(cat "$STACK_RUN/postgres.pid")"
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 $((2 * ${STACK_TIMEOUT:-180}))); do
     "$bin/pg_isready" -q -h "$data" -p "$GALLERY_PG_PORT" && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
