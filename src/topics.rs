@@ -11,18 +11,69 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
 
+/// How long [`ensure_topics`] tries again while Kafka cannot answer yet: a role started while
+/// a broker of the cluster is down (or restarting) may meet a request sent to that broker, which
+/// times out; the next attempt, with fresh metadata, asks one that lives.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Creates every topic of the deployment that does not exist yet, with its own
 /// [`min.insync.replicas`](crate::config::KafkaConfig::min_insync_replicas) whatever the
 /// broker's default, and waits (up to 15 s) until every partition has a leader that serves it:
 /// a producer started right after would otherwise meet "not leader for partition" while a new
 /// topic settles. Topics that exist keep their settings; a warning names those that ask fewer
-/// in-sync replicas than configured ([`weaker_than_configured`]).
+/// in-sync replicas than configured ([`weaker_than_configured`]). Errors Kafka may get over
+/// (timeouts, a broker gone) are tried again for up to a minute; others end it at once.
 pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + PATIENCE;
+    let admin = loop {
+        match create_missing(config).await {
+            Ok(admin) => break admin,
+            Err(e) if passing(&e) && Instant::now() < deadline => {
+                tracing::warn!(error = %e, brokers = %config.kafka.brokers, "Kafka could not create the topics yet; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(admin) = admin {
+        warn_of_weaker_topics(&admin, config).await;
+    }
+    let brokers = config.kafka.brokers.clone();
+    let names = config.topics().all();
+    tokio::task::spawn_blocking(move || wait_for_leaders(&brokers, &names))
+        .await
+        .map_err(|_| KafkaError::AdminOp(RDKafkaErrorCode::Fail))?
+}
+
+/// Whether Kafka may get over `e` by itself: anything but a request it refuses as such.
+fn passing(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    match e {
+        KafkaError::AdminOp(code) | KafkaError::MetadataFetch(code) => !matches!(
+            code,
+            C::InvalidReplicationFactor
+                | C::InvalidPartitions
+                | C::InvalidConfig
+                | C::InvalidTopic
+                | C::PolicyViolation
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidReplicaAssignment
+        ),
+        KafkaError::AdminOpCreation(_) | KafkaError::ClientCreation(_) => false,
+        _ => true,
+    }
+}
+
+/// One attempt at creating the missing topics; the admin client when some existed already
+/// (for the warning about their settings).
+async fn create_missing(
+    config: &Config,
+) -> Result<Option<AdminClient<DefaultClientContext>>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .create()?;
-    let topics = config.topics();
-    let names = topics.all();
+    let names = config.topics().all();
     let min_insync = config.kafka.min_insync_replicas().to_string();
     let new: Vec<NewTopic<'_>> = names
         .iter()
@@ -51,13 +102,7 @@ pub async fn ensure_topics(config: &Config) -> Result<(), KafkaError> {
             }
         }
     }
-    if existing {
-        warn_of_weaker_topics(&admin, config).await;
-    }
-    let brokers = config.kafka.brokers.clone();
-    tokio::task::spawn_blocking(move || wait_for_leaders(&brokers, &names))
-        .await
-        .map_err(|_| KafkaError::AdminOp(RDKafkaErrorCode::Fail))?
+    Ok(existing.then_some(admin))
 }
 
 /// Topics of the deployment that ask fewer in-sync replicas of a write than
