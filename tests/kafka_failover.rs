@@ -14,21 +14,19 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::generation::{Requests, Results, RunningWorker, StepPainter, both, text_request};
+use common::log::ask;
 use common::private_kafka::PrivateCluster;
 use common::{App, TestEnv};
 use gallery::Roles;
-use gallery_schemas::EventCodec;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -65,32 +63,6 @@ async fn deployment(partitions: i32) -> (PrivateCluster, TestEnv) {
     (cluster, env)
 }
 
-/// Asks `question` of the cluster at `brokers` until it has an answer (`Some`): every 200 ms,
-/// for a minute at most. While a node is gone, the metadata may still name it, and what it led
-/// has no answer until another node leads.
-fn ask<T, E: std::fmt::Debug>(
-    brokers: &str,
-    what: &str,
-    question: impl Fn(&BaseConsumer) -> Result<Option<T>, E>,
-) -> T {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match question(&consumer) {
-            Ok(Some(answer)) => return answer,
-            other => assert!(
-                Instant::now() < deadline,
-                "no answer within a minute: {what}: {:?}",
-                other.err()
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The node leading `partition` of `topic` (a topic of three replicas).
 fn leader(brokers: &str, topic: &str, partition: i32) -> i32 {
     let what = format!("the leader of {topic}/{partition}");
@@ -122,52 +94,6 @@ async fn min_insync_replicas(brokers: &str, topic: &str) -> String {
         .get("min.insync.replicas")
         .and_then(|e| e.value.clone())
         .unwrap()
-}
-
-/// The end offsets of `topic`'s partitions.
-fn end_offsets(brokers: &str, topic: &str) -> HashMap<i32, i64> {
-    ask(
-        brokers,
-        &format!("the end offsets of {topic}"),
-        |consumer| {
-            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let ends = metadata.topics()[0]
-                .partitions()
-                .iter()
-                .map(|p| {
-                    consumer
-                        .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                        .map(|(_, high)| (p.id(), high))
-                })
-                .collect::<Result<HashMap<_, _>, _>>()?;
-            Ok::<_, rdkafka::error::KafkaError>((!ends.is_empty()).then_some(ends))
-        },
-    )
-}
-
-/// Every message of `topic` up to its end now, read with `read_committed`: event id ->
-/// the (partition, offset) of each copy.
-async fn log_of(env: &TestEnv, topic: &str) -> HashMap<uuid::Uuid, Vec<(i32, i64)>> {
-    let ends = end_offsets(&env.config.kafka.brokers, topic);
-    let consumer =
-        common::reader_from_start(&env.config.kafka.brokers, topic, ends.keys().copied());
-    let codec = EventCodec::new(&env.config.registry()).unwrap();
-    let mut next: HashMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
-    let mut out: HashMap<uuid::Uuid, Vec<(i32, i64)>> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while next.iter().any(|(p, n)| *n < ends[p]) {
-        assert!(Instant::now() < deadline, "read {topic} within 120 s");
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.unwrap();
-        let event = codec.decode(m.payload()).await.unwrap();
-        out.entry(event.event_id())
-            .or_default()
-            .push((m.partition(), m.offset()));
-        next.insert(m.partition(), m.offset() + 1);
-    }
-    out
 }
 
 /// Topics of another deployment on the cluster, made as an earlier version made them
@@ -395,7 +321,7 @@ async fn likes_answered_202_survive_the_interactions_leaders_death_exactly_once(
     assert!(refused >= 1, "commands during the election were refused");
 
     // Every 202 is in the log once, where its answer said.
-    let log = log_of(&env, &topic).await;
+    let log = common::log::copies(&env, &topic).await;
     for a in &ok {
         let id = a.event_id.expect("a 202 names its event");
         let copies = log.get(&id).map_or(&[][..], Vec::as_slice);

@@ -225,6 +225,18 @@ impl Truth {
 /// Asserts that every count and every user's likes and favorites in the read model (the
 /// tables of `schema`) equal `truth`.
 pub async fn assert_tables_match(db: &tokio_postgres::Client, schema: &str, truth: &Truth) {
+    let differences = table_differences(db, schema, truth).await;
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+/// Where the read model (the tables of `schema`) differs from `truth`: every like and
+/// favorite count, and every user's likes and favorites, one line per difference.
+pub async fn table_differences(
+    db: &tokio_postgres::Client,
+    schema: &str,
+    truth: &Truth,
+) -> Vec<String> {
+    let mut differences = Vec::new();
     let rows = db
         .query(
             &format!("SELECT artwork_id, like_count, favorite_count FROM {schema}.artwork_stats"),
@@ -242,7 +254,11 @@ pub async fn assert_tables_match(db: &tokio_postgres::Client, schema: &str, trut
             truth.count(Kind::Like, &artwork),
             truth.count(Kind::Favorite, &artwork),
         );
-        assert_eq!(stored, expected, "(likes, favorites) of {artwork}");
+        if stored != expected {
+            differences.push(format!(
+                "(likes, favorites) of {artwork}: stored {stored:?}, expected {expected:?}"
+            ));
+        }
     }
     for (kind, table, flag) in [
         (Kind::Like, "artwork_likes", "liked"),
@@ -259,6 +275,16 @@ pub async fn assert_tables_match(db: &tokio_postgres::Client, schema: &str, trut
         for r in rows {
             lists.entry(r.get(0)).or_default().insert(r.get(1));
         }
-        assert_eq!(lists, truth.lists(kind), "every user's {table}");
+        let expected = truth.lists(kind);
+        let users: BTreeSet<&String> = lists.keys().chain(expected.keys()).collect();
+        for user in users {
+            let (stored, wanted) = (lists.get(user), expected.get(user));
+            if stored != wanted {
+                differences.push(format!(
+                    "{table} of {user}: stored {stored:?}, expected {wanted:?}"
+                ));
+            }
+        }
     }
+    differences
 }

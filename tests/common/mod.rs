@@ -4,6 +4,7 @@
 
 pub mod facts;
 pub mod generation;
+pub mod log;
 pub mod private_kafka;
 pub mod scylla;
 pub mod ws;
@@ -548,6 +549,23 @@ pub async fn post_form(
     fields: &[(&str, &str)],
     file: (&str, &str, &[u8]),
 ) -> (u16, Value) {
+    let (content_type, body) = multipart(fields, file);
+    let resp = app
+        .http
+        .post(app.commands_url(path))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The content type and body of a multipart form: text fields, then one file
+/// (name, file name, bytes).
+pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
     let boundary = "gallery-upload-boundary";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -567,20 +585,7 @@ pub async fn post_form(
     );
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let resp = app
-        .http
-        .post(app.commands_url(path))
-        .bearer_auth(token)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// A "fragment bomb": a GraphQL query whose fragments each spread the next twice, selecting
