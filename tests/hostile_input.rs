@@ -9,7 +9,8 @@
 //! - path traversal in every id and key: artwork, exhibition, generation and user ids in paths
 //!   and GraphQL arguments, media keys (signed or not);
 //! - tampered media URLs: another expiry, a cut or re-encoded signature, a non-canonical or
-//!   overflowing expiry.
+//!   overflowing expiry;
+//! - GraphQL batches, small and huge, refused before they are parsed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -749,6 +750,91 @@ async fn tampered_media_urls_are_refused_and_only_the_genuine_one_reaches_the_st
         let (status, body) = raw(&query_api, "GET", &target, None, None).await;
         assert_eq!((status, code(&body)), expected, "{target}: {body}");
     }
+    alive(&app).await;
+    app.stop().await;
+}
+
+/// A GraphQL request with a raw `body` of `content_type` (and `token`): the status and the
+/// JSON answer.
+async fn post_graphql(
+    app: &App,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut request = app.http.post(app.graphql_url());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graphql_batches_are_refused_before_they_are_parsed_and_run_nothing() {
+    let (env, app) = start(false).await;
+    let ada = env.token("ada");
+    let like = json!({"query": "mutation { likeArtwork(artworkId: \"a1\") { eventId } }"});
+    let before = offsets(&env);
+
+    // Small, huge (10 MiB of likes, within the 12 MiB body limit: parsed, it would take
+    // hundreds of megabytes) and padded with whitespace before its bracket.
+    let small = serde_json::to_vec(&json!([like, {"query": "{ __typename }"}])).unwrap();
+    let one = like.to_string();
+    let count = 10 * 1024 * 1024 / (one.len() + 1);
+    let mut huge = Vec::with_capacity(10 * 1024 * 1024 + 2);
+    huge.push(b'[');
+    for i in 0..count {
+        if i > 0 {
+            huge.push(b',');
+        }
+        huge.extend_from_slice(one.as_bytes());
+    }
+    huge.push(b']');
+    let padded = [b" \r\n\t".as_slice(), &small].concat();
+    for (what, body) in [("small", small), ("huge", huge), ("padded", padded)] {
+        let started = std::time::Instant::now();
+        let (status, body) = post_graphql(&app, Some(&ada), "application/json", body).await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "BATCH_NOT_SUPPORTED"),
+            "{what}: {body}"
+        );
+        assert!(body["data"].is_null(), "{what}: {body}");
+        eprintln!("{what} batch refused in {:?}", started.elapsed());
+    }
+    // A multipart request whose `operations` is a batch.
+    let boundary = "hostile-batch";
+    let operations = json!([like, like]).to_string();
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{operations}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{}}\r\n--{boundary}--\r\n"
+    );
+    let (status, body) = post_graphql(
+        &app,
+        Some(&ada),
+        &format!("multipart/form-data; boundary={boundary}"),
+        form.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "BATCH_NOT_SUPPORTED"),
+        "multipart: {body}"
+    );
+
+    assert_eq!(offsets(&env), before, "no operation of a batch ran");
+    // One operation alone is served.
+    let body = app
+        .graphql(Some(&ada), like["query"].as_str().unwrap(), json!({}))
+        .await;
+    assert!(body["data"]["likeArtwork"]["eventId"].is_string(), "{body}");
     alive(&app).await;
     app.stop().await;
 }

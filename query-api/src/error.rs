@@ -30,6 +30,10 @@ pub enum QueryError {
     /// The body is not a GraphQL request (bad JSON, a bad multipart form, a file too large).
     #[error(transparent)]
     Request(#[from] ParseRequestError),
+    /// A JSON array of operations: batches are not served (each would run as one request,
+    /// sidestepping the limits per request), and are refused before they are parsed.
+    #[error("batched requests are not supported: send one operation per request")]
+    BatchNotSupported,
     #[error("the request body exceeds {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("the request body did not arrive within {waited_ms} ms")]
@@ -72,6 +76,7 @@ impl QueryError {
                 "PAYLOAD_TOO_LARGE"
             }
             QueryError::BodyTooSlow { .. } => "REQUEST_TIMEOUT",
+            QueryError::BatchNotSupported => "BATCH_NOT_SUPPORTED",
             QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
             QueryError::ConsistencyTimeout { .. } => "CONSISTENCY_TIMEOUT",
         }

@@ -262,13 +262,24 @@ async fn parse(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let multipart = content_type.is_some_and(|t| {
+        t.trim_start()
+            .get(..10)
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("multipart/"))
+    });
+    if !multipart && is_json_array(&body) {
+        // Parsed, a body-sized array of small operations would cost many times its size.
+        return Err((StatusCode::BAD_REQUEST, QueryError::BatchNotSupported));
+    }
     let options = MultipartOptions::default().max_num_files(MAX_FILES);
-    let bad = |e: async_graphql::ParseRequestError| {
-        let status = match e {
-            async_graphql::ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        (status, QueryError::from(e))
+    let bad = |e: async_graphql::ParseRequestError| match e {
+        async_graphql::ParseRequestError::PayloadTooLarge => {
+            (StatusCode::PAYLOAD_TOO_LARGE, QueryError::from(e))
+        }
+        async_graphql::ParseRequestError::UnsupportedBatch => {
+            (StatusCode::BAD_REQUEST, QueryError::BatchNotSupported)
+        }
+        _ => (StatusCode::BAD_REQUEST, QueryError::from(e)),
     };
     let batch = async_graphql::http::receive_batch_body(
         content_type,
@@ -277,7 +288,16 @@ async fn parse(
     )
     .await
     .map_err(bad)?;
+    // A multipart request's `operations` may still be a batch.
     batch.into_single().map_err(bad)
+}
+
+/// Whether a JSON body is an array (a batch of operations), from its first byte that is not
+/// whitespace.
+fn is_json_array(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'[')
 }
 
 #[tracing::instrument(skip_all)]
@@ -334,4 +354,19 @@ fn consistency_tokens(headers: &HeaderMap) -> Result<Vec<Position>, QueryError> 
         positions.extend(Position::parse_list(raw)?);
     }
     Ok(positions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_told_by_its_first_byte_that_is_not_whitespace() {
+        for batch in ["[]", " \r\n\t[{\"query\": \"{ a }\"}]"] {
+            assert!(is_json_array(batch.as_bytes()), "{batch:?}");
+        }
+        for single in ["", "  ", "{\"query\": \"[\"}", "\"[\"", "\u{c}["] {
+            assert!(!is_json_array(single.as_bytes()), "{single:?}");
+        }
+    }
 }
