@@ -169,6 +169,8 @@ pub struct QueryApiConfig {
     pub query_timeout_ms: u64,
     /// Automatic persisted queries kept in memory (least recently used dropped).
     pub persisted_queries: usize,
+    /// Most subscriptions one WebSocket connection runs at once.
+    pub max_subscriptions_per_connection: usize,
     /// HMAC-SHA256 secret of the signed image URLs (`/media/...`), at least 32 bytes.
     pub media_url_secret: Secret,
     /// Shortest lifetime of a signed image URL, in seconds.
@@ -194,6 +196,7 @@ impl QueryApiConfig {
             introspection: self.introspection,
             query_timeout: Duration::from_millis(self.query_timeout_ms),
             persisted_queries: self.persisted_queries,
+            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
         }
     }
 
@@ -460,6 +463,7 @@ impl Default for Config {
                 introspection: true,
                 query_timeout_ms: 10_000,
                 persisted_queries: 1_000,
+                max_subscriptions_per_connection: 100,
                 media_url_secret: Secret::new(gallery_query_api::DEV_MEDIA_URL_SECRET),
                 media_url_ttl_secs: 3_600,
                 public_url: String::new(),
@@ -694,6 +698,12 @@ impl Config {
             return Err(invalid(
                 "query_api.persisted_queries",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=10_000).contains(&q.max_subscriptions_per_connection) {
+            return Err(invalid(
+                "query_api.max_subscriptions_per_connection",
+                "must be between 1 and 10000",
             ));
         }
         if !(60..=604_800).contains(&q.media_url_ttl_secs) {
@@ -1122,6 +1132,7 @@ mod tests {
         assert_eq!(s.consistency_timeout, Duration::from_secs(5));
         assert_eq!(s.cache.ttl, Duration::from_secs(60));
         assert_eq!(s.persisted_queries, 1_000);
+        assert_eq!(s.max_subscriptions_per_connection, 100);
         assert_eq!(
             (s.max_document_bytes, s.max_document_tokens),
             (65_536, 10_000)
@@ -1142,6 +1153,14 @@ mod tests {
         assert!(
             matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_document_bytes")
         );
+        for limit in [0, 10_001] {
+            let mut c = Config::default();
+            c.query_api.max_subscriptions_per_connection = limit;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_subscriptions_per_connection"),
+                "max_subscriptions_per_connection {limit}"
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::consistency::{self, Position};
 use crate::error::QueryError;
 use crate::media::{Media, media};
 use crate::mutation::Writes;
+use crate::protect::SubscriptionSlots;
 use crate::read::ReadModel;
 use crate::schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema};
 
@@ -53,6 +54,9 @@ pub struct ApiSettings {
     pub query_timeout: Duration,
     /// Persisted queries kept (automatic persisted queries, least recently used dropped).
     pub persisted_queries: usize,
+    /// Most operations one WebSocket connection runs at once (`TOO_MANY_SUBSCRIPTIONS`
+    /// beyond, the connection and its other subscriptions kept).
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl Default for ApiSettings {
@@ -67,6 +71,7 @@ impl Default for ApiSettings {
             introspection: true,
             query_timeout: Duration::from_secs(10),
             persisted_queries: 1_000,
+            max_subscriptions_per_connection: 100,
         }
     }
 }
@@ -163,7 +168,8 @@ const WS_ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// Subscriptions over WebSocket (`graphql-transport-ws`, or the older `graphql-ws`). The
 /// bearer token goes in the `connection_init` payload: `{"authorization": "Bearer <token>"}`;
-/// a bad one closes the connection.
+/// a bad one closes the connection. A connection runs at most
+/// `max_subscriptions_per_connection` operations at once; one more is refused on its own.
 async fn graphql_ws(
     State(state): State<ApiState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
@@ -173,6 +179,7 @@ async fn graphql_ws(
     let client = ClientAddr(peer.map(|p| p.0.0.ip()));
     let schema = state.schema.clone();
     let keys = state.keys.clone();
+    let slots = state.settings.max_subscriptions_per_connection;
     // The largest message a client needs to send: a document within its budget, with room for
     // its variables and the protocol's envelope. Anything larger is refused by the WebSocket
     // layer before it is buffered whole (its default is 64 MiB).
@@ -191,7 +198,9 @@ async fn graphql_ws(
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
-                    connection_data(&keys, &payload, client)
+                    let mut data = connection_data(&keys, &payload, client)?;
+                    data.insert(SubscriptionSlots::new(slots));
+                    Ok(data)
                 })
                 .serve()
         })

@@ -33,6 +33,12 @@ pub(crate) fn record(response: &Response) {
         "error"
     };
     metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
+    record_errors(response);
+}
+
+/// Counts the errors of a response by code (alone: those of a refused `subscribe`, which is no
+/// request).
+pub(crate) fn record_errors(response: &Response) {
     for error in &response.errors {
         let code = match error.extensions.as_ref().and_then(|x| x.get("code")) {
             Some(Value::String(code)) => code.clone(),

@@ -14,7 +14,13 @@ pub type Socket =
 
 /// Opens `/graphql/ws` with the `graphql-transport-ws` subprotocol (no `connection_init` yet).
 pub async fn open(app: &App) -> Socket {
-    let url = app.graphql_url().replace("http://", "ws://") + "/ws";
+    open_url(&app.graphql_url()).await
+}
+
+/// Opens the WebSocket endpoint of the GraphQL API at `graphql` (its `http://.../graphql`)
+/// with the `graphql-transport-ws` subprotocol (no `connection_init` yet).
+pub async fn open_url(graphql: &str) -> Socket {
+    let url = graphql.replace("http://", "ws://") + "/ws";
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
@@ -25,7 +31,12 @@ pub async fn open(app: &App) -> Socket {
 
 /// Opens `/graphql/ws` and completes `connection_init` with `token`.
 pub async fn connect(app: &App, token: Option<&str>) -> Socket {
-    let mut socket = open(app).await;
+    connect_url(&app.graphql_url(), token).await
+}
+
+/// [`connect`] to the GraphQL API at `graphql` (its `http://.../graphql`).
+pub async fn connect_url(graphql: &str, token: Option<&str>) -> Socket {
+    let mut socket = open_url(graphql).await;
     let payload = token.map_or(
         json!({}),
         |t| json!({"authorization": format!("Bearer {t}")}),
@@ -37,6 +48,22 @@ pub async fn connect(app: &App, token: Option<&str>) -> Socket {
     .await;
     assert_eq!(receive(&mut socket).await["type"], "connection_ack");
     socket
+}
+
+/// Sends `subscribe` of `query` with `variables` under `id`.
+pub async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
+    send(
+        socket,
+        json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}),
+    )
+    .await;
+}
+
+/// `extensions.code` of the first error of a `next` message.
+pub fn error_code(message: &Value) -> &str {
+    message["payload"]["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
 }
 
 pub async fn send(socket: &mut Socket, message: Value) {
