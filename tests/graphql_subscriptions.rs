@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::TestEnv;
-use common::ws::{Socket, connect, error_code, open, receive, send, subscribe};
+use common::ws::{
+    Socket, close_code, connect, error_code, open, receive, refusal, send, subscribe, try_open_url,
+};
 use futures::{SinkExt, StreamExt};
 use gallery::Roles;
 use serde_json::{Value, json};
@@ -340,5 +342,105 @@ async fn a_connection_runs_at_most_its_limit_of_subscriptions_and_keeps_the_othe
     subscribe(&mut socket, "s6", stats, json!({"id": "art-0"})).await;
     let now = receive(&mut socket).await;
     assert_eq!(now["payload"]["data"]["artworkStats"]["likes"], 1, "{now}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_connection_init_is_closed_with_4408_after_the_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let mut env = TestEnv::new().await;
+    env.config.query_api.ws_init_timeout_ms = 300;
+    let app = env.start(Roles::QUERY_API).await;
+    let opened = std::time::Instant::now();
+    let mut silent = open(&app).await;
+    let mut initialised = connect(&app, None).await;
+    let code = close_code(&mut silent, Duration::from_secs(10)).await;
+    assert_eq!(code, Ok(Some(4408)), "connection initialisation timeout");
+    assert!(
+        opened.elapsed() >= TIMEOUT,
+        "closed after {:?}",
+        opened.elapsed()
+    );
+
+    // One that sent `connection_init` in time is kept past the timeout, and served.
+    tokio::time::sleep(2 * TIMEOUT).await;
+    subscribe(
+        &mut initialised,
+        "1",
+        "subscription { artworkStats(id: \"a1\") { likes } }",
+        json!({}),
+    )
+    .await;
+    let now = receive(&mut initialised).await;
+    assert_eq!(now["payload"]["data"]["artworkStats"]["likes"], 0, "{now}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_beyond_the_process_limit_are_refused_with_503_until_one_ends() {
+    const LIMIT: usize = 3;
+    const EXTRA: usize = 2;
+    let mut env = TestEnv::new().await;
+    env.config.query_api.max_websocket_connections = LIMIT;
+    let app = env.start(Roles::QUERY_API).await;
+    let stats = "subscription { artworkStats(id: \"a1\") { likes } }";
+    let mut sockets = Vec::new();
+    for i in 0..LIMIT {
+        let mut socket = connect(&app, None).await;
+        subscribe(&mut socket, &format!("s{i}"), stats, json!({})).await;
+        let now = receive(&mut socket).await;
+        assert_eq!(now["payload"]["data"]["artworkStats"]["likes"], 0, "{now}");
+        sockets.push(socket);
+    }
+
+    // Beyond the limit: refused at the upgrade, with a status, a delay and a code.
+    for _ in 0..EXTRA {
+        let Err(error) = try_open_url(&app.graphql_url()).await else {
+            panic!("a connection beyond the limit was accepted");
+        };
+        assert_eq!(
+            refusal(&error),
+            Some((503, "5".to_owned(), "TOO_MANY_CONNECTIONS".to_owned())),
+            "{error:?}"
+        );
+    }
+
+    // The connections held go on serving.
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        subscribe(socket, &format!("t{i}"), stats, json!({})).await;
+        let now = receive(socket).await;
+        assert_eq!(now["id"], format!("t{i}"), "{now}");
+    }
+
+    // One ends: its place is free for the next (once the server has seen it go).
+    let mut leaving = sockets.pop().unwrap();
+    leaving.close(None).await.unwrap();
+    while let Some(Ok(_)) = leaving.next().await {}
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut next = loop {
+        match try_open_url(&app.graphql_url()).await {
+            Ok(socket) => break socket,
+            Err(error) => {
+                assert_eq!(refusal(&error).map(|r| r.0), Some(503), "{error:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no place freed within 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    send(&mut next, json!({"type": "connection_init", "payload": {}})).await;
+    assert_eq!(receive(&mut next).await["type"], "connection_ack");
+    subscribe(&mut next, "n", stats, json!({})).await;
+    let now = receive(&mut next).await;
+    assert_eq!(now["payload"]["data"]["artworkStats"]["likes"], 0, "{now}");
+    // And the limit holds again.
+    let error = try_open_url(&app.graphql_url()).await.err();
+    assert_eq!(
+        error.as_ref().and_then(refusal).map(|r| r.0),
+        Some(503),
+        "{error:?}"
+    );
     app.stop().await;
 }

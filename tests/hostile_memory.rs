@@ -2,7 +2,8 @@
 //! service and the GraphQL API, each `gallery` in a process of its own (so that its resident
 //! memory is its own, not the test's), take alias and fragment bombs, huge documents, small
 //! and huge batches, oversized bodies, hundreds of slow connections and a subscription flood
-//! over many connections, all refused with their codes. Their VmRSS, sampled throughout, stays
+//! over many connections, and a flood of WebSocket connections that never initialise, all
+//! refused with their codes. Their VmRSS, sampled throughout, stays
 //! under a bound derived from the limits below and their idle baseline; afterwards both serve
 //! a query and a like, and nothing of the hostile load was written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -35,6 +36,13 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const FLOOD_CONNECTIONS: usize = 40;
 const SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
 const FLOOD_SUBSCRIBES: usize = SUBSCRIPTIONS_PER_CONNECTION + 20;
+/// WebSocket connections the GraphQL API holds at once (`query_api.max_websocket_connections`)
+/// and how many more the idle flood opens; how long one may wait before `connection_init`
+/// (`query_api.ws_init_timeout_ms`), long enough for the whole flood to be opened before the
+/// first is closed.
+const MAX_CONNECTIONS: usize = 200;
+const IDLE_EXTRA: usize = 100;
+const INIT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest the whole hostile load may take.
 const LOAD_DEADLINE: Duration = Duration::from_secs(240);
 
@@ -59,6 +67,10 @@ const SLOW_HOLD: u64 = SLOW_CONNECTIONS as u64 * 64 * 1024;
 /// Subscriptions running at once: at most 16 KiB each (measured at 14.6 KB with a connection
 /// of its own each, in docs/PERFORMANCE.md), here with 100 on a connection.
 const FLOOD_HOLD: u64 = (FLOOD_CONNECTIONS * SUBSCRIPTIONS_PER_CONNECTION) as u64 * 16 * 1024;
+
+/// Idle WebSocket connections: what each holds (its buffers and its task) is bounded like an
+/// idle subscription, and a refused one holds nothing past its answer.
+const IDLE_HOLD: u64 = MAX_CONNECTIONS as u64 * 16 * 1024;
 
 /// Resident memory of process `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
@@ -154,6 +166,8 @@ struct Server {
     name: &'static str,
     child: tokio::process::Child,
     base: String,
+    /// Where it serves `GET /metrics`.
+    metrics: String,
 }
 
 impl Server {
@@ -169,12 +183,10 @@ impl Server {
 /// `gallery <role>` on a port of its own with the test's limits.
 async fn spawn(env: &TestEnv, name: &'static str, listen_var: &str) -> Server {
     let port = common::free_port();
+    let metrics = format!("127.0.0.1:{}", common::free_port());
     let child = common::gallery_command(env, &[name])
         .env(listen_var, format!("127.0.0.1:{port}"))
-        .env(
-            "GALLERY_METRICS__LISTEN",
-            format!("127.0.0.1:{}", common::free_port()),
-        )
+        .env("GALLERY_METRICS__LISTEN", &metrics)
         .env("GALLERY_MEDIA__STORE_URL", &env.config.media.store_url)
         .env("GALLERY_LIMITS__INTERACTIONS_PER_MINUTE", "0")
         .env("GALLERY_LIMITS__AUTH_PER_MINUTE", "0")
@@ -191,12 +203,26 @@ async fn spawn(env: &TestEnv, name: &'static str, listen_var: &str) -> Server {
             "GALLERY_QUERY_API__MAX_SUBSCRIPTIONS_PER_CONNECTION",
             SUBSCRIPTIONS_PER_CONNECTION.to_string(),
         )
+        .env(
+            "GALLERY_QUERY_API__MAX_WEBSOCKET_CONNECTIONS",
+            MAX_CONNECTIONS.to_string(),
+        )
+        .env(
+            "GALLERY_QUERY_API__WS_INIT_TIMEOUT_MS",
+            INIT_TIMEOUT.as_millis().to_string(),
+        )
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     common::wait_until_up(&reqwest::Client::new(), &format!("{base}/healthz")).await;
-    Server { name, child, base }
+    let metrics = format!("http://{metrics}");
+    Server {
+        name,
+        child,
+        base,
+        metrics,
+    }
 }
 
 /// Posts `body` (JSON) to `url`; the status and the JSON answer.
@@ -447,6 +473,60 @@ async fn subscription_flood(graphql: &str) -> (Vec<common::ws::Socket>, usize, u
     (sockets, data, refused)
 }
 
+/// Waits (at most 10 s) until the GraphQL API at `metrics` holds no WebSocket connection.
+async fn no_connections_left(metrics: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = common::scrape(metrics).await;
+        let open = common::sample(&text, "gallery_graphql_websocket_connections");
+        if open == Some(0.0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open:?} connections still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`MAX_CONNECTIONS`] and [`IDLE_EXTRA`] more WebSocket connections that never send
+/// `connection_init`, all opened before the first may time out: returns how many were
+/// refused with 503 and `TOO_MANY_CONNECTIONS`, and the close code of each one opened (4408,
+/// after [`INIT_TIMEOUT`]).
+async fn idle_connections(graphql: &str) -> (usize, Vec<Result<Option<u16>, String>>) {
+    let started = Instant::now();
+    let mut sockets = Vec::new();
+    let mut refused = 0;
+    for _ in 0..MAX_CONNECTIONS + IDLE_EXTRA {
+        match common::ws::try_open_url(graphql).await {
+            Ok(socket) => sockets.push(socket),
+            Err(error) => {
+                let refusal = common::ws::refusal(&error);
+                assert_eq!(
+                    refusal.as_ref().map(|r| (r.0, r.2.as_str())),
+                    Some((503, "TOO_MANY_CONNECTIONS")),
+                    "{error:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        started.elapsed() < INIT_TIMEOUT,
+        "the idle flood took {:?} to open",
+        started.elapsed()
+    );
+    let mut waiting = tokio::task::JoinSet::new();
+    for mut socket in sockets {
+        waiting.spawn(async move {
+            common::ws::close_code(&mut socket, INIT_TIMEOUT + Duration::from_secs(10)).await
+        });
+    }
+    let mut closes = Vec::new();
+    while let Some(code) = waiting.join_next().await {
+        closes.push(code.unwrap());
+    }
+    (refused, closes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_load_leaves_both_servers_alive_with_bounded_memory_and_writes_nothing() {
     let env = TestEnv::new().await;
@@ -529,6 +609,34 @@ async fn hostile_load_leaves_both_servers_alive_with_bounded_memory_and_writes_n
         refused,
         FLOOD_CONNECTIONS * (FLOOD_SUBSCRIBES - SUBSCRIPTIONS_PER_CONNECTION)
     );
+    // Idle connections: the process holds at most its limit, the rest are refused, and each
+    // held one is closed at the init timeout, its place freed.
+    no_connections_left(&query.metrics).await;
+    let (refused, closes) = meter
+        .phase("idle connections", IDLE_HOLD, idle_connections(&graphql))
+        .await;
+    assert_eq!(refused, IDLE_EXTRA, "refused with 503 beyond the limit");
+    assert_eq!(closes.len(), MAX_CONNECTIONS);
+    let wrong: Vec<_> = closes.iter().filter(|c| **c != Ok(Some(4408))).collect();
+    assert!(wrong.is_empty(), "not closed with 4408: {wrong:?}");
+    no_connections_left(&query.metrics).await;
+    let text = common::scrape(&query.metrics).await;
+    for (series, expected) in [
+        (
+            "gallery_graphql_errors_total{code=\"TOO_MANY_CONNECTIONS\"}",
+            IDLE_EXTRA,
+        ),
+        (
+            "gallery_graphql_websocket_init_timeouts_total",
+            MAX_CONNECTIONS,
+        ),
+    ] {
+        assert_eq!(
+            common::sample(&text, series),
+            Some(expected as f64),
+            "{series}"
+        );
+    }
     assert!(
         Instant::now() < deadline,
         "the hostile load took {:?}",

@@ -43,6 +43,9 @@ pub enum QueryError {
     /// The read model did not reach the positions of a request's consistency tokens in time.
     #[error("the read model did not reach the consistency token within {waited_ms} ms")]
     ConsistencyTimeout { waited_ms: u64 },
+    /// The process already holds its most WebSocket connections; refused at the upgrade.
+    #[error("the server already holds {limit} WebSocket connections; try again later")]
+    TooManyConnections { limit: usize },
 }
 
 /// What a CQL read failed with.
@@ -79,6 +82,7 @@ impl QueryError {
             QueryError::BatchNotSupported => "BATCH_NOT_SUPPORTED",
             QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
             QueryError::ConsistencyTimeout { .. } => "CONSISTENCY_TIMEOUT",
+            QueryError::TooManyConnections { .. } => "TOO_MANY_CONNECTIONS",
         }
     }
 }

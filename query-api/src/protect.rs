@@ -111,17 +111,17 @@ impl Drop for Live {
     }
 }
 
-/// The operations (subscriptions, and queries sent over the socket) one WebSocket connection
-/// runs at once: at most `limit`. It lives in the connection's session data, so every
-/// `subscribe` of the connection takes a slot of the same count; a slot is freed when its
-/// stream is dropped (completed by the client, ended, or its connection gone).
+/// A count of things held at once, at most `limit`: a [`Slot`] is taken for each and gives its
+/// place back when dropped. The operations of one WebSocket connection
+/// ([`SubscriptionSlots`]) and the WebSocket connections of the process
+/// ([`crate::ws::Connections`]) are counted so.
 #[derive(Debug, Clone)]
-pub(crate) struct SubscriptionSlots {
+pub(crate) struct Slots {
     running: Arc<AtomicUsize>,
     limit: usize,
 }
 
-impl SubscriptionSlots {
+impl Slots {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
             running: Arc::new(AtomicUsize::new(0)),
@@ -129,14 +129,46 @@ impl SubscriptionSlots {
         }
     }
 
-    /// A slot, or `None` when `limit` operations already run.
-    fn take(&self) -> Option<Slot> {
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A slot, or `None` when `limit` are already held.
+    pub(crate) fn take(&self) -> Option<Slot> {
         self.running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.limit).then_some(n + 1)
             })
             .ok()
             .map(|_| Slot(self.running.clone()))
+    }
+}
+
+/// A place in [`Slots`], until dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The operations (subscriptions, and queries sent over the socket) one WebSocket connection
+/// runs at once: at most `limit`. It lives in the connection's session data, so every
+/// `subscribe` of the connection takes a slot of the same count; a slot is freed when its
+/// stream is dropped (completed by the client, ended, or its connection gone).
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriptionSlots(Slots);
+
+impl SubscriptionSlots {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self(Slots::new(limit))
+    }
+
+    /// A slot, or `None` when `limit` operations already run.
+    fn take(&self) -> Option<Slot> {
+        self.0.take()
     }
 
     /// The answer to a `subscribe` beyond the limit: one error, then the end of the stream
@@ -145,21 +177,12 @@ impl SubscriptionSlots {
         let mut error = ServerError::new(
             format!(
                 "this connection already runs {} subscriptions; complete one first",
-                self.limit
+                self.0.limit()
             ),
             None,
         );
         set_code(&mut error, codes::TOO_MANY_SUBSCRIPTIONS);
         Response::from_errors(vec![error])
-    }
-}
-
-/// A running operation's place in its connection's [`SubscriptionSlots`], until dropped.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
