@@ -169,6 +169,19 @@ pub struct QueryApiConfig {
     pub query_timeout_ms: u64,
     /// Automatic persisted queries kept in memory (least recently used dropped).
     pub persisted_queries: usize,
+    /// Most subscriptions one WebSocket connection runs at once.
+    pub max_subscriptions_per_connection: usize,
+    /// Most WebSocket connections one process holds at once, initialised or not; one more is
+    /// refused at the upgrade (503, `TOO_MANY_CONNECTIONS`). The default, 10,000, is sized for
+    /// launch day (docs/PERFORMANCE.md): 100,000 watchers over the 12 query API processes the
+    /// reads need is 8,300 each, and 10,000 leaves a fifth more for an uneven spread; at the
+    /// measured 14.6 KB per idle subscription that is about 150 MB, and it stays below the
+    /// 17,000 open files a process had there, so a flood is answered with 503 while files are
+    /// left for HTTP clients and the pools, instead of `accept` failing for everyone.
+    pub max_websocket_connections: usize,
+    /// Longest a WebSocket connection may wait before its `connection_init`, in milliseconds
+    /// (closed with 4408 beyond).
+    pub ws_init_timeout_ms: u64,
     /// HMAC-SHA256 secret of the signed image URLs (`/media/...`), at least 32 bytes.
     pub media_url_secret: Secret,
     /// Shortest lifetime of a signed image URL, in seconds.
@@ -194,6 +207,9 @@ impl QueryApiConfig {
             introspection: self.introspection,
             query_timeout: Duration::from_millis(self.query_timeout_ms),
             persisted_queries: self.persisted_queries,
+            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_websocket_connections: self.max_websocket_connections,
+            ws_init_timeout: Duration::from_millis(self.ws_init_timeout_ms),
         }
     }
 
@@ -460,6 +476,9 @@ impl Default for Config {
                 introspection: true,
                 query_timeout_ms: 10_000,
                 persisted_queries: 1_000,
+                max_subscriptions_per_connection: 100,
+                max_websocket_connections: 10_000,
+                ws_init_timeout_ms: 10_000,
                 media_url_secret: Secret::new(gallery_query_api::DEV_MEDIA_URL_SECRET),
                 media_url_ttl_secs: 3_600,
                 public_url: String::new(),
@@ -694,6 +713,24 @@ impl Config {
             return Err(invalid(
                 "query_api.persisted_queries",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=10_000).contains(&q.max_subscriptions_per_connection) {
+            return Err(invalid(
+                "query_api.max_subscriptions_per_connection",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&q.max_websocket_connections) {
+            return Err(invalid(
+                "query_api.max_websocket_connections",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(100..=60_000).contains(&q.ws_init_timeout_ms) {
+            return Err(invalid(
+                "query_api.ws_init_timeout_ms",
+                "must be between 100 and 60000",
             ));
         }
         if !(60..=604_800).contains(&q.media_url_ttl_secs) {
@@ -1122,6 +1159,9 @@ mod tests {
         assert_eq!(s.consistency_timeout, Duration::from_secs(5));
         assert_eq!(s.cache.ttl, Duration::from_secs(60));
         assert_eq!(s.persisted_queries, 1_000);
+        assert_eq!(s.max_subscriptions_per_connection, 100);
+        assert_eq!(s.max_websocket_connections, 10_000);
+        assert_eq!(s.ws_init_timeout, Duration::from_secs(10));
         assert_eq!(
             (s.max_document_bytes, s.max_document_tokens),
             (65_536, 10_000)
@@ -1142,6 +1182,30 @@ mod tests {
         assert!(
             matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_document_bytes")
         );
+        for limit in [0, 10_001] {
+            let mut c = Config::default();
+            c.query_api.max_subscriptions_per_connection = limit;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_subscriptions_per_connection"),
+                "max_subscriptions_per_connection {limit}"
+            );
+        }
+        for limit in [0, 1_000_001] {
+            let mut c = Config::default();
+            c.query_api.max_websocket_connections = limit;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.max_websocket_connections"),
+                "max_websocket_connections {limit}"
+            );
+        }
+        for ms in [0, 99, 60_001] {
+            let mut c = Config::default();
+            c.query_api.ws_init_timeout_ms = ms;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "query_api.ws_init_timeout_ms"),
+                "ws_init_timeout_ms {ms}"
+            );
+        }
     }
 
     #[test]

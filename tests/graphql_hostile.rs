@@ -68,19 +68,6 @@ fn percentile(times: &[Duration], p: f64) -> Duration {
     sorted[at]
 }
 
-async fn wait_until_up(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = http.get(url).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_graphql_leaves_likes_fast_and_never_refused() {
     let env = TestEnv::new().await;
@@ -108,8 +95,8 @@ async fn hostile_graphql_leaves_likes_fast_and_never_refused() {
     let http = reqwest::Client::new();
     let commands = format!("http://127.0.0.1:{commands_port}");
     let graphql = format!("http://127.0.0.1:{query_port}/graphql");
-    wait_until_up(&http, &format!("{commands}/healthz")).await;
-    wait_until_up(&http, &format!("http://127.0.0.1:{query_port}/healthz")).await;
+    common::wait_until_up(&http, &format!("{commands}/healthz")).await;
+    common::wait_until_up(&http, &format!("http://127.0.0.1:{query_port}/healthz")).await;
     let ada = env.token("ada");
 
     // Warm up connections and the producer, then the quiet baseline.

@@ -9,7 +9,10 @@
 //! - path traversal in every id and key: artwork, exhibition, generation and user ids in paths
 //!   and GraphQL arguments, media keys (signed or not);
 //! - tampered media URLs: another expiry, a cut or re-encoded signature, a non-canonical or
-//!   overflowing expiry.
+//!   overflowing expiry;
+//! - GraphQL batches, small and huge, refused before they are parsed;
+//! - every ID argument of the GraphQL schema holding a traversal, SQL or a NUL byte, and every
+//!   other text argument holding a NUL byte.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -749,6 +752,307 @@ async fn tampered_media_urls_are_refused_and_only_the_genuine_one_reaches_the_st
         let (status, body) = raw(&query_api, "GET", &target, None, None).await;
         assert_eq!((status, code(&body)), expected, "{target}: {body}");
     }
+    alive(&app).await;
+    app.stop().await;
+}
+
+/// A GraphQL request with a raw `body` of `content_type` (and `token`): the status and the
+/// JSON answer.
+async fn post_graphql(
+    app: &App,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut request = app.http.post(app.graphql_url());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graphql_batches_are_refused_before_they_are_parsed_and_run_nothing() {
+    let (env, app) = start(false).await;
+    let ada = env.token("ada");
+    let like = json!({"query": "mutation { likeArtwork(artworkId: \"a1\") { eventId } }"});
+    let before = offsets(&env);
+
+    // Small, huge (10 MiB of likes, within the 12 MiB body limit: parsed, it would take
+    // hundreds of megabytes) and padded with whitespace before its bracket.
+    let small = serde_json::to_vec(&json!([like, {"query": "{ __typename }"}])).unwrap();
+    let one = like.to_string();
+    let count = 10 * 1024 * 1024 / (one.len() + 1);
+    let mut huge = Vec::with_capacity(10 * 1024 * 1024 + 2);
+    huge.push(b'[');
+    for i in 0..count {
+        if i > 0 {
+            huge.push(b',');
+        }
+        huge.extend_from_slice(one.as_bytes());
+    }
+    huge.push(b']');
+    let padded = [b" \r\n\t".as_slice(), &small].concat();
+    for (what, body) in [("small", small), ("huge", huge), ("padded", padded)] {
+        let started = std::time::Instant::now();
+        let (status, body) = post_graphql(&app, Some(&ada), "application/json", body).await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "BATCH_NOT_SUPPORTED"),
+            "{what}: {body}"
+        );
+        assert!(body["data"].is_null(), "{what}: {body}");
+        eprintln!("{what} batch refused in {:?}", started.elapsed());
+    }
+    // A multipart request whose `operations` is a batch.
+    let boundary = "hostile-batch";
+    let operations = json!([like, like]).to_string();
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{operations}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{}}\r\n--{boundary}--\r\n"
+    );
+    let (status, body) = post_graphql(
+        &app,
+        Some(&ada),
+        &format!("multipart/form-data; boundary={boundary}"),
+        form.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "BATCH_NOT_SUPPORTED"),
+        "multipart: {body}"
+    );
+
+    assert_eq!(offsets(&env), before, "no operation of a batch ran");
+    // One operation alone is served.
+    let body = app
+        .graphql(Some(&ada), like["query"].as_str().unwrap(), json!({}))
+        .await;
+    assert!(body["data"]["likeArtwork"]["eventId"].is_string(), "{body}");
+    alive(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_graphql_id_and_text_argument_refuses_traversal_nul_and_sql_and_writes_nothing() {
+    let (env, app) = start(false).await;
+    let ada = env.token("ada");
+    let admin = env.token_as("root", gallery_schemas::Role::Admin);
+    let cur = env.token_as("cur", gallery_schemas::Role::Curator);
+    let exhibition = uuid::Uuid::now_v7().to_string();
+    let comment = uuid::Uuid::now_v7().to_string();
+    let before = offsets(&env);
+
+    // Every ID argument, with `$v` in its place: (what, token, document, expected code).
+    let ids: &[(&str, &String, &str, &str)] = &[
+        (
+            "unlike",
+            &ada,
+            "mutation($v: ID!) { unlikeArtwork(artworkId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "favorite",
+            &ada,
+            "mutation($v: ID!) { favoriteArtwork(artworkId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "unfavorite",
+            &ada,
+            "mutation($v: ID!) { unfavoriteArtwork(artworkId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "comment's artwork",
+            &ada,
+            "mutation($v: ID!) { postComment(artworkId: $v, body: \"hi\") { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "view",
+            &ada,
+            "mutation($v: ID!) { recordView(artworkId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "deleted comment's artwork",
+            &ada,
+            &format!(
+                "mutation($v: ID!) {{ deleteComment(artworkId: $v, commentId: \"{comment}\") {{ eventId }} }}"
+            ),
+            "INVALID_INPUT",
+        ),
+        (
+            "deleted comment",
+            &ada,
+            "mutation($v: ID!) { deleteComment(artworkId: \"a1\", commentId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "removed artwork's exhibition",
+            &cur,
+            "mutation($v: ID!) { removeArtwork(exhibitionId: $v, artworkId: \"a1\") { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "removed artwork",
+            &cur,
+            &format!(
+                "mutation($v: ID!) {{ removeArtwork(exhibitionId: \"{exhibition}\", artworkId: $v) {{ eventId }} }}"
+            ),
+            "INVALID_INPUT",
+        ),
+        (
+            "published exhibition",
+            &cur,
+            "mutation($v: ID!) { publishExhibition(exhibitionId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "closed exhibition",
+            &cur,
+            "mutation($v: ID!) { closeExhibition(exhibitionId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "cancelled generation",
+            &ada,
+            "mutation($v: ID!) { cancelGeneration(requestId: $v) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "generation request id",
+            &ada,
+            "mutation($v: ID!) { requestTextToImage(input: {prompt: \"a harbour\", style: \"warm\", requestId: $v}) { eventId } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "user",
+            &admin,
+            "mutation($v: ID!) { setRole(userId: $v, role: CURATOR) { id } }",
+            "INVALID_INPUT",
+        ),
+        (
+            "generation",
+            &ada,
+            "query($v: ID!) { generation(id: $v) { id } }",
+            "BAD_USER_INPUT",
+        ),
+        (
+            "artworks' exhibition",
+            &ada,
+            "query($v: ID!) { artworks(exhibitionId: $v) { edges { node { id } } } }",
+            "BAD_USER_INPUT",
+        ),
+    ];
+    for value in ["../../etc/passwd", "..\\..\\windows", "%2e%2e%2f", SQL, NUL] {
+        for (what, token, document, expected) in ids {
+            let body = app
+                .graphql(Some(token), document, json!({"v": value}))
+                .await;
+            assert_eq!(code(&body), *expected, "{what} {value:?}: {body}");
+        }
+    }
+
+    // Every text argument not covered above, with a NUL byte.
+    let times = json!({"o": future(1), "c": future(2)});
+    let texts: &[(&str, Option<&String>, &str, Value, &str)] = &[
+        (
+            "exhibition title",
+            Some(&cur),
+            "mutation($v: String!, $o: DateTime!, $c: DateTime!) { createExhibition(input: {title: $v, opensAt: $o, closesAt: $c}) { eventId } }",
+            times.clone(),
+            "INVALID_INPUT",
+        ),
+        (
+            "exhibition description",
+            Some(&cur),
+            "mutation($v: String!, $o: DateTime!, $c: DateTime!) { createExhibition(input: {title: \"Night\", description: $v, opensAt: $o, closesAt: $c}) { eventId } }",
+            times,
+            "INVALID_INPUT",
+        ),
+        (
+            "negative prompt",
+            Some(&ada),
+            "mutation($v: String!) { requestTextToImage(input: {prompt: \"a harbour\", negativePrompt: $v, style: \"warm\"}) { eventId } }",
+            json!({}),
+            "INVALID_INPUT",
+        ),
+        (
+            "style",
+            Some(&ada),
+            "mutation($v: String!) { requestTextToImage(input: {prompt: \"a harbour\", style: $v}) { eventId } }",
+            json!({}),
+            "INVALID_INPUT",
+        ),
+        (
+            "username",
+            None,
+            "mutation($v: String!) { register(input: {username: $v, password: \"a long enough password\", displayName: \"Ada\"}) { accessToken } }",
+            json!({}),
+            "INVALID_INPUT",
+        ),
+        (
+            "display name",
+            None,
+            "mutation($v: String!) { register(input: {username: \"ada-gql\", password: \"a long enough password\", displayName: $v}) { accessToken } }",
+            json!({}),
+            "INVALID_INPUT",
+        ),
+        (
+            "login username",
+            None,
+            "mutation($v: String!) { login(username: $v, password: \"a long enough password\") { accessToken } }",
+            json!({}),
+            "INVALID_CREDENTIALS",
+        ),
+        (
+            "refresh token",
+            None,
+            "mutation($v: String!) { refresh(refreshToken: $v) { accessToken } }",
+            json!({}),
+            "INVALID_REFRESH_TOKEN",
+        ),
+        (
+            "idempotency key of a favorite",
+            Some(&ada),
+            "mutation($v: String!) { favoriteArtwork(artworkId: \"a1\", idempotencyKey: $v) { eventId } }",
+            json!({}),
+            "INVALID_IDEMPOTENCY_KEY",
+        ),
+        (
+            "cursor",
+            None,
+            "query($v: String!) { artworks(after: $v) { edges { node { id } } } }",
+            json!({}),
+            "BAD_USER_INPUT",
+        ),
+    ];
+    for (what, token, document, variables, expected) in texts {
+        let mut variables = variables.clone();
+        variables["v"] = json!(NUL);
+        let body = app
+            .graphql(token.map(String::as_str), document, variables)
+            .await;
+        assert_eq!(code(&body), *expected, "{what}: {body}");
+        assert!(
+            body["data"].is_null()
+                || body["data"]
+                    .as_object()
+                    .is_some_and(|d| d.values().all(Value::is_null)),
+            "{what}: {body}"
+        );
+    }
+    assert_eq!(offsets(&env), before, "a refused argument wrote nothing");
     alive(&app).await;
     app.stop().await;
 }

@@ -30,6 +30,10 @@ pub enum QueryError {
     /// The body is not a GraphQL request (bad JSON, a bad multipart form, a file too large).
     #[error(transparent)]
     Request(#[from] ParseRequestError),
+    /// A JSON array of operations: batches are not served (each would run as one request,
+    /// sidestepping the limits per request), and are refused before they are parsed.
+    #[error("batched requests are not supported: send one operation per request")]
+    BatchNotSupported,
     #[error("the request body exceeds {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("the request body did not arrive within {waited_ms} ms")]
@@ -39,6 +43,9 @@ pub enum QueryError {
     /// The read model did not reach the positions of a request's consistency tokens in time.
     #[error("the read model did not reach the consistency token within {waited_ms} ms")]
     ConsistencyTimeout { waited_ms: u64 },
+    /// The process already holds its most WebSocket connections; refused at the upgrade.
+    #[error("the server already holds {limit} WebSocket connections; try again later")]
+    TooManyConnections { limit: usize },
 }
 
 /// What a CQL read failed with.
@@ -72,8 +79,10 @@ impl QueryError {
                 "PAYLOAD_TOO_LARGE"
             }
             QueryError::BodyTooSlow { .. } => "REQUEST_TIMEOUT",
+            QueryError::BatchNotSupported => "BATCH_NOT_SUPPORTED",
             QueryError::Request(_) | QueryError::Body(_) => "BAD_REQUEST",
             QueryError::ConsistencyTimeout { .. } => "CONSISTENCY_TIMEOUT",
+            QueryError::TooManyConnections { .. } => "TOO_MANY_CONNECTIONS",
         }
     }
 }

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{ErrorExtensions, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::WebSocketUpgrade;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,6 +24,7 @@ use crate::media::{Media, media};
 use crate::mutation::Writes;
 use crate::read::ReadModel;
 use crate::schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema};
+use crate::ws::Connections;
 
 /// Most files one multipart request may carry.
 const MAX_FILES: usize = 4;
@@ -53,6 +52,15 @@ pub struct ApiSettings {
     pub query_timeout: Duration,
     /// Persisted queries kept (automatic persisted queries, least recently used dropped).
     pub persisted_queries: usize,
+    /// Most operations one WebSocket connection runs at once (`TOO_MANY_SUBSCRIPTIONS`
+    /// beyond, the connection and its other subscriptions kept).
+    pub max_subscriptions_per_connection: usize,
+    /// Most WebSocket connections the process holds at once, initialised or not
+    /// (`TOO_MANY_CONNECTIONS` with HTTP 503 beyond, at the upgrade).
+    pub max_websocket_connections: usize,
+    /// Longest a WebSocket connection may wait before its `connection_init` (closed with 4408
+    /// beyond).
+    pub ws_init_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -67,6 +75,9 @@ impl Default for ApiSettings {
             introspection: true,
             query_timeout: Duration::from_secs(10),
             persisted_queries: 1_000,
+            max_subscriptions_per_connection: 100,
+            max_websocket_connections: 10_000,
+            ws_init_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -81,6 +92,8 @@ pub struct ApiState {
     pub settings: ApiSettings,
     /// Stored images and their signed URLs.
     pub media: Media,
+    /// The WebSocket connections open, against `settings.max_websocket_connections`.
+    pub(crate) connections: Connections,
 }
 
 impl ApiState {
@@ -108,6 +121,7 @@ impl ApiState {
             keys,
             read,
             feed,
+            connections: Connections::new(settings.max_websocket_connections),
             settings,
             media,
         }
@@ -135,7 +149,7 @@ pub fn router(state: ApiState) -> Router {
     };
     Router::new()
         .route("/graphql", graphql_route)
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
@@ -150,78 +164,8 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-/// The read buffer of a WebSocket connection: what an idle subscription holds for reading.
-/// Client messages are small (`subscribe`, `ping`, `complete`); a larger one is read in as
-/// many chunks, into room reserved for it alone.
-const WS_READ_BUFFER_BYTES: usize = 1024;
-
-/// The size at which a WebSocket connection's writes are flushed.
-const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
-
-/// Room beyond the document in a WebSocket message: variables and the protocol's envelope.
-const WS_ENVELOPE_BYTES: usize = 64 * 1024;
-
-/// Subscriptions over WebSocket (`graphql-transport-ws`, or the older `graphql-ws`). The
-/// bearer token goes in the `connection_init` payload: `{"authorization": "Bearer <token>"}`;
-/// a bad one closes the connection.
-async fn graphql_ws(
-    State(state): State<ApiState>,
-    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let client = ClientAddr(peer.map(|p| p.0.0.ip()));
-    let schema = state.schema.clone();
-    let keys = state.keys.clone();
-    // The largest message a client needs to send: a document within its budget, with room for
-    // its variables and the protocol's envelope. Anything larger is refused by the WebSocket
-    // layer before it is buffered whole (its default is 64 MiB).
-    let max_message = state
-        .settings
-        .max_document_bytes
-        .saturating_add(WS_ENVELOPE_BYTES);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        // GraphQL messages are small: buffers sized for them, not tungstenite's 128 KiB
-        // defaults, which made every idle subscription cost about 150 KB.
-        .read_buffer_size(WS_READ_BUFFER_BYTES)
-        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    connection_data(&keys, &payload, client)
-                })
-                .serve()
-        })
-}
-
-/// The session data of a WebSocket connection: who is asking, from `connection_init`.
-fn connection_data(
-    keys: &TokenKeys,
-    payload: &serde_json::Value,
-    client: ClientAddr,
-) -> async_graphql::Result<async_graphql::Data> {
-    let header = payload
-        .get("authorization")
-        .or_else(|| payload.get("Authorization"));
-    let caller = match header {
-        None | Some(serde_json::Value::Null) => None,
-        Some(value) => Some(
-            keys.verify_header(value.as_str())
-                .map_err(|e| QueryError::from(e).extend())?,
-        ),
-    };
-    let mut data = async_graphql::Data::default();
-    data.insert(Viewer(caller.as_ref().map(|p| p.user.clone())));
-    data.insert(Caller(caller));
-    data.insert(client);
-    Ok(data)
-}
-
 /// A request refused before it reached the schema, as a GraphQL error response.
-fn refused(status: StatusCode, error: &QueryError) -> Response {
+pub(crate) fn refused(status: StatusCode, error: &QueryError) -> Response {
     let error = error.extend();
     let server_error = ServerError {
         message: error.message,
@@ -262,13 +206,24 @@ async fn parse(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let multipart = content_type.is_some_and(|t| {
+        t.trim_start()
+            .get(..10)
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("multipart/"))
+    });
+    if !multipart && is_json_array(&body) {
+        // Parsed, a body-sized array of small operations would cost many times its size.
+        return Err((StatusCode::BAD_REQUEST, QueryError::BatchNotSupported));
+    }
     let options = MultipartOptions::default().max_num_files(MAX_FILES);
-    let bad = |e: async_graphql::ParseRequestError| {
-        let status = match e {
-            async_graphql::ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        (status, QueryError::from(e))
+    let bad = |e: async_graphql::ParseRequestError| match e {
+        async_graphql::ParseRequestError::PayloadTooLarge => {
+            (StatusCode::PAYLOAD_TOO_LARGE, QueryError::from(e))
+        }
+        async_graphql::ParseRequestError::UnsupportedBatch => {
+            (StatusCode::BAD_REQUEST, QueryError::BatchNotSupported)
+        }
+        _ => (StatusCode::BAD_REQUEST, QueryError::from(e)),
     };
     let batch = async_graphql::http::receive_batch_body(
         content_type,
@@ -277,7 +232,16 @@ async fn parse(
     )
     .await
     .map_err(bad)?;
+    // A multipart request's `operations` may still be a batch.
     batch.into_single().map_err(bad)
+}
+
+/// Whether a JSON body is an array (a batch of operations), from its first byte that is not
+/// whitespace.
+fn is_json_array(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'[')
 }
 
 #[tracing::instrument(skip_all)]
@@ -334,4 +298,19 @@ fn consistency_tokens(headers: &HeaderMap) -> Result<Vec<Position>, QueryError> 
         positions.extend(Position::parse_list(raw)?);
     }
     Ok(positions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_told_by_its_first_byte_that_is_not_whitespace() {
+        for batch in ["[]", " \r\n\t[{\"query\": \"{ a }\"}]"] {
+            assert!(is_json_array(batch.as_bytes()), "{batch:?}");
+        }
+        for single in ["", "  ", "{\"query\": \"[\"}", "\"[\"", "\u{c}["] {
+            assert!(!is_json_array(single.as_bytes()), "{single:?}");
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod query;
 mod read;
 mod schema;
 mod subscription;
+mod ws;
 
 pub use cache::{CacheSettings, HotCache};
 pub use changes::{Change, ChangeFeed};

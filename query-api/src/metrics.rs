@@ -12,8 +12,21 @@ pub const ERRORS: &str = "gallery_graphql_errors_total";
 /// Live subscriptions (WebSocket `subscribe` operations running).
 pub const SUBSCRIPTIONS: &str = "gallery_graphql_subscriptions";
 
+/// Open WebSocket connections (`/graphql/ws`), initialised or not; at most
+/// `query_api.max_websocket_connections`, one more is refused (`TOO_MANY_CONNECTIONS` in
+/// [`ERRORS`]).
+pub const WEBSOCKET_CONNECTIONS: &str = "gallery_graphql_websocket_connections";
+/// WebSocket connections closed with 4408 for sending no `connection_init` in time.
+pub const WEBSOCKET_INIT_TIMEOUTS: &str = "gallery_graphql_websocket_init_timeouts_total";
+
 /// Every metric the GraphQL API records.
-pub const NAMES: &[&str] = &[REQUESTS, ERRORS, SUBSCRIPTIONS];
+pub const NAMES: &[&str] = &[
+    REQUESTS,
+    ERRORS,
+    SUBSCRIPTIONS,
+    WEBSOCKET_CONNECTIONS,
+    WEBSOCKET_INIT_TIMEOUTS,
+];
 
 /// Registers the descriptions with the installed recorder (call after installing it).
 pub fn describe() {
@@ -23,6 +36,14 @@ pub fn describe() {
     );
     describe_counter!(ERRORS, "Errors in GraphQL responses, by code");
     describe_gauge!(SUBSCRIPTIONS, "GraphQL subscriptions running");
+    describe_gauge!(
+        WEBSOCKET_CONNECTIONS,
+        "GraphQL WebSocket connections open, initialised or not"
+    );
+    describe_counter!(
+        WEBSOCKET_INIT_TIMEOUTS,
+        "GraphQL WebSocket connections closed (4408) for sending no connection_init in time"
+    );
 }
 
 /// Counts a response and its errors (every error has a code by then).
@@ -33,6 +54,12 @@ pub(crate) fn record(response: &Response) {
         "error"
     };
     metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
+    record_errors(response);
+}
+
+/// Counts the errors of a response by code (alone: those of a refused `subscribe`, which is no
+/// request).
+pub(crate) fn record_errors(response: &Response) {
     for error in &response.errors {
         let code = match error.extensions.as_ref().and_then(|x| x.get("code")) {
             Some(Value::String(code)) => code.clone(),

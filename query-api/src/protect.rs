@@ -1,11 +1,12 @@
 //! Protection of the schema: a budget per document ([`crate::guard`]: size, depth and fields
 //! checked before and while parsing, off the async runtime's worker threads), a time limit per
-//! request, and a stable `extensions.code` on every error, including those async-graphql
-//! raises itself (parse and validation errors, depth and complexity limits, persisted
-//! queries).
+//! request, a bound on the operations one WebSocket connection runs at once
+//! ([`SubscriptionSlots`]), and a stable `extensions.code` on every error, including those
+//! async-graphql raises itself (parse and validation errors, depth and complexity limits,
+//! persisted queries).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_graphql::extensions::{
@@ -32,6 +33,7 @@ pub mod codes {
     pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
     pub const PERSISTED_QUERY_INVALID: &str = "PERSISTED_QUERY_INVALID";
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -109,6 +111,81 @@ impl Drop for Live {
     }
 }
 
+/// A count of things held at once, at most `limit`: a [`Slot`] is taken for each and gives its
+/// place back when dropped. The operations of one WebSocket connection
+/// ([`SubscriptionSlots`]) and the WebSocket connections of the process
+/// ([`crate::ws::Connections`]) are counted so.
+#[derive(Debug, Clone)]
+pub(crate) struct Slots {
+    running: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Slots {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            running: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A slot, or `None` when `limit` are already held.
+    pub(crate) fn take(&self) -> Option<Slot> {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.running.clone()))
+    }
+}
+
+/// A place in [`Slots`], until dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The operations (subscriptions, and queries sent over the socket) one WebSocket connection
+/// runs at once: at most `limit`. It lives in the connection's session data, so every
+/// `subscribe` of the connection takes a slot of the same count; a slot is freed when its
+/// stream is dropped (completed by the client, ended, or its connection gone).
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriptionSlots(Slots);
+
+impl SubscriptionSlots {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self(Slots::new(limit))
+    }
+
+    /// A slot, or `None` when `limit` operations already run.
+    fn take(&self) -> Option<Slot> {
+        self.0.take()
+    }
+
+    /// The answer to a `subscribe` beyond the limit: one error, then the end of the stream
+    /// (the client hears `next` with the error, then `complete`).
+    fn refusal(&self) -> Response {
+        let mut error = ServerError::new(
+            format!(
+                "this connection already runs {} subscriptions; complete one first",
+                self.0.limit()
+            ),
+            None,
+        );
+        set_code(&mut error, codes::TOO_MANY_SUBSCRIPTIONS);
+        Response::from_errors(vec![error])
+    }
+}
+
 /// Gives every error without a code one.
 fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
@@ -150,10 +227,22 @@ impl Extension for Guarded {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
+        // Refused before the document is even parsed: the stream is dropped unpolled.
+        let slot = match ctx.data_opt::<SubscriptionSlots>() {
+            Some(slots) => match slots.take() {
+                Some(slot) => Some(slot),
+                None => {
+                    let refusal = slots.refusal();
+                    crate::metrics::record_errors(&refusal);
+                    return futures::stream::once(async move { refusal }).boxed();
+                }
+            },
+            None => None,
+        };
         let live = Live::start();
         next.run(ctx, stream)
             .map(move |response| {
-                let _live = &live;
+                let _held = (&live, &slot);
                 with_codes(response)
             })
             .boxed()
@@ -364,6 +453,40 @@ mod tests {
             drop(second);
             assert_eq!(live().as_deref(), Some("0"));
         });
+    }
+
+    #[tokio::test]
+    async fn a_connection_runs_at_most_its_slots_and_a_dropped_stream_frees_one() {
+        let s = Schema::build(Slow, EmptyMutation, Ticks)
+            .extension(protection())
+            .finish();
+        let mut session = async_graphql::Data::default();
+        session.insert(SubscriptionSlots::new(2));
+        let session = Arc::new(session);
+        let start =
+            || s.execute_stream_with_session_data("subscription { ticks }", session.clone());
+        let mut first = start();
+        let mut second = start();
+        assert!(first.next().await.is_some_and(|r| r.errors.is_empty()));
+        assert!(second.next().await.is_some_and(|r| r.errors.is_empty()));
+        let mut third = start();
+        let refused = third.next().await.expect("a refusal");
+        assert_eq!(
+            code(&refused).as_deref(),
+            Some(codes::TOO_MANY_SUBSCRIPTIONS)
+        );
+        assert!(third.next().await.is_none(), "a refused stream ends");
+        drop(first);
+        let mut fourth = start();
+        assert!(fourth.next().await.is_some_and(|r| r.errors.is_empty()));
+        // Another connection's slots are its own; without any, nothing is counted.
+        let mut other = async_graphql::Data::default();
+        other.insert(SubscriptionSlots::new(1));
+        let mut elsewhere =
+            s.execute_stream_with_session_data("subscription { ticks }", Arc::new(other));
+        assert!(elsewhere.next().await.is_some_and(|r| r.errors.is_empty()));
+        let mut unbounded = s.execute_stream("subscription { ticks }");
+        assert!(unbounded.next().await.is_some_and(|r| r.errors.is_empty()));
     }
 
     #[tokio::test]

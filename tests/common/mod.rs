@@ -360,6 +360,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `url` answers `200` (a server the test started as a process of its own),
+/// for at most two minutes.
+pub async fn wait_until_up(http: &reqwest::Client, url: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The text `GET <base>/metrics` answers, and the value of one sample in it.
 pub async fn scrape(base: &str) -> String {
     let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
