@@ -166,7 +166,14 @@ fn wait_for_leaders(brokers: &str, topics: &[String]) -> Result<(), KafkaError> 
         .create()?;
     let deadline = Instant::now() + Duration::from_secs(15);
     for topic in topics {
-        while !serves(&client, topic)? {
+        // Advisory: a broker of the cluster may be down (its metadata requests time out, its
+        // partitions wait for a new leader); the roles' clients wait for leaders themselves.
+        loop {
+            match serves(&client, topic) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(%topic, error = %e, "no metadata yet"),
+            }
             if Instant::now() > deadline {
                 tracing::warn!(%topic, "topic has partitions without a serving leader after 15 s");
                 break;
