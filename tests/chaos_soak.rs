@@ -27,7 +27,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,7 +102,8 @@ impl Role {
         self
     }
 
-    /// Starts the process, its warnings appended to `<logs>/<name>.log`.
+    /// Starts the process, its log (`GALLERY_LOG`, warnings by default) and its errors
+    /// appended to `<logs>/<name>.log`.
     fn spawn(&mut self, env: &TestEnv, logs: &std::path::Path) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -112,7 +112,7 @@ impl Role {
             .unwrap();
         let child = gallery_command(env, self.args)
             .envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.name));
@@ -169,6 +169,8 @@ fn roles(env: &TestEnv, commands: [u16; 2], queries: [u16; 2]) -> Vec<Role> {
         projector("projections-a", "soak-projector-a"),
         projector("projections-b", "soak-projector-b"),
         common_vars(Role::new("painter", &["painter"]))
+            // A job or two a few seconds: its progress is worth keeping.
+            .var("GALLERY_LOG", "info,rdkafka=warn,gallery_gpu_workers=debug")
             .var("GALLERY_PAINTER__DEVICE", "cpu")
             .var("GALLERY_PAINTER__THREADS", "1")
             .var("GALLERY_PAINTER__BACKLOG_THRESHOLD", "1000000")
@@ -198,6 +200,7 @@ async fn drive(
     every: Duration,
     stop: Arc<AtomicBool>,
 ) -> (Vec<Role>, PrivateCluster, Kills) {
+    let started = Instant::now();
     let mut rng = Lcg::from_clock();
     let mut kills = Kills::default();
     let mut cluster = Some(cluster);
@@ -221,7 +224,7 @@ async fn drive(
             let role = &mut roles[victim];
             assert!(role.running(), "{} exited on its own", role.name);
             role.kill().await;
-            eprintln!("soak: killed {}", role.name);
+            eprintln!("soak: {:>7.1?} killed {}", started.elapsed(), role.name);
             tokio::time::sleep(Duration::from_millis(200 + rng.next(800))).await;
             role.spawn(&env, &logs);
             continue;
@@ -235,10 +238,10 @@ async fn drive(
         let c = cluster.take().unwrap();
         broker_back = Some(tokio::task::spawn_blocking(move || {
             c.kill(node);
-            eprintln!("soak: killed broker {node}");
+            eprintln!("soak: {:>7.1?} killed broker {node}", started.elapsed());
             std::thread::sleep(down_for);
             c.up();
-            eprintln!("soak: broker {node} is back");
+            eprintln!("soak: {:>7.1?} broker {node} is back", started.elapsed());
             c
         }));
         kills.brokers += 1;
