@@ -372,23 +372,58 @@ static RESOLVED: LazyLock<HashMap<&'static str, Result<ResolvedSchema<'static>, 
             .collect()
     });
 
+/// A record's schema and its resolved names, by full name.
+fn parsed_and_resolved(
+    name: &str,
+) -> Result<
+    (
+        &'static apache_avro::Schema,
+        &'static ResolvedSchema<'static>,
+    ),
+    CodecError,
+> {
+    match (PARSED.get(name), RESOLVED.get(name)) {
+        (Some(Ok(schema)), Some(Ok(resolved))) => Ok((schema, resolved)),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Err(CodecError::Invalid {
+            reason: format!("{name}: schema does not parse: {e}"),
+        }),
+        _ => Err(CodecError::UnknownRecord {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// The schema id and the Avro body of a Confluent-framed message: the magic byte `0`, the id
+/// (4 bytes, big endian), then the body. What the registry's decoder reads first.
+pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    match bytes {
+        [MAGIC_BYTE, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        _ => Err(CodecError::Invalid {
+            reason: "not a Confluent-framed message (magic byte 0, then a 4-byte schema id)"
+                .to_owned(),
+        }),
+    }
+}
+
+/// Decodes the Avro body of a `record` written with this version's schema of it (the one
+/// [`EventCodec::register_all`] registers): what [`EventCodec::decode`] does once the registry
+/// has named the writer's schema, with the same reader, without asking the registry.
+pub fn decode_body(record: &str, body: &[u8]) -> Result<Event, CodecError> {
+    let (schema, resolved) = parsed_and_resolved(record)?;
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .resolved_writer_schemata(resolved.clone())
+        .build()
+        .and_then(|reader| reader.read_value(&mut std::io::Cursor::new(body)))
+        .map_err(|e| CodecError::Invalid {
+            reason: format!("{record}: {e}"),
+        })?;
+    from_avro(record, &value)
+}
+
 /// The Confluent frame of `event` under schema id `id`: the typed path of [`EventCodec::encode`].
 pub fn frame(id: u32, event: &Event) -> Result<Vec<u8>, CodecError> {
     let name = event.record_name();
-    let invalid = |reason: String| CodecError::Invalid {
-        reason: format!("{name}: {reason}"),
-    };
-    let (schema, resolved) = match (PARSED.get(name), RESOLVED.get(name)) {
-        (Some(Ok(schema)), Some(Ok(resolved))) => (schema, resolved),
-        (Some(Err(e)), _) | (_, Some(Err(e))) => {
-            return Err(invalid(format!("schema does not parse: {e}")));
-        }
-        _ => {
-            return Err(CodecError::UnknownRecord {
-                name: name.to_owned(),
-            });
-        }
-    };
+    let (schema, resolved) = parsed_and_resolved(name)?;
     let mut out = Vec::with_capacity(FRAME_CAPACITY);
     out.push(MAGIC_BYTE);
     out.extend_from_slice(&id.to_be_bytes());
@@ -398,7 +433,9 @@ pub fn frame(id: u32, event: &Event) -> Result<Vec<u8>, CodecError> {
         e,
         &mut out
     ))
-    .map_err(|e| invalid(e.to_string()))?;
+    .map_err(|e| CodecError::Invalid {
+        reason: format!("{name}: {e}"),
+    })?;
     Ok(out)
 }
 
@@ -456,4 +493,18 @@ pub fn from_avro(name: &str, value: &Value) -> Result<Event, CodecError> {
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_the_magic_byte_and_a_big_endian_schema_id() {
+        assert_eq!(unframe(&[0, 0, 0, 1, 2, 9]).ok(), Some((258, &[9_u8][..])));
+        assert_eq!(unframe(&[0, 0, 0, 1, 2]).ok(), Some((258, &[][..])));
+        for bad in [&[][..], &[0, 0, 0, 1], &[1, 0, 0, 1, 2, 9]] {
+            assert!(unframe(bad).is_err(), "{bad:?}");
+        }
+    }
 }
