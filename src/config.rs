@@ -598,15 +598,29 @@ impl Config {
     /// Loads defaults, then `file` (if given), then the environment, then `overrides`, and
     /// validates the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        if let Some(path) = file
+            && !path.exists()
+        {
+            return Err(invalid(
+                "config file",
+                format!("{} does not exist", path.display()),
+            ));
+        }
+        Self::load_layers(file.map(Toml::file), overrides)
+    }
+
+    /// Like [`Config::load`], with the file's layer given as TOML text.
+    pub fn load_toml(toml: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_layers(Some(Toml::string(toml)), overrides)
+    }
+
+    fn load_layers(
+        file: Option<figment::providers::Data<Toml>>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(invalid(
-                    "config file",
-                    format!("{} does not exist", path.display()),
-                ));
-            }
-            figment = figment.merge(Toml::file(path));
+        if let Some(file) = file {
+            figment = figment.merge(file);
         }
         let config: Config = figment
             .merge(read_store_env())

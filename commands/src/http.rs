@@ -246,13 +246,19 @@ set_fact!(unlike, set_like, false);
 set_fact!(favorite, set_favorite, true);
 set_fact!(unfavorite, set_favorite, false);
 
+/// The JSON body of `POST /v1/artworks/{id}/comments`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CommentBody {
+pub struct CommentBody {
     body: String,
 }
 
 impl CommentBody {
+    /// The comment's text, unchecked (the command checks it).
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
     /// The body as the document shows it: the fields above, their rules, nothing else.
     pub(crate) fn schema() -> Value {
         json!({"type": "object", "additionalProperties": false, "required": ["body"], "properties": {
@@ -272,7 +278,7 @@ async fn post_comment(
     let artwork = artwork(&id)?;
     let done = state
         .commands
-        .post_comment(&caller.cx(), &artwork, &input.body)
+        .post_comment(&caller.cx(), &artwork, input.body())
         .await?;
     Ok(AcceptedResponse(done))
 }
@@ -313,9 +319,10 @@ async fn record_view(
     Ok(AcceptedResponse(done))
 }
 
+/// The JSON body of `POST /v1/exhibitions`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct ExhibitionBody {
+pub struct ExhibitionBody {
     title: String,
     #[serde(default)]
     description: String,
@@ -344,6 +351,17 @@ fn millis(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+impl From<ExhibitionBody> for NewExhibition {
+    fn from(input: ExhibitionBody) -> Self {
+        NewExhibition {
+            title: input.title,
+            description: input.description,
+            opens_at: millis(input.opens_at),
+            closes_at: millis(input.closes_at),
+        }
+    }
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 async fn create_exhibition(
     State(state): State<Arc<HttpState>>,
@@ -351,12 +369,7 @@ async fn create_exhibition(
     Body(input): Body<ExhibitionBody>,
 ) -> Reply {
     let caller = Caller::of(&state, &headers)?;
-    let input = NewExhibition {
-        title: input.title,
-        description: input.description,
-        opens_at: millis(input.opens_at),
-        closes_at: millis(input.closes_at),
-    };
+    let input = NewExhibition::from(input);
     let done = state
         .commands
         .create_exhibition(&caller.cx(), &input)
@@ -438,6 +451,47 @@ impl Form {
     }
 }
 
+/// Reads the multipart form of `POST /v1/exhibitions/{id}/artworks`: the artwork's details,
+/// unchecked (the command checks them), and its image, as sent.
+pub async fn artwork_upload(multipart: Multipart) -> Result<ArtworkUpload, CommandError> {
+    let mut form = Form::read(multipart, "image").await?;
+    Ok(ArtworkUpload {
+        details: NewArtwork {
+            title: form.required("title")?,
+            artist: form.required("artist")?,
+            year: form.number("year")?,
+            style: form.text("style").filter(|s| !s.is_empty()),
+            description: form.text("description").unwrap_or_default(),
+        },
+        image: form.file("image")?,
+    })
+}
+
+/// Reads the multipart form of `POST /v1/generations/image-to-image`: the request's parameters,
+/// unchecked (the command checks them), and its photo, as sent.
+pub async fn image_to_image_input(multipart: Multipart) -> Result<GenerationInput, CommandError> {
+    let mut form = Form::read(multipart, "photo").await?;
+    let request_id = form
+        .text("requestId")
+        .filter(|s| !s.is_empty())
+        .map(|raw| uuid("requestId", &raw))
+        .transpose()?;
+    Ok(GenerationInput {
+        mode: GenerationMode::ImageToImage,
+        params: Params {
+            prompt: form.text("prompt"),
+            negative_prompt: form.text("negativePrompt"),
+            style: form.required("style")?,
+            seed: form.number("seed")?,
+            steps: form.number("steps")?,
+            width: form.number("width")?,
+            height: form.number("height")?,
+        },
+        photo: Some(form.file("photo")?),
+        request_id,
+    })
+}
+
 fn multipart_rejection(rejection: &MultipartRejection) -> CommandError {
     CommandError::BadBody {
         code: "UNSUPPORTED_MEDIA_TYPE",
@@ -455,17 +509,7 @@ async fn add_artwork(
     let caller = Caller::of(&state, &headers)?;
     let exhibition = uuid("exhibition id", &id)?;
     let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
-    let mut form = Form::read(multipart, "image").await?;
-    let upload = ArtworkUpload {
-        details: NewArtwork {
-            title: form.required("title")?,
-            artist: form.required("artist")?,
-            year: form.number("year")?,
-            style: form.text("style").filter(|s| !s.is_empty()),
-            description: form.text("description").unwrap_or_default(),
-        },
-        image: form.file("image")?,
-    };
+    let upload = artwork_upload(multipart).await?;
     let done = state
         .commands
         .add_artwork(&caller.cx(), exhibition, upload)
@@ -510,9 +554,10 @@ uuid_action!(publish_exhibition, publish_exhibition, "exhibition id");
 uuid_action!(close_exhibition, close_exhibition, "exhibition id");
 uuid_action!(cancel_generation, cancel_generation, "request id");
 
+/// The JSON body of `POST /v1/generations`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct TextToImageBody {
+pub struct TextToImageBody {
     prompt: String,
     negative_prompt: Option<String>,
     style: String,
@@ -623,6 +668,25 @@ pub(crate) fn add_artwork_form() -> Value {
     }})
 }
 
+impl From<TextToImageBody> for GenerationInput {
+    fn from(input: TextToImageBody) -> Self {
+        GenerationInput {
+            mode: GenerationMode::TextToImage,
+            params: Params {
+                prompt: Some(input.prompt),
+                negative_prompt: input.negative_prompt,
+                style: input.style,
+                seed: input.seed,
+                steps: input.steps,
+                width: input.width,
+                height: input.height,
+            },
+            photo: None,
+            request_id: input.request_id,
+        }
+    }
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 async fn text_to_image(
     State(state): State<Arc<HttpState>>,
@@ -630,20 +694,7 @@ async fn text_to_image(
     Body(input): Body<TextToImageBody>,
 ) -> Reply {
     let caller = Caller::of(&state, &headers)?;
-    let request = GenerationInput {
-        mode: GenerationMode::TextToImage,
-        params: Params {
-            prompt: Some(input.prompt),
-            negative_prompt: input.negative_prompt,
-            style: input.style,
-            seed: input.seed,
-            steps: input.steps,
-            width: input.width,
-            height: input.height,
-        },
-        photo: None,
-        request_id: input.request_id,
-    };
+    let request = GenerationInput::from(input);
     let done = state
         .commands
         .request_generation(&caller.cx(), request)
@@ -659,26 +710,7 @@ async fn image_to_image(
 ) -> Reply {
     let caller = Caller::of(&state, &headers)?;
     let multipart = multipart.map_err(|r| multipart_rejection(&r))?;
-    let mut form = Form::read(multipart, "photo").await?;
-    let request_id = form
-        .text("requestId")
-        .filter(|s| !s.is_empty())
-        .map(|raw| uuid("requestId", &raw))
-        .transpose()?;
-    let request = GenerationInput {
-        mode: GenerationMode::ImageToImage,
-        params: Params {
-            prompt: form.text("prompt"),
-            negative_prompt: form.text("negativePrompt"),
-            style: form.required("style")?,
-            seed: form.number("seed")?,
-            steps: form.number("steps")?,
-            width: form.number("width")?,
-            height: form.number("height")?,
-        },
-        photo: Some(form.file("photo")?),
-        request_id,
-    };
+    let request = image_to_image_input(multipart).await?;
     let done = state
         .commands
         .request_generation(&caller.cx(), request)

@@ -20,7 +20,7 @@ use crate::cache::{CacheSettings, HotCache};
 use crate::changes::ChangeFeed;
 use crate::consistency::{self, Position};
 use crate::error::QueryError;
-use crate::media::{Media, media};
+use crate::media::{Media, media_routes};
 use crate::mutation::Writes;
 use crate::read::ReadModel;
 use crate::schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema};
@@ -150,7 +150,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/graphql", graphql_route)
         .route("/graphql/ws", get(crate::ws::graphql_ws))
-        .route("/media/{*key}", get(media))
+        .merge(media_routes())
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -206,6 +206,17 @@ async fn parse(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    parse_request(content_type, body).await
+}
+
+/// Reads the body of `POST /graphql` (its `Content-Type` tells JSON from multipart) into one
+/// GraphQL request, or the status and error it is refused with. The document is not parsed
+/// yet: the schema's protection does that, within its budget. A JSON batch is refused from
+/// its first byte, before it is parsed.
+pub async fn parse_request(
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<async_graphql::Request, (StatusCode, QueryError)> {
     let multipart = content_type.is_some_and(|t| {
         t.trim_start()
             .get(..10)

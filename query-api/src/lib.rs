@@ -24,13 +24,13 @@ pub use cache::{CacheSettings, HotCache};
 pub use changes::{Change, ChangeFeed};
 pub use consistency::Position;
 pub use error::{CqlReadError, QueryError};
-pub use http::{ApiSettings, ApiState, body_too_slow, payload_too_large, router};
+pub use http::{ApiSettings, ApiState, body_too_slow, parse_request, payload_too_large, router};
 pub use media::{
     DEV_MEDIA_URL_SECRET, IMAGE_PREFIXES, MIN_MEDIA_SECRET_LEN, Media, MediaSecret, MediaUrlError,
-    MediaUrlSettings, MediaUrls,
+    MediaUrlSettings, MediaUrls, UrlRefusal, media_routes,
 };
 pub use mutation::{MutationRoot, Writes};
 pub use query::QueryRoot;
 pub use read::{InteractionStore, ReadModel, ScyllaReads, StatementCounter};
-pub use schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema, sdl};
+pub use schema::{Caller, ClientAddr, GallerySchema, Viewer, build_schema, protected_schema, sdl};
 pub use subscription::SubscriptionRoot;

@@ -1,6 +1,6 @@
 //! The GraphQL schema.
 
-use async_graphql::Schema;
+use async_graphql::{Schema, SchemaBuilder};
 use gallery_commands::Principal;
 use gallery_schemas::UserId;
 
@@ -43,6 +43,24 @@ pub fn build_schema(
     media_urls: MediaUrls,
     settings: &ApiSettings,
 ) -> GallerySchema {
+    protected_schema(settings)
+        .data(loaders(read.clone()))
+        .data(LiveStats::new(read.clone(), feed.clone()))
+        .data(feed)
+        .data(read)
+        .data(writes)
+        .data(cache)
+        .data(media_urls)
+        .finish()
+}
+
+/// The schema's types behind its protection ([`Protection`]: the document budget, the time
+/// limit, persisted queries, the error codes) and its depth and complexity limits, as
+/// `settings` set them, before any data is attached. A request to it alone is read, bounded
+/// and validated as the service does it, and fails at its first resolver.
+pub fn protected_schema(
+    settings: &ApiSettings,
+) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         // First, so it times and codes everything the other extensions do.
         .extension(Protection {
@@ -61,19 +79,12 @@ pub fn build_schema(
             ),
             introspection: settings.introspection,
         })
-        .data(loaders(read.clone()))
-        .data(LiveStats::new(read.clone(), feed.clone()))
-        .data(feed)
-        .data(read)
-        .data(writes)
-        .data(cache)
-        .data(media_urls)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity);
     if settings.introspection {
-        builder.finish()
+        builder
     } else {
-        builder.disable_introspection().finish()
+        builder.disable_introspection()
     }
 }
 

@@ -210,6 +210,19 @@ const MAGIC_BYTE: u8 = 0;
 /// Room for the frame and a typical event, so that encoding one allocates once.
 const FRAME_CAPACITY: usize = 256;
 
+/// The most bytes the Avro reader allocates for one value of a message (a string's or bytes'
+/// length, an array's items): a Kafka message is at most 1 MiB by default, and no field of an
+/// event comes near it. Avro's own bound is 512 MiB, so a message of a few bytes announcing a
+/// 400 MB string made a consumer allocate 400 MB before it noticed the bytes were missing (a
+/// poison message could stop the process where memory is not overcommitted).
+pub const MAX_DECODE_ALLOCATION: usize = 1 << 20;
+
+/// Bounds what the Avro reader allocates to [`MAX_DECODE_ALLOCATION`]. The bound is the
+/// process's and the first setting wins: every decoding path here sets it before it reads.
+fn bound_allocations() {
+    apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
+}
+
 /// The registry's id of each record's schema, per topic, learnt on first use.
 #[derive(Debug, Default)]
 struct SchemaIds(RwLock<HashMap<String, HashMap<&'static str, u32>>>);
@@ -330,6 +343,7 @@ impl EventCodec {
                 reason: "message has no value".to_owned(),
             });
         };
+        bound_allocations();
         let decoded = self
             .decoder
             .decode(Some(bytes))
@@ -372,23 +386,59 @@ static RESOLVED: LazyLock<HashMap<&'static str, Result<ResolvedSchema<'static>, 
             .collect()
     });
 
+/// A record's schema and its resolved names, by full name.
+fn parsed_and_resolved(
+    name: &str,
+) -> Result<
+    (
+        &'static apache_avro::Schema,
+        &'static ResolvedSchema<'static>,
+    ),
+    CodecError,
+> {
+    match (PARSED.get(name), RESOLVED.get(name)) {
+        (Some(Ok(schema)), Some(Ok(resolved))) => Ok((schema, resolved)),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Err(CodecError::Invalid {
+            reason: format!("{name}: schema does not parse: {e}"),
+        }),
+        _ => Err(CodecError::UnknownRecord {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// The schema id and the Avro body of a Confluent-framed message: the magic byte `0`, the id
+/// (4 bytes, big endian), then the body. What the registry's decoder reads first.
+pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    match bytes {
+        [MAGIC_BYTE, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        _ => Err(CodecError::Invalid {
+            reason: "not a Confluent-framed message (magic byte 0, then a 4-byte schema id)"
+                .to_owned(),
+        }),
+    }
+}
+
+/// Decodes the Avro body of a `record` written with this version's schema of it (the one
+/// [`EventCodec::register_all`] registers): what [`EventCodec::decode`] does once the registry
+/// has named the writer's schema, with the same reader, without asking the registry.
+pub fn decode_body(record: &str, body: &[u8]) -> Result<Event, CodecError> {
+    let (schema, resolved) = parsed_and_resolved(record)?;
+    bound_allocations();
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .resolved_writer_schemata(resolved.clone())
+        .build()
+        .and_then(|reader| reader.read_value(&mut std::io::Cursor::new(body)))
+        .map_err(|e| CodecError::Invalid {
+            reason: format!("{record}: {e}"),
+        })?;
+    from_avro(record, &value)
+}
+
 /// The Confluent frame of `event` under schema id `id`: the typed path of [`EventCodec::encode`].
 pub fn frame(id: u32, event: &Event) -> Result<Vec<u8>, CodecError> {
     let name = event.record_name();
-    let invalid = |reason: String| CodecError::Invalid {
-        reason: format!("{name}: {reason}"),
-    };
-    let (schema, resolved) = match (PARSED.get(name), RESOLVED.get(name)) {
-        (Some(Ok(schema)), Some(Ok(resolved))) => (schema, resolved),
-        (Some(Err(e)), _) | (_, Some(Err(e))) => {
-            return Err(invalid(format!("schema does not parse: {e}")));
-        }
-        _ => {
-            return Err(CodecError::UnknownRecord {
-                name: name.to_owned(),
-            });
-        }
-    };
+    let (schema, resolved) = parsed_and_resolved(name)?;
     let mut out = Vec::with_capacity(FRAME_CAPACITY);
     out.push(MAGIC_BYTE);
     out.extend_from_slice(&id.to_be_bytes());
@@ -398,7 +448,9 @@ pub fn frame(id: u32, event: &Event) -> Result<Vec<u8>, CodecError> {
         e,
         &mut out
     ))
-    .map_err(|e| invalid(e.to_string()))?;
+    .map_err(|e| CodecError::Invalid {
+        reason: format!("{name}: {e}"),
+    })?;
     Ok(out)
 }
 
@@ -456,4 +508,50 @@ pub fn from_avro(name: &str, value: &Value) -> Result<Event, CodecError> {
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Avro's zig-zag varint.
+    fn long(n: i64) -> Vec<u8> {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// Found by the `avro_frame` fuzz target (its corpus keeps the input).
+    #[test]
+    fn a_length_beyond_the_bound_is_refused_before_it_is_allocated() {
+        // A LikeSet whose event id announces a 300 MB string and holds 3 bytes of it.
+        let mut body = long(300_000_000);
+        body.extend_from_slice(b"abc");
+        let refused = decode_body(LikeSet::RECORD, &body);
+        let Err(CodecError::Invalid { reason }) = refused else {
+            unreachable!("{refused:?}")
+        };
+        assert!(reason.contains("maximum allowed"), "{reason}");
+        assert_eq!(
+            apache_avro::util::max_allocation_bytes(usize::MAX),
+            MAX_DECODE_ALLOCATION
+        );
+    }
+
+    #[test]
+    fn frames_are_the_magic_byte_and_a_big_endian_schema_id() {
+        assert_eq!(unframe(&[0, 0, 0, 1, 2, 9]).ok(), Some((258, &[9_u8][..])));
+        assert_eq!(unframe(&[0, 0, 0, 1, 2]).ok(), Some((258, &[][..])));
+        for bad in [&[][..], &[0, 0, 0, 1], &[1, 0, 0, 1, 2, 9]] {
+            assert!(unframe(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -43,12 +43,22 @@ where
     Router::new().route("/v1/users/{id}/role", put(set_role))
 }
 
+/// The JSON body of `POST /v1/auth/register`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct RegisterBody {
+pub struct RegisterBody {
     username: String,
     password: String,
     display_name: String,
+}
+
+impl std::fmt::Debug for RegisterBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterBody")
+            .field("username", &self.username)
+            .field("display_name", &self.display_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegisterBody {
@@ -71,10 +81,19 @@ impl TryFrom<RegisterBody> for Registration {
     }
 }
 
+/// The JSON body of `POST /v1/auth/login`: any two strings.
 #[derive(Deserialize)]
-pub(crate) struct LoginBody {
+pub struct LoginBody {
     username: String,
     password: String,
+}
+
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoginBody {
@@ -85,10 +104,23 @@ impl LoginBody {
     }
 }
 
+/// The JSON body of `POST /v1/auth/refresh`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct RefreshBody {
+pub struct RefreshBody {
     refresh_token: String,
+}
+
+impl std::fmt::Debug for RefreshBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshBody").finish_non_exhaustive()
+    }
+}
+
+impl From<RefreshBody> for RefreshToken {
+    fn from(body: RefreshBody) -> Self {
+        RefreshToken::from_client(body.refresh_token)
+    }
 }
 
 impl RefreshBody {
@@ -98,9 +130,18 @@ impl RefreshBody {
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RoleBody {
+/// The JSON body of `PUT /v1/users/{id}/role`.
+#[derive(Debug, Deserialize)]
+pub struct RoleBody {
     role: String,
+}
+
+impl TryFrom<RoleBody> for Role {
+    type Error = InvalidInput;
+
+    fn try_from(body: RoleBody) -> Result<Self, InvalidInput> {
+        rules::parse_role(&body.role).map_err(InvalidInput::Role)
+    }
 }
 
 impl RoleBody {
@@ -180,7 +221,7 @@ async fn refresh(
     State(accounts): State<Accounts>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> Result<Response, AccountError> {
-    let token = RefreshToken::from_client(body.refresh_token);
+    let token = RefreshToken::from(body);
     let session = accounts.refresh(&token).await?;
     Ok(session_response(StatusCode::OK, session))
 }
@@ -202,7 +243,7 @@ async fn set_role(
     // Who asks is checked before what they sent.
     let JsonBody(body) = body?;
     let user = gallery_schemas::UserId::parse(&id).map_err(InvalidInput::UserId)?;
-    let role = rules::parse_role(&body.role).map_err(InvalidInput::Role)?;
+    let role = Role::try_from(body)?;
     let account = accounts.set_role(&actor, &user, role).await?;
     Ok(Json(account.into()))
 }

@@ -18,8 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-pub(crate) use serve::media;
-pub use serve::{IMAGE_PREFIXES, Media};
+pub use serve::{IMAGE_PREFIXES, Media, media_routes};
 
 /// The development secret of media URLs, used when none is configured (with a warning).
 pub const DEV_MEDIA_URL_SECRET: &str = "gallery-development-media-url-secret-change-me";

@@ -7,10 +7,12 @@
 //! key), `403 INVALID_SIGNATURE` (unsigned, tampered, or signed for another key or expiry),
 //! `403 URL_EXPIRED`, `404 NOT_FOUND`, `503 UNAVAILABLE` (the store, with `Retry-After`).
 
+use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use gallery_commands::{MediaError, MediaStore};
 use serde::Deserialize;
 
@@ -27,6 +29,16 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub struct Media {
     pub store: MediaStore,
     pub urls: MediaUrls,
+}
+
+/// The route of stored images, `GET /media/<key>?exp=..&sig=..`, for any router state that
+/// holds the [`Media`].
+pub fn media_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Media: FromRef<S>,
+{
+    Router::new().route("/media/{*key}", get(media))
 }
 
 /// The query of a signed URL.
@@ -65,7 +77,7 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
 
 /// Serves an image: the key's form, then the signature, then the cache check, then the store.
 #[tracing::instrument(skip_all, fields(key = %key))]
-pub(crate) async fn media(
+async fn media(
     State(media): State<Media>,
     Path(key): Path<String>,
     query: Result<Query<Signed>, QueryRejection>,
