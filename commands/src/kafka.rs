@@ -155,6 +155,7 @@ pub fn producer_client_config(config: &ProducerConfig) -> ClientConfig {
         .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("partitioner", crate::placement::PARTITIONER)
         .set("message.timeout.ms", &timeout_ms)
         .set("linger.ms", config.linger.as_millis().to_string())
         .set("compression.type", "lz4")

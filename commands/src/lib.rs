@@ -14,6 +14,7 @@ mod kafka;
 pub mod media;
 pub mod openapi;
 mod ops;
+pub mod placement;
 pub mod ratelimit;
 mod service;
 mod state;
