@@ -57,6 +57,7 @@ pub fn recorder() -> Result<PrometheusHandle, MetricsError> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::Taken)?;
     describe();
+    gallery_commands::metrics::describe();
     gallery_query_api::metrics::describe();
     gallery_projections::metrics::describe();
     gallery_gpu_workers::metrics::describe();
@@ -152,6 +153,7 @@ mod tests {
         let compose = include_str!("../docker-compose.yml");
         let known: Vec<&str> = NAMES
             .iter()
+            .chain(gallery_commands::metrics::NAMES)
             .chain(gallery_query_api::metrics::NAMES)
             .chain(gallery_projections::metrics::NAMES)
             .chain(gallery_gpu_workers::metrics::NAMES)

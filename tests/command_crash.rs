@@ -7,8 +7,10 @@
 //!
 //! - killed between Kafka's acknowledgement and its stored answer (it waits to record the
 //!   comment it posted, whose id the key decides): the retry is answered at once, not when a
-//!   claim of a minute expires, and sends the event again byte for byte (same event id, same
-//!   `occurred_at`), and records the comment;
+//!   claim of a minute expires, finds the event in the log and answers with its id and its
+//!   position without sending it again (the log holds it once), and records the comment;
+//! - killed after storing the event it decided but before sending it (it waits in storing
+//!   it): the retry does not find it in the log, sends it, and the log holds it once;
 //! - killed right after claiming its key (it waits for the key's row): the retry is answered
 //!   at once and the like is written once;
 //! - hung right after claiming its key, so alive and able to write: the retry is refused as in
@@ -216,6 +218,24 @@ impl Held {
     }
 }
 
+/// Kills `service` while its `request` waits for the `held` row, then lets the row go: the
+/// statement that waited was sent before the process died, so it runs even so.
+async fn kill_while_waiting(
+    db: &tokio_postgres::Client,
+    held: Held,
+    service: &mut CommandService,
+    request: JoinHandle<(u16, Value)>,
+) {
+    held.until_waited_for(db).await;
+    service.kill().await;
+    assert_eq!(
+        request.await.unwrap().0,
+        0,
+        "the request died with its service"
+    );
+    held.let_go().await;
+}
+
 /// Holds a claim of `key` (as if another attempt were inserting it).
 async fn hold_claim(env: &TestEnv, key: &str) -> Held {
     Held::insert(
@@ -229,17 +249,27 @@ async fn hold_claim(env: &TestEnv, key: &str) -> Held {
 
 /// Waits until a claim of `key` is visible (the held one being gone, it is the service's).
 async fn until_claimed(db: &tokio_postgres::Client, key: &str) {
+    until_row(
+        db,
+        "EXISTS (SELECT 1 FROM commands.idempotency_keys WHERE key = $1)",
+        key,
+    )
+    .await;
+}
+
+/// Waits until `condition` (a SQL boolean of `$1`, the key) holds, for at most 30 s.
+async fn until_row(db: &tokio_postgres::Client, condition: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !db
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM commands.idempotency_keys WHERE key = $1)",
-            &[&key],
-        )
+        .query_one(&format!("SELECT {condition}"), &[&key])
         .await
         .unwrap()
         .get::<_, bool>(0)
     {
-        assert!(Instant::now() < deadline, "no claim of {key} within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no {condition} for {key} within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -252,8 +282,16 @@ fn ids(user: &str, key: &str) -> Ids {
     )
 }
 
-/// Every message of `topic` now, as (key, value).
-fn messages(env: &TestEnv, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// A message of the log: where it is, its key and its value.
+struct Logged {
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// Every message of `topic` now.
+fn messages(env: &TestEnv, topic: &str) -> Vec<Logged> {
     let ends = env.end_offsets(topic);
     let consumer =
         common::reader_from_start(&env.config.kafka.brokers, topic, ends.keys().copied());
@@ -264,26 +302,48 @@ fn messages(env: &TestEnv, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         assert!(Instant::now() < deadline, "read {topic} within 30 s");
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
-            out.push((
-                m.key().unwrap_or_default().to_vec(),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
+            out.push(Logged {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+            });
         }
     }
     out
 }
 
-/// The messages of the interactions topic that carry event `id`: key, value, and the event.
-async fn copies_of(env: &TestEnv, id: uuid::Uuid) -> Vec<(Vec<u8>, Vec<u8>, Event)> {
+/// The messages of the interactions topic that carry event `id`.
+async fn copies_of(env: &TestEnv, id: uuid::Uuid) -> Vec<Logged> {
     let codec = EventCodec::new(&env.config.registry()).unwrap();
     let mut out = Vec::new();
-    for (key, value) in messages(env, &env.config.topics().interactions()) {
-        let event = codec.decode(Some(&value)).await.unwrap();
+    for m in messages(env, &env.config.topics().interactions()) {
+        let event: Event = codec.decode(Some(&m.value)).await.unwrap();
         if event.event_id() == id {
-            out.push((key, value, event));
+            out.push(m);
         }
     }
     out
+}
+
+/// The one copy of event `id` in the interactions topic, checked against `answer`: the
+/// position answered is where it is, the partition the one its key is placed on.
+async fn once_as_answered(env: &TestEnv, id: uuid::Uuid, answer: &Value) {
+    let copies = copies_of(env, id).await;
+    assert_eq!(copies.len(), 1, "the log holds the event once");
+    let copy = &copies[0];
+    let topic = env.config.topics().interactions();
+    assert_eq!(
+        answer["position"],
+        json!({ "topic": topic, "partition": copy.partition, "offset": copy.offset }),
+        "answered with where the event is"
+    );
+    let partitions = i32::try_from(env.end_offsets(&topic).len()).unwrap();
+    assert_eq!(
+        gallery_commands::placement::partition_of(&copy.key, partitions),
+        Some(copy.partition),
+        "the producer placed the key where placement::partition_of says"
+    );
 }
 
 /// A deployment with one command service in this process (it creates the topics, registers
@@ -305,7 +365,7 @@ const LONG_DELIVERY_TIMEOUT_MS: u64 = 30_000;
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killed_between_the_acknowledgement_and_the_answer_the_retry_sends_the_same_bytes() {
+async fn killed_between_the_acknowledgement_and_the_answer_the_retry_finds_the_event_in_the_log() {
     let (env, app, other, mut service) = setup(LONG_DELIVERY_TIMEOUT_MS).await;
     let db = env.db().await;
     let ada = env.token("ada");
@@ -338,12 +398,7 @@ async fn killed_between_the_acknowledgement_and_the_answer_the_retry_sends_the_s
     assert_eq!(answer["eventId"], event_id.to_string());
     assert_eq!(answer["id"], comment_id.to_string());
 
-    let copies = copies_of(&env, event_id).await;
-    assert_eq!(copies.len(), 2, "the first attempt's event and the retry's");
-    let (first, second) = (&copies[0], &copies[1]);
-    assert_eq!(first.2.occurred_at(), second.2.occurred_at());
-    assert_eq!(first.0, second.0, "the same message key");
-    assert_eq!(first.1, second.1, "byte for byte the same event");
+    once_as_answered(&env, event_id, &answer).await;
 
     // The retry recorded the comment (its author may delete it), and replays from now on.
     let (status, replay) = send(&other, &ada, key, COMMENT).await;
@@ -359,6 +414,45 @@ async fn killed_between_the_acknowledgement_and_the_answer_the_retry_sends_the_s
     app.stop().await;
 }
 
+/// Key of the advisory lock the test holds to stop a service in storing its decided event.
+const DECISION_LOCK: i64 = 0x6465_6369_6465;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_after_storing_its_event_before_sending_it_the_retry_sends_it_once() {
+    let (env, app, other, mut service) = setup(LONG_DELIVERY_TIMEOUT_MS).await;
+    let db = env.db().await;
+    let ada = env.token("ada");
+    let key = "comment-2";
+    let event_id = ids("ada", key).id("event");
+    // Storing a decided event waits for a lock the test holds (this database is the test's
+    // own); the event is sent only once it is stored.
+    db.batch_execute(&format!(
+        "CREATE FUNCTION commands.wait_for_the_test() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_advisory_xact_lock({DECISION_LOCK}); RETURN NEW; END $$;
+         CREATE TRIGGER wait_for_the_test BEFORE UPDATE ON commands.idempotency_keys
+         FOR EACH ROW WHEN (OLD.payload IS NULL AND NEW.payload IS NOT NULL)
+         EXECUTE FUNCTION commands.wait_for_the_test();"
+    ))
+    .await
+    .unwrap();
+    let held = Held::insert(&env, "SELECT pg_advisory_xact_lock($1)", &[&DECISION_LOCK]).await;
+    let request = spawn_send(&service.url, &ada, key, COMMENT);
+    kill_while_waiting(&db, held, &mut service, request).await;
+    // The event is stored, not sent.
+    until_row(
+        &db,
+        "EXISTS (SELECT 1 FROM commands.idempotency_keys WHERE key = $1 AND payload IS NOT NULL)",
+        key,
+    )
+    .await;
+    assert!(copies_of(&env, event_id).await.is_empty(), "not sent yet");
+
+    let answer = retried_promptly(&other, &ada, key, COMMENT).await;
+    assert_eq!(answer["eventId"], event_id.to_string());
+    once_as_answered(&env, event_id, &answer).await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_right_after_claiming_its_key_the_retry_is_answered_at_once() {
     let (env, app, other, mut service) = setup(LONG_DELIVERY_TIMEOUT_MS).await;
@@ -368,15 +462,7 @@ async fn killed_right_after_claiming_its_key_the_retry_is_answered_at_once() {
 
     let held = hold_claim(&env, key).await;
     let request = spawn_send(&service.url, &ada, key, LIKE);
-    held.until_waited_for(&db).await;
-    service.kill().await;
-    assert_eq!(
-        request.await.unwrap().0,
-        0,
-        "the request died with its service"
-    );
-    // Its claim is stored even so: the statement was sent before the process died.
-    held.let_go().await;
+    kill_while_waiting(&db, held, &mut service, request).await;
     until_claimed(&db, key).await;
 
     let answer = retried_promptly(&other, &ada, key, LIKE).await;

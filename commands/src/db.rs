@@ -42,8 +42,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
          );",
     ),
     // An attempt's owner (the lease of its process) and deadline, and the event it decided
-    // (the exact message, stored before it is sent, so that a takeover re-sends the same
-    // bytes) with the id of what it created.
+    // (the exact message, stored before it is sent, so that a takeover can look for those
+    // bytes in the log, and send them if they are not there) with the id of what it created.
     (
         3,
         "ALTER TABLE commands.idempotency_keys
@@ -54,6 +54,12 @@ const MIGRATIONS: &[(i32, &str)] = &[
              ADD COLUMN message_key text,
              ADD COLUMN payload     bytea,
              ADD COLUMN result_id   text;",
+    ),
+    // When an attempt stored its decided event (before sending it; a takeover keeps it): a
+    // takeover looks for the event in the log from then on.
+    (
+        4,
+        "ALTER TABLE commands.idempotency_keys ADD COLUMN decided_at timestamptz;",
     ),
     // Accounts (versions 100 and up). The user id is the username; usernames are unique
     // ignoring case, so "Ada" cannot pass for "ada".

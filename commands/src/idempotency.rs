@@ -1,13 +1,14 @@
 //! Client idempotency: a command sent again with the same `Idempotency-Key` returns the
 //! original result and writes no second event; the same key with a different request is
 //! refused. Ids of a keyed command are derived from the key, and the event an attempt decides
-//! is stored with its claim before it is sent, so a retry after a crash between Kafka's
-//! acknowledgement and the stored result re-sends the very same bytes (same event id, same
-//! time), and a retry after a crash is answered as soon as the crashed attempt can no longer
-//! write (see [`Idempotency`]).
+//! is stored with its claim (the exact bytes, and when) before it is sent. A retry after a
+//! crash is answered as soon as the crashed attempt can no longer write (see [`Idempotency`]):
+//! if the crash came after Kafka's acknowledgement, before the stored result, the retry finds
+//! the event in the log and answers with its position, sending nothing; if it came before the
+//! send, the retry sends those very bytes (same event id, same time).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
 use gallery_schemas::UserId;
@@ -136,12 +137,16 @@ pub(crate) struct Attempt {
     id: Uuid,
 }
 
-/// What an earlier attempt decided and may have sent: a takeover sends exactly this again.
+/// What an earlier attempt decided and may have sent: a takeover looks for exactly this in
+/// the log, and sends it if it is not there.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
     pub message: Encoded,
     /// The id of what the command created, for the answer.
     pub result_id: Option<String>,
+    /// When the attempt that decided it stored it (Postgres' clock): it was sent after. None
+    /// while it is being stored, and for a claim of a version that did not record it.
+    pub decided_at: Option<SystemTime>,
 }
 
 /// What a claim on a key found.
@@ -149,8 +154,8 @@ pub(crate) struct Pending {
 pub(crate) enum Claim {
     /// First use, or an earlier attempt that died before it decided: run the command.
     Fresh(Attempt),
-    /// An earlier attempt died after it decided (its event may be in Kafka): send the same
-    /// message again.
+    /// An earlier attempt died after it decided (its event may be in Kafka): answer with its
+    /// position if the log holds it, send it otherwise.
     Resend(Attempt, Pending),
     /// Done before: this is the stored result.
     Replay(serde_json::Value),
@@ -176,10 +181,30 @@ pub enum ClaimError {
 /// process that lives on but cannot finish (hung, or cut off from Postgres): it is the
 /// publisher's [`max_in_flight`](crate::EventPublisher::max_in_flight) after the attempt
 /// claimed the key or sent its event, after which nothing the attempt sent can still be
-/// written. A dead attempt is taken over by the next retry. That is safe at any time: an
-/// attempt stores its event (the exact bytes) with its claim before sending, only while it
-/// still owns the claim, and a takeover sends those same bytes again: every copy of an event
-/// id is byte for byte the same, and every consumer applies it once.
+/// written. A dead attempt is taken over by the next retry.
+///
+/// An acknowledged command is in the log once. An attempt stores its event (the exact bytes,
+/// and the time, `decided_at`) with its claim before sending, only while it still owns the
+/// claim; a takeover of an attempt that had decided its event (a
+/// [`Claim::Resend`]) first searches the log for those bytes: in the partition the message key
+/// is placed on ([`crate::placement`]), from `decided_at` less a margin for the clocks, to the
+/// partition's end read a moment after the search began ([`crate::lookup`]). Found, the event
+/// is answered with its position and nothing is sent; not found, it is sent. A message not
+/// found will not appear later, because the attempt that could send it can no longer write:
+/// its process is gone (its connections with it, and a produce request the broker had
+/// received is appended and replicated within the moment the search waits before reading the
+/// end), or its deadline has passed (every send it began has resolved). What remains:
+///
+/// - a request of a killed process that the broker appends more than that moment later (a
+///   broker stalled between reading the request and appending it), or an attempt whose
+///   process lives on after losing its lease connection: its send may land after the search;
+/// - a search that cannot finish (Kafka unreachable, a partition count changed since the
+///   send, more than [`crate::lookup::MAX_MESSAGES`] to read, the delivery timeout passed).
+///
+/// In those cases the takeover sends the same bytes again, as before there was a search: every
+/// copy of an event id is byte for byte the same, and every consumer applies it once. The hot
+/// path pays nothing for this: only a takeover searches, and `decided_at` is written by the
+/// statement that stores the event anyway.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     pool: Pool,
@@ -187,7 +212,7 @@ pub struct Idempotency {
 }
 
 /// Columns of a claim that a takeover needs.
-const PENDING_COLUMNS: &str = "topic, message_key, payload, result_id";
+const PENDING_COLUMNS: &str = "topic, message_key, payload, result_id, decided_at";
 
 impl Idempotency {
     pub fn new(pool: Pool) -> Self {
@@ -320,7 +345,7 @@ impl Idempotency {
                 through,
                 "UPDATE commands.idempotency_keys
                  SET topic = $4, message_key = $5, payload = $6, result_id = $7,
-                     expires_at = now() + make_interval(secs => $8)
+                     decided_at = now(), expires_at = now() + make_interval(secs => $8)
                  WHERE user_id = $1 AND key = $2 AND attempt = $3
                    AND response IS NULL AND payload IS NULL",
                 &[
@@ -408,7 +433,7 @@ impl Idempotency {
     }
 
     /// Gives up a claim whose event may have been written: the next retry takes it over at
-    /// once and sends the same event again.
+    /// once, and answers with the event's position in the log or sends it.
     pub(crate) async fn abandon(&self, through: Through, attempt: &Attempt) -> Result<(), DbError> {
         self.settle(
             through,
@@ -480,6 +505,7 @@ fn pending(row: &tokio_postgres::Row) -> Option<Pending> {
                 payload,
             },
             result_id: row.get("result_id"),
+            decided_at: row.get("decided_at"),
         }),
         _ => None,
     }

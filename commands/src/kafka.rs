@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use gallery_schemas::{CodecError, Event, EventCodec, Position, Topics};
 use rdkafka::ClientConfig;
@@ -27,8 +27,9 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
+use crate::lookup::LookupError;
 use crate::service::{
-    DecodeFuture, EncodeFuture, Encoded, EventPublisher, PublishError, PublishFuture,
+    DecodeFuture, EncodeFuture, Encoded, EventPublisher, FindFuture, PublishError, PublishFuture,
 };
 
 /// How often the health probe asks Kafka for metadata.
@@ -155,6 +156,7 @@ pub fn producer_client_config(config: &ProducerConfig) -> ClientConfig {
         .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("partitioner", crate::placement::PARTITIONER)
         .set("message.timeout.ms", &timeout_ms)
         .set("linger.ms", config.linger.as_millis().to_string())
         .set("compression.type", "lz4")
@@ -176,6 +178,8 @@ pub struct KafkaPublisher {
     health: Arc<BrokerHealth>,
     delivery_timeout: Duration,
     stop_probe: Arc<AtomicBool>,
+    /// For the consumers that search the log (see [`crate::lookup`]).
+    brokers: String,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -225,6 +229,7 @@ impl KafkaPublisher {
             health,
             delivery_timeout: config.delivery_timeout,
             stop_probe,
+            brokers: config.brokers.clone(),
         })
     }
 
@@ -339,6 +344,21 @@ impl EventPublisher for KafkaPublisher {
     /// timeout), and the outer bound a second later gives up on a report that never comes.
     fn max_in_flight(&self) -> Duration {
         self.acknowledgement_bound()
+    }
+
+    /// Searches the message's partition on a consumer of its own, on a blocking thread, for
+    /// at most the delivery timeout.
+    fn find<'a>(&'a self, message: &'a Encoded, since: SystemTime) -> FindFuture<'a> {
+        let brokers = self.brokers.clone();
+        let message = message.clone();
+        let bound = self.delivery_timeout;
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                crate::lookup::find(&brokers, &message, since, bound)
+            })
+            .await
+            .map_err(LookupError::Stopped)?
+        })
     }
 }
 

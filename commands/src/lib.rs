@@ -11,9 +11,12 @@ pub mod http;
 pub mod idempotency;
 pub mod json;
 mod kafka;
+mod lookup;
 pub mod media;
+pub mod metrics;
 pub mod openapi;
 mod ops;
+pub mod placement;
 pub mod ratelimit;
 mod service;
 mod state;
@@ -26,6 +29,7 @@ pub use backlog::{
 };
 pub use error::CommandError;
 pub use kafka::{BrokerHealth, KafkaPublisher, ProducerConfig, producer_client_config};
+pub use lookup::LookupError;
 pub use media::{
     ImageFormat, ImageInfo, ImageLimits, LimitedImages, MediaConfig, MediaError, MediaStore,
     StoreLocation, check_image,
@@ -33,6 +37,6 @@ pub use media::{
 pub use ops::{ArtworkUpload, GenerationInput};
 pub use ratelimit::{CommandClass, RateLimited, RateLimiter, RateLimits, Subject};
 pub use service::{
-    Accepted, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher, ImageFuture,
-    ImageKind, ImageStore, Overload, PublishError, PublishFuture,
+    Accepted, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher, FindFuture,
+    ImageFuture, ImageKind, ImageStore, Overload, PublishError, PublishFuture,
 };

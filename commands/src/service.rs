@@ -19,6 +19,8 @@ use crate::error::CommandError;
 use crate::idempotency::{
     Attempt, Claim, ClaimError, Idempotency, IdempotencyKey, Ids, Pending, Through, fingerprint,
 };
+use crate::lookup::LookupError;
+use crate::metrics::{Takeover, took_over};
 use crate::ratelimit::{CommandClass, RateLimiter, Subject};
 
 /// Why an event could not be made durable.
@@ -69,6 +71,8 @@ pub type PublishFuture<'a> =
 pub type EncodeFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Encoded, PublishError>> + Send + 'a>>;
 pub type DecodeFuture<'a> = Pin<Box<dyn Future<Output = Result<Event, PublishError>> + Send + 'a>>;
+pub type FindFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Position>, LookupError>> + Send + 'a>>;
 
 /// An event encoded for Kafka: its topic, its message key and its value, exactly the bytes
 /// that are sent. Sending the same `Encoded` again writes a byte-identical copy.
@@ -80,7 +84,7 @@ pub struct Encoded {
 }
 
 /// Writes events durably, in two steps so that the exact bytes can be kept before they are
-/// sent (a retried command re-sends them).
+/// sent (a retried command looks for them in the log, and sends them if they are not there).
 pub trait EventPublisher: Send + Sync + std::fmt::Debug {
     /// Encodes `event` for its topic (registering its schema on first use); sends nothing.
     fn encode<'a>(&'a self, event: &'a Event) -> EncodeFuture<'a>;
@@ -95,6 +99,11 @@ pub trait EventPublisher: Send + Sync + std::fmt::Debug {
     /// How long a send may still write after it started: once this has passed, every send
     /// begun before has resolved, one way or the other.
     fn max_in_flight(&self) -> Duration;
+
+    /// Where `message` is in the log, if a copy of it was written at `since` or later (give
+    /// or take the clocks' disagreement); `None` when the log holds none. For a takeover, so
+    /// that an event a dead attempt wrote is not sent again.
+    fn find<'a>(&'a self, message: &'a Encoded, since: SystemTime) -> FindFuture<'a>;
 
     /// Encodes and sends `event`.
     fn publish<'a>(&'a self, event: &'a Event) -> PublishFuture<'a> {
@@ -265,8 +274,8 @@ impl Commands {
             .complete(attempt, &stored_result(&done)?)
             .await
         {
-            // The command is done; a retry once the claim expires sends the same event
-            // again, which consumers apply once.
+            // The command is done; a retry once the claim expires finds the event in the
+            // log and answers with its position.
             tracing::warn!(error = %e, "could not store an idempotent result");
         }
         Ok(done)
@@ -305,6 +314,7 @@ impl Commands {
         let pending = Pending {
             message,
             result_id: id.clone(),
+            decided_at: None,
         };
         let bound = self.publisher.max_in_flight();
         if !self
@@ -321,7 +331,7 @@ impl Commands {
     /// Sends the message `attempt` decided (`own`: this attempt decided it; otherwise an
     /// earlier one did). On failure the claim is released when nothing can have been
     /// written and the decision is this attempt's own, and given up otherwise, so that the
-    /// next retry sends the same message again.
+    /// next retry looks for the message in the log and sends it again if it is not there.
     async fn send_decided(
         &self,
         through: Through,
@@ -367,8 +377,8 @@ impl Commands {
         }
         .await;
         if let Err(e) = recorded {
-            // The event is durable: a retry with the same key sends it again (the same
-            // bytes), which every consumer applies once, and records its state.
+            // The event is durable: a retry with the same key finds it in the log, answers
+            // with its position and records its state.
             tracing::error!(error = %e, event_id = %event.event_id(), "event published but state not recorded");
             if let Some(attempt) = attempt
                 && let Err(settle) = self.idempotency.abandon(Through::Lease, attempt).await
@@ -380,23 +390,57 @@ impl Commands {
         Ok(done)
     }
 
-    /// Takes over from a dead attempt that decided `pending`: sends it again, records its
-    /// state and result, and answers as the first attempt would have.
+    /// Takes over from a dead attempt that decided `pending`: answers with the position of
+    /// its event when the log holds it, sends it (again) otherwise, records its state and
+    /// result, and answers as the first attempt would have.
     async fn resend(&self, attempt: &Attempt, pending: Pending) -> Result<Accepted, CommandError> {
         let event = self.publisher.decode(&pending.message).await?;
+        let found = self.look_up(&pending).await;
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client).await?;
-        let position = self
-            .send_decided(Through::Lease, attempt, &pending.message, false)
-            .await?;
-        tracing::info!(event_id = %event.event_id(), "re-sent the event of a dead attempt");
+        let position = match found {
+            Some(position) => {
+                took_over(Takeover::FoundInLog);
+                tracing::info!(
+                    event_id = %event.event_id(), topic = %position.topic,
+                    partition = position.partition, offset = position.offset,
+                    "found the event of a dead attempt in the log; not sending it again"
+                );
+                position
+            }
+            None => {
+                took_over(Takeover::SentAgain);
+                let position = self
+                    .send_decided(Through::Lease, attempt, &pending.message, false)
+                    .await?;
+                tracing::info!(event_id = %event.event_id(), "sent the event of a dead attempt");
+                position
+            }
+        };
         self.record(Some(attempt), tx, &event, position, pending.result_id)
             .await
     }
 
+    /// Where the log holds `pending`'s message, if it does; `None` also when the log cannot
+    /// be searched (the message is then sent again, as a copy every reader applies once).
+    async fn look_up(&self, pending: &Pending) -> Option<Position> {
+        let topic = &pending.message.topic;
+        let Some(since) = pending.decided_at else {
+            tracing::warn!(%topic, "a dead attempt's event has no decision time (a claim of an earlier version); sending it again");
+            return None;
+        };
+        match self.publisher.find(&pending.message, since).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "could not search the log for a dead attempt's event; sending it again");
+                None
+            }
+        }
+    }
+
     /// Runs `run` once per idempotency key: a retry with the same key and request replays the
     /// stored result; the same key with another request is refused; a retry after the
-    /// attempt before it died sends that attempt's event again. `request` describes the
+    /// attempt before it died answers with that attempt's event, found in the log or sent. `request` describes the
     /// request for the key's fingerprint; it is built only for a keyed command.
     pub(crate) async fn once<R, F, Fut>(
         &self,
@@ -423,7 +467,7 @@ impl Commands {
             }
             Ok(Claim::Resend(attempt, pending)) => {
                 let result = self.resend(&attempt, pending).await;
-                // The event may be in Kafka: the next retry sends it again.
+                // The event may be in Kafka: the next retry looks for it again.
                 if result.is_err()
                     && let Err(settle) = self.idempotency.abandon(Through::Pool, &attempt).await
                 {

@@ -1,0 +1,35 @@
+//! The write side's own metrics (HTTP requests are counted by the binary's HTTP layer): every
+//! name in one place, with its description.
+
+use metrics::describe_counter;
+
+/// Keyed commands whose dead earlier attempt had decided an event, by `outcome`:
+/// `found_in_log` (the event was in the log: answered with its position, nothing sent) or
+/// `sent_again` (not found, or the log could not be searched: the event was sent).
+pub const TAKEOVERS: &str = "gallery_command_takeovers_total";
+
+/// Every metric the write side records.
+pub const NAMES: &[&str] = &[TAKEOVERS];
+
+/// Registers the descriptions with the installed recorder (call after installing it).
+pub fn describe() {
+    describe_counter!(
+        TAKEOVERS,
+        "Takeovers of a dead attempt's decided event, by outcome (found_in_log, sent_again)"
+    );
+}
+
+/// What a takeover did with the event the dead attempt decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Takeover {
+    FoundInLog,
+    SentAgain,
+}
+
+pub(crate) fn took_over(outcome: Takeover) {
+    let outcome = match outcome {
+        Takeover::FoundInLog => "found_in_log",
+        Takeover::SentAgain => "sent_again",
+    };
+    metrics::counter!(TAKEOVERS, "outcome" => outcome).increment(1);
+}
