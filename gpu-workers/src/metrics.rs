@@ -101,6 +101,6 @@ pub fn describe() {
     );
     describe_counter!(
         TRANSACTIONS,
-        "Kafka transactions of the painter, by result (committed, aborted, fatal)"
+        "Kafka transactions of the painter, by result (committed, aborted, fatal, wedged)"
     );
 }

@@ -33,6 +33,9 @@ pub enum WorkerError {
     Task(#[source] tokio::task::JoinError),
     #[error("the consumer thread stopped")]
     PollerGone,
+    /// A transaction did not finish within `after` (its producer is counted as wedged).
+    #[error("a transaction did not finish within {after:?}")]
+    TransactionWedged { after: std::time::Duration },
 }
 
 impl WorkerError {

@@ -39,6 +39,12 @@ const TICK: Duration = Duration::from_millis(100);
 const RETRY_TXN: Duration = Duration::from_millis(200);
 /// How long a stopping session waits for its transaction in flight.
 const WIND_DOWN: Duration = Duration::from_secs(30);
+/// How long a transaction may be in flight before the session counts its producer as wedged
+/// and starts again. Each of the transaction's calls is bounded by 30 s, so a healthy
+/// transaction ends well within this; yet librdkafka's `send_offsets_to_transaction` was seen
+/// waiting for its answer without end (under load, on a healthy broker), and with it the
+/// whole painter: no job started again until the process was restarted.
+const TXN_WEDGED: Duration = Duration::from_secs(90);
 /// How often the partitions' histories are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 /// How often a paused session looks ahead for cancels of the requests it holds.
@@ -117,6 +123,8 @@ struct PartitionState {
 #[derive(Debug)]
 struct InFlight {
     handle: JoinHandle<Result<(), TxnError>>,
+    /// When the transaction was handed to its blocking thread.
+    since: Instant,
     events: Vec<Outgoing>,
     letters: Vec<Letter>,
 }
@@ -124,6 +132,8 @@ struct InFlight {
 enum Wake {
     Shutdown,
     Txn(Result<Result<(), TxnError>, JoinError>),
+    /// The transaction in flight has taken longer than [`TXN_WEDGED`].
+    TxnWedged,
     Inbound(Option<Inbound>),
     Update(Option<Update>),
     Lookahead(Result<Vec<Uuid>, JoinError>),
@@ -171,9 +181,13 @@ async fn wait_lookahead(task: &mut Option<JoinHandle<Vec<Uuid>>>) -> Result<Vec<
     }
 }
 
-async fn wait_txn(txn: &mut Option<InFlight>) -> Result<Result<(), TxnError>, JoinError> {
+/// The result of the transaction in flight, or `None` once it has been in flight for
+/// [`TXN_WEDGED`].
+async fn wait_txn(txn: &mut Option<InFlight>) -> Option<Result<Result<(), TxnError>, JoinError>> {
     match txn {
-        Some(t) => (&mut t.handle).await,
+        Some(t) => tokio::time::timeout_at((t.since + TXN_WEDGED).into(), &mut t.handle)
+            .await
+            .ok(),
         None => std::future::pending().await,
     }
 }
@@ -244,7 +258,7 @@ impl Session {
             let wake = tokio::select! {
                 biased;
                 () = shutdown.as_mut() => Wake::Shutdown,
-                done = wait_txn(&mut self.txn) => Wake::Txn(done),
+                done = wait_txn(&mut self.txn) => done.map_or(Wake::TxnWedged, Wake::Txn),
                 update = self.updates.recv() => Wake::Update(update),
                 found = wait_lookahead(&mut self.lookahead) => Wake::Lookahead(found),
                 inbound = self.inbound.recv(), if self.stalled.is_none() => Wake::Inbound(inbound),
@@ -253,6 +267,11 @@ impl Session {
             match wake {
                 Wake::Shutdown => return Ok(()),
                 Wake::Txn(done) => self.on_txn(done)?,
+                Wake::TxnWedged => {
+                    metrics::counter!(m::TRANSACTIONS, "result" => "wedged").increment(1);
+                    tracing::error!(after = ?TXN_WEDGED, "a transaction has not finished; starting the session again with a new producer, which fences this one");
+                    return Err(WorkerError::TransactionWedged { after: TXN_WEDGED });
+                }
                 Wake::Update(Some(update)) => self.on_update(update),
                 Wake::Update(None) => {}
                 Wake::Inbound(Some(inbound)) => self.on_inbound(inbound).await?,
@@ -784,6 +803,7 @@ impl Session {
         });
         self.txn = Some(InFlight {
             handle,
+            since: Instant::now(),
             events,
             letters,
         });
