@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::private_kafka::PrivateKafka;
+use common::private_stack::PrivateKafka;
 use common::{App, TestEnv};
 use gallery::Roles;
 use serde_json::Value;

@@ -34,7 +34,7 @@ use std::time::Duration;
 use common::facts::Lcg;
 use common::facts::{Fact, Kind, Produced, Truth};
 use common::log::Logged;
-use common::private_kafka::PrivateCluster;
+use common::private_stack::PrivateCluster;
 use common::{TestEnv, gallery_command};
 use gallery_schemas::Event;
 use serde_json::{Value, json};

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::generation::{Requests, Results, RunningWorker, StepPainter, both, text_request};
 use common::log::ask;
-use common::private_kafka::PrivateCluster;
+use common::private_stack::PrivateCluster;
 use common::{App, TestEnv};
 use gallery::Roles;
 use rdkafka::ClientConfig;

@@ -200,6 +200,28 @@ svc_cassandra_stop() {
   stop_pid cassandra
 }
 
+# svc_cassandra_recover: called by `up` when the node did not start. When the exception that
+# stopped this start came from reading the node's own files (a damaged sstable or commit log:
+# a torn write from a crash or a power loss, or two nodes over one directory before `up` took
+# its lock; Cassandra reports some as Corrupt*Exception, others as a NullPointerException deep
+# in the sstable reader), the data directory is moved aside to data/cassandra.damaged-<time>
+# (only the latest such copy is kept) and the node starts empty. Nothing is lost by it:
+# everything Gallery keeps in Cassandra is derived from the Kafka log, and the Scylla projector
+# keeps its Kafka positions in the same keyspace, so it rebuilds the read model from the log.
+# Any other failure (a port, a Java, a setting) is left alone (false).
+svc_cassandra_recover() {
+  local failure aside
+  failure="$(log_of_this_run cassandra | grep -A 40 -m 1 'Exception encountered during startup')" || true
+  grep -qE 'Corrupt[A-Za-z]*Exception|CommitLogReadException|FSReadError|org\.apache\.cassandra\.(io\.sstable|db\.commitlog)\.' \
+    <<<"$failure" || return 1
+  svc_cassandra_stop
+  aside="$STACK_DATA/cassandra.damaged-$(date -u +%Y%m%dT%H%M%SZ)"
+  rm -rf "$STACK_DATA"/cassandra.damaged-*
+  mv "$CASSANDRA_DATA" "$aside"
+  log "cassandra: its data directory is damaged: $(sed -n 2p <<<"$failure" | cut -c 1-300)"
+  log "cassandra: moved it to $aside and starting an empty node; Gallery's Scylla read model is rebuilt from the Kafka log"
+}
+
 svc_cassandra_where() {
   echo "cassandra: 127.0.0.1:$GALLERY_CQL_PORT (CQL, datacenter datacenter1)"
 }

@@ -66,10 +66,12 @@ pid_alive() {
   [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
-# start_bg NAME CMD...: start CMD detached, output to log/NAME.log, pid to run/NAME.pid.
+# start_bg NAME CMD...: start CMD detached, output to log/NAME.log, pid to run/NAME.pid, and
+# where this run's output starts in the log to run/NAME.logpos (see log_of_this_run).
 start_bg() {
   local name="$1"; shift
   log "$name: starting (log: $STACK_LOG/$name.log)"
+  stat -c %s "$STACK_LOG/$name.log" 2>/dev/null >"$STACK_RUN/$name.logpos" || echo 0 >"$STACK_RUN/$name.logpos"
   # Without the lock of `scripts/stack up` (fd 8), which a server would otherwise hold for life.
   setsid nohup "$@" >>"$STACK_LOG/$name.log" 2>&1 </dev/null 8>&- &
   echo $! >"$STACK_RUN/$name.pid"
@@ -111,14 +113,30 @@ stop_pid() {
   rm -f "$f"
 }
 
-# wait_ready NAME CHECK_FN TIMEOUT_SECONDS
+# log_of_this_run NAME: what the process last started by start_bg NAME has written to its log,
+# so that no check trusts (or blames) an older run's lines.
+log_of_this_run() {
+  local pos
+  pos="$(cat "$STACK_RUN/$1.logpos" 2>/dev/null || echo 0)"
+  tail -c "+$((pos + 1))" "$STACK_LOG/$1.log" 2>/dev/null
+}
+
+# wait_ready NAME CHECK_FN TIMEOUT_SECONDS: wait until CHECK_FN succeeds. Fails (printing the
+# log's end) after the timeout, or at once when the process started for NAME has exited.
 wait_ready() {
-  local name="$1" check="$2" timeout="$3" waited=0
+  local name="$1" check="$2" timeout="$3" waited=0 why
   until "$check"; do
+    why=""
     if (( waited >= timeout )); then
+      why="did not answer within ${timeout}s"
+    elif [[ -f "$STACK_RUN/$name.pid" ]] && ! pid_alive "$name"; then
+      why="exited during its start"
+    fi
+    if [[ -n "$why" ]]; then
       # A service of several processes (kafka-cluster) logs to NAME-1.log, NAME-2.log, ...
       tail -n 40 "$STACK_LOG/$name.log" "$STACK_LOG/$name"-[0-9]*.log >&2 2>/dev/null || true
-      die "$name did not answer within ${timeout}s (log: $STACK_LOG/$name.log)"
+      log "$name $why (log: $STACK_LOG/$name.log)"
+      return 1
     fi
     sleep 1
     waited=$((waited + 1))

@@ -134,8 +134,6 @@ kafka_node_check() {
 # kafka_node_run NAME DIR HEAP: starts the formatted node in DIR in the background.
 kafka_node_run() {
   local name="$1" dir="$2" heap="$3"
-  # Remember where this run's output starts, so readiness never trusts an older run's lines.
-  stat -c %s "$STACK_LOG/$name.log" 2>/dev/null >"$STACK_RUN/$name.logpos" || echo 0 >"$STACK_RUN/$name.logpos"
   start_bg "$name" java -Xms256m "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties"
@@ -170,13 +168,11 @@ kafka_api_versions_ok() {
 
 # kafka_node_ready NAME PORT: the node NAME started by this script serves clients on PORT.
 kafka_node_ready() {
-  local name="$1" port="$2" pos
+  local name="$1" port="$2"
   pid_alive "$name" || return 1
   port_open "$port" || return 1
-  pos="$(cat "$STACK_RUN/$name.logpos" 2>/dev/null || echo 0)"
   # Printed by the server once both broker and controller are up.
-  [[ "$(tail -c "+$((pos + 1))" "$STACK_LOG/$name.log" 2>/dev/null | grep -c 'Kafka Server started')" != 0 ]] \
-    || return 1
+  [[ "$(log_of_this_run "$name" | grep -c 'Kafka Server started')" != 0 ]] || return 1
   kafka_api_versions_ok "$port"
 }
 

@@ -5,7 +5,7 @@
 pub mod facts;
 pub mod generation;
 pub mod log;
-pub mod private_kafka;
+pub mod private_stack;
 pub mod scylla;
 pub mod ws;
 

@@ -1,8 +1,9 @@
-//! Kafka of one test's own, started and stopped for real with `scripts/stack`, for tests that
-//! take Kafka away: a single broker ([`PrivateKafka`]) or a three-node cluster
-//! ([`PrivateCluster`]). Each reuses the shared stack's downloaded jars and lives in a
-//! directory of its own, on free ports; dropping the guard always stops what it started and
-//! removes the directory. The shared stack's broker is never touched.
+//! Services of one test's own, started and stopped for real with `scripts/stack`, for tests that
+//! take them away or damage them: a single Kafka broker ([`PrivateKafka`]), a three-node
+//! cluster ([`PrivateCluster`]) or a Cassandra node ([`PrivateCassandra`]). Each reuses the
+//! shared stack's downloaded jars and lives in a directory of its own, on free ports; dropping
+//! the guard always stops what it started and removes the directory. The shared stack's
+//! services are never touched.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -53,16 +54,28 @@ impl PrivateStack {
         }
     }
 
-    fn run(&self, action: &str) -> bool {
-        let script = super::repo_dir().join("scripts/stack");
-        let status = Command::new(script)
+    fn command(&self, action: &str) -> Command {
+        let mut command = Command::new(super::repo_dir().join("scripts/stack"));
+        command
             .args([action, self.service])
             .env("GALLERY_STACK_DIR", &self.dir)
             .env("GALLERY_STACK_DIST", shared_dist())
             .envs(self.ports.iter().map(|(k, v)| (k, v)))
-            .env("STACK_TIMEOUT", "180")
-            .status();
-        matches!(status, Ok(s) if s.success())
+            .env("STACK_TIMEOUT", "180");
+        command
+    }
+
+    fn run(&self, action: &str) -> bool {
+        matches!(self.command(action).status(), Ok(s) if s.success())
+    }
+
+    /// Runs `action` and returns whether it succeeded and what it wrote to standard error
+    /// (also passed on, so that a failing test shows it).
+    fn run_capturing(&self, action: &str) -> (bool, String) {
+        let output = self.command(action).output().expect("run scripts/stack");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        eprint!("{stderr}");
+        (output.status.success(), stderr)
     }
 
     /// The pid of process `name` started by the script, if it runs.
@@ -213,6 +226,59 @@ impl Drop for PrivateCluster {
                 sigkill(pid);
             }
         }
+        let _ = std::fs::remove_dir_all(&self.stack.dir);
+    }
+}
+
+/// One Cassandra node (`scripts/stack up cassandra`).
+pub struct PrivateCassandra {
+    stack: PrivateStack,
+    port: u16,
+}
+
+impl PrivateCassandra {
+    /// Starts a fresh node on free ports and waits until it answers CQL.
+    pub fn start() -> Self {
+        let port = free_port();
+        let stack = PrivateStack::new(
+            "cassandra",
+            vec![
+                ("GALLERY_CQL_PORT", port.to_string()),
+                ("GALLERY_CASSANDRA_STORAGE_PORT", free_port().to_string()),
+            ],
+        );
+        let node = Self { stack, port };
+        let (ok, _) = node.up();
+        assert!(ok, "scripts/stack up cassandra failed");
+        node
+    }
+
+    pub fn contact_point(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The stack's data directory (the node's is `cassandra` in it).
+    pub fn data_dir(&self) -> PathBuf {
+        self.stack.dir.join("data")
+    }
+
+    /// `scripts/stack up cassandra`: whether it succeeded, and what it said.
+    pub fn up(&self) -> (bool, String) {
+        self.stack.run_capturing("up")
+    }
+
+    /// Stops the node cleanly (SIGTERM: memtables flushed to sstables) and waits for it.
+    pub fn down(&self) {
+        assert!(
+            self.stack.run("down"),
+            "scripts/stack down cassandra failed"
+        );
+    }
+}
+
+impl Drop for PrivateCassandra {
+    fn drop(&mut self) {
+        let _ = self.stack.run("down");
         let _ = std::fs::remove_dir_all(&self.stack.dir);
     }
 }
