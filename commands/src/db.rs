@@ -61,6 +61,13 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         "ALTER TABLE commands.idempotency_keys ADD COLUMN decided_at timestamptz;",
     ),
+    // Until when an attempt whose send failed may still see its event written (a request the
+    // broker holds but has not yet appended or replicated): nobody takes over before, so the
+    // takeover's search sees what that send wrote.
+    (
+        5,
+        "ALTER TABLE commands.idempotency_keys ADD COLUMN unsettled_until timestamptz;",
+    ),
     // Accounts (versions 100 and up). The user id is the username; usernames are unique
     // ignoring case, so "Ada" cannot pass for "ada".
     (

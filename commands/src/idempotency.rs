@@ -193,13 +193,17 @@ pub enum ClaimError {
 /// found will not appear later, because the attempt that could send it can no longer write:
 /// its process is gone (its connections with it, and a produce request the broker had
 /// received is appended and replicated within the moment the search waits before reading the
-/// end), or its deadline has passed (every send it began has resolved). What remains:
+/// end), or its deadline has passed (every send it began has resolved), or its send failed
+/// in a way that may still write (a request timed out at a leader that died, to be appended
+/// by the next one) and it was not taken over before `unsettled_until`, as long as a send may
+/// be in flight after that failure. A search that fails for a while (Kafka unreachable or slow
+/// during an election) refuses the retry, and the next one searches again. What remains:
 ///
 /// - a request of a killed process that the broker appends more than that moment later (a
 ///   broker stalled between reading the request and appending it), or an attempt whose
 ///   process lives on after losing its lease connection: its send may land after the search;
-/// - a search that cannot finish (Kafka unreachable, a partition count changed since the
-///   send, more than [`crate::lookup::MAX_MESSAGES`] to read, the delivery timeout passed).
+/// - a search that cannot be done at all (a partition count changed since the send, more than
+///   [`crate::lookup::MAX_MESSAGES`] to read, a claim of a version without `decided_at`).
 ///
 /// In those cases the takeover sends the same bytes again, as before there was a search: every
 /// copy of an event id is byte for byte the same, and every consumer applies it once. The hot
@@ -270,14 +274,15 @@ impl Idempotency {
                                 -- A claim of a version before attempts (during an upgrade):
                                 -- that version's rule.
                                 THEN created_at <= now() - make_interval(secs => {LEGACY_STALE_SECS})
-                                ELSE owner IS NULL OR expires_at <= now() OR NOT EXISTS (
+                                ELSE (owner IS NULL OR expires_at <= now() OR NOT EXISTS (
                                     SELECT 1 FROM pg_locks l
                                     WHERE l.locktype = 'advisory' AND l.granted
                                       AND l.database = (SELECT oid FROM pg_database
                                                         WHERE datname = current_database())
                                       AND l.classid = {LEASE_NAMESPACE}::oid
                                       AND l.objid = k.owner::oid AND l.objsubid = 2
-                                ) END AS dead
+                                )) AND (unsettled_until IS NULL OR unsettled_until <= now())
+                                END AS dead
                          FROM commands.idempotency_keys k WHERE user_id = $1 AND key = $2"
                     ),
                     &[&user.as_str(), &key.as_str()],
@@ -302,7 +307,8 @@ impl Idempotency {
                     &format!(
                         "UPDATE commands.idempotency_keys
                          SET owner = $3, attempt = $4, created_at = now(),
-                             expires_at = now() + make_interval(secs => $5)
+                             expires_at = now() + make_interval(secs => $5),
+                             unsettled_until = NULL
                          WHERE user_id = $1 AND key = $2 AND response IS NULL
                            AND attempt IS NOT DISTINCT FROM $6
                          RETURNING {PENDING_COLUMNS}"
@@ -443,6 +449,34 @@ impl Idempotency {
             "give up idempotency key",
         )
         .await
+    }
+
+    /// Gives up a claim whose send failed in a way that may still write its event, for the
+    /// next retry to take over once `unsettled` has passed and not before: by then the request
+    /// that failed has been appended and replicated, or will never be, so the takeover's search
+    /// sees what it wrote. Until then a retry is refused as in progress. A later
+    /// [`Idempotency::abandon`] of the same attempt leaves the wait as it is.
+    pub(crate) async fn abandon_unsettled(
+        &self,
+        through: Through,
+        attempt: &Attempt,
+        unsettled: Duration,
+    ) -> Result<(), DbError> {
+        self.execute(
+            through,
+            "UPDATE commands.idempotency_keys
+             SET owner = NULL, unsettled_until = now() + make_interval(secs => $4)
+             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL",
+            &[
+                &attempt.user.as_str(),
+                &attempt.key.as_str(),
+                &attempt.id,
+                &unsettled.as_secs_f64(),
+            ],
+            "give up idempotency key after its send failed",
+        )
+        .await
+        .map(drop)
     }
 
     async fn settle(

@@ -37,6 +37,7 @@ pub use media::{
 pub use ops::{ArtworkUpload, GenerationInput};
 pub use ratelimit::{CommandClass, RateLimited, RateLimiter, RateLimits, Subject};
 pub use service::{
-    Accepted, AdmissionPolicy, AlwaysAdmit, Commands, Context, EventPublisher, FindFuture,
-    ImageFuture, ImageKind, ImageStore, Overload, PublishError, PublishFuture,
+    Accepted, AdmissionPolicy, AlwaysAdmit, Commands, Context, DecodeFuture, EncodeFuture, Encoded,
+    EventPublisher, FindFuture, ImageFuture, ImageKind, ImageStore, Overload, PublishError,
+    PublishFuture,
 };

@@ -11,7 +11,9 @@
 //! derived from the idempotency key, and every copy of an event is byte for byte the same.
 //!
 //! The search is bounded, by its caller's time and by [`MAX_MESSAGES`]; one that cannot finish
-//! is an error, and the caller then sends the event again (every reader applies a copy once).
+//! is an error. A transient one ([`LookupError::is_transient`]) refuses the retry, which is
+//! tried again; after any other the caller sends the event again (every reader applies a copy
+//! once).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +57,21 @@ pub enum LookupError {
     TooMany,
     #[error("the search thread stopped")]
     Stopped(#[source] tokio::task::JoinError),
+}
+
+impl LookupError {
+    /// True when the same search may succeed a moment later (Kafka unreachable or slow, as
+    /// during a leader election); false when it cannot be done at all.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LookupError::Kafka { .. } | LookupError::TimedOut { .. } | LookupError::Stopped(_) => {
+                true
+            }
+            LookupError::NoPartitions { .. } | LookupError::NoPlacement | LookupError::TooMany => {
+                false
+            }
+        }
+    }
 }
 
 /// Where `message` is in the log, if a copy was written at `since` or later (see the module

@@ -332,6 +332,9 @@ impl Commands {
     /// earlier one did). On failure the claim is released when nothing can have been
     /// written and the decision is this attempt's own, and given up otherwise, so that the
     /// next retry looks for the message in the log and sends it again if it is not there.
+    /// After a failure that may still write (a request the broker holds, appended or
+    /// replicated late, as when its leader dies), that retry waits for as long as a send may
+    /// be in flight: a search any sooner could miss a message that lands after it.
     async fn send_decided(
         &self,
         through: Through,
@@ -342,7 +345,12 @@ impl Commands {
         match self.publisher.send(message).await {
             Ok(position) => Ok(position),
             Err(e) => {
-                let settled = if own && e.surely_unwritten() {
+                let settled = if !e.surely_unwritten() {
+                    let unsettled = self.publisher.max_in_flight();
+                    self.idempotency
+                        .abandon_unsettled(through, attempt, unsettled)
+                        .await
+                } else if own {
                     self.idempotency.release(through, attempt).await
                 } else {
                     self.idempotency.abandon(through, attempt).await
@@ -395,7 +403,7 @@ impl Commands {
     /// result, and answers as the first attempt would have.
     async fn resend(&self, attempt: &Attempt, pending: Pending) -> Result<Accepted, CommandError> {
         let event = self.publisher.decode(&pending.message).await?;
-        let found = self.look_up(&pending).await;
+        let found = self.look_up(&pending).await?;
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client).await?;
         let position = match found {
@@ -421,19 +429,32 @@ impl Commands {
             .await
     }
 
-    /// Where the log holds `pending`'s message, if it does; `None` also when the log cannot
-    /// be searched (the message is then sent again, as a copy every reader applies once).
-    async fn look_up(&self, pending: &Pending) -> Option<Position> {
+    /// Where the log holds `pending`'s message, if it does. A search that failed for a while
+    /// (Kafka unreachable or slow) is an error: the command is refused as unavailable and the
+    /// next retry searches again, since a message sent now could land beside one the search
+    /// missed. A search that cannot be done at all (a claim of an earlier version without a
+    /// decision time, a partition count changed since, too much to read) counts as not found:
+    /// the message is sent again, as a copy every reader applies once.
+    async fn look_up(&self, pending: &Pending) -> Result<Option<Position>, CommandError> {
         let topic = &pending.message.topic;
         let Some(since) = pending.decided_at else {
             tracing::warn!(%topic, "a dead attempt's event has no decision time (a claim of an earlier version); sending it again");
-            return None;
+            return Ok(None);
         };
         match self.publisher.find(&pending.message, since).await {
-            Ok(found) => found,
+            Ok(found) => Ok(found),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, %topic, "could not search the log for a dead attempt's event; the retry after this one searches again");
+                Err(PublishError::Unavailable {
+                    message: format!(
+                        "could not search the log for the event of an earlier attempt: {e}"
+                    ),
+                }
+                .into())
+            }
             Err(e) => {
-                tracing::warn!(error = %e, %topic, "could not search the log for a dead attempt's event; sending it again");
-                None
+                tracing::warn!(error = %e, %topic, "cannot search the log for a dead attempt's event; sending it again");
+                Ok(None)
             }
         }
     }
