@@ -4,8 +4,9 @@
 use metrics::describe_counter;
 
 /// Keyed commands whose dead earlier attempt had decided an event, by `outcome`:
-/// `found_in_log` (the event was in the log: answered with its position, nothing sent) or
-/// `sent_again` (not found, or the log could not be searched: the event was sent).
+/// `found_in_log` (the event was in the log: answered with its position, nothing sent),
+/// `sent_again` (not found, or the log cannot be searched at all: the event was sent) or
+/// `search_failed` (the search failed for a while: refused as unavailable, nothing sent).
 pub const TAKEOVERS: &str = "gallery_command_takeovers_total";
 
 /// Every metric the write side records.
@@ -15,7 +16,7 @@ pub const NAMES: &[&str] = &[TAKEOVERS];
 pub fn describe() {
     describe_counter!(
         TAKEOVERS,
-        "Takeovers of a dead attempt's decided event, by outcome (found_in_log, sent_again)"
+        "Takeovers of a dead attempt's decided event, by outcome (found_in_log, sent_again, search_failed)"
     );
 }
 
@@ -24,12 +25,14 @@ pub fn describe() {
 pub(crate) enum Takeover {
     FoundInLog,
     SentAgain,
+    SearchFailed,
 }
 
 pub(crate) fn took_over(outcome: Takeover) {
     let outcome = match outcome {
         Takeover::FoundInLog => "found_in_log",
         Takeover::SentAgain => "sent_again",
+        Takeover::SearchFailed => "search_failed",
     };
     metrics::counter!(TAKEOVERS, "outcome" => outcome).increment(1);
 }

@@ -444,6 +444,7 @@ impl Commands {
         match self.publisher.find(&pending.message, since).await {
             Ok(found) => Ok(found),
             Err(e) if e.is_transient() => {
+                took_over(Takeover::SearchFailed);
                 tracing::warn!(error = %e, %topic, "could not search the log for a dead attempt's event; the retry after this one searches again");
                 Err(PublishError::Unavailable {
                     message: format!(
