@@ -1,14 +1,20 @@
-//! `scripts/stack up` on a machine whose Cassandra data was damaged (a torn write from a crash
-//! or a power loss): the node would fail at every start, and with it every test and the local
-//! run. The script sets the damaged directory aside and starts an empty node, which loses
-//! nothing of Gallery's (its Scylla read model and positions are derived from the Kafka log).
+//! `scripts/stack up` when a service fails during its start:
+//!
+//! - a Cassandra node whose data was damaged (a torn write from a crash or a power loss) would
+//!   fail at every start, and with it every test and the local run: the script sets the
+//!   damaged directory aside and starts an empty node, which loses nothing of Gallery's (its
+//!   Scylla read model and positions are derived from the Kafka log);
+//! - a Kafka node that exits during its start (some errors a second start gets past, seen on a
+//!   loaded machine) is started once more, and `up` fails at once, not after its timeout,
+//!   when the second start fails too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use common::private_stack::PrivateCassandra;
+use common::private_stack::{PrivateCassandra, PrivateKafka};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
@@ -129,4 +135,36 @@ async fn a_node_whose_data_is_damaged_is_set_aside_and_started_empty() {
         !names.iter().any(|k| k == "before_the_damage"),
         "the damaged node's keyspaces are still served: {names:?}"
     );
+}
+
+#[test]
+fn a_kafka_node_that_exits_during_its_start_is_started_once_more_and_up_fails_fast() {
+    let mut kafka = PrivateKafka::start();
+    kafka.down();
+    // A node id other than the configured one: Kafka exits at every start.
+    let meta = kafka.data_dir().join("logs").join("meta.properties");
+    let text = std::fs::read_to_string(&meta).expect("meta.properties");
+    assert!(text.contains("node.id=1"), "{text}");
+    std::fs::write(&meta, text.replace("node.id=1", "node.id=9")).expect("rewrite it");
+
+    let started = Instant::now();
+    let (ok, said) = kafka.try_up();
+    let took = started.elapsed();
+    assert!(!ok, "up succeeded with a node that cannot start:\n{said}");
+    assert_eq!(
+        said.matches("kafka: starting").count(),
+        2,
+        "started twice:\n{said}"
+    );
+    assert!(
+        said.contains("exited during its start") && said.contains("Stored node id 9"),
+        "the exit and its reason are reported:\n{said}"
+    );
+    assert!(
+        said.contains("did not start after its recovery either"),
+        "{said}"
+    );
+    // The stack's timeout is 180 s; two starts that fail take seconds.
+    assert!(took < Duration::from_secs(90), "up took {took:?}");
+    kafka.down();
 }

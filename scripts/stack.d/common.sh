@@ -121,15 +121,26 @@ log_of_this_run() {
   tail -c "+$((pos + 1))" "$STACK_LOG/$1.log" 2>/dev/null
 }
 
+# exited NAME: true when a process started for NAME has exited: the one of run/NAME.pid, or
+# for a service of several processes (kafka-cluster) one of run/NAME-<n>.pid.
+exited() {
+  local f
+  for f in "$STACK_RUN/$1.pid" "$STACK_RUN/$1"-[0-9]*.pid; do
+    [[ -f "$f" ]] || continue
+    kill -0 "$(cat "$f")" 2>/dev/null || return 0
+  done
+  return 1
+}
+
 # wait_ready NAME CHECK_FN TIMEOUT_SECONDS: wait until CHECK_FN succeeds. Fails (printing the
-# log's end) after the timeout, or at once when the process started for NAME has exited.
+# log's end) after the timeout, or at once when a process started for NAME has exited.
 wait_ready() {
   local name="$1" check="$2" timeout="$3" waited=0 why
   until "$check"; do
     why=""
     if (( waited >= timeout )); then
       why="did not answer within ${timeout}s"
-    elif [[ -f "$STACK_RUN/$name.pid" ]] && ! pid_alive "$name"; then
+    elif exited "$name"; then
       why="exited during its start"
     fi
     if [[ -n "$why" ]]; then

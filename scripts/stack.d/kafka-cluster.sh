@@ -73,6 +73,16 @@ svc_kafka-cluster_ready() {
   done
 }
 
+# Starts every node that exited during its start once more (see kafka_node_recover); the
+# others keep running.
+svc_kafka-cluster_recover() {
+  local n found=1
+  for n in "${KAFKA_CLUSTER_NODES[@]}"; do
+    kafka_node_recover "kafka-cluster-$n" && found=0
+  done
+  return "$found"
+}
+
 svc_kafka-cluster_stop() {
   local n
   for n in "${KAFKA_CLUSTER_NODES[@]}"; do

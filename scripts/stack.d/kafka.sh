@@ -180,6 +180,21 @@ svc_kafka_ready() {
   kafka_node_ready kafka "$GALLERY_KAFKA_PORT"
 }
 
+# kafka_node_recover NAME: when node NAME exited during its start, says why and succeeds, so
+# that `up` starts it once more. Kafka gives up at once on some errors a second start gets
+# past: on a loaded machine a restarted node that became the active controller was seen to
+# exit with "Received a fatal error while waiting for the controller to acknowledge that we
+# are caught up" while its controller events took seconds. A lasting error (a setting, the
+# data) fails the second start too, and then `up`.
+kafka_node_recover() {
+  local name="$1" why
+  [[ -f "$STACK_RUN/$name.pid" ]] && ! pid_alive "$name" || return 1
+  why="$(log_of_this_run "$name" | grep -m 1 -A 1 'ERROR' | tr '\n' ' ' | cut -c 1-300)"
+  log "$name: exited during its start (${why:-no error logged}); starting it once more"
+}
+
+svc_kafka_recover() { kafka_node_recover kafka; }
+
 svc_kafka_stop() {
   forget_stale_pid kafka "$KAFKA_PROC_PATTERN"
   # TERM makes Kafka shut down cleanly (no log recovery on the next start).

@@ -78,6 +78,21 @@ impl PrivateStack {
         (output.status.success(), stderr)
     }
 
+    /// Removes the stack's directory; only its data when the thread is panicking (a test
+    /// failing), so that the services' logs stay for a look (the path is printed).
+    fn remove(&self) {
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(self.dir.join("data"));
+            eprintln!(
+                "the {} logs are kept in {}",
+                self.service,
+                self.dir.join("log").display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// The pid of process `name` started by the script, if it runs.
     fn pid(&self, name: &str) -> Option<u32> {
         let text =
@@ -140,6 +155,17 @@ impl PrivateKafka {
         assert!(self.stack.run("up"), "scripts/stack up kafka failed");
     }
 
+    /// `scripts/stack up kafka`: whether it succeeded, and what it said.
+    pub fn try_up(&mut self) -> (bool, String) {
+        self.running = true;
+        self.stack.run_capturing("up")
+    }
+
+    /// The broker's data directory (its log directory, with `meta.properties`, is `logs`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.stack.dir.join("data").join("kafka")
+    }
+
     /// Stops the broker for real (SIGTERM, then waits for the process to exit).
     pub fn down(&mut self) {
         assert!(self.stack.run("down"), "scripts/stack down kafka failed");
@@ -152,7 +178,7 @@ impl Drop for PrivateKafka {
         if self.running {
             let _ = self.stack.run("down");
         }
-        let _ = std::fs::remove_dir_all(&self.stack.dir);
+        self.stack.remove();
     }
 }
 
@@ -226,7 +252,7 @@ impl Drop for PrivateCluster {
                 sigkill(pid);
             }
         }
-        let _ = std::fs::remove_dir_all(&self.stack.dir);
+        self.stack.remove();
     }
 }
 
@@ -279,6 +305,6 @@ impl PrivateCassandra {
 impl Drop for PrivateCassandra {
     fn drop(&mut self) {
         let _ = self.stack.run("down");
-        let _ = std::fs::remove_dir_all(&self.stack.dir);
+        self.stack.remove();
     }
 }
