@@ -421,7 +421,11 @@ impl Commands {
                 let position = self
                     .send_decided(Through::Lease, attempt, &pending.message, false)
                     .await?;
-                tracing::info!(event_id = %event.event_id(), "sent the event of a dead attempt");
+                tracing::info!(
+                    event_id = %event.event_id(), topic = %position.topic,
+                    partition = position.partition, offset = position.offset,
+                    "sent the event of a dead attempt"
+                );
                 position
             }
         };
