@@ -33,6 +33,9 @@ pub enum WorkerError {
     Task(#[source] tokio::task::JoinError),
     #[error("the consumer thread stopped")]
     PollerGone,
+    /// A transaction's thread ended without an answer (it could not start, or panicked).
+    #[error("a transaction's thread ended without an answer")]
+    TransactionThread,
     /// A transaction did not finish within `after` (its producer is counted as wedged).
     #[error("a transaction did not finish within {after:?}")]
     TransactionWedged { after: std::time::Duration },

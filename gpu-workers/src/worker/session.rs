@@ -15,6 +15,8 @@ use gallery_schemas::{
     Event, EventCodec, GenerationMode, GenerationRequested, ImageRef, Stream, UserId,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::sync::oneshot::error::RecvError;
 use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
 
@@ -122,7 +124,8 @@ struct PartitionState {
 
 #[derive(Debug)]
 struct InFlight {
-    handle: JoinHandle<Result<(), TxnError>>,
+    /// The answer of the transaction's own thread (see [`Session::maybe_commit`]).
+    handle: oneshot::Receiver<Result<(), TxnError>>,
     /// When the transaction was handed to its blocking thread.
     since: Instant,
     events: Vec<Outgoing>,
@@ -131,7 +134,7 @@ struct InFlight {
 
 enum Wake {
     Shutdown,
-    Txn(Result<Result<(), TxnError>, JoinError>),
+    Txn(Result<Result<(), TxnError>, RecvError>),
     /// The transaction in flight has taken longer than [`TXN_WEDGED`].
     TxnWedged,
     Inbound(Option<Inbound>),
@@ -183,7 +186,7 @@ async fn wait_lookahead(task: &mut Option<JoinHandle<Vec<Uuid>>>) -> Result<Vec<
 
 /// The result of the transaction in flight, or `None` once it has been in flight for
 /// [`TXN_WEDGED`].
-async fn wait_txn(txn: &mut Option<InFlight>) -> Option<Result<Result<(), TxnError>, JoinError>> {
+async fn wait_txn(txn: &mut Option<InFlight>) -> Option<Result<Result<(), TxnError>, RecvError>> {
     match txn {
         Some(t) => tokio::time::timeout_at((t.since + TXN_WEDGED).into(), &mut t.handle)
             .await
@@ -796,11 +799,25 @@ impl Session {
         let batch = Batch { records, offsets };
         self.dirty = false;
         let (emitter, consumer) = (self.emitter.clone(), self.poller.consumer.clone());
-        let handle = tokio::task::spawn_blocking(move || {
-            use rdkafka::consumer::Consumer as _;
-            let group = consumer.group_metadata().ok_or(TxnError::NotInGroup)?;
-            emitter.commit(&batch, &group)
-        });
+        // A thread of its own, not the runtime's blocking pool: librdkafka was seen to wait
+        // without end inside `send_offsets_to_transaction`, and a runtime waits for its
+        // blocking tasks when it shuts down, so one wedged call kept the process from ever
+        // exiting (the session itself moves on after TXN_WEDGED). If the thread cannot start,
+        // its sender is dropped with it and the session hears that at once.
+        let (answer, handle) = oneshot::channel();
+        let started = std::thread::Builder::new()
+            .name("painter-txn".into())
+            .spawn(move || {
+                use rdkafka::consumer::Consumer as _;
+                let done = consumer
+                    .group_metadata()
+                    .ok_or(TxnError::NotInGroup)
+                    .and_then(|group| emitter.commit(&batch, &group));
+                let _ = answer.send(done);
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "could not start a transaction's thread");
+        }
         self.txn = Some(InFlight {
             handle,
             since: Instant::now(),
@@ -826,7 +843,7 @@ impl Session {
         }
     }
 
-    fn on_txn(&mut self, done: Result<Result<(), TxnError>, JoinError>) -> Result<(), WorkerError> {
+    fn on_txn(&mut self, done: Result<Result<(), TxnError>, RecvError>) -> Result<(), WorkerError> {
         let Some(inflight) = self.txn.take() else {
             return Ok(());
         };
@@ -884,7 +901,7 @@ impl Session {
                 self.retry_txn_at = Some(Instant::now() + RETRY_TXN);
                 Ok(())
             }
-            Err(join) => Err(WorkerError::Task(join)),
+            Err(RecvError { .. }) => Err(WorkerError::TransactionThread),
         }
     }
 
