@@ -207,7 +207,7 @@ fn kafka_error(config: &Config) -> impl FnOnce(rdkafka::error::KafkaError) -> St
 }
 
 /// A connection pool to the configured Postgres database (connections open on first use).
-fn pg_pool(config: &Config) -> Result<Pool, StartError> {
+pub fn pg_pool(config: &Config) -> Result<Pool, StartError> {
     let pg: tokio_postgres::Config = config.postgres.url.expose().parse()?;
     let manager = Manager::from_config(
         pg,

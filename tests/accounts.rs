@@ -321,14 +321,7 @@ async fn when_kafka_cannot_take_the_event_the_account_is_not_created() {
     // The real schema and stack, but a producer whose broker does not answer.
     let mut client = env.db().await;
     gallery_commands::db::migrate(&mut client).await.unwrap();
-    let pg: tokio_postgres::Config = env.config.postgres.url.expose().parse().unwrap();
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
-        pg,
-        tokio_postgres::NoTls,
-    ))
-    .max_size(2)
-    .build()
-    .unwrap();
+    let pool = gallery::app::pg_pool(&env.config).unwrap();
     let publisher = KafkaPublisher::new(
         &ProducerConfig {
             brokers: "127.0.0.1:1".into(),

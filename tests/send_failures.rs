@@ -133,14 +133,7 @@ async fn setup(late: Duration) -> (TestEnv, common::App, Commands, Arc<Faulty>) 
     )
     .unwrap();
     let faulty = Arc::new(Faulty::new(publisher, late));
-    let pg: tokio_postgres::Config = env.config.postgres.url.expose().parse().unwrap();
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
-        pg,
-        tokio_postgres::NoTls,
-    ))
-    .max_size(4)
-    .build()
-    .unwrap();
+    let pool = gallery::app::pg_pool(&env.config).unwrap();
     let commands = Commands::new(faulty.clone(), pool);
     (env, app, commands, faulty)
 }

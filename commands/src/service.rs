@@ -417,10 +417,10 @@ impl Commands {
                 position
             }
             None => {
-                took_over(Takeover::SentAgain);
                 let position = self
                     .send_decided(Through::Lease, attempt, &pending.message, false)
                     .await?;
+                took_over(Takeover::SentAgain);
                 tracing::info!(
                     event_id = %event.event_id(), topic = %position.topic,
                     partition = position.partition, offset = position.offset,
@@ -466,8 +466,9 @@ impl Commands {
 
     /// Runs `run` once per idempotency key: a retry with the same key and request replays the
     /// stored result; the same key with another request is refused; a retry after the
-    /// attempt before it died answers with that attempt's event, found in the log or sent. `request` describes the
-    /// request for the key's fingerprint; it is built only for a keyed command.
+    /// attempt before it died answers with that attempt's event, found in the log or sent.
+    /// `request` describes the request for the key's fingerprint; it is built only for a keyed
+    /// command.
     pub(crate) async fn once<R, F, Fut>(
         &self,
         cx: &Context<'_>,

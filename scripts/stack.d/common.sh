@@ -126,8 +126,7 @@ log_of_this_run() {
 exited() {
   local f
   for f in "$STACK_RUN/$1.pid" "$STACK_RUN/$1"-[0-9]*.pid; do
-    [[ -f "$f" ]] || continue
-    kill -0 "$(cat "$f")" 2>/dev/null || return 0
+    [[ -f "$f" ]] && ! pid_alive "$(basename "$f" .pid)" && return 0
   done
   return 1
 }

@@ -188,7 +188,7 @@ svc_kafka_ready() {
 # data) fails the second start too, and then `up`.
 kafka_node_recover() {
   local name="$1" why
-  [[ -f "$STACK_RUN/$name.pid" ]] && ! pid_alive "$name" || return 1
+  exited "$name" || return 1
   why="$(log_of_this_run "$name" | grep -m 1 -A 1 'ERROR' | tr '\n' ' ' | cut -c 1-300)"
   log "$name: exited during its start (${why:-no error logged}); starting it once more"
 }

@@ -54,6 +54,21 @@ impl PrivateStack {
         }
     }
 
+    /// A single-node service whose clients connect to `$client` and whose node also binds
+    /// `$other`, each on a free port; returns the stack and the client port.
+    fn on_free_ports(
+        service: &'static str,
+        client: &'static str,
+        other: &'static str,
+    ) -> (Self, u16) {
+        let port = free_port();
+        let stack = Self::new(
+            service,
+            vec![(client, port.to_string()), (other, free_port().to_string())],
+        );
+        (stack, port)
+    }
+
     fn command(&self, action: &str) -> Command {
         let mut command = Command::new(super::repo_dir().join("scripts/stack"));
         command
@@ -128,13 +143,10 @@ pub struct PrivateKafka {
 impl PrivateKafka {
     /// Starts a fresh single-node broker on free ports and waits until it answers.
     pub fn start() -> Self {
-        let port = free_port();
-        let stack = PrivateStack::new(
+        let (stack, port) = PrivateStack::on_free_ports(
             "kafka",
-            vec![
-                ("GALLERY_KAFKA_PORT", port.to_string()),
-                ("GALLERY_KAFKA_CONTROLLER_PORT", free_port().to_string()),
-            ],
+            "GALLERY_KAFKA_PORT",
+            "GALLERY_KAFKA_CONTROLLER_PORT",
         );
         let mut kafka = Self {
             stack,
@@ -265,13 +277,10 @@ pub struct PrivateCassandra {
 impl PrivateCassandra {
     /// Starts a fresh node on free ports and waits until it answers CQL.
     pub fn start() -> Self {
-        let port = free_port();
-        let stack = PrivateStack::new(
+        let (stack, port) = PrivateStack::on_free_ports(
             "cassandra",
-            vec![
-                ("GALLERY_CQL_PORT", port.to_string()),
-                ("GALLERY_CASSANDRA_STORAGE_PORT", free_port().to_string()),
-            ],
+            "GALLERY_CQL_PORT",
+            "GALLERY_CASSANDRA_STORAGE_PORT",
         );
         let node = Self { stack, port };
         let (ok, _) = node.up();
