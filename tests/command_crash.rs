@@ -27,7 +27,6 @@ use common::{App, TestEnv};
 use gallery::Roles;
 use gallery_commands::idempotency::{IdempotencyKey, Ids};
 use gallery_schemas::{Event, EventCodec, UserId};
-use rdkafka::message::Message;
 use serde_json::{Value, json};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -282,42 +281,14 @@ fn ids(user: &str, key: &str) -> Ids {
     )
 }
 
-/// A message of the log: where it is, its key and its value.
-struct Logged {
-    partition: i32,
-    offset: i64,
-    key: Vec<u8>,
-    value: Vec<u8>,
-}
-
-/// Every message of `topic` now.
-fn messages(env: &TestEnv, topic: &str) -> Vec<Logged> {
-    let ends = env.end_offsets(topic);
-    let consumer =
-        common::reader_from_start(&env.config.kafka.brokers, topic, ends.keys().copied());
-    let wanted = usize::try_from(ends.values().sum::<i64>()).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < wanted {
-        assert!(Instant::now() < deadline, "read {topic} within 30 s");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            out.push(Logged {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().unwrap_or_default().to_vec(),
-            });
-        }
-    }
-    out
-}
-
 /// The messages of the interactions topic that carry event `id`.
-async fn copies_of(env: &TestEnv, id: uuid::Uuid) -> Vec<Logged> {
+async fn copies_of(env: &TestEnv, id: uuid::Uuid) -> Vec<common::log::Raw> {
     let codec = EventCodec::new(&env.config.registry()).unwrap();
     let mut out = Vec::new();
-    for m in messages(env, &env.config.topics().interactions()) {
+    for m in common::log::read_raw(
+        &env.config.kafka.brokers,
+        &env.config.topics().interactions(),
+    ) {
         let event: Event = codec.decode(Some(&m.value)).await.unwrap();
         if event.event_id() == id {
             out.push(m);

@@ -16,17 +16,20 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::generation::{Requests, Results, RunningWorker, StepPainter, both, text_request};
 use common::log::ask;
 use common::private_stack::PrivateCluster;
 use common::{App, TestEnv};
 use gallery::Roles;
+use gallery_commands::{EventPublisher, KafkaPublisher, ProducerConfig};
+use gallery_schemas::{ArtworkId, Event, EventCodec, LikeSet, UserId};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer as _;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -466,4 +469,142 @@ async fn the_painters_transactions_survive_the_loss_of_a_broker_with_one_termina
     );
     assert!(painter.calls() >= REQUESTS, "every request was painted");
     drop(cluster);
+}
+
+/// Resumes a paused node when dropped, so that a failing assertion leaves no node stopped.
+struct Paused<'a> {
+    cluster: &'a PrivateCluster,
+    node: i32,
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.cluster.resume(self.node);
+    }
+}
+
+/// Pauses (SIGSTOP) a follower of `topic`/0: the leader keeps it in sync until the cluster
+/// drops it (`replica.lag.time.max.ms`, 30 s), and holds every `acks=all` write meanwhile.
+fn pause_a_follower<'a>(cluster: &'a PrivateCluster, topic: &str) -> Paused<'a> {
+    let leader = leader(&cluster.brokers(), topic, 0);
+    let follower = *PrivateCluster::NODES
+        .iter()
+        .find(|n| **n != leader)
+        .unwrap();
+    eprintln!("pausing node {follower}, a follower of {topic}/0 (led by {leader})");
+    cluster.pause(follower);
+    Paused {
+        cluster,
+        node: follower,
+    }
+}
+
+/// The command service's publisher on the cluster, with `delivery_timeout`.
+fn publisher(
+    cluster: &PrivateCluster,
+    env: &TestEnv,
+    delivery_timeout: Duration,
+) -> Arc<KafkaPublisher> {
+    Arc::new(
+        KafkaPublisher::new(
+            &ProducerConfig {
+                brokers: cluster.brokers(),
+                delivery_timeout,
+                queue_capacity: 1000,
+                linger: ProducerConfig::DEFAULT_LINGER,
+            },
+            EventCodec::new(&env.config.registry()).unwrap(),
+            env.config.topics(),
+        )
+        .unwrap(),
+    )
+}
+
+/// A like of `user`'s, a new event.
+fn like(user: &str) -> Event {
+    Event::LikeSet(LikeSet {
+        event_id: uuid::Uuid::new_v4(),
+        user_id: UserId::parse(user).unwrap(),
+        artwork_id: ArtworkId::parse("sunflowers").unwrap(),
+        liked: true,
+        occurred_at: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+    })
+}
+
+/// Room for a search to wait for the cluster to drop a paused follower.
+const SEARCH_THROUGH_A_STALL: Duration = Duration::from_secs(60);
+
+/// A takeover's search finds an event that the partition's leader holds above its high
+/// watermark: a follower that stops answering (SIGSTOP) stays in sync for the leader until
+/// the cluster drops it, and until then the high watermark stands still, so an event sent
+/// meanwhile is appended but not yet readable. A search that read to the high watermark
+/// missed it and the takeover sent it again (the soak found those copies on adjacent offsets);
+/// the search reads to a mark of its own, acknowledged by every in-sync replica, instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeovers_search_finds_an_event_held_above_the_high_watermark() {
+    let (cluster, env) = deployment(1).await;
+    // Creates the topics and registers the schemas.
+    let _app = env.start(Roles::COMMANDS).await;
+    let publisher = publisher(&cluster, &env, SEARCH_THROUGH_A_STALL);
+    let topic = env.config.topics().interactions();
+    // The producer knows the partition's leader before the follower stops.
+    let first = like("warm");
+    let warm = publisher.publish(&first).await.unwrap();
+    // And the cluster's transaction log (created on first use, for the search's marks) is up:
+    // created while a broker is stopped, it may wait for that broker until the controller
+    // fences it, longer than a search under load waits. A producer of the test's own brings it
+    // up, so that the search's marks start as in a running deployment.
+    let brokers = env.config.kafka.brokers.clone();
+    tokio::task::spawn_blocking(move || {
+        let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set(
+                "transactional.id",
+                format!("test-warm-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .create()
+            .unwrap();
+        producer.init_transactions(SEARCH_THROUGH_A_STALL).unwrap();
+    })
+    .await
+    .unwrap();
+    let held = like("held");
+    let message = publisher.encode(&held).await.unwrap();
+
+    let paused = pause_a_follower(&cluster, &topic);
+    let since = SystemTime::now();
+    let sending = {
+        let (publisher, message) = (publisher.clone(), message.clone());
+        tokio::spawn(async move { publisher.send(&message).await })
+    };
+    // The leader appends the event at once and holds its acknowledgement.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !sending.is_finished(),
+        "the send waits for the paused follower: {:?}",
+        sending.await
+    );
+    let searched = Instant::now();
+    let found = publisher.find(&message, since).await.unwrap();
+    eprintln!("searched for {:?}", searched.elapsed());
+    let sent = sending.await.unwrap().unwrap();
+    drop(paused);
+    assert_eq!(
+        found,
+        Some(sent.clone()),
+        "the search found the event the leader held (sent at {sent:?})"
+    );
+
+    // The marks are invisible to readers of committed events: the log holds the two likes.
+    let copies = common::log::copies(&env, &topic).await;
+    assert_eq!(
+        copies,
+        [
+            (first.event_id(), vec![(warm.partition, warm.offset)]),
+            (held.event_id(), vec![(sent.partition, sent.offset)]),
+        ]
+        .into_iter()
+        .collect(),
+        "the log read with read_committed"
+    );
 }

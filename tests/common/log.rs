@@ -71,11 +71,35 @@ pub struct Logged {
 /// Every message of `topic` up to its end now, in order per partition, read with
 /// `read_committed` (messages of aborted transactions are not there).
 pub async fn read(env: &TestEnv, topic: &str) -> Vec<Logged> {
-    let ends = end_offsets(&env.config.kafka.brokers, topic);
-    let consumer = super::reader_from_start(&env.config.kafka.brokers, topic, ends.keys().copied());
     let codec = EventCodec::new(&env.config.registry()).unwrap();
-    // The next offset to read; transaction markers and aborted messages are skipped, so the
-    // end is reached when the consumer's position is there.
+    let mut out = Vec::new();
+    for m in read_raw(&env.config.kafka.brokers, topic) {
+        out.push(Logged {
+            partition: m.partition,
+            offset: m.offset,
+            event: codec.decode(Some(&m.value)).await.unwrap(),
+        });
+    }
+    out
+}
+
+/// A message of the log, as bytes.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// Every message of `topic` up to its end now, as readers of committed events see it
+/// (`read_committed`): transaction markers, and the aborted messages of the painter's
+/// transactions and of the takeovers' marks, are skipped.
+pub fn read_raw(brokers: &str, topic: &str) -> Vec<Raw> {
+    let ends = end_offsets(brokers, topic);
+    let consumer = super::reader_from_start(brokers, topic, ends.keys().copied());
+    // The next offset to read; skipped messages are never delivered, so the end is reached
+    // when the consumer's position is there.
     let mut next: HashMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -95,12 +119,12 @@ pub async fn read(env: &TestEnv, topic: &str) -> Vec<Logged> {
             continue;
         };
         let m = m.unwrap();
-        let event = codec.decode(m.payload()).await.unwrap();
         next.insert(m.partition(), m.offset() + 1);
-        out.push(Logged {
+        out.push(Raw {
             partition: m.partition(),
             offset: m.offset(),
-            event,
+            key: m.key().unwrap_or_default().to_vec(),
+            value: m.payload().unwrap_or_default().to_vec(),
         });
     }
     out

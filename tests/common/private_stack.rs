@@ -253,6 +253,28 @@ impl PrivateCluster {
             .unwrap_or_else(|| panic!("node {id} is not running"));
         sigkill(pid);
     }
+
+    /// Stops node `id` (SIGSTOP): it keeps its connections and answers nothing, as a node in
+    /// a long pause does, until [`PrivateCluster::resume`].
+    pub fn pause(&self, id: i32) {
+        self.signal(id, "-STOP");
+    }
+
+    pub fn resume(&self, id: i32) {
+        self.signal(id, "-CONT");
+    }
+
+    fn signal(&self, id: i32, signal: &str) {
+        let pid = self
+            .stack
+            .pid(&format!("kafka-cluster-{id}"))
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
 }
 
 impl Drop for PrivateCluster {
