@@ -3,13 +3,18 @@
 //! The Avro schemas under `avro/` are the source of truth; `avro/released/` keeps the last
 //! released version of each, and a test holds every schema BACKWARD-compatible with it. This
 //! crate holds the Rust types of the events, the identifiers and texts they carry (parsed at
-//! the edge, never raw strings), the topic names, and the codec that frames events the
-//! Confluent way (magic byte, schema id, Avro body) through a schema registry.
+//! the edge, never raw strings), the topic and group names, the statuses stored as text, the
+//! read model's name and announcements (`read_model`), the rule by which a generation is
+//! scaled down ([`generation_size`]), and the codec that frames events the Confluent way
+//! (magic byte, schema id, Avro body) through a schema registry.
 
 mod codec;
 mod events;
+pub mod generation_size;
 mod ids;
 pub mod json_schema;
+pub mod read_model;
+mod status;
 mod text;
 mod topics;
 
@@ -24,6 +29,8 @@ pub use events::{
     GenerationMode, GenerationProgressed, GenerationRequested, GenerationStarted, ImageRef,
     LikeSet, Position, Role, Stream, UserRegistered,
 };
+pub use generation_size::{DegradedLimits, GenerationSize, SIDE_MULTIPLE};
 pub use ids::{ArtworkId, IdError, UserId};
+pub use status::{ExhibitionStatus, JobStatus, UnknownStatus};
 pub use text::{CommentBody, Description, PersonName, Prompt, StyleName, TextError, Title};
 pub use topics::{Topics, dead_letter_headers};

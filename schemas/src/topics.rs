@@ -54,6 +54,12 @@ impl Topics {
         }
     }
 
+    /// The consumer group of the AI painters on the generation topic (whose lag is the
+    /// write side's generation backlog).
+    pub fn workers_group(&self) -> String {
+        format!("{}gpu-workers", self.prefix)
+    }
+
     /// Every topic a deployment uses.
     pub fn all(&self) -> Vec<String> {
         vec![
