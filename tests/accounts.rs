@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::{App, TestEnv};
 use gallery::Roles;
 use gallery_commands::accounts::{AccountSettings, Registration};
-use gallery_commands::{AccountError, Accounts, KafkaPublisher, ProducerConfig, TokenKeys};
+use gallery_commands::{
+    AccountError, Accounts, CommandError, KafkaPublisher, ProducerConfig, TokenKeys,
+};
 use gallery_schemas::{Event, EventCodec, Role};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -176,7 +178,7 @@ async fn refused_requests_answer_json_errors_and_write_nothing() {
         assert!(message.starts_with(named), "{message} must name {named}");
     }
 
-    // Bad JSON and missing fields: 400 with the JSON error shape.
+    // Bad JSON (as on every route) and missing fields: 400 with the JSON error shape.
     let resp = app
         .http
         .post(app.commands_url("/v1/auth/register"))
@@ -187,7 +189,7 @@ async fn refused_requests_answer_json_errors_and_write_nothing() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(code(&body), "INVALID_INPUT");
+    assert_eq!(code(&body), "INVALID_JSON");
     let (status, body) = post(&app, "/v1/auth/register", json!({"username": "bob"})).await;
     assert_eq!((status, code(&body)), (400, "INVALID_INPUT"));
     assert!(
@@ -344,7 +346,7 @@ async fn when_kafka_cannot_take_the_event_the_account_is_not_created() {
         matches!(err, AccountError::Publish(_)),
         "unexpected {err:?}"
     );
-    assert_eq!(err.status().as_u16(), 503);
+    assert_eq!(CommandError::from(err).status().as_u16(), 503);
     let count: i64 = client
         .query_one(
             "SELECT (SELECT count(*) FROM commands.users) + (SELECT count(*) FROM commands.refresh_tokens)",
@@ -438,4 +440,43 @@ async fn graphql_sign_ins_are_limited_per_client_address_too() {
         "{body}"
     );
     app.stop().await;
+}
+
+/// A column whose type changed under the code: the account store's read names the column and
+/// answers 500, instead of panicking (or of a 503 inviting retries that cannot help).
+#[tokio::test]
+async fn a_column_of_another_type_is_an_error_naming_it() {
+    let env = TestEnv::new().await;
+    let mut client = env.db().await;
+    gallery_commands::db::migrate(&mut client).await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE commands.users
+                 ALTER COLUMN display_name TYPE jsonb USING to_jsonb(display_name);
+             INSERT INTO commands.users (user_id, display_name, password_hash)
+             VALUES ('ada', '\"Ada\"', 'unused');",
+        )
+        .await
+        .unwrap();
+    let pool = gallery::app::pg_pool(&env.config).unwrap();
+    let user = gallery_schemas::UserId::parse("ada").unwrap();
+    let e = gallery_commands::accounts::assign_role(&pool, &user, Role::Curator)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            AccountError::Store(gallery_commands::accounts::StoreError::Db(
+                gallery_commands::db::DbError::Column(gallery_infra::ColumnError {
+                    column: "display_name",
+                    ..
+                })
+            ))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        CommandError::from(e).status(),
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    );
 }

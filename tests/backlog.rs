@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::TestEnv;
-use gallery_commands::backlog::workers_group;
 use gallery_commands::{BacklogConfig, BacklogMonitor};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -51,7 +50,7 @@ async fn the_backlog_is_the_workers_lag_on_the_generation_topic() {
     assert_eq!(monitor.refresh().await.unwrap(), 25, "no commit: all of it");
 
     // The workers commit 10 on partition 0 and everything on partition 1.
-    let group = workers_group(&topics);
+    let group = topics.workers_group();
     let workers: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", &group)

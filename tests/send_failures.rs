@@ -88,10 +88,9 @@ impl EventPublisher for Faulty {
             tokio::time::sleep(late).await;
             inner.send(&message).await
         }));
-        Box::pin(async {
-            Err(PublishError::Unavailable {
-                message: "no acknowledgement (the broker appends the request later)".into(),
-            })
+        Box::pin(async move {
+            // No acknowledgement: the broker appends the request later.
+            Err(PublishError::NoAcknowledgement { waited: late })
         })
     }
 

@@ -2,8 +2,9 @@
 //! group has not yet committed, and what the write side does when it is too long.
 //!
 //! [`BacklogMonitor`] measures the lag every few seconds in the background and publishes it
-//! through a [`Backlog`] handle that reads without blocking; [`admit`] is the pure decision a
-//! generation command takes from it.
+//! through a [`Backlog`] handle that reads without blocking; [`BacklogAdmission`] is the
+//! decision a generation command takes from it (the scale-down itself is the shared rule,
+//! `gallery_schemas::GenerationSize::degraded`, applied by `decide::generation::check`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,11 +15,6 @@ use gallery_schemas::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-/// The consumer group of the GPU workers on the generation topic.
-pub fn workers_group(topics: &Topics) -> String {
-    format!("{}gpu-workers", topics.prefix())
-}
 
 /// What to do with a generation request while the backlog is over its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,74 +49,6 @@ impl Default for GenerationPolicy {
     }
 }
 
-/// The cost-relevant part of a generation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GenerationSize {
-    pub steps: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// The decision on a generation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Accept,
-    /// Accept it with these (smaller) parameters.
-    AcceptDegraded(GenerationSize),
-    Refuse,
-}
-
-/// Image sides stay multiples of this (what diffusion models need), and never below it.
-const SIDE_STEP: u32 = 8;
-
-/// Decides a generation request from the current backlog. An unknown backlog (`None`, not
-/// measured yet or Kafka unreachable) is not treated as overload: the publish itself fails
-/// fast when Kafka is down.
-pub fn admit(
-    backlog: Option<u64>,
-    policy: &GenerationPolicy,
-    requested: GenerationSize,
-) -> Admission {
-    let overloaded = backlog.is_some_and(|b| b >= policy.backlog_threshold);
-    if !overloaded {
-        return Admission::Accept;
-    }
-    match policy.overload {
-        OverloadPolicy::Refuse => Admission::Refuse,
-        OverloadPolicy::Degrade => {
-            let degraded = degrade(requested, policy);
-            if degraded == requested {
-                Admission::Accept
-            } else {
-                Admission::AcceptDegraded(degraded)
-            }
-        }
-    }
-}
-
-/// Caps the steps, and scales the image down (keeping its aspect ratio) so that its longest
-/// side fits.
-fn degrade(requested: GenerationSize, policy: &GenerationPolicy) -> GenerationSize {
-    let steps = requested.steps.min(policy.degraded_max_steps.max(1));
-    let max_side = policy.degraded_max_side.max(SIDE_STEP);
-    let longest = requested.width.max(requested.height);
-    if longest <= max_side {
-        return GenerationSize { steps, ..requested };
-    }
-    let scale = |side: u32| -> u32 {
-        let scaled = u64::from(side) * u64::from(max_side) / u64::from(longest);
-        let snapped = (scaled / u64::from(SIDE_STEP)) * u64::from(SIDE_STEP);
-        u32::try_from(snapped)
-            .unwrap_or(max_side)
-            .clamp(SIDE_STEP, max_side)
-    };
-    GenerationSize {
-        steps,
-        width: scale(requested.width),
-        height: scale(requested.height),
-    }
-}
-
 /// The write side's admission of generation requests: the measured backlog against the policy.
 #[derive(Debug, Clone)]
 pub struct BacklogAdmission {
@@ -143,10 +71,10 @@ impl crate::service::AdmissionPolicy for BacklogAdmission {
                 backlog: backlog.unwrap_or(0),
                 retry_after: self.retry_after_secs,
             }),
+            // The scale-down rule raises limits below one step or one side multiple to them.
             OverloadPolicy::Degrade => Ok(Decided::Degraded {
-                max_steps: i32::try_from(self.policy.degraded_max_steps.max(1)).unwrap_or(1),
-                max_side: i32::try_from(self.policy.degraded_max_side.max(SIDE_STEP))
-                    .unwrap_or(256),
+                max_steps: i32::try_from(self.policy.degraded_max_steps).unwrap_or(i32::MAX),
+                max_side: i32::try_from(self.policy.degraded_max_side).unwrap_or(i32::MAX),
             }),
         }
     }
@@ -321,7 +249,7 @@ impl BacklogMonitor {
         let topic = config.topics.generation();
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
-            .set("group.id", workers_group(&config.topics))
+            .set("group.id", config.topics.workers_group())
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create()
@@ -376,51 +304,38 @@ impl BacklogMonitor {
 mod tests {
     use super::*;
 
-    fn size(steps: u32, width: u32, height: u32) -> GenerationSize {
-        GenerationSize {
-            steps,
-            width,
-            height,
+    use crate::decide::generation::Admission;
+    use crate::service::{AdmissionPolicy, Overload};
+
+    fn admission(backlog: Option<u64>, policy: GenerationPolicy) -> Result<Admission, Overload> {
+        let measured = Backlog::unknown();
+        if let Some(n) = backlog {
+            measured.set(n);
         }
+        BacklogAdmission {
+            backlog: measured,
+            policy,
+            retry_after_secs: 7,
+        }
+        .admit()
     }
 
     #[test]
     fn below_the_threshold_everything_is_accepted() {
         let p = GenerationPolicy::default();
-        assert_eq!(
-            admit(Some(199), &p, size(50, 1024, 1024)),
-            Admission::Accept
-        );
-        assert_eq!(admit(None, &p, size(50, 1024, 1024)), Admission::Accept);
+        assert_eq!(admission(Some(199), p), Ok(Admission::Normal));
+        assert_eq!(admission(None, p), Ok(Admission::Normal));
     }
 
     #[test]
-    fn over_the_threshold_degrade_caps_steps_and_keeps_the_aspect_ratio() {
+    fn from_the_threshold_on_degrade_gives_the_degraded_limits() {
         let p = GenerationPolicy::default();
-        assert_eq!(
-            admit(Some(200), &p, size(50, 1024, 768)),
-            Admission::AcceptDegraded(size(10, 256, 192))
-        );
-        assert_eq!(
-            admit(Some(500), &p, size(30, 512, 2048)),
-            Admission::AcceptDegraded(size(10, 64, 256))
-        );
-        // Already small enough: nothing to degrade.
-        assert_eq!(admit(Some(500), &p, size(8, 256, 128)), Admission::Accept);
-        // Only the steps change.
-        assert_eq!(
-            admit(Some(500), &p, size(20, 128, 128)),
-            Admission::AcceptDegraded(size(10, 128, 128))
-        );
-    }
-
-    #[test]
-    fn a_very_thin_image_keeps_a_minimal_side() {
-        let p = GenerationPolicy::default();
-        assert_eq!(
-            admit(Some(500), &p, size(10, 4096, 16)),
-            Admission::AcceptDegraded(size(10, 256, 8))
-        );
+        let degraded = Ok(Admission::Degraded {
+            max_steps: 10,
+            max_side: 256,
+        });
+        assert_eq!(admission(Some(200), p), degraded);
+        assert_eq!(admission(Some(500), p), degraded);
     }
 
     #[test]
@@ -429,8 +344,14 @@ mod tests {
             overload: OverloadPolicy::Refuse,
             ..GenerationPolicy::default()
         };
-        assert_eq!(admit(Some(200), &p, size(1, 8, 8)), Admission::Refuse);
-        assert_eq!(admit(Some(199), &p, size(1, 8, 8)), Admission::Accept);
+        assert_eq!(
+            admission(Some(200), p),
+            Err(Overload {
+                backlog: 200,
+                retry_after: 7
+            })
+        );
+        assert_eq!(admission(Some(199), p), Ok(Admission::Normal));
     }
 
     #[test]

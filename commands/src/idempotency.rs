@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::db::DbError;
 use crate::service::Encoded;
+use gallery_infra::Columns;
 
 /// Namespace of the ids derived from idempotency keys.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6761_6c6c_6572_7900_6964_656d_706f_7465);
@@ -172,6 +173,12 @@ pub enum ClaimError {
     Db(#[from] DbError),
 }
 
+impl From<gallery_infra::ColumnError> for ClaimError {
+    fn from(e: gallery_infra::ColumnError) -> Self {
+        ClaimError::Db(e.into())
+    }
+}
+
 /// The store of keys (table `commands.idempotency_keys`).
 ///
 /// An attempt is alive while both hold: the process running it is alive, and its deadline has
@@ -187,13 +194,14 @@ pub enum ClaimError {
 /// and the time, `decided_at`) with its claim before sending, only while it still owns the
 /// claim; a takeover of an attempt that had decided its event (a
 /// [`Claim::Resend`]) first searches the log for those bytes: in the partition the message key
-/// is placed on ([`crate::placement`]), from `decided_at` less a margin for the clocks, to the
-/// partition's end read a moment after the search began ([`crate::lookup`]). Found, the event
-/// is answered with its position and nothing is sent; not found, it is sent. A message not
-/// found will not appear later, because the attempt that could send it can no longer write:
-/// its process is gone (its connections with it, and a produce request the broker had
-/// received is appended and replicated within the moment the search waits before reading the
-/// end), or its deadline has passed (every send it began has resolved), or its send failed
+/// is placed on ([`crate::placement`]), from `decided_at` less a margin for the clocks, to a
+/// mark the search appends there a moment after it began and reads once every in-sync replica
+/// has it ([`crate::lookup`]): every message appended before the mark is below it, committed
+/// or not. Found, the event is answered with its position and nothing is sent; not found, it
+/// is sent. A message not found will not appear later, because the attempt that could send it
+/// can no longer write: its process is gone (its connections with it, and a produce request
+/// the broker had received is appended within the moment the search waits before marking),
+/// or its deadline has passed (every send it began has resolved), or its send failed
 /// in a way that may still write (a request timed out at a leader that died, to be appended
 /// by the next one) and it was not taken over before `unsettled_until`, as long as a send may
 /// be in flight after that failure. A search that fails for a while (Kafka unreachable or slow
@@ -290,18 +298,18 @@ impl Idempotency {
                 .await
                 .map_err(DbError::pg("read idempotency key"))?;
             let Some(row) = found else { continue };
-            let stored_hash: String = row.get("request_hash");
+            let stored_hash: String = row.column("request_hash")?;
             if stored_hash != request_hash {
                 return Err(ClaimError::Mismatch);
             }
-            if let Some(response) = row.get::<_, Option<serde_json::Value>>("response") {
+            if let Some(response) = row.column::<Option<serde_json::Value>>("response")? {
                 return Ok(Claim::Replay(response));
             }
-            if !row.get::<_, bool>("dead") {
+            if !row.column::<bool>("dead")? {
                 return Err(ClaimError::InProgress);
             }
             // The attempt is dead: take it over, unless another retry just did.
-            let previous: Option<Uuid> = row.get("attempt");
+            let previous: Option<Uuid> = row.column("attempt")?;
             let taken = client
                 .query_opt(
                     &format!(
@@ -328,7 +336,7 @@ impl Idempotency {
                 return Err(ClaimError::InProgress);
             };
             tracing::info!(key = key.as_str(), "took over the claim of a dead attempt");
-            return Ok(match pending(&row) {
+            return Ok(match pending(&row)? {
                 Some(pending) => Claim::Resend(attempt, pending),
                 None => Claim::Fresh(attempt),
             });
@@ -527,22 +535,22 @@ const COMPLETE: &str = "UPDATE commands.idempotency_keys SET response = $4
                         WHERE user_id = $1 AND key = $2 AND attempt = $3";
 
 /// The decided event of a claim row, if any.
-fn pending(row: &tokio_postgres::Row) -> Option<Pending> {
-    let payload: Option<Vec<u8>> = row.get("payload");
-    let topic: Option<String> = row.get("topic");
-    let key: Option<String> = row.get("message_key");
-    match (topic, key, payload) {
+fn pending(row: &tokio_postgres::Row) -> Result<Option<Pending>, DbError> {
+    let payload: Option<Vec<u8>> = row.column("payload")?;
+    let topic: Option<String> = row.column("topic")?;
+    let key: Option<String> = row.column("message_key")?;
+    Ok(match (topic, key, payload) {
         (Some(topic), Some(key), Some(payload)) => Some(Pending {
             message: Encoded {
                 topic,
                 key,
                 payload,
             },
-            result_id: row.get("result_id"),
-            decided_at: row.get("decided_at"),
+            result_id: row.column("result_id")?,
+            decided_at: row.column("decided_at")?,
         }),
         _ => None,
-    }
+    })
 }
 
 /// This process's lease: a session-level advisory lock `(LEASE_NAMESPACE, id)` held on a
@@ -593,12 +601,12 @@ impl Lease {
         for id in candidates {
             let row = client
                 .query_one(
-                    "SELECT pg_try_advisory_lock($1, $2)",
+                    "SELECT pg_try_advisory_lock($1, $2) AS locked",
                     &[&LEASE_NAMESPACE, &id],
                 )
                 .await
                 .map_err(DbError::pg("take the process lease"))?;
-            if row.get::<_, bool>(0) {
+            if row.column::<bool>("locked")? {
                 tracing::debug!(lease = id, "holding the idempotency lease");
                 *held = Some(Held {
                     id,

@@ -27,7 +27,7 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
-use crate::lookup::LookupError;
+use crate::lookup::{LookupError, Marks};
 use crate::service::{
     DecodeFuture, EncodeFuture, Encoded, EventPublisher, FindFuture, PublishError, PublishFuture,
 };
@@ -178,8 +178,8 @@ pub struct KafkaPublisher {
     health: Arc<BrokerHealth>,
     delivery_timeout: Duration,
     stop_probe: Arc<AtomicBool>,
-    /// For the consumers that search the log (see [`crate::lookup`]).
-    brokers: String,
+    /// For the searches of the log (see [`crate::lookup`]).
+    marks: Arc<Marks>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -229,7 +229,7 @@ impl KafkaPublisher {
             health,
             delivery_timeout: config.delivery_timeout,
             stop_probe,
-            brokers: config.brokers.clone(),
+            marks: Arc::new(Marks::new(&config.brokers)),
         })
     }
 
@@ -281,9 +281,7 @@ impl KafkaPublisher {
             if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
                 PublishError::QueueFull
             } else {
-                PublishError::Unavailable {
-                    message: e.to_string(),
-                }
+                PublishError::Kafka(e)
             }
         })?;
         // librdkafka reports every message within `message.timeout.ms`; the outer bound only
@@ -292,22 +290,16 @@ impl KafkaPublisher {
         let delivered = match tokio::time::timeout(bound, delivery).await {
             Ok(Ok(Ok(delivered))) => delivered,
             Ok(Ok(Err((e, _)))) => {
-                return Err(match e.rdkafka_error_code() {
-                    Some(RDKafkaErrorCode::PurgeQueue) => PublishError::BrokersDown,
-                    _ => PublishError::Unavailable {
-                        message: e.to_string(),
-                    },
-                });
+                // Taken back out of the queue by a purge (every broker down) is no proof
+                // that it was never written: the queue holds messages waiting for a retry
+                // too, whose first request may have been appended.
+                return Err(PublishError::Kafka(e));
             }
             Ok(Err(_canceled)) => {
-                return Err(PublishError::Unavailable {
-                    message: "the producer shut down before the event was acknowledged".into(),
-                });
+                return Err(PublishError::ProducerClosed);
             }
             Err(_elapsed) => {
-                return Err(PublishError::Unavailable {
-                    message: format!("no acknowledgement within {} ms", bound.as_millis()),
-                });
+                return Err(PublishError::NoAcknowledgement { waited: bound });
             }
         };
         Ok(Position {
@@ -319,11 +311,10 @@ impl KafkaPublisher {
 }
 
 fn codec_error(e: CodecError) -> PublishError {
-    match e {
-        CodecError::RegistryUnavailable { message } => PublishError::Unavailable { message },
-        other => PublishError::Encode {
-            message: other.to_string(),
-        },
+    if e.is_transient() {
+        PublishError::Registry(e)
+    } else {
+        PublishError::Encode(e)
     }
 }
 
@@ -349,15 +340,13 @@ impl EventPublisher for KafkaPublisher {
     /// Searches the message's partition on a consumer of its own, on a blocking thread, for
     /// at most the delivery timeout.
     fn find<'a>(&'a self, message: &'a Encoded, since: SystemTime) -> FindFuture<'a> {
-        let brokers = self.brokers.clone();
+        let marks = self.marks.clone();
         let message = message.clone();
         let bound = self.delivery_timeout;
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                crate::lookup::find(&brokers, &message, since, bound)
-            })
-            .await
-            .map_err(LookupError::Stopped)?
+            tokio::task::spawn_blocking(move || crate::lookup::find(&marks, &message, since, bound))
+                .await
+                .map_err(LookupError::Stopped)?
         })
     }
 }
@@ -403,9 +392,10 @@ impl Probe {
             }
             let down = self.health.all_down();
             if down && !was_down {
-                // Events queued but never sent cannot have been written: fail them now
-                // rather than at the delivery timeout. In-flight ones keep waiting for
-                // their acknowledgement.
+                // Fail the queued events now rather than at the delivery timeout; in-flight
+                // ones keep waiting for their acknowledgement. A queued event may be one
+                // waiting for a retry, written by its first request: a purged send counts as
+                // one that may have written (`PublishError::surely_unwritten`).
                 self.producer
                     .purge(PurgeConfig::default().queue().non_blocking());
             }

@@ -1,15 +1,27 @@
 //! The write side of Gallery: authenticated, validated commands that become durable Kafka
 //! events. Usable as a library ([`Commands`]) and as an HTTP service ([`http::router`]).
+//!
+//! What each module owns: `decide` (the pure rules: a command and the state it needs in, events
+//! or a refusal out), `ops` (every command as a method of [`Commands`]: load the state, decide,
+//! publish, record), `service` (the [`Commands`] library and the publisher it sends through),
+//! `state` (the aggregate state commands are decided on, rows in Postgres), `db` (the
+//! `commands` schema: its migrations in `migrations/*.sql`, connections, errors),
+//! `idempotency` (keys, attempts and takeovers), `kafka` and `lookup` (the publisher, and the
+//! search for an earlier attempt's event), `placement` (which partition a key goes to),
+//! `backlog` (the generation backlog and admission), `ratelimit`, `auth` and `accounts` (tokens
+//! and users), `media` (uploads and object storage), `http`, `body` and `openapi` (the HTTP
+//! service, its request bodies and its OpenAPI document), `error` (the one error model: code,
+//! status and public message of every failure), `metrics`.
 
 pub mod accounts;
 pub mod auth;
 pub mod backlog;
+pub mod body;
 pub mod db;
 pub mod decide;
 mod error;
 pub mod http;
 pub mod idempotency;
-pub mod json;
 mod kafka;
 mod lookup;
 pub mod media;
@@ -24,10 +36,10 @@ mod state;
 pub use accounts::{AccountError, AccountSettings, Accounts, Session};
 pub use auth::{AuthError, Principal, TokenKeys};
 pub use backlog::{
-    Admission, Backlog, BacklogAdmission, BacklogConfig, BacklogMonitor, GenerationPolicy,
-    GenerationSize, OverloadPolicy, admit,
+    Backlog, BacklogAdmission, BacklogConfig, BacklogMonitor, GenerationPolicy, OverloadPolicy,
 };
-pub use error::CommandError;
+pub use body::BodyError;
+pub use error::{Code, CommandError};
 pub use kafka::{BrokerHealth, KafkaPublisher, ProducerConfig, producer_client_config};
 pub use lookup::LookupError;
 pub use media::{

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
-use gallery_schemas::{Event, ImageRef, Position};
+use gallery_schemas::{CodecError, Event, ImageRef, Position};
+use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -26,43 +27,49 @@ use crate::ratelimit::{CommandClass, RateLimiter, Subject};
 /// Why an event could not be made durable.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// Kafka or the registry is unreachable or timed out; nothing is known to be written.
-    #[error("event store unavailable: {message}")]
-    Unavailable { message: String },
+    /// Kafka failed the send, or gave no answer; the event may still be written.
+    #[error("event store unavailable")]
+    Kafka(#[source] KafkaError),
+    /// No acknowledgement came within the bound; the event may still be written.
+    #[error("event store unavailable: no acknowledgement within {} ms", waited.as_millis())]
+    NoAcknowledgement { waited: Duration },
+    /// The producer shut down before the event was acknowledged.
+    #[error("event store unavailable: the producer shut down before the event was acknowledged")]
+    ProducerClosed,
+    /// The schema registry is unreachable or answered with a transient error.
+    #[error("event store unavailable: the schema registry")]
+    Registry(#[source] CodecError),
+    /// The log could not be searched for the event of an earlier attempt (a takeover).
+    #[error(
+        "event store unavailable: could not search the log for the event of an earlier attempt"
+    )]
+    Search(#[source] Box<LookupError>),
     /// Every Kafka broker is unreachable; the event was refused before it was sent.
     #[error("event store unavailable: every Kafka broker is down")]
     BrokersDown,
     /// The producer holds as many unacknowledged events as it may; the event was refused.
     #[error("event store overloaded: the producer queue is full")]
     QueueFull,
-    /// The event could not be encoded (a bug or an incompatible schema).
-    #[error("event could not be encoded: {message}")]
-    Encode { message: String },
+    /// The event could not be encoded or decoded (a bug or an incompatible schema).
+    #[error("event could not be encoded")]
+    Encode(#[source] CodecError),
 }
 
 impl PublishError {
     /// True when retrying later may succeed (the client gets `503` and `Retry-After`).
     pub fn is_transient(&self) -> bool {
-        match self {
-            PublishError::Unavailable { .. }
-            | PublishError::BrokersDown
-            | PublishError::QueueFull => true,
-            PublishError::Encode { .. } => false,
-        }
+        !matches!(self, PublishError::Encode(_))
     }
-}
 
-impl PublishError {
     /// True when the event certainly did not reach Kafka: it was refused before it was
-    /// handed to the producer, or taken back out of the producer's queue unsent. Any other
-    /// failure of a send may still have written it.
+    /// handed to the producer. Any other failure of a send may still have written it, one
+    /// taken back out of the producer's queue included (it may have been waiting for a
+    /// retry after a request that was appended).
     pub fn surely_unwritten(&self) -> bool {
-        match self {
-            PublishError::BrokersDown | PublishError::QueueFull | PublishError::Encode { .. } => {
-                true
-            }
-            PublishError::Unavailable { .. } => false,
-        }
+        matches!(
+            self,
+            PublishError::BrokersDown | PublishError::QueueFull | PublishError::Encode(_)
+        )
     }
 }
 
@@ -450,12 +457,7 @@ impl Commands {
             Err(e) if e.is_transient() => {
                 took_over(Takeover::SearchFailed);
                 tracing::warn!(error = %e, %topic, "could not search the log for a dead attempt's event; the retry after this one searches again");
-                Err(PublishError::Unavailable {
-                    message: format!(
-                        "could not search the log for the event of an earlier attempt: {e}"
-                    ),
-                }
-                .into())
+                Err(PublishError::Search(Box::new(e)).into())
             }
             Err(e) => {
                 tracing::warn!(error = %e, %topic, "cannot search the log for a dead attempt's event; sending it again");

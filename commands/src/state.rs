@@ -2,15 +2,16 @@
 //! stateful command locks its row, decides, publishes, records the change, then commits, so
 //! concurrent commands on one aggregate are decided one after the other.
 
-use gallery_schemas::{ArtworkId, Event, UserId};
+use gallery_schemas::{ArtworkId, Event, ExhibitionStatus, UserId};
 use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::db::DbError;
-use crate::decide::catalog::{ExhibitionState, Status};
+use crate::decide::catalog::ExhibitionState;
 use crate::decide::generation::RequestState;
 use crate::decide::interactions::CommentState;
+use gallery_infra::Columns;
 
 pub async fn exhibition(
     tx: &Transaction<'_>,
@@ -24,14 +25,21 @@ pub async fn exhibition(
         )
         .await
         .map_err(DbError::pg("read exhibition"))?;
-    Ok(row.and_then(|r| {
-        let curator = UserId::parse(r.get::<_, &str>(0)).ok()?;
-        let status = Status::parse(r.get(1))?;
-        Some(ExhibitionState {
-            curator,
-            status,
-            artworks: r.get(2),
-        })
+    let Some(r) = row else { return Ok(None) };
+    let status: ExhibitionStatus =
+        r.column::<&str>("status")?
+            .parse()
+            .map_err(|source| DbError::Stored {
+                table: "commands.exhibitions",
+                source,
+            })?;
+    let Ok(curator) = UserId::parse(r.column("curator_id")?) else {
+        return Ok(None);
+    };
+    Ok(Some(ExhibitionState {
+        curator,
+        status,
+        artworks: r.column("artworks")?,
     }))
 }
 
@@ -48,7 +56,7 @@ pub async fn artwork_exhibition(
         )
         .await
         .map_err(DbError::pg("read artwork"))?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.column("exhibition_id")).transpose()?)
 }
 
 pub async fn comment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<CommentState>, DbError> {
@@ -60,12 +68,17 @@ pub async fn comment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<CommentSta
         )
         .await
         .map_err(DbError::pg("read comment"))?;
-    Ok(row.and_then(|r| {
-        Some(CommentState {
-            artwork_id: ArtworkId::parse(r.get::<_, &str>(0)).ok()?,
-            author: UserId::parse(r.get::<_, &str>(1)).ok()?,
-            deleted: r.get(2),
-        })
+    let Some(r) = row else { return Ok(None) };
+    let Ok(artwork_id) = ArtworkId::parse(r.column("artwork_id")?) else {
+        return Ok(None);
+    };
+    let Ok(author) = UserId::parse(r.column("author_id")?) else {
+        return Ok(None);
+    };
+    Ok(Some(CommentState {
+        artwork_id,
+        author,
+        deleted: r.column("deleted")?,
     }))
 }
 
@@ -78,11 +91,13 @@ pub async fn generation(tx: &Transaction<'_>, id: Uuid) -> Result<Option<Request
         )
         .await
         .map_err(DbError::pg("read generation"))?;
-    Ok(row.and_then(|r| {
-        Some(RequestState {
-            user: UserId::parse(r.get::<_, &str>(0)).ok()?,
-            cancelled: r.get(1),
-        })
+    let Some(r) = row else { return Ok(None) };
+    let Ok(user) = UserId::parse(r.column("user_id")?) else {
+        return Ok(None);
+    };
+    Ok(Some(RequestState {
+        user,
+        cancelled: r.column("cancelled")?,
     }))
 }
 

@@ -18,7 +18,7 @@ use super::rules::{
     self, InvalidInput, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Registration, role_name,
 };
 use super::{Account, AccountError, Accounts, RefreshToken, Session};
-use crate::json::{BodyRejection, JsonBody};
+use crate::body::{BodyError, JsonBody};
 
 /// The routes that sign a client in (register, login, refresh), for any router state that
 /// holds an [`Accounts`]. No user is known yet, so the service limits them per client address.
@@ -231,7 +231,7 @@ async fn set_role(
     State(accounts): State<Accounts>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<JsonBody<RoleBody>, BodyRejection>,
+    body: Result<JsonBody<RoleBody>, BodyError>,
 ) -> Result<Json<UserBody>, AccountError> {
     let header = headers
         .get(header::AUTHORIZATION)

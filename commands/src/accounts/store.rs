@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::rules::{RefreshState, UnknownRole, parse_role, role_name};
 use crate::db::DbError;
+use gallery_infra::Columns;
 
 /// A row that does not meet the rules the code wrote it with.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,12 @@ pub enum StoreError {
     Db(#[from] DbError),
     #[error("corrupt account row")]
     Corrupt(#[from] CorruptRow),
+}
+
+impl From<gallery_infra::ColumnError> for StoreError {
+    fn from(e: gallery_infra::ColumnError) -> Self {
+        StoreError::Db(e.into())
+    }
 }
 
 /// A user's public profile and role.
@@ -55,10 +62,11 @@ pub(crate) struct StoredRefresh {
 
 const ACCOUNT_COLUMNS: &str = "u.user_id, u.display_name, u.role";
 
-fn account(row: &Row, first: usize) -> Result<Account, CorruptRow> {
-    let id: String = row.get(first);
-    let name: String = row.get(first + 1);
-    let role: String = row.get(first + 2);
+/// The account in a row of [`ACCOUNT_COLUMNS`].
+fn account(row: &Row) -> Result<Account, StoreError> {
+    let id: String = row.column("user_id")?;
+    let name: String = row.column("display_name")?;
+    let role: String = row.column("role")?;
     Ok(Account {
         id: UserId::parse(&id).map_err(CorruptRow::UserId)?,
         display_name: PersonName::parse(name).map_err(CorruptRow::DisplayName)?,
@@ -105,8 +113,8 @@ pub(crate) async fn credentials(
         .map_err(DbError::pg("read credentials"))?;
     row.map(|r| {
         Ok(Credentials {
-            account: account(&r, 0)?,
-            password_hash: r.get(3),
+            account: account(&r)?,
+            password_hash: r.column("password_hash")?,
         })
     })
     .transpose()
@@ -124,7 +132,7 @@ pub async fn account_of(
         )
         .await
         .map_err(DbError::pg("read account"))?;
-    Ok(row.map(|r| account(&r, 0)).transpose()?)
+    row.map(|r| account(&r)).transpose()
 }
 
 /// Sets the role of `user`; the updated account, or `None` when there is no such user.
@@ -143,7 +151,7 @@ pub async fn set_role(
         )
         .await
         .map_err(DbError::pg("set role"))?;
-    Ok(row.map(|r| account(&r, 0)).transpose()?)
+    row.map(|r| account(&r)).transpose()
 }
 
 /// Stores a new refresh token (by its digest) in `family`.
@@ -184,13 +192,13 @@ pub(crate) async fn lock_refresh(
         .map_err(DbError::pg("read refresh token"))?;
     row.map(|r| {
         Ok(StoredRefresh {
-            account: account(&r, 0)?,
+            account: account(&r)?,
             state: RefreshState {
-                used: r.get(3),
-                revoked: r.get(4),
-                expires_at: r.get(5),
+                used: r.column("used")?,
+                revoked: r.column("revoked")?,
+                expires_at: r.column("expires_at")?,
             },
-            family_id: r.get(6),
+            family_id: r.column("family_id")?,
         })
     })
     .transpose()

@@ -3,45 +3,19 @@
 
 use gallery_schemas::{
     ArtworkAdded, ArtworkId, ArtworkRemoved, Description, Event, ExhibitionClosed,
-    ExhibitionCreated, ExhibitionPublished, ImageRef, PersonName, StyleName, Title, UserId,
+    ExhibitionCreated, ExhibitionPublished, ExhibitionStatus, ImageRef, PersonName, StyleName,
+    Title, UserId,
 };
 use uuid::Uuid;
 
 use super::{Refusal, in_range};
 use crate::auth::Principal;
 
-/// Where an exhibition is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Draft,
-    Published,
-    Closed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Draft => "draft",
-            Status::Published => "published",
-            Status::Closed => "closed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "draft" => Some(Status::Draft),
-            "published" => Some(Status::Published),
-            "closed" => Some(Status::Closed),
-            _ => None,
-        }
-    }
-}
-
 /// What the write side knows about an exhibition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExhibitionState {
     pub curator: UserId,
-    pub status: Status,
+    pub status: ExhibitionStatus,
     /// Artworks currently in it.
     pub artworks: i64,
 }
@@ -91,7 +65,7 @@ pub fn authorize_edit<'s>(
             reason: "only the exhibition's curator or an admin may change it",
         });
     }
-    if state.status == Status::Closed {
+    if state.status == ExhibitionStatus::Closed {
         return Err(Refusal::Conflict {
             reason: "the exhibition is closed",
         });
@@ -217,7 +191,7 @@ pub fn publish(
     now: i64,
 ) -> Result<Event, Refusal> {
     let state = authorize_edit(who, state)?;
-    if state.status == Status::Published {
+    if state.status == ExhibitionStatus::Published {
         return Err(Refusal::Conflict {
             reason: "the exhibition is already published",
         });
@@ -274,7 +248,7 @@ mod tests {
         }
     }
 
-    fn state(status: Status, artworks: i64) -> ExhibitionState {
+    fn state(status: ExhibitionStatus, artworks: i64) -> ExhibitionState {
         ExhibitionState {
             curator: UserId::parse("cur").unwrap_or_else(|e| unreachable!("{e}")),
             status,
@@ -318,7 +292,7 @@ mod tests {
 
     #[test]
     fn only_its_curator_or_an_admin_may_edit_and_never_when_closed() {
-        let draft = state(Status::Draft, 0);
+        let draft = state(ExhibitionStatus::Draft, 0);
         assert!(authorize_edit(&p("cur", Role::Curator), Some(&draft)).is_ok());
         assert!(authorize_edit(&p("boss", Role::Admin), Some(&draft)).is_ok());
         assert!(matches!(
@@ -330,7 +304,10 @@ mod tests {
             Err(Refusal::NotFound { .. })
         ));
         assert!(matches!(
-            authorize_edit(&p("cur", Role::Curator), Some(&state(Status::Closed, 1))),
+            authorize_edit(
+                &p("cur", Role::Curator),
+                Some(&state(ExhibitionStatus::Closed, 1))
+            ),
             Err(Refusal::Conflict { .. })
         ));
     }
@@ -340,12 +317,18 @@ mod tests {
         let cur = p("cur", Role::Curator);
         let id = Uuid::nil();
         assert!(matches!(
-            publish(&cur, Some(&state(Status::Draft, 0)), id, id, 0),
+            publish(&cur, Some(&state(ExhibitionStatus::Draft, 0)), id, id, 0),
             Err(Refusal::Conflict { .. })
         ));
-        assert!(publish(&cur, Some(&state(Status::Draft, 1)), id, id, 0).is_ok());
+        assert!(publish(&cur, Some(&state(ExhibitionStatus::Draft, 1)), id, id, 0).is_ok());
         assert!(matches!(
-            publish(&cur, Some(&state(Status::Published, 1)), id, id, 0),
+            publish(
+                &cur,
+                Some(&state(ExhibitionStatus::Published, 1)),
+                id,
+                id,
+                0
+            ),
             Err(Refusal::Conflict { .. })
         ));
     }
@@ -355,7 +338,7 @@ mod tests {
         let cur = p("cur", Role::Curator);
         let (here, there) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let art = ArtworkId::parse("a1").unwrap_or_else(|e| unreachable!("{e}"));
-        let s = state(Status::Published, 1);
+        let s = state(ExhibitionStatus::Published, 1);
         assert!(remove_artwork(&cur, Some(&s), here, &art, Some(here), Uuid::nil(), 0).is_ok());
         assert!(matches!(
             remove_artwork(&cur, Some(&s), here, &art, Some(there), Uuid::nil(), 0),

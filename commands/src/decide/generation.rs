@@ -1,8 +1,8 @@
 //! Generation requests: text-to-image and image-to-image, within limits, and cancellation.
 
 use gallery_schemas::{
-    Event, GenerationCancelled, GenerationMode, GenerationRequested, ImageRef, Prompt, StyleName,
-    UserId,
+    DegradedLimits, Event, GenerationCancelled, GenerationMode, GenerationRequested,
+    GenerationSize, ImageRef, Prompt, SIDE_MULTIPLE, StyleName, UserId,
 };
 use uuid::Uuid;
 
@@ -31,7 +31,7 @@ impl Default for Bounds {
             min_side: 64,
             max_side: 1024,
             default_side: 512,
-            side_multiple: 8,
+            side_multiple: SIDE_MULTIPLE as i32,
         }
     }
 }
@@ -57,21 +57,6 @@ pub struct Params {
     pub steps: Option<i32>,
     pub width: Option<i32>,
     pub height: Option<i32>,
-}
-
-/// Scales (w, h) down so that the longer side is at most `max_side`, keeping the aspect
-/// ratio and the multiple.
-fn fit(w: i32, h: i32, max_side: i32, multiple: i32) -> (i32, i32) {
-    let long = w.max(h);
-    if long <= max_side {
-        return (w, h);
-    }
-    let scale = |x: i32| {
-        let scaled = i64::from(x) * i64::from(max_side) / i64::from(long);
-        let rounded = (scaled / i64::from(multiple)).max(1) * i64::from(multiple);
-        i32::try_from(rounded).unwrap_or(multiple)
-    };
-    (scale(w), scale(h))
 }
 
 /// A request's parameters, checked and with the defaults and the admission applied.
@@ -140,7 +125,7 @@ pub fn check(
         i64::from(bounds.min_steps),
         i64::from(bounds.max_steps),
     )?;
-    let mut sides = [
+    let sides = [
         ("width", params.width.unwrap_or(bounds.default_side)),
         ("height", params.height.unwrap_or(bounds.default_side)),
     ];
@@ -158,19 +143,16 @@ pub fn check(
             });
         }
     }
-    let (mut steps, mut degraded) = (steps, false);
-    if let Admission::Degraded {
-        max_steps,
-        max_side,
-    } = admission
-    {
-        // Marked degraded only when something had to give.
-        let (w, h) = fit(sides[0].1, sides[1].1, max_side, bounds.side_multiple);
-        degraded = steps > max_steps || (w, h) != (sides[0].1, sides[1].1);
-        steps = steps.min(max_steps);
-        sides[0].1 = w;
-        sides[1].1 = h;
-    }
+    let asked = (steps, sides[0].1, sides[1].1);
+    let (steps, width, height) = match admission {
+        Admission::Normal => asked,
+        Admission::Degraded {
+            max_steps,
+            max_side,
+        } => degrade(asked, max_steps, max_side, bounds.side_multiple),
+    };
+    // Marked degraded only when something had to give.
+    let degraded = (steps, width, height) != asked;
     Ok(Checked {
         mode,
         prompt,
@@ -178,10 +160,38 @@ pub fn check(
         style,
         seed: params.seed,
         steps,
-        width: sides[0].1,
-        height: sides[1].1,
+        width,
+        height,
         degraded,
     })
+}
+
+/// Steps and sides, already within the bounds, scaled down by the one rule the painter
+/// applies too ([`GenerationSize::degraded`]).
+fn degrade(
+    (steps, width, height): (i32, i32, i32),
+    max_steps: i32,
+    max_side: i32,
+    multiple: i32,
+) -> (i32, i32, i32) {
+    let unsigned = |n: i32| u32::try_from(n).unwrap_or(0);
+    let asked = GenerationSize {
+        steps: unsigned(steps),
+        width: unsigned(width),
+        height: unsigned(height),
+    };
+    let limits = DegradedLimits {
+        max_steps: unsigned(max_steps),
+        max_side: unsigned(max_side),
+    };
+    let got = asked.degraded(limits, unsigned(multiple));
+    // Never above what was asked, or one step, or one multiple: all of them fit an i32.
+    let signed = |n: u32, asked: i32| i32::try_from(n).unwrap_or(asked);
+    (
+        signed(got.steps, steps),
+        signed(got.width, width),
+        signed(got.height, height),
+    )
 }
 
 /// The request event of checked parameters; `random_seed` stands in for a missing seed.
@@ -344,6 +354,29 @@ mod tests {
             },
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            (r.steps, r.width, r.height, r.degraded),
+            (10, 256, 128, true)
+        );
+    }
+
+    #[test]
+    fn a_degraded_admission_marks_only_what_had_to_give() {
+        let limits = Admission::Degraded {
+            max_steps: 10,
+            max_side: 256,
+        };
+        let mut p = params();
+        p.steps = Some(8);
+        p.width = Some(256);
+        p.height = Some(128);
+        let r = t2i(&p, limits).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            (r.steps, r.width, r.height, r.degraded),
+            (8, 256, 128, false)
+        );
+        p.steps = Some(20);
+        let r = t2i(&p, limits).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(
             (r.steps, r.width, r.height, r.degraded),
             (10, 256, 128, true)

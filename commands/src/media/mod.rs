@@ -7,7 +7,6 @@ mod store;
 
 use std::path::PathBuf;
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 pub use check::{ImageFormat, ImageInfo, ImageLimits, check_image};
@@ -103,106 +102,9 @@ pub enum MediaError {
     },
 }
 
-impl MediaError {
-    /// A stable, machine-readable code for clients.
-    pub fn code(&self) -> &'static str {
-        match self {
-            MediaError::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
-            MediaError::UnsupportedFormat => "UNSUPPORTED_MEDIA_TYPE",
-            MediaError::Corrupt { .. } => "INVALID_IMAGE",
-            MediaError::Dimensions { .. } => "IMAGE_DIMENSIONS",
-            MediaError::InvalidKey { .. } => "INVALID_INPUT",
-            MediaError::NotFound { .. } => "NOT_FOUND",
-            MediaError::Store { .. } => "UNAVAILABLE",
-            MediaError::CheckAborted { .. }
-            | MediaError::Config { .. }
-            | MediaError::CreateDir { .. }
-            | MediaError::Open { .. } => "INTERNAL",
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            MediaError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MediaError::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            MediaError::Corrupt { .. } | MediaError::Dimensions { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            MediaError::InvalidKey { .. } => StatusCode::BAD_REQUEST,
-            MediaError::NotFound { .. } => StatusCode::NOT_FOUND,
-            MediaError::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            MediaError::CheckAborted { .. }
-            | MediaError::Config { .. }
-            | MediaError::CreateDir { .. }
-            | MediaError::Open { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The message shown to clients: what is wrong with their image, or nothing about
-    /// internals when the fault is the server's.
-    pub fn public_message(&self) -> String {
-        match self {
-            MediaError::Corrupt { source, .. } => format!("{self}: {source}"),
-            MediaError::Store { .. } => "image storage is unavailable; retry later".to_owned(),
-            e if e.status().is_server_error() => "internal error".to_owned(),
-            e => e.to_string(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_errors_have_their_codes_and_statuses() {
-        let cases = [
-            (
-                MediaError::TooLarge { size: 2, max: 1 },
-                "PAYLOAD_TOO_LARGE",
-                413,
-            ),
-            (MediaError::UnsupportedFormat, "UNSUPPORTED_MEDIA_TYPE", 415),
-            (
-                MediaError::Dimensions {
-                    width: 1,
-                    height: 1,
-                    min_side: 32,
-                    max_side: 8192,
-                    max_pixels: 1,
-                },
-                "IMAGE_DIMENSIONS",
-                422,
-            ),
-            (MediaError::NotFound { key: "k".into() }, "NOT_FOUND", 404),
-        ];
-        for (error, code, status) in cases {
-            assert_eq!(error.code(), code);
-            assert_eq!(error.status().as_u16(), status);
-            assert_eq!(error.public_message(), error.to_string());
-        }
-    }
-
-    #[test]
-    fn server_errors_do_not_leak_internals() {
-        let store = MediaError::Store {
-            source: object_store::Error::Generic {
-                store: "S3",
-                source: "secret-bucket at 10.1.2.3 refused".into(),
-            },
-        };
-        assert_eq!(
-            (store.code(), store.status().as_u16()),
-            ("UNAVAILABLE", 503)
-        );
-        assert!(!store.public_message().contains("10.1.2.3"));
-        let dir = MediaError::CreateDir {
-            path: PathBuf::from("/srv/private/objects"),
-            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        };
-        assert_eq!((dir.code(), dir.status().as_u16()), ("INTERNAL", 500));
-        assert_eq!(dir.public_message(), "internal error");
-    }
 
     #[test]
     fn the_default_config_is_valid_and_stores_under_the_data_dir() {

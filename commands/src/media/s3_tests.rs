@@ -189,6 +189,7 @@ async fn a_missing_bucket_is_a_store_error_the_client_sees_as_unavailable() {
     let refused = store.put_image(png, &ImageLimits::default()).await;
     let error = refused.expect_err("no bucket");
     assert!(matches!(error, MediaError::Store { .. }), "{error:?}");
+    let error = crate::CommandError::from(error);
     assert_eq!(
         (error.code(), error.status().as_u16()),
         ("UNAVAILABLE", 503)
