@@ -588,3 +588,37 @@ async fn refusals_carry_stable_codes() {
     );
     app.stop().await;
 }
+
+/// A column whose type changed under the code (a schema change the reads were not told of):
+/// the read fails with an error naming the column, an internal one, instead of a panic.
+#[tokio::test]
+async fn a_column_of_another_type_is_an_error_naming_it() {
+    let env = TestEnv::new().await;
+    env.db()
+        .await
+        .batch_execute(
+            "CREATE TABLE artworks (
+                 artwork_id text, exhibition_id uuid, title text, artist text, year integer,
+                 style text, description text, image_key text, image_content_type text,
+                 image_width bigint, image_height integer, added_at_ms bigint, removed boolean
+             );
+             INSERT INTO artworks VALUES ('irises', '00000000-0000-0000-0000-000000000001',
+                 'Irises', 'Van Gogh', 1889, NULL, '', 'irises.png', 'image/png', 512, 512, 0,
+                 false);",
+        )
+        .await
+        .unwrap();
+    let read = gallery_query_api::ReadModel::new(gallery::app::pg_pool(&env.config).unwrap());
+    let e = read.artworks(&["irises".to_owned()]).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            gallery_query_api::QueryError::Column(gallery_infra::ColumnError {
+                column: "image_width",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "INTERNAL");
+}

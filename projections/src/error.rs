@@ -8,6 +8,11 @@ pub enum ProjectionError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(transparent)]
+    Migration(#[from] gallery_infra::MigrationError),
+    /// A row lacks a column the code reads, or holds it in another type (a schema change).
+    #[error(transparent)]
+    Column(#[from] gallery_infra::ColumnError),
     #[error("kafka: {context}")]
     Kafka {
         context: &'static str,
@@ -87,28 +92,7 @@ pub enum ProjectionError {
     Task(#[source] tokio::task::JoinError),
 }
 
-/// What a CQL call failed with.
-#[derive(Debug, thiserror::Error)]
-pub enum CqlError {
-    #[error("cannot open a session")]
-    Connect(#[from] scylla::errors::NewSessionError),
-    #[error("cannot prepare a statement")]
-    Prepare(#[from] scylla::errors::PrepareError),
-    #[error("a statement failed")]
-    Execute(#[from] scylla::errors::ExecutionError),
-    #[error("the result holds no rows")]
-    NotRows(#[from] scylla::errors::IntoRowsResultError),
-    #[error("the rows do not have the expected types")]
-    RowTypes(#[from] scylla::errors::RowsError),
-    #[error("a row could not be read")]
-    Row(#[from] scylla::errors::DeserializationError),
-    #[error("the first row could not be read")]
-    FirstRow(#[from] scylla::errors::MaybeFirstRowError),
-    #[error("the nodes do not agree on the schema")]
-    Schema(#[from] scylla::errors::SchemaAgreementError),
-    #[error("a row's partition key could not be computed")]
-    PartitionKey(#[from] scylla::statement::prepared::PartitionKeyError),
-}
+pub use gallery_infra::CqlError;
 
 impl ProjectionError {
     pub(crate) fn cql<E: Into<CqlError>>(context: &'static str) -> impl FnOnce(E) -> Self {

@@ -13,11 +13,11 @@ use std::fmt;
 use gallery_schemas::Topics;
 use tokio_postgres::{GenericClient, Transaction};
 
+use gallery_schemas::read_model;
+
 use crate::deployment::{self, Owner, ReadModelStore};
 use crate::error::ProjectionError;
-
-/// The name of the read model in `public.read_model_current`.
-pub const READ_MODEL: &str = "read-model";
+use gallery_infra::Columns;
 
 const LAYOUT: &str = "
     CREATE TABLE IF NOT EXISTS public.read_model_current (
@@ -108,15 +108,15 @@ pub(crate) async fn ensure_layout(
         .map_err(ProjectionError::pg("create first generation"))?;
     let legacy: Vec<String> = tx
         .query(
-            "SELECT tablename::text FROM pg_tables
+            "SELECT tablename::text AS tablename FROM pg_tables
              WHERE schemaname = 'public' AND tablename = ANY($1)",
             &[&LEGACY_TABLES],
         )
         .await
         .map_err(ProjectionError::pg("find tables from before generations"))?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.column("tablename"))
+        .collect::<Result<_, _>>()?;
     for table in &legacy {
         tx.batch_execute(&format!("ALTER TABLE public.{table} SET SCHEMA {first}"))
             .await
@@ -136,7 +136,7 @@ pub(crate) async fn ensure_layout(
     .map_err(ProjectionError::pg("record first generation"))?;
     tx.execute(
         "INSERT INTO public.read_model_current (name, schema_name) VALUES ($1, $2)",
-        &[&READ_MODEL, &first.to_string()],
+        &[&read_model::PROJECTION, &first.to_string()],
     )
     .await
     .map_err(ProjectionError::pg("point at first generation"))?;
@@ -150,18 +150,19 @@ pub(crate) async fn claim(tx: &Transaction<'_>, topics: &Topics) -> Result<(), P
     let recorded: Option<String> = tx
         .query_opt(
             "SELECT topic_prefix FROM public.read_model_deployment WHERE name = $1",
-            &[&READ_MODEL],
+            &[&read_model::PROJECTION],
         )
         .await
         .map_err(ProjectionError::pg("read the read model's deployment"))?
-        .map(|r| r.get("topic_prefix"));
+        .map(|r| r.column("topic_prefix"))
+        .transpose()?;
     let held = topics_held(tx).await?;
     if deployment::owner(topics, ReadModelStore::Postgres, recorded.as_deref(), held)?
         == Owner::Unclaimed
     {
         tx.execute(
             "INSERT INTO public.read_model_deployment (name, topic_prefix) VALUES ($1, $2)",
-            &[&READ_MODEL, &topics.prefix()],
+            &[&read_model::PROJECTION, &topics.prefix()],
         )
         .await
         .map_err(ProjectionError::pg("record the read model's deployment"))?;
@@ -185,7 +186,7 @@ async fn topics_held(tx: &Transaction<'_>) -> Result<Vec<String>, ProjectionErro
         .map_err(ProjectionError::pg("list generations"))?;
     let mut topics = Vec::new();
     for row in generations {
-        let generation = Generation::parse(row.get("schema_name"))?;
+        let generation = Generation::parse(row.column("schema_name")?)?;
         let rows = tx
             .query(
                 &format!("SELECT DISTINCT topic FROM {generation}.projection_offsets"),
@@ -193,7 +194,9 @@ async fn topics_held(tx: &Transaction<'_>) -> Result<Vec<String>, ProjectionErro
             )
             .await
             .map_err(ProjectionError::pg("read the topics of the offsets"))?;
-        topics.extend(rows.iter().map(|r| r.get::<_, String>("topic")));
+        for r in &rows {
+            topics.push(r.column("topic")?);
+        }
     }
     Ok(topics)
 }
@@ -205,11 +208,12 @@ pub(crate) async fn live(
     let row = client
         .query_opt(
             "SELECT schema_name FROM public.read_model_current WHERE name = $1",
-            &[&READ_MODEL],
+            &[&read_model::PROJECTION],
         )
         .await
         .map_err(ProjectionError::pg("read live generation"))?;
-    row.map(|r| Generation::parse(r.get(0))).transpose()
+    row.map(|r| Generation::parse(r.column("schema_name")?))
+        .transpose()
 }
 
 /// The live generation, with the pointer locked against a switch until `tx` ends.
@@ -223,10 +227,10 @@ pub(crate) async fn live_locked(
         "SELECT schema_name FROM public.read_model_current WHERE name = $1 FOR SHARE"
     };
     let row = tx
-        .query_one(sql, &[&READ_MODEL])
+        .query_one(sql, &[&read_model::PROJECTION])
         .await
         .map_err(ProjectionError::pg("lock live generation"))?;
-    Generation::parse(row.get(0))
+    Generation::parse(row.column("schema_name")?)
 }
 
 /// Creates the schema of a new generation (numbered after every earlier one) in state
@@ -234,12 +238,12 @@ pub(crate) async fn live_locked(
 pub(crate) async fn create(tx: &Transaction<'_>) -> Result<Generation, ProjectionError> {
     let row = tx
         .query_one(
-            "SELECT COALESCE(max(number), 0) + 1 FROM public.read_model_generations",
+            "SELECT COALESCE(max(number), 0) + 1 AS number FROM public.read_model_generations",
             &[],
         )
         .await
         .map_err(ProjectionError::pg("number a new generation"))?;
-    let number: i32 = row.get(0);
+    let number: i32 = row.column("number")?;
     let generation = Generation(number.unsigned_abs());
     tx.batch_execute(&format!("CREATE SCHEMA {generation}"))
         .await
@@ -271,7 +275,7 @@ pub(crate) async fn switch(
     point_views(tx, to).await?;
     tx.execute(
         "UPDATE public.read_model_current SET schema_name = $2, switched_at = now() WHERE name = $1",
-        &[&READ_MODEL, &to.to_string()],
+        &[&read_model::PROJECTION, &to.to_string()],
     )
     .await
     .map_err(ProjectionError::pg("switch live generation"))?;
@@ -319,8 +323,8 @@ pub(crate) async fn sort_building(
         .map_err(ProjectionError::pg("list building generations"))?;
     let (mut held, mut abandoned) = (Vec::new(), Vec::new());
     for row in rows {
-        let generation = Generation::parse(row.get("schema_name"))?;
-        let number: i32 = row.get("number");
+        let generation = Generation::parse(row.column("schema_name")?)?;
+        let number: i32 = row.column("number")?;
         let free: bool = tx
             .query_one(
                 "SELECT pg_try_advisory_xact_lock($1::int4, $2::int4) AS free",
@@ -328,7 +332,7 @@ pub(crate) async fn sort_building(
             )
             .await
             .map_err(ProjectionError::pg("probe a building generation"))?
-            .get("free");
+            .column("free")?;
         if free {
             mark_failed(tx, &generation).await?;
             abandoned.push(generation);
@@ -355,7 +359,7 @@ pub(crate) async fn drop_unused(
         .map_err(ProjectionError::pg("list unused generations"))?;
     let mut dropped = Vec::with_capacity(rows.len());
     for row in rows {
-        let generation = Generation::parse(row.get(0))?;
+        let generation = Generation::parse(row.column("schema_name")?)?;
         tx.batch_execute(&format!("DROP SCHEMA IF EXISTS {generation} CASCADE"))
             .await
             .map_err(ProjectionError::pg("drop generation schema"))?;
@@ -377,7 +381,7 @@ pub(crate) async fn views_missing(
 ) -> Result<bool, ProjectionError> {
     let row = tx
         .query_one(
-            "SELECT count(*) FROM pg_tables t
+            "SELECT count(*) AS missing FROM pg_tables t
              WHERE t.schemaname = $1 AND t.tablename <> 'schema_migrations'
                AND NOT EXISTS (SELECT 1 FROM pg_views v
                                WHERE v.schemaname = 'public' AND v.viewname = t.tablename)",
@@ -385,7 +389,7 @@ pub(crate) async fn views_missing(
         )
         .await
         .map_err(ProjectionError::pg("check read-model views"))?;
-    Ok(row.get::<_, i64>(0) > 0)
+    Ok(row.column::<i64>("missing")? > 0)
 }
 
 /// Recreates one view in `public` per table of `generation`, and drops the views of tables
@@ -396,7 +400,8 @@ pub(crate) async fn point_views(
 ) -> Result<(), ProjectionError> {
     let rows = tx
         .query(
-            "SELECT DISTINCT t.tablename::text, t.schemaname = $1 FROM pg_tables t
+            "SELECT DISTINCT t.tablename::text AS tablename, t.schemaname = $1 AS ours
+             FROM pg_tables t
              JOIN public.read_model_generations g ON g.schema_name = t.schemaname
              WHERE t.tablename <> 'schema_migrations'
              ORDER BY 1, 2",
@@ -405,8 +410,8 @@ pub(crate) async fn point_views(
         .await
         .map_err(ProjectionError::pg("list read-model tables"))?;
     for row in rows {
-        let table: String = row.get(0);
-        let ours: bool = row.get(1);
+        let table: String = row.column("tablename")?;
+        let ours: bool = row.column("ours")?;
         let mut sql = format!("DROP VIEW IF EXISTS public.\"{table}\";");
         if ours {
             sql.push_str(&format!(

@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::error::ProjectionError;
-use crate::postgres::TopicPartition;
+use gallery_schemas::read_model::TopicPartition;
 
 /// How a projector takes part in its consumer group.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,17 @@
 //!
 //! Instances of a projection share its partitions through a Kafka consumer group (see `GroupSettings`):
 //! an assigned partition resumes at the offset its store holds, never at Kafka's.
+//!
+//! What each module owns: `fold` (the pure folds, of both read models), `postgres` (the read
+//! model's tables in Postgres: the batch, its writes per table in `postgres/`, the stored
+//! offsets, connections; the migrations are `migrations/*.sql`), `projector` (the Postgres
+//! projector's session loop), `consume` (reading the topics: batches, decoding, dead letters,
+//! partitions), `group` (consumer-group membership, rebalances, lag), `scylla` (the Scylla
+//! projector), `generations`, `rebuild` and `deployment` (generations of the read model, their
+//! rebuild and switch, the deployment a read model belongs to), `dead_letter`, `metrics`,
+//! `error`.
 
+mod consume;
 mod dead_letter;
 mod deployment;
 mod error;
@@ -33,17 +43,17 @@ mod generations;
 mod group;
 pub mod metrics;
 mod postgres;
+mod projector;
 mod rebuild;
-mod runner;
 pub mod scylla;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
 pub use deployment::ReadModelStore;
 pub use error::{CqlError, ProjectionError};
-pub use generations::{Generation, READ_MODEL};
+pub use generations::Generation;
 pub use group::GroupSettings;
 pub use postgres::{PostgresStore, migrate};
+pub use projector::{Projector, ProjectorConfig, Target};
 pub use rebuild::{
     GarbageReport, RebuildOptions, RebuildReport, SWITCH_WINDOW, collect_garbage, rebuild,
 };
-pub use runner::{DEFAULT_PROJECTION, Projector, ProjectorConfig, Target};

@@ -6,10 +6,11 @@ mod interactions;
 mod users;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 
+use gallery_infra::Migrations;
+use gallery_schemas::read_model::{self, TopicPartition};
 use gallery_schemas::{Event, Position, Topics};
-use tokio_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use crate::error::ProjectionError;
 use crate::fold::SetBatch;
@@ -19,221 +20,22 @@ use crate::fold::generation::GenerationBatch;
 use crate::fold::users::UserBatch;
 use crate::fold::views::ViewBatch;
 use crate::generations::{self, Generation};
+use gallery_infra::Columns;
 
-/// Schema changes, applied in order, each once. Append only.
-const MIGRATIONS: &[(i32, &str)] = &[
-    (
-        1,
-        "CREATE TABLE projection_offsets (
-         projection  text    NOT NULL,
-         topic       text    NOT NULL,
-         partition   integer NOT NULL,
-         next_offset bigint  NOT NULL CHECK (next_offset >= 0),
-         PRIMARY KEY (projection, topic, partition)
-     );
-     CREATE TABLE artwork_likes (
-         artwork_id     text    NOT NULL,
-         user_id        text    NOT NULL,
-         liked          boolean NOT NULL,
-         event_id       uuid    NOT NULL,
-         occurred_at_ms bigint  NOT NULL,
-         PRIMARY KEY (artwork_id, user_id)
-     );
-     CREATE INDEX artwork_likes_by_user ON artwork_likes (user_id, occurred_at_ms DESC)
-         WHERE liked;
-     CREATE TABLE artwork_stats (
-         artwork_id text   PRIMARY KEY,
-         like_count bigint NOT NULL DEFAULT 0 CHECK (like_count >= 0)
-     );",
-    ),
-    (2, MIGRATION_2),
-    (3, MIGRATION_3),
-    (4, MIGRATION_4),
-];
-
-/// The read model of every event. The projection of the first migration folded likes only,
-/// under another name; its rows are dropped, so the new projection rebuilds them from the log
-/// together with everything else.
-const MIGRATION_2: &str = "
-    DELETE FROM projection_offsets WHERE projection = 'likes';
-    TRUNCATE artwork_likes, artwork_stats;
-    DROP INDEX artwork_likes_by_user;
-    CREATE INDEX artwork_likes_by_user ON artwork_likes (user_id, occurred_at_ms DESC, artwork_id DESC)
-        WHERE liked;
-    ALTER TABLE artwork_stats
-        ADD COLUMN favorite_count bigint NOT NULL DEFAULT 0 CHECK (favorite_count >= 0),
-        ADD COLUMN comment_count  bigint NOT NULL DEFAULT 0 CHECK (comment_count >= 0),
-        ADD COLUMN view_count     bigint NOT NULL DEFAULT 0 CHECK (view_count >= 0);
-    CREATE TABLE artwork_favorites (
-        artwork_id     text    NOT NULL,
-        user_id        text    NOT NULL,
-        favorited      boolean NOT NULL,
-        event_id       uuid    NOT NULL,
-        occurred_at_ms bigint  NOT NULL,
-        PRIMARY KEY (artwork_id, user_id)
-    );
-    CREATE INDEX artwork_favorites_by_user
-        ON artwork_favorites (user_id, occurred_at_ms DESC, artwork_id DESC) WHERE favorited;
-    CREATE TABLE like_buckets (
-        hour_ms    bigint NOT NULL,
-        artwork_id text   NOT NULL,
-        net_likes  bigint NOT NULL,
-        PRIMARY KEY (hour_ms, artwork_id)
-    );
-    CREATE TABLE artwork_views (
-        event_id     uuid   PRIMARY KEY,
-        artwork_id   text   NOT NULL,
-        user_id      text,
-        viewed_at_ms bigint NOT NULL
-    );
-    CREATE TABLE view_buckets (
-        hour_ms    bigint NOT NULL,
-        artwork_id text   NOT NULL,
-        views      bigint NOT NULL CHECK (views >= 0),
-        PRIMARY KEY (hour_ms, artwork_id)
-    );
-    CREATE TABLE comments (
-        comment_id    uuid    PRIMARY KEY,
-        artwork_id    text    NOT NULL,
-        user_id       text    NOT NULL,
-        body          text    NOT NULL,
-        posted_at_ms  bigint  NOT NULL,
-        deleted       boolean NOT NULL DEFAULT false,
-        deleted_by    text,
-        deleted_at_ms bigint
-    );
-    CREATE INDEX comments_by_artwork ON comments (artwork_id, posted_at_ms DESC, comment_id DESC)
-        WHERE NOT deleted;
-    CREATE TABLE users (
-        user_id          text   PRIMARY KEY,
-        display_name     text   NOT NULL,
-        role             text   NOT NULL CHECK (role IN ('visitor', 'curator', 'admin')),
-        registered_at_ms bigint NOT NULL
-    );
-    CREATE TABLE exhibitions (
-        exhibition_id   uuid   PRIMARY KEY,
-        curator_id      text   NOT NULL,
-        title           text   NOT NULL,
-        description     text   NOT NULL,
-        opens_at_ms     bigint NOT NULL,
-        closes_at_ms    bigint NOT NULL,
-        status          text   NOT NULL CHECK (status IN ('draft', 'published', 'closed')),
-        created_at_ms   bigint NOT NULL,
-        published_at_ms bigint,
-        closed_at_ms    bigint
-    );
-    CREATE INDEX exhibitions_by_schedule ON exhibitions (opens_at_ms, exhibition_id);
-    CREATE INDEX exhibitions_by_status ON exhibitions (status, opens_at_ms, exhibition_id);
-    CREATE TABLE artworks (
-        artwork_id         text    PRIMARY KEY,
-        exhibition_id      uuid    NOT NULL,
-        title              text    NOT NULL,
-        artist             text    NOT NULL,
-        year               integer,
-        style              text,
-        description        text    NOT NULL,
-        image_key          text    NOT NULL,
-        image_content_type text    NOT NULL,
-        image_width        integer NOT NULL,
-        image_height       integer NOT NULL,
-        added_by           text    NOT NULL,
-        added_at_ms        bigint  NOT NULL,
-        removed            boolean NOT NULL DEFAULT false,
-        removed_at_ms      bigint
-    );
-    CREATE INDEX artworks_by_added ON artworks (added_at_ms DESC, artwork_id DESC) WHERE NOT removed;
-    CREATE INDEX artworks_by_exhibition ON artworks (exhibition_id, added_at_ms DESC, artwork_id DESC)
-        WHERE NOT removed;
-    CREATE TABLE generation_jobs (
-        request_id        uuid    PRIMARY KEY,
-        user_id           text    NOT NULL,
-        mode              text    NOT NULL CHECK (mode IN ('text_to_image', 'image_to_image')),
-        prompt            text,
-        negative_prompt   text,
-        style             text    NOT NULL,
-        seed              bigint  NOT NULL,
-        steps             integer NOT NULL,
-        width             integer NOT NULL,
-        height            integer NOT NULL,
-        source_image_key  text,
-        degraded          boolean NOT NULL,
-        status            text    NOT NULL
-            CHECK (status IN ('requested', 'running', 'completed', 'failed', 'cancelled')),
-        requested_at_ms   bigint  NOT NULL,
-        cancelled_at_ms   bigint,
-        -- Filled by the AI painter's result events.
-        progress          real    CHECK (progress BETWEEN 0 AND 1),
-        result_image_keys text[]  NOT NULL DEFAULT '{}',
-        failure_reason    text,
-        finished_at_ms    bigint
-    );
-    CREATE INDEX generation_jobs_by_user ON generation_jobs (user_id, requested_at_ms DESC, request_id DESC);
-";
-
-/// The AI painter's results on generation jobs: the `cancelling` status, the start, the
-/// progress (step of steps), the result images with their sizes and content types, the
-/// failure's code. The placeholder columns of migration 2 that no event ever filled go (the
-/// view over the table depends on them, hence `CASCADE`: `migrate` points the views again).
-/// A read model that skipped result events before this migration catches up with a rebuild.
-const MIGRATION_3: &str = "
-    ALTER TABLE generation_jobs
-        DROP COLUMN progress CASCADE,
-        DROP COLUMN result_image_keys CASCADE,
-        DROP CONSTRAINT generation_jobs_status_check,
-        ADD CONSTRAINT generation_jobs_status_check CHECK (status IN
-            ('requested', 'running', 'cancelling', 'completed', 'failed', 'cancelled')),
-        ADD COLUMN model                          text,
-        ADD COLUMN started_at_ms                  bigint,
-        ADD COLUMN progress_step                  integer,
-        ADD COLUMN progress_steps                 integer,
-        ADD COLUMN progress_at_ms                 bigint,
-        ADD COLUMN result_image_key               text,
-        ADD COLUMN result_image_content_type      text,
-        ADD COLUMN result_image_width             integer,
-        ADD COLUMN result_image_height            integer,
-        ADD COLUMN result_image_size_bytes        bigint,
-        ADD COLUMN result_webp_key                text,
-        ADD COLUMN result_webp_content_type       text,
-        ADD COLUMN result_webp_width              integer,
-        ADD COLUMN result_webp_height             integer,
-        ADD COLUMN result_webp_size_bytes         bigint,
-        ADD COLUMN result_thumbnail_key           text,
-        ADD COLUMN result_thumbnail_content_type  text,
-        ADD COLUMN result_thumbnail_width         integer,
-        ADD COLUMN result_thumbnail_height        integer,
-        ADD COLUMN result_thumbnail_size_bytes    bigint,
-        ADD COLUMN cache_hit                      boolean,
-        ADD COLUMN result_degraded                boolean,
-        ADD COLUMN result_steps                   integer,
-        ADD COLUMN duration_ms                    bigint,
-        ADD COLUMN failure_code                   text,
-        ADD CONSTRAINT generation_jobs_result_when_completed
-            CHECK ((status = 'completed') = (result_image_key IS NOT NULL)),
-        ADD CONSTRAINT generation_jobs_failure_when_failed
-            CHECK ((status = 'failed') = (failure_code IS NOT NULL)),
-        ADD CONSTRAINT generation_jobs_progress_whole
-            CHECK ((progress_step IS NULL) = (progress_steps IS NULL));
-";
-
-/// Where each like and favorite event was first applied: the position of its first message,
-/// so that a copy of the event (the same id at another position) changes nothing, whenever it
-/// comes (see [`crate::fold::sets`]). Written in each batch's transaction, never deleted: one
-/// row per like or favorite event. A read model projected before this migration remembers no
-/// position for the events it applied before; a rebuild fills them in from the log.
-const MIGRATION_4: &str = "
-    CREATE TABLE set_event_positions (
-        artwork_id     text    NOT NULL,
-        mark           text    NOT NULL CHECK (mark IN ('like', 'favorite')),
-        event_id       uuid    NOT NULL,
-        topic          text    NOT NULL,
-        partition      integer NOT NULL,
-        message_offset bigint  NOT NULL CHECK (message_offset >= 0),
-        PRIMARY KEY (artwork_id, mark, event_id)
-    );
-";
-
-/// Key of the advisory lock that serialises migrations between processes.
-pub(crate) const MIGRATION_LOCK: i64 = 0x0067_616c_6c65_7279;
+/// The read model's tables in a generation's schema (see [`crate::generations`]):
+/// `migrations/*.sql`, each applied once, in order. Append only. The lock also serialises the
+/// creation of generations and the switch between them.
+pub(crate) const MIGRATIONS: Migrations = Migrations {
+    name: "read model",
+    history: "schema_migrations",
+    lock: 0x0067_616c_6c65_7279,
+    steps: gallery_infra::steps![
+        1 => "0001_likes.sql",
+        2 => "0002_every_event.sql",
+        3 => "0003_painter_results.sql",
+        4 => "0004_first_positions.sql",
+    ],
+};
 
 /// Brings the read model up to date: the generations layout (see [`crate::generations`]),
 /// the live generation's tables, and the views over them in `public`; refuses a read model of
@@ -245,9 +47,7 @@ pub async fn migrate(client: &mut Client, topics: &Topics) -> Result<Generation,
         .transaction()
         .await
         .map_err(ProjectionError::pg("begin migration"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(ProjectionError::pg("lock migrations"))?;
+    MIGRATIONS.lock(&tx).await?;
     let (live, created) = generations::ensure_layout(&tx).await?;
     generations::claim(&tx, topics).await?;
     let applied = migrate_in(&tx, &live).await?;
@@ -266,9 +66,7 @@ pub(crate) async fn create_generation(client: &mut Client) -> Result<Generation,
         .transaction()
         .await
         .map_err(ProjectionError::pg("begin migration"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(ProjectionError::pg("lock migrations"))?;
+    MIGRATIONS.lock(&tx).await?;
     generations::ensure_layout(&tx).await?;
     let generation = generations::create(&tx).await?;
     migrate_in(&tx, &generation).await?;
@@ -286,42 +84,14 @@ async fn migrate_in(
     tx.batch_execute(&format!("SET LOCAL search_path TO {generation}"))
         .await
         .map_err(ProjectionError::pg("enter generation"))?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version integer PRIMARY KEY,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .await
-    .map_err(ProjectionError::pg("create schema_migrations"))?;
-    let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
-        .await
-        .map_err(ProjectionError::pg("read schema_migrations"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut count = 0;
-    for (version, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql)
-            .await
-            .map_err(ProjectionError::pg("apply migration"))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1)",
-            &[version],
-        )
-        .await
-        .map_err(ProjectionError::pg("record migration"))?;
+    let applied = MIGRATIONS.apply(tx).await?;
+    for version in &applied {
         tracing::info!(version, %generation, "applied read-model migration");
-        count += 1;
     }
     tx.batch_execute("SET LOCAL search_path TO public")
         .await
         .map_err(ProjectionError::pg("leave generation"))?;
-    Ok(count)
+    Ok(applied.len())
 }
 
 /// The stored next offsets of `projection` in `generation`, whatever the session's path.
@@ -340,10 +110,19 @@ pub(crate) async fn offsets_in(
         )
         .await
         .map_err(ProjectionError::pg("read offsets"))?;
-    Ok(rows
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect())
+    offsets_of(&rows)
+}
+
+/// Rows of `topic, partition, next_offset`, by partition.
+fn offsets_of(rows: &[Row]) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (r.column("topic")?, r.column("partition")?),
+                r.column("next_offset")?,
+            ))
+        })
+        .collect()
 }
 
 /// One projection's view of Postgres.
@@ -353,9 +132,6 @@ pub struct PostgresStore {
     /// The projection named in the batches' notifications.
     announce_as: String,
 }
-
-/// A (topic, partition) pair.
-pub type TopicPartition = (String, i32);
 
 /// A batch ready to be written: the folded events of every topic plus the next offset per
 /// partition.
@@ -433,9 +209,9 @@ impl Batch {
         }
     }
 
-    /// The payload of the `read_model` notification of this batch (see [`notification`]).
+    /// The payload announcing this batch (see [`read_model::notification`]).
     pub fn notification(&self, projection: &str) -> String {
-        notification(
+        read_model::notification(
             projection,
             &self.next_offsets,
             self.changed_artworks.iter().map(String::as_str),
@@ -443,42 +219,6 @@ impl Batch {
         )
     }
 }
-
-/// The payload of a `read_model` notification: one line per fact, `p <projection>` first, then
-/// `o <topic> <partition> <next_offset>`, `a <artwork id>`, `j <job id>`; a line `*` instead of
-/// the `a` and `j` lines means "anything may have changed" (the payload would pass Postgres'
-/// limit). Topics, names and ids hold no spaces or line breaks.
-pub fn notification<'a>(
-    projection: &str,
-    next_offsets: &HashMap<TopicPartition, i64>,
-    artworks: impl IntoIterator<Item = &'a str>,
-    jobs: &BTreeSet<uuid::Uuid>,
-) -> String {
-    let mut offsets = format!("p {projection}\n");
-    for ((topic, partition), next) in next_offsets {
-        let _ = writeln!(offsets, "o {topic} {partition} {next}");
-    }
-    let mut changes = String::new();
-    for id in artworks {
-        let _ = writeln!(changes, "a {id}");
-    }
-    for id in jobs {
-        let _ = writeln!(changes, "j {id}");
-    }
-    if offsets.len() + changes.len() > NOTIFY_LIMIT {
-        changes = "*\n".to_owned();
-    }
-    if offsets.len() + changes.len() > NOTIFY_LIMIT {
-        offsets = format!("p {projection}\n");
-    }
-    offsets + &changes
-}
-
-/// The channel on which every committed batch is announced (see [`Batch::notification`]).
-pub const NOTIFY_CHANNEL: &str = "read_model";
-
-/// Largest notification payload sent (Postgres refuses 8000 bytes and more).
-const NOTIFY_LIMIT: usize = 7_900;
 
 impl PostgresStore {
     pub fn new(projection: impl Into<String>) -> Self {
@@ -511,10 +251,7 @@ impl PostgresStore {
             )
             .await
             .map_err(ProjectionError::pg("read offsets"))?;
-        Ok(rows
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect())
+        offsets_of(&rows)
     }
 
     /// Applies `batch` and records its offsets in one transaction. Messages below the stored
@@ -546,7 +283,7 @@ impl PostgresStore {
         // Delivered to listeners only when the transaction commits.
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[&NOTIFY_CHANNEL, &batch.notification(&self.announce_as)],
+            &[&read_model::CHANNEL, &batch.notification(&self.announce_as)],
         )
         .await
         .map_err(ProjectionError::pg("notify"))?;
@@ -581,10 +318,7 @@ impl PostgresStore {
             )
             .await
             .map_err(ProjectionError::pg("lock offsets"))?;
-        Ok(rows
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect())
+        offsets_of(&rows)
     }
 }
 
@@ -598,9 +332,36 @@ async fn users_and_jobs(tx: &Transaction<'_>, batch: &Batch) -> Result<(), Proje
     Ok(())
 }
 
+/// The database a Postgres URL names (Postgres' default, the user's name, when it names none).
+pub(crate) fn database_name(url: &str) -> String {
+    let config = url.parse::<tokio_postgres::Config>().ok();
+    let named = config
+        .as_ref()
+        .and_then(|c| c.get_dbname().or(c.get_user()));
+    named.unwrap_or("postgres").to_owned()
+}
+
+pub(crate) async fn connect(url: &str) -> Result<Client, ProjectionError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(ProjectionError::pg("connect"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_migrations_ascend() {
+        assert!(MIGRATIONS.ascending());
+        assert_eq!(MIGRATIONS.steps.len(), 4);
+    }
 
     #[test]
     fn a_notification_names_offsets_and_changes_and_stays_under_the_limit() {

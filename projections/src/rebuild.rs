@@ -32,8 +32,10 @@ use tokio_postgres::error::SqlState;
 
 use crate::error::ProjectionError;
 use crate::generations::{self, Generation};
-use crate::postgres::{MIGRATION_LOCK, TopicPartition, create_generation, offsets_in};
-use crate::runner::{Projector, ProjectorConfig, Session, Target, connect};
+use crate::postgres::connect;
+use crate::postgres::{MIGRATIONS, create_generation, offsets_in};
+use crate::projector::{Projector, ProjectorConfig, Session, Target};
+use gallery_schemas::read_model::TopicPartition;
 
 /// How a rebuild runs.
 #[derive(Debug, Clone)]
@@ -252,9 +254,7 @@ impl Attempt<'_> {
         .map_err(ProjectionError::pg("bound the switch"))?;
         // A process starting meanwhile migrates (and may re-point the views) before or after
         // the switch, never across it.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(ProjectionError::pg("lock migrations"))?;
+        MIGRATIONS.lock(&tx).await?;
         let live = generations::live_locked(&tx, true).await?;
         let locked_at = Instant::now();
         if &live != self.from {
@@ -348,9 +348,7 @@ pub async fn collect_garbage(
         .await
         .map_err(ProjectionError::pg("begin gc"))?;
     // Under the migration lock, so that no rebuild creates a generation meanwhile.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(ProjectionError::pg("lock migrations"))?;
+    MIGRATIONS.lock(&tx).await?;
     let (building, abandoned) = generations::sort_building(&tx).await?;
     let dropped = generations::drop_unused(&tx, None).await?;
     tx.commit()

@@ -4,37 +4,11 @@
 
 use std::collections::HashMap;
 
+pub use gallery_schemas::ExhibitionStatus;
 use gallery_schemas::{
     ArtworkAdded, ArtworkRemoved, ExhibitionClosed, ExhibitionCreated, ExhibitionPublished,
 };
 use uuid::Uuid;
-
-/// Where an exhibition is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ExhibitionStatus {
-    Draft,
-    Published,
-    Closed,
-}
-
-impl ExhibitionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExhibitionStatus::Draft => "draft",
-            ExhibitionStatus::Published => "published",
-            ExhibitionStatus::Closed => "closed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "draft" => Some(ExhibitionStatus::Draft),
-            "published" => Some(ExhibitionStatus::Published),
-            "closed" => Some(ExhibitionStatus::Closed),
-            _ => None,
-        }
-    }
-}
 
 /// A row of `exhibitions`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,47 +28,12 @@
 
 use std::collections::HashMap;
 
+pub use gallery_schemas::JobStatus;
 use gallery_schemas::{
     GenerationCancelConfirmed, GenerationCancelled, GenerationCompleted, GenerationFailed,
     GenerationProgressed, GenerationRequested, GenerationStarted, ImageRef,
 };
 use uuid::Uuid;
-
-/// Where a job is (see the module's table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobStatus {
-    Requested,
-    Running,
-    Cancelling,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Requested => "requested",
-            JobStatus::Running => "running",
-            JobStatus::Cancelling => "cancelling",
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-            JobStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "requested" => Some(JobStatus::Requested),
-            "running" => Some(JobStatus::Running),
-            "cancelling" => Some(JobStatus::Cancelling),
-            "completed" => Some(JobStatus::Completed),
-            "failed" => Some(JobStatus::Failed),
-            "cancelled" => Some(JobStatus::Cancelled),
-            _ => None,
-        }
-    }
-}
 
 /// A result image in object storage, as the read model keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

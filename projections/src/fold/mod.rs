@@ -6,11 +6,14 @@
 pub mod catalog;
 pub mod comments;
 pub mod generation;
+pub mod scylla;
 pub mod sets;
 pub mod users;
 pub mod views;
 
-pub use sets::{ListChange, Position, SetBatch, SetEvent, SetFact, SetKey, SetPlan, set_delta};
+pub use sets::{
+    ListChange, Position, SetBatch, SetEvent, SetFact, SetKey, SetKind, SetPlan, set_delta,
+};
 
 /// Length of a popularity bucket, milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -34,6 +37,14 @@ impl StatsDelta {
     pub fn is_zero(&self) -> bool {
         *self == StatsDelta::default()
     }
+}
+
+/// Whether a write of a cell at timestamp `ts` (a deletion when not `present`) wins over the
+/// cell's stored write `(timestamp, present)`, as in CQL: the later timestamp, a deletion on
+/// equal ones. For the tests' models of the Scylla tables.
+#[cfg(test)]
+fn cql_write_wins(stored: Option<&(i64, bool)>, ts: i64, present: bool) -> bool {
+    stored.is_none_or(|(at, _)| ts > *at || (ts == *at && !present))
 }
 
 #[cfg(test)]

@@ -32,6 +32,32 @@ pub type SetKey = (String, String);
 /// where the event was first applied.
 pub type SetEvent = (String, Uuid);
 
+/// The kinds of set facts. Each is folded, counted, listed and remembered apart from the
+/// other: a like and a favorite of the same pair are separate facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    Like,
+    Favorite,
+}
+
+impl SetKind {
+    /// Every kind, likes first.
+    pub const ALL: [SetKind; 2] = [SetKind::Like, SetKind::Favorite];
+
+    /// The kind's name where a store keeps both kinds in one table (a `mark` column).
+    pub fn mark(self) -> &'static str {
+        match self {
+            SetKind::Like => "like",
+            SetKind::Favorite => "favorite",
+        }
+    }
+
+    /// The kind a stored `mark` names; `None` for a name no version of the projectors writes.
+    pub fn from_mark(mark: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.mark() == mark)
+    }
+}
+
 /// One fact about a pair; also what a store keeps of a pair's current fact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetFact {

@@ -116,11 +116,7 @@ impl Store {
     }
 
     fn write(&mut self, cell: (String, i64, String), ts: i64, present: bool) {
-        let wins = self
-            .cells
-            .get(&cell)
-            .is_none_or(|(at, _)| ts > *at || (ts == *at && !present));
-        if wins {
+        if crate::fold::cql_write_wins(self.cells.get(&cell), ts, present) {
             self.cells.insert(cell, (ts, present));
         }
     }
@@ -160,6 +156,17 @@ fn positioned(log: &[LikeSet]) -> Vec<(i64, LikeSet)> {
         .enumerate()
         .map(|(i, f)| (position(i), f.clone()))
         .collect()
+}
+
+#[test]
+fn each_kind_is_named_by_its_mark_and_found_by_it() {
+    assert_eq!(SetKind::Like.mark(), "like");
+    assert_eq!(SetKind::Favorite.mark(), "favorite");
+    for kind in SetKind::ALL {
+        assert_eq!(SetKind::from_mark(kind.mark()), Some(kind));
+    }
+    assert_eq!(SetKind::from_mark("likes"), None);
+    assert_eq!(SetKind::from_mark(""), None);
 }
 
 #[test]

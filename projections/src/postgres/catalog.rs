@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::fold::catalog::{ArtworkRow, CatalogBatch, ExhibitionRow, ExhibitionStatus};
+use gallery_infra::Columns;
 
 pub(super) async fn apply(
     tx: &Transaction<'_>,
@@ -89,26 +90,26 @@ async fn read_exhibitions(
         .map_err(ProjectionError::pg("read exhibitions"))?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let status: String = r.get(6);
-        let status = ExhibitionStatus::parse(&status).ok_or(ProjectionError::Stored {
+        let status: String = r.column("status")?;
+        let status: ExhibitionStatus = status.parse().map_err(|_| ProjectionError::Stored {
             table: "exhibitions",
             column: "status",
             value: status,
         })?;
-        let id: Uuid = r.get(0);
+        let id: Uuid = r.column("exhibition_id")?;
         out.insert(
             id,
             ExhibitionRow {
                 exhibition_id: id,
-                curator_id: r.get(1),
-                title: r.get(2),
-                description: r.get(3),
-                opens_at_ms: r.get(4),
-                closes_at_ms: r.get(5),
+                curator_id: r.column("curator_id")?,
+                title: r.column("title")?,
+                description: r.column("description")?,
+                opens_at_ms: r.column("opens_at_ms")?,
+                closes_at_ms: r.column("closes_at_ms")?,
                 status,
-                created_at_ms: r.get(7),
-                published_at_ms: r.get(8),
-                closed_at_ms: r.get(9),
+                created_at_ms: r.column("created_at_ms")?,
+                published_at_ms: r.column("published_at_ms")?,
+                closed_at_ms: r.column("closed_at_ms")?,
             },
         );
     }
@@ -130,29 +131,28 @@ async fn read_artworks(
         )
         .await
         .map_err(ProjectionError::pg("read artworks"))?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
-            let id: String = r.get(0);
-            (
+            let id: String = r.column("artwork_id")?;
+            Ok((
                 id.clone(),
                 ArtworkRow {
                     artwork_id: id,
-                    exhibition_id: r.get(1),
-                    title: r.get(2),
-                    artist: r.get(3),
-                    year: r.get(4),
-                    style: r.get(5),
-                    description: r.get(6),
-                    image_key: r.get(7),
-                    image_content_type: r.get(8),
-                    image_width: r.get(9),
-                    image_height: r.get(10),
-                    added_by: r.get(11),
-                    added_at_ms: r.get(12),
-                    removed_at_ms: r.get(13),
+                    exhibition_id: r.column("exhibition_id")?,
+                    title: r.column("title")?,
+                    artist: r.column("artist")?,
+                    year: r.column("year")?,
+                    style: r.column("style")?,
+                    description: r.column("description")?,
+                    image_key: r.column("image_key")?,
+                    image_content_type: r.column("image_content_type")?,
+                    image_width: r.column("image_width")?,
+                    image_height: r.column("image_height")?,
+                    added_by: r.column("added_by")?,
+                    added_at_ms: r.column("added_at_ms")?,
+                    removed_at_ms: r.column("removed_at_ms")?,
                 },
-            )
+            ))
         })
-        .collect())
+        .collect()
 }

@@ -11,8 +11,9 @@ use crate::error::ProjectionError;
 use crate::fold::generation::{
     Failure, GenerationBatch, JobResult, JobRow, JobStatus, Progress, StoredImage,
 };
+use gallery_infra::Columns;
 
-/// Every column of `generation_jobs`, in the order of [`read_row`] and [`write_params`].
+/// Every column of `generation_jobs`, in the order of [`Values::params`].
 const COLUMNS: &str = "request_id, user_id, mode, prompt, negative_prompt, style, seed, steps,
     width, height, source_image_key, degraded, status, requested_at_ms, cancelled_at_ms,
     finished_at_ms, model, started_at_ms, progress_step, progress_steps, progress_at_ms,
@@ -106,62 +107,112 @@ pub(super) async fn apply(
     Ok(())
 }
 
-fn image(r: &Row, at: usize) -> Option<StoredImage> {
-    Some(StoredImage {
-        key: r.get::<_, Option<String>>(at)?,
-        content_type: r.get::<_, Option<String>>(at + 1)?,
-        width: r.get::<_, Option<i32>>(at + 2)?,
-        height: r.get::<_, Option<i32>>(at + 3)?,
-        size_bytes: r.get::<_, Option<i64>>(at + 4)?,
-    })
+/// The columns of an image: key, content type, width, height, size.
+type ImageColumnNames = [&'static str; 5];
+
+const RESULT_IMAGE: ImageColumnNames = [
+    "result_image_key",
+    "result_image_content_type",
+    "result_image_width",
+    "result_image_height",
+    "result_image_size_bytes",
+];
+const RESULT_WEBP: ImageColumnNames = [
+    "result_webp_key",
+    "result_webp_content_type",
+    "result_webp_width",
+    "result_webp_height",
+    "result_webp_size_bytes",
+];
+const RESULT_THUMBNAIL: ImageColumnNames = [
+    "result_thumbnail_key",
+    "result_thumbnail_content_type",
+    "result_thumbnail_width",
+    "result_thumbnail_height",
+    "result_thumbnail_size_bytes",
+];
+
+/// The image in `columns`, if every one of them is set.
+fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, ProjectionError> {
+    let [key, content_type, width, height, size_bytes] = columns;
+    Ok(
+        match (
+            r.column(key)?,
+            r.column(content_type)?,
+            r.column(width)?,
+            r.column(height)?,
+            r.column(size_bytes)?,
+        ) {
+            (Some(key), Some(content_type), Some(width), Some(height), Some(size_bytes)) => {
+                Some(StoredImage {
+                    key,
+                    content_type,
+                    width,
+                    height,
+                    size_bytes,
+                })
+            }
+            _ => None,
+        },
+    )
 }
 
 fn read_row(r: &Row) -> Result<JobRow, ProjectionError> {
-    let status: String = r.get(12);
-    let status = JobStatus::parse(&status).ok_or(ProjectionError::Stored {
+    let status: String = r.column("status")?;
+    let status: JobStatus = status.parse().map_err(|_| ProjectionError::Stored {
         table: "generation_jobs",
         column: "status",
         value: status,
     })?;
-    let progress = match (r.get(18), r.get(19), r.get(20)) {
+    let progress = match (
+        r.column("progress_step")?,
+        r.column("progress_steps")?,
+        r.column("progress_at_ms")?,
+    ) {
         (Some(step), Some(steps), Some(at_ms)) => Some(Progress { step, steps, at_ms }),
         _ => None,
     };
-    let result = match (image(r, 21), image(r, 26), image(r, 31)) {
+    let result = match (
+        image(r, RESULT_IMAGE)?,
+        image(r, RESULT_WEBP)?,
+        image(r, RESULT_THUMBNAIL)?,
+    ) {
         (Some(image), Some(webp), Some(thumbnail)) => Some(Box::new(JobResult {
             image,
             webp,
             thumbnail,
-            cache_hit: r.get::<_, Option<bool>>(36).unwrap_or(false),
-            degraded: r.get::<_, Option<bool>>(37).unwrap_or(false),
-            steps: r.get::<_, Option<i32>>(38).unwrap_or(0),
-            duration_ms: r.get::<_, Option<i64>>(39).unwrap_or(0),
+            cache_hit: r.column::<Option<bool>>("cache_hit")?.unwrap_or(false),
+            degraded: r
+                .column::<Option<bool>>("result_degraded")?
+                .unwrap_or(false),
+            steps: r.column::<Option<i32>>("result_steps")?.unwrap_or(0),
+            duration_ms: r.column::<Option<i64>>("duration_ms")?.unwrap_or(0),
         })),
         _ => None,
     };
-    let failure = match (r.get(40), r.get(41)) {
+    let failure = match (r.column("failure_code")?, r.column("failure_reason")?) {
         (Some(code), Some(reason)) => Some(Failure { code, reason }),
         _ => None,
     };
     Ok(JobRow {
-        request_id: r.get(0),
-        user_id: r.get(1),
-        mode: r.get(2),
-        prompt: r.get(3),
-        negative_prompt: r.get(4),
-        style: r.get(5),
-        seed: r.get(6),
-        steps: r.get(7),
-        width: r.get(8),
-        height: r.get(9),
-        source_image_key: r.get(10),
-        degraded: r.get(11),
+        request_id: r.column("request_id")?,
+        user_id: r.column("user_id")?,
+        mode: r.column("mode")?,
+        prompt: r.column("prompt")?,
+        negative_prompt: r.column("negative_prompt")?,
+        style: r.column("style")?,
+        seed: r.column("seed")?,
+        steps: r.column("steps")?,
+        width: r.column("width")?,
+        height: r.column("height")?,
+        source_image_key: r.column("source_image_key")?,
+        degraded: r.column("degraded")?,
         status,
-        requested_at_ms: r.get(13),
-        cancelled_at_ms: r.get(14),
-        finished_at_ms: r.get(15),
-        model: r.get(16),
-        started_at_ms: r.get(17),
+        requested_at_ms: r.column("requested_at_ms")?,
+        cancelled_at_ms: r.column("cancelled_at_ms")?,
+        finished_at_ms: r.column("finished_at_ms")?,
+        model: r.column("model")?,
+        started_at_ms: r.column("started_at_ms")?,
         progress,
         result,
         failure,

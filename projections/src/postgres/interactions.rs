@@ -21,24 +21,25 @@ use super::Batch;
 use crate::error::ProjectionError;
 use crate::fold::comments::{CommentBatch, StoredComment};
 use crate::fold::views::ViewBatch;
-use crate::fold::{Position, SetBatch, SetEvent, SetFact, SetKey, SetPlan, StatsDelta};
+use crate::fold::{Position, SetBatch, SetEvent, SetFact, SetKey, SetKind, SetPlan, StatsDelta};
+use gallery_infra::Columns;
 
-/// The table of one kind of set fact, and its name in `set_event_positions`.
+/// The table of one kind of set fact; the kind's mark names it in `set_event_positions`.
 struct SetTable {
     table: &'static str,
     flag: &'static str,
-    mark: &'static str,
+    kind: SetKind,
 }
 
 const LIKES: SetTable = SetTable {
     table: "artwork_likes",
     flag: "liked",
-    mark: "like",
+    kind: SetKind::Like,
 };
 const FAVORITES: SetTable = SetTable {
     table: "artwork_favorites",
     flag: "favorited",
-    mark: "favorite",
+    kind: SetKind::Favorite,
 };
 
 pub(super) async fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
@@ -139,7 +140,7 @@ async fn apply_sets(
                      WHERE artwork_id = k.a AND mark = $3 AND event_id = k.e
                      LIMIT 1
                  ) p",
-                &[&event_artworks, &event_ids, &t.mark],
+                &[&event_artworks, &event_ids, &t.kind.mark()],
             )
             .await
             .map_err(ProjectionError::pg("read set event positions"))
@@ -149,24 +150,24 @@ async fn apply_sets(
         .iter()
         .map(|r| {
             let fact = SetFact {
-                on: r.get("is_on"),
-                event_id: r.get("event_id"),
-                occurred_at_ms: r.get("occurred_at_ms"),
+                on: r.column("is_on")?,
+                event_id: r.column("event_id")?,
+                occurred_at_ms: r.column("occurred_at_ms")?,
             };
-            ((r.get("artwork_id"), r.get("user_id")), fact)
+            Ok(((r.column("artwork_id")?, r.column("user_id")?), fact))
         })
-        .collect();
+        .collect::<Result<_, ProjectionError>>()?;
     let applied: HashMap<SetEvent, Position> = positions
         .iter()
         .map(|r| {
             let at = Position {
-                topic: r.get("topic"),
-                partition: r.get("partition"),
-                offset: r.get("message_offset"),
+                topic: r.column("topic")?,
+                partition: r.column("partition")?,
+                offset: r.column("message_offset")?,
             };
-            ((r.get("artwork_id"), r.get("event_id")), at)
+            Ok(((r.column("artwork_id")?, r.column("event_id")?), at))
         })
-        .collect();
+        .collect::<Result<_, ProjectionError>>()?;
     let plan = batch.plan(&stored, &applied);
     futures::try_join!(upsert_states(tx, t, &plan), insert_positions(tx, t, &plan))?;
     Ok(plan)
@@ -241,7 +242,7 @@ async fn insert_positions(
          FROM unnest($2::text[], $3::uuid[], $4::text[], $5::integer[], $6::bigint[])
               AS x(a, e, t, p, o)
          ON CONFLICT (artwork_id, mark, event_id) DO NOTHING",
-        &[&t.mark, &a, &ids, &topics, &partitions, &offsets],
+        &[&t.kind.mark(), &a, &ids, &topics, &partitions, &offsets],
     )
     .await
     .map_err(ProjectionError::pg("remember set event positions"))?;
@@ -268,15 +269,15 @@ async fn apply_comments(
     let stored: HashMap<Uuid, StoredComment> = rows
         .iter()
         .map(|r| {
-            (
-                r.get(0),
+            Ok((
+                r.column("comment_id")?,
                 StoredComment {
-                    artwork_id: r.get(1),
-                    deleted: r.get(2),
+                    artwork_id: r.column("artwork_id")?,
+                    deleted: r.column("deleted")?,
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_, ProjectionError>>()?;
     let plan = batch.plan(&stored);
     if !plan.inserts.is_empty() {
         let mut ids = vec![];
@@ -336,7 +337,10 @@ async fn apply_views(
         )
         .await
         .map_err(ProjectionError::pg("read views"))?;
-    let stored: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let stored: HashSet<Uuid> = rows
+        .iter()
+        .map(|r| r.column("event_id"))
+        .collect::<Result<_, _>>()?;
     let plan = batch.plan(&stored);
     if plan.inserts.is_empty() {
         return Ok(BTreeMap::new());

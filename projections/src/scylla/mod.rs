@@ -18,12 +18,21 @@
 //! applied (`set_event_positions`) are derived rows too, but are read whatever their stamp: a
 //! position written by the interrupted batch names the very message the replay reads again,
 //! which is therefore applied again, while a copy of the event anywhere else stays a copy.
+//!
+//! What to write is decided by the pure fold [`crate::fold::scylla`]; this module holds the
+//! CQL around it: `schema` (the keyspace and tables), `statements` (the prepared statements),
+//! `read` (what a batch reads), `write` (a plan's rows bound to statements and batched),
+//! `store` (a batch read, folded and written; the stored offsets) and `projector` (the
+//! consumer loop).
 
-mod runner;
+mod projector;
+mod read;
 mod schema;
+mod statements;
 mod store;
+mod write;
 
-pub use runner::{ScyllaProjector, ScyllaProjectorConfig, announced_as};
+pub use projector::{ScyllaProjector, ScyllaProjectorConfig};
 pub use schema::{connect, migrate};
 
 /// How to reach the Scylla (or Cassandra) cluster and where the read model lives.

@@ -175,7 +175,7 @@ async fn claim(session: &Session, ks: &str, topics: &Topics) -> Result<(), Proje
     session
         .query_unpaged(
             format!("INSERT INTO {ks}.deployment (name, topic_prefix) VALUES (?, ?) IF NOT EXISTS"),
-            (crate::READ_MODEL, topics.prefix()),
+            (gallery_schemas::read_model::PROJECTION, topics.prefix()),
         )
         .await
         .map_err(ProjectionError::cql("record the keyspace's deployment"))?;
@@ -194,7 +194,7 @@ async fn recorded_prefix(session: &Session, ks: &str) -> Result<Option<String>, 
     let rows = session
         .query_unpaged(
             format!("SELECT topic_prefix FROM {ks}.deployment WHERE name = ?"),
-            (crate::READ_MODEL,),
+            (gallery_schemas::read_model::PROJECTION,),
         )
         .await
         .map_err(ProjectionError::cql(what))?

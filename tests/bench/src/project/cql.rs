@@ -36,7 +36,7 @@ pub async fn applied(session: &Session, keyspace: &str) -> i64 {
     let query =
         format!("SELECT next_offset FROM {keyspace}.projection_offsets WHERE projection = ?");
     let Ok(result) = session
-        .query_unpaged(query, (gallery_projections::DEFAULT_PROJECTION,))
+        .query_unpaged(query, (gallery_schemas::read_model::PROJECTION,))
         .await
     else {
         return 0;
@@ -342,7 +342,7 @@ pub async fn batch_baseline(
             &offset,
             vec![
                 big(next),
-                text(gallery_projections::DEFAULT_PROJECTION),
+                text(gallery_schemas::read_model::PROJECTION),
                 text(&t),
                 Some(CqlValue::Int(partition)),
             ],

@@ -317,7 +317,7 @@ pub async fn copy_baseline(
 
     let mut w = pin!(OFFSETS.stage(&tx, &g).await?);
     for ((topic, partition), next) in super::next_offsets(&topic, placed) {
-        let projection = gallery_projections::DEFAULT_PROJECTION;
+        let projection = gallery_schemas::read_model::PROJECTION;
         w.as_mut()
             .write(&[&projection, &topic, &partition, &next])
             .await?;

@@ -4,19 +4,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::time::Duration;
 
+use gallery_schemas::read_model::{self, TopicPartition, notification, scylla_announced_as};
 use gallery_schemas::{EventCodec, Position, Stream, Topics};
 use rdkafka::message::Message;
 
-use super::store::{ScyllaStore, artwork_of, rounds};
+use super::store::ScyllaStore;
 use super::{ScyllaSettings, connect, migrate};
+use gallery_infra::restart::{self, Restart};
+
+use crate::consume::{advise, dead_letter, decode, next_batch};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::ProjectionError;
+use crate::fold::scylla::{artwork_of, rounds};
 use crate::group::{GroupSettings, Membership, group_consumer};
 use crate::metrics;
-use crate::postgres::{NOTIFY_CHANNEL, TopicPartition, notification};
-use crate::runner::{advise, dead_letter, decode, next_batch};
 
 /// How the Scylla projector connects and batches.
 #[derive(Debug, Clone)]
@@ -33,14 +35,9 @@ pub struct ScyllaProjectorConfig {
     /// How the projector shares partitions with other instances.
     pub group: GroupSettings,
     /// The Postgres database whose `read_model` channel hears every applied batch, as
-    /// `scylla-<projection>` (see [`announced_as`]): the query API's caches, subscriptions and
+    /// `scylla-<projection>` (see [`scylla_announced_as`]): the query API's caches, subscriptions and
     /// read-your-writes follow it. `None`: nobody is told.
     pub announce_to: Option<String>,
-}
-
-/// The name under which the batches of the Scylla projection `projection` are announced.
-pub fn announced_as(projection: &str) -> String {
-    format!("scylla-{projection}")
 }
 
 /// An artwork's facts applied at once, at most: its partition is written in one batch
@@ -57,7 +54,7 @@ impl ScyllaProjectorConfig {
             brokers,
             topics,
             scylla,
-            projection: crate::DEFAULT_PROJECTION.to_owned(),
+            projection: read_model::PROJECTION.to_owned(),
             max_batch: Self::DEFAULT_MAX_BATCH,
             group: GroupSettings::default(),
             announce_to: None,
@@ -91,27 +88,18 @@ impl ScyllaProjector {
     /// Runs until `shutdown` resolves. Errors restart the session after a pause, which seeks
     /// back to the stored offsets.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut pause = Duration::from_millis(200);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => {
-                    tracing::info!(projection = %self.config.projection, "scylla projector stopped");
-                    return;
-                }
-                result = self.session() => {
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "scylla projector session failed; restarting");
-                        metrics::restarted(&self.config.projection, metrics::SCYLLA);
-                    }
-                }
-            }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(Duration::from_secs(10));
-        }
+        restart::until_stopped(
+            crate::projector::session_backoff(),
+            shutdown,
+            || self.session(),
+            |e, pause| {
+                tracing::error!(error = %e, source = ?std::error::Error::source(e), ?pause, "scylla projector session failed; restarting");
+                metrics::restarted(&self.config.projection, metrics::SCYLLA);
+                Restart::AfterPause
+            },
+        )
+        .await;
+        tracing::info!(projection = %self.config.projection, "scylla projector stopped");
     }
 
     async fn session(&self) -> Result<(), ProjectionError> {
@@ -124,10 +112,10 @@ impl ScyllaProjector {
         )
         .await?;
         let announcer = match &self.config.announce_to {
-            Some(url) => Some(crate::runner::connect(url).await?),
+            Some(url) => Some(crate::postgres::connect(url).await?),
             None => None,
         };
-        let announced_as = announced_as(&self.config.projection);
+        let announced_as = scylla_announced_as(&self.config.projection);
         let names = vec![self.config.topics.of(Stream::Interactions)];
         let stored = store.offsets().await?;
         // Instances that write the same keyspace share a group.
@@ -195,7 +183,10 @@ impl ScyllaProjector {
                 let payload =
                     notification(&announced_as, &next_offsets, artworks, &BTreeSet::new());
                 client
-                    .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
+                    .execute(
+                        "SELECT pg_notify($1, $2)",
+                        &[&read_model::CHANNEL, &payload],
+                    )
                     .await
                     .map_err(ProjectionError::pg("notify"))?;
             }
