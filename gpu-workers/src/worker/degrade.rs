@@ -1,5 +1,8 @@
 //! Degradation: while the backlog is above its threshold, jobs run with fewer steps and a
-//! smaller size, and their results say so.
+//! smaller size, and their results say so. How much smaller is the rule the command side
+//! applies too ([`GenerationSize::degraded`]); this module owns when.
+
+use gallery_schemas::{DegradedLimits, GenerationSize, SIDE_MULTIPLE};
 
 /// The limits a job runs with while the worker is overloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,9 +14,6 @@ pub struct Degradation {
     /// Longest side, in pixels, of a degraded job (the aspect ratio is kept).
     pub max_side: u32,
 }
-
-/// Sides stay multiples of this (what diffusion models need) and never go below it.
-const SIDE_STEP: u32 = 8;
 
 /// Steps and size a job runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,30 +36,25 @@ impl Degradation {
                 degraded: false,
             };
         }
-        let capped_steps = steps.min(self.max_steps.max(1));
-        let (w, h) = fit(width, height, self.max_side.max(SIDE_STEP));
+        let asked = GenerationSize {
+            steps,
+            width,
+            height,
+        };
+        let got = asked.degraded(
+            DegradedLimits {
+                max_steps: self.max_steps,
+                max_side: self.max_side,
+            },
+            SIDE_MULTIPLE,
+        );
         Effective {
-            steps: capped_steps,
-            width: w,
-            height: h,
-            degraded: (capped_steps, w, h) != (steps, width, height),
+            steps: got.steps,
+            width: got.width,
+            height: got.height,
+            degraded: got != asked,
         }
     }
-}
-
-/// Scales `width`×`height` down so the longer side is at most `max_side`, keeping the aspect
-/// ratio, rounding down to multiples of [`SIDE_STEP`].
-fn fit(width: u32, height: u32, max_side: u32) -> (u32, u32) {
-    let long = width.max(height);
-    if long <= max_side {
-        return (width, height);
-    }
-    let scale = |side: u32| {
-        let scaled = u64::from(side) * u64::from(max_side) / u64::from(long);
-        let rounded = (scaled / u64::from(SIDE_STEP)).max(1) * u64::from(SIDE_STEP);
-        u32::try_from(rounded).unwrap_or(SIDE_STEP)
-    };
-    (scale(width), scale(height))
 }
 
 #[cfg(test)]

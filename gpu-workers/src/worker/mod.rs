@@ -61,6 +61,7 @@ pub mod ledger;
 mod lookahead;
 pub mod models;
 pub mod painter;
+mod plan;
 mod pool;
 mod scanner;
 pub mod scheduler;
@@ -73,6 +74,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gallery_infra::Backoff;
 use gallery_schemas::{EventCodec, Topics};
 use object_store::ObjectStore;
 use tokio::sync::mpsc::unbounded_channel;
@@ -240,7 +242,7 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
-        let mut pause = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         let settings = &self.shared.settings;
         tracing::info!(
             worker = %settings.transactional_id(),
@@ -265,18 +267,16 @@ impl Worker {
                         return;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "painter session failed; starting again from the committed offsets")
+                        tracing::error!(error = %e, source = ?std::error::Error::source(&e), pause = ?backoff.pause(), "painter session failed; starting again from the committed offsets")
                     }
                 },
                 Err(e) => {
-                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?pause, "painter session could not start")
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), pause = ?backoff.pause(), "painter session could not start")
                 }
             }
-            tokio::select! {
-                () = shutdown.as_mut() => return,
-                () = tokio::time::sleep(pause) => {}
+            if !backoff.wait(shutdown.as_mut()).await {
+                return;
             }
-            pause = (pause * 2).min(Duration::from_secs(10));
         }
     }
 
