@@ -978,10 +978,7 @@ impl Config {
     pub fn painter_settings(&self) -> gallery_gpu_workers::WorkerSettings {
         let p = &self.painter;
         let topics = self.topics();
-        let group = p
-            .group
-            .clone()
-            .unwrap_or_else(|| gallery_commands::backlog::workers_group(&topics));
+        let group = p.group.clone().unwrap_or_else(|| topics.workers_group());
         let limits = self.media.limits;
         gallery_gpu_workers::WorkerSettings {
             group,

@@ -11,74 +11,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
-use uuid::Uuid;
 
-/// The channel the projection notifies (`gallery_projections`' `NOTIFY_CHANNEL`).
-pub const CHANNEL: &str = "read_model";
-
-/// The projection whose offsets tell what the read model holds.
-pub const PROJECTION: &str = "read-model";
-
-/// The name the Scylla projector of [`PROJECTION`] announces its batches under
-/// (`gallery_projections::scylla::announced_as`); where interactions are read from Scylla, a
-/// position of a topic it folds is in the read model once both projections announced it.
-pub const SCYLLA_PROJECTION: &str = "scylla-read-model";
-
-/// A (topic, partition) pair.
-pub type Partition = (String, i32);
-
-/// What one committed batch changed (one notification).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Change {
-    /// The projection that committed (offsets of others are not the read model's).
-    pub projection: Option<String>,
-    /// (topic, partition) -> next offset to apply.
-    pub offsets: Vec<(Partition, i64)>,
-    /// Artworks whose details or counts may have changed.
-    pub artworks: Vec<String>,
-    /// Generation jobs that may have changed.
-    pub jobs: Vec<Uuid>,
-    /// Anything may have changed (the list did not fit, or notifications were missed).
-    pub everything: bool,
-}
-
-impl Change {
-    /// Parses a notification payload: lines `p <projection>`, `o <topic> <partition> <next>`,
-    /// `a <artwork>`, `j <job>` and `*`. Lines it does not understand are skipped.
-    pub fn parse(payload: &str) -> Change {
-        let mut change = Change::default();
-        for line in payload.lines() {
-            let mut words = line.split(' ');
-            match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("o"), Some(topic), Some(partition), Some(next)) => {
-                    if let (Ok(p), Ok(n)) = (partition.parse(), next.parse()) {
-                        change.offsets.push(((topic.to_owned(), p), n));
-                    }
-                }
-                (Some("p"), Some(name), None, None) => change.projection = Some(name.to_owned()),
-                (Some("a"), Some(id), None, None) => change.artworks.push(id.to_owned()),
-                (Some("j"), Some(id), None, None) => {
-                    if let Ok(id) = Uuid::parse_str(id) {
-                        change.jobs.push(id);
-                    }
-                }
-                (Some("*"), None, None, None) => change.everything = true,
-                _ => tracing::debug!(line, "unknown read-model notification line"),
-            }
-        }
-        change
-    }
-
-    /// Whether `artwork` may have changed.
-    pub fn touches_artwork(&self, artwork: &str) -> bool {
-        self.everything || self.artworks.iter().any(|a| a == artwork)
-    }
-
-    /// Whether `job` may have changed.
-    pub fn touches_job(&self, job: Uuid) -> bool {
-        self.everything || self.jobs.contains(&job)
-    }
-}
+pub use gallery_schemas::read_model::{
+    CHANNEL, Change, PROJECTION, SCYLLA_PROJECTION, TopicPartition,
+};
 
 /// Something to tell before anyone else hears of a change (the caches).
 pub trait ChangeObserver: Send + Sync + std::fmt::Debug {
@@ -99,9 +35,9 @@ pub struct ChangeFeed {
 #[derive(Debug)]
 struct Inner {
     /// Positions every projection the reads depend on has announced.
-    offsets: watch::Sender<HashMap<Partition, i64>>,
+    offsets: watch::Sender<HashMap<TopicPartition, i64>>,
     /// What each projection announced, when more than one is followed.
-    heard: std::sync::Mutex<HashMap<String, HashMap<Partition, i64>>>,
+    heard: std::sync::Mutex<HashMap<String, HashMap<TopicPartition, i64>>>,
     /// The topics the Scylla projector folds, when the interactions are read from Scylla.
     scylla_topics: Vec<String>,
     changes: broadcast::Sender<Arc<Change>>,
@@ -154,7 +90,7 @@ impl ChangeFeed {
     }
 
     /// The next offsets the feed has heard of.
-    pub fn offsets(&self) -> watch::Receiver<HashMap<Partition, i64>> {
+    pub fn offsets(&self) -> watch::Receiver<HashMap<TopicPartition, i64>> {
         self.inner.offsets.subscribe()
     }
 
@@ -193,7 +129,11 @@ impl ChangeFeed {
 
     /// Records `offsets` announced by `projection`; returns the positions of those partitions
     /// that every projection the reads depend on has now announced.
-    fn reached(&self, projection: &str, offsets: &[(Partition, i64)]) -> Vec<(Partition, i64)> {
+    fn reached(
+        &self,
+        projection: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Vec<(TopicPartition, i64)> {
         let scylla = &self.inner.scylla_topics;
         if scylla.is_empty() {
             return match projection {
@@ -212,7 +152,7 @@ impl ChangeFeed {
             let at = known.entry(partition.clone()).or_insert(*next);
             *at = (*at).max(*next);
         }
-        let of = |name: &str, partition: &Partition| {
+        let of = |name: &str, partition: &TopicPartition| {
             heard.get(name).and_then(|k| k.get(partition)).copied()
         };
         offsets
@@ -303,23 +243,6 @@ impl ChangeFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_payload_parses_into_offsets_artworks_and_jobs() {
-        let job = Uuid::nil();
-        let change = Change::parse(&format!(
-            "p read-model\no gallery.interactions 4 18\na sunflowers\nj {job}\nzzz\n"
-        ));
-        assert_eq!(
-            change.offsets,
-            vec![(("gallery.interactions".to_owned(), 4), 18)]
-        );
-        assert_eq!(change.projection.as_deref(), Some(PROJECTION));
-        assert_eq!(change.artworks, vec!["sunflowers".to_owned()]);
-        assert!(change.touches_job(job));
-        assert!(!change.touches_artwork("irises"));
-        assert!(Change::parse("*\n").touches_artwork("irises"));
-    }
 
     fn announced(projection: &str, topic: &str, next: i64) -> Change {
         Change {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::changes::{ChangeFeed, Partition};
+use crate::changes::{ChangeFeed, TopicPartition};
 use crate::error::QueryError;
 use crate::read::ReadModel;
 
@@ -62,7 +62,7 @@ impl Position {
             .collect()
     }
 
-    fn reached(&self, offsets: &HashMap<Partition, i64>) -> bool {
+    fn reached(&self, offsets: &HashMap<TopicPartition, i64>) -> bool {
         offsets
             .get(&(self.topic.clone(), self.partition))
             .is_some_and(|next| *next > self.offset)
@@ -100,7 +100,7 @@ pub async fn wait(
             return Ok(Reached::Announced);
         }
         if Instant::now() >= next_poll {
-            let partitions: Vec<Partition> = positions
+            let partitions: Vec<TopicPartition> = positions
                 .iter()
                 .map(|p| (p.topic.clone(), p.partition))
                 .collect();

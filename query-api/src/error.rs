@@ -4,7 +4,8 @@
 use async_graphql::ErrorExtensions;
 use async_graphql::ParseRequestError;
 use axum::extract::rejection::BytesRejection;
-use gallery_commands::{AccountError, CommandError};
+use gallery_commands::CommandError;
+use gallery_infra::CqlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -19,6 +20,9 @@ pub enum QueryError {
     },
     #[error("read model holds an unknown {column} {value:?}")]
     Stored { column: &'static str, value: String },
+    /// A row lacks a column the code reads, or holds it in another type (a schema change).
+    #[error("read model row")]
+    Column(#[from] gallery_infra::ColumnError),
     #[error("read model query failed")]
     Shared(#[source] std::sync::Arc<QueryError>),
     #[error("read model unavailable")]
@@ -26,7 +30,7 @@ pub enum QueryError {
     #[error("read model query failed")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("scylla read model query failed")]
-    Cql(#[source] Box<CqlReadError>),
+    Cql(#[source] Box<CqlError>),
     /// The body is not a GraphQL request (bad JSON, a bad multipart form, a file too large).
     #[error(transparent)]
     Request(#[from] ParseRequestError),
@@ -48,21 +52,6 @@ pub enum QueryError {
     TooManyConnections { limit: usize },
 }
 
-/// What a CQL read failed with.
-#[derive(Debug, thiserror::Error)]
-pub enum CqlReadError {
-    #[error("cannot prepare a statement")]
-    Prepare(#[from] scylla::errors::PrepareError),
-    #[error("a statement failed")]
-    Execute(#[from] scylla::errors::ExecutionError),
-    #[error("the result holds no rows")]
-    NotRows(#[from] scylla::errors::IntoRowsResultError),
-    #[error("the rows do not have the expected types")]
-    RowTypes(#[from] scylla::errors::RowsError),
-    #[error("a row could not be read")]
-    Row(#[from] scylla::errors::DeserializationError),
-}
-
 impl QueryError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -72,6 +61,7 @@ impl QueryError {
             | QueryError::Postgres(_)
             | QueryError::Cql(_)
             | QueryError::Stored { .. }
+            | QueryError::Column(_)
             | QueryError::Shared(_) => "INTERNAL",
             QueryError::Request(ParseRequestError::PayloadTooLarge)
             | QueryError::BodyTooLarge { .. } => "PAYLOAD_TOO_LARGE",
@@ -101,34 +91,19 @@ impl ErrorExtensions for QueryError {
     }
 }
 
-/// A command's refusal or failure as a GraphQL error: `extensions.code` is
-/// [`CommandError::code`], the message is the one HTTP shows, and internal causes are only
-/// logged. Errors where retrying helps carry `extensions.retryAfter` (seconds).
-pub(crate) fn command_error(e: &CommandError) -> async_graphql::Error {
-    if e.status().is_server_error() {
-        tracing::error!(error = %e, source = ?std::error::Error::source(e), "command failed");
-    }
+/// A write-side refusal or failure (a command's, an account operation's) as a GraphQL error,
+/// through the write side's one answer: `extensions.code` is [`CommandError::code`], the
+/// message is the one HTTP shows, and internal causes are only logged. Errors where retrying
+/// helps carry `extensions.retryAfter` (seconds).
+pub(crate) fn command_error(e: impl Into<CommandError>) -> async_graphql::Error {
+    let e = e.into();
+    e.log();
     let code = e.code();
     let retry_after = e.retry_after_secs();
     async_graphql::Error::new(e.public_message()).extend_with(|_, x| {
         x.set("code", code);
         if let Some(secs) = retry_after {
             x.set("retryAfter", secs);
-        }
-    })
-}
-
-/// An account operation's refusal or failure as a GraphQL error, like [`command_error`].
-pub(crate) fn account_error(e: &AccountError) -> async_graphql::Error {
-    let unavailable = e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE;
-    if e.status().is_server_error() {
-        tracing::error!(error = %e, source = ?std::error::Error::source(e), "account operation failed");
-    }
-    let code = e.code();
-    async_graphql::Error::new(e.public_message()).extend_with(|_, x| {
-        x.set("code", code);
-        if unavailable {
-            x.set("retryAfter", 1);
         }
     })
 }

@@ -23,7 +23,7 @@ mod ws;
 pub use cache::{CacheSettings, HotCache};
 pub use changes::{Change, ChangeFeed};
 pub use consistency::Position;
-pub use error::{CqlReadError, QueryError};
+pub use error::QueryError;
 pub use http::{ApiSettings, ApiState, body_too_slow, parse_request, payload_too_large, router};
 pub use media::{
     DEV_MEDIA_URL_SECRET, IMAGE_PREFIXES, MIN_MEDIA_SECRET_LEN, Media, MediaSecret, MediaUrlError,

@@ -13,7 +13,7 @@ use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use gallery_commands::{MediaError, MediaStore};
+use gallery_commands::{CommandError, MediaStore};
 use serde::Deserialize;
 
 use super::{MediaUrls, UrlRefusal, unix_now};
@@ -135,16 +135,12 @@ async fn media(
             response
         }
         Err(e) => {
-            let status = e.status();
-            if status.is_server_error() {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "media read failed");
-            }
-            let mut response = refuse(status, e.code(), &e.public_message());
-            if matches!(e, MediaError::Store { .. }) {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
+            // The write side's one answer (code, status, message, `Retry-After`, logging),
+            // never cached.
+            let mut response = CommandError::from(e).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
     }

@@ -7,7 +7,7 @@ use gallery_commands::{AccountError, AuthError, CommandClass};
 use gallery_schemas::UserId;
 
 use super::{Role, Session, User, caller, writes};
-use crate::error::{account_error, command_error};
+use crate::error::command_error;
 use crate::schema::ClientAddr;
 
 /// Spends one sign-in (`auth`) command from the client address's quota, as the command
@@ -19,7 +19,7 @@ fn limit_sign_in(ctx: &Context<'_>) -> async_graphql::Result<()> {
     writes(ctx)?
         .commands
         .limit_client(ip, CommandClass::Auth)
-        .map_err(|e| command_error(&e))
+        .map_err(command_error)
 }
 
 /// A new account.
@@ -58,12 +58,12 @@ impl AccountMutations {
         limit_sign_in(ctx)?;
         let w = writes(ctx)?;
         let registration = Registration::parse(&input.username, input.password, input.display_name)
-            .map_err(|e| account_error(&AccountError::from(e)))?;
+            .map_err(|e| command_error(AccountError::from(e)))?;
         w.accounts
             .register(registration)
             .await
             .map(Session::from)
-            .map_err(|e| account_error(&e))
+            .map_err(command_error)
     }
 
     /// Signs a user in. A wrong password and an unknown user get the same
@@ -80,7 +80,7 @@ impl AccountMutations {
             .login(&username, &password)
             .await
             .map(Session::from)
-            .map_err(|e| account_error(&e))
+            .map_err(command_error)
     }
 
     /// Trades a refresh token for a new session. The token is used up; presenting it again
@@ -97,7 +97,7 @@ impl AccountMutations {
             .refresh(&token)
             .await
             .map(Session::from)
-            .map_err(|e| account_error(&e))
+            .map_err(command_error)
     }
 
     /// An admin sets a user's role; it shows in the user's tokens from their next refresh.
@@ -114,6 +114,6 @@ impl AccountMutations {
             w.accounts.set_role(&actor, &user, role.into()).await
         }
         .await;
-        result.map(User::from).map_err(|e| account_error(&e))
+        result.map(User::from).map_err(command_error)
     }
 }

@@ -15,7 +15,7 @@ use std::io::Read;
 use async_graphql::{Context, ErrorExtensions, MergedObject, Upload};
 use gallery_commands::idempotency::IdempotencyKey;
 use gallery_commands::{
-    Accepted, Accounts, AuthError, CommandError, Commands, Principal, decide::Refusal,
+    Accepted, Accounts, AuthError, BodyError, CommandError, Commands, Principal, decide::Refusal,
 };
 use gallery_schemas::ArtworkId;
 use uuid::Uuid;
@@ -85,9 +85,7 @@ fn parse_key(key: Option<String>) -> Result<Option<IdempotencyKey>, CommandError
 
 /// The GraphQL answer to a command.
 fn reply(result: Result<Accepted, CommandError>) -> async_graphql::Result<CommandResult> {
-    result
-        .map(CommandResult::from)
-        .map_err(|e| command_error(&e))
+    result.map(CommandResult::from).map_err(command_error)
 }
 
 fn artwork_id(raw: &str) -> Result<ArtworkId, CommandError> {
@@ -113,10 +111,7 @@ async fn upload_bytes(
     upload: &Upload,
     field: &'static str,
 ) -> Result<Vec<u8>, CommandError> {
-    let unreadable = || CommandError::BadBody {
-        code: "INVALID_INPUT",
-        message: format!("{field}: the uploaded file could not be read"),
-    };
+    let unreadable = || CommandError::from(BodyError::UnreadableUpload { field });
     let value = upload.value(ctx).map_err(|e| {
         tracing::warn!(error = %e, field, "upload not readable");
         unreadable()

@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 
 use super::{Artwork, datetime};
 use crate::read::ExhibitionRecord;
-use crate::read::records::Status;
 
 /// Where an exhibition is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "gallery_schemas::ExhibitionStatus")]
 pub enum ExhibitionStatus {
     /// Being built by its curator; not open to visitors.
     Draft,
@@ -23,12 +23,7 @@ pub enum ExhibitionStatus {
 
 impl ExhibitionStatus {
     pub(super) fn stored(self) -> &'static str {
-        match self {
-            ExhibitionStatus::Draft => Status::Draft,
-            ExhibitionStatus::Published => Status::Published,
-            ExhibitionStatus::Closed => Status::Closed,
-        }
-        .as_str()
+        gallery_schemas::ExhibitionStatus::from(self).as_str()
     }
 }
 
@@ -73,11 +68,7 @@ impl Exhibition {
     }
 
     async fn status(&self) -> ExhibitionStatus {
-        match self.0.status {
-            Status::Draft => ExhibitionStatus::Draft,
-            Status::Published => ExhibitionStatus::Published,
-            Status::Closed => ExhibitionStatus::Closed,
-        }
+        self.0.status.into()
     }
 
     async fn created_at(&self) -> OffsetDateTime {

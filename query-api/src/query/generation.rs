@@ -18,6 +18,7 @@ pub enum GenerationKind {
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "gallery_schemas::JobStatus")]
 pub enum GenerationStatus {
     /// Waiting for the AI painter.
     Requested,
@@ -231,14 +232,7 @@ impl GenerationJob {
     }
 
     async fn status(&self) -> GenerationStatus {
-        match self.0.status.as_str() {
-            "running" => GenerationStatus::Running,
-            "cancelling" => GenerationStatus::Cancelling,
-            "completed" => GenerationStatus::Completed,
-            "failed" => GenerationStatus::Failed,
-            "cancelled" => GenerationStatus::Cancelled,
-            _ => GenerationStatus::Requested,
-        }
+        self.0.status.into()
     }
 
     /// The model running (or having run) the job, once a worker started it.

@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::QueryError;
+use gallery_infra::Columns;
 pub use records::{
     ArtworkRecord, CommentRecord, ExhibitionRecord, ImageRecord, JobRecord, MarkRecord,
     ProgressRecord, ResultRecord, Stats,
@@ -162,16 +163,20 @@ impl ReadModel {
                 &[&topics, &numbers, &crate::changes::PROJECTION],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    (r.column("topic")?, r.column("partition")?),
+                    r.column("next_offset")?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn artworks(&self, ids: &[String]) -> Result<Vec<ArtworkRecord>, QueryError> {
         let sql = format!("SELECT {ARTWORK_COLUMNS} FROM artworks WHERE artwork_id = ANY($1)");
         let rows = self.query(&sql, &[&ids]).await?;
-        Ok(rows.iter().map(ArtworkRecord::from_row).collect())
+        rows.iter().map(ArtworkRecord::from_row).collect()
     }
 
     /// Artworks not removed, newest first, optionally of one exhibition.
@@ -189,7 +194,7 @@ impl ReadModel {
              ORDER BY added_at_ms DESC, artwork_id DESC LIMIT $4"
         );
         let rows = self.query(&sql, &[&exhibition, &at, &id, &limit]).await?;
-        Ok(rows.iter().map(ArtworkRecord::from_row).collect())
+        rows.iter().map(ArtworkRecord::from_row).collect()
     }
 
     pub async fn exhibitions(&self, ids: &[Uuid]) -> Result<Vec<ExhibitionRecord>, QueryError> {
@@ -229,20 +234,19 @@ impl ReadModel {
                 &[&ids],
             )
             .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                (
-                    r.get(0),
+                Ok((
+                    r.column("artwork_id")?,
                     Stats {
-                        likes: r.get(1),
-                        favorites: r.get(2),
-                        comments: r.get(3),
-                        views: r.get(4),
+                        likes: r.column("like_count")?,
+                        favorites: r.column("favorite_count")?,
+                        comments: r.column("comment_count")?,
+                        views: r.column("view_count")?,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     /// (liked, favorited) of (user, artwork) pairs; pairs never set are left out.
@@ -258,17 +262,23 @@ impl ReadModel {
             pairs.iter().map(|(u, a)| (u.as_str(), a.as_str())).unzip();
         let rows = self
             .query(
-                "SELECT k.u, k.a, COALESCE(l.liked, false), COALESCE(f.favorited, false)
+                "SELECT k.u AS user_id, k.a AS artwork_id,
+                        COALESCE(l.liked, false) AS liked,
+                        COALESCE(f.favorited, false) AS favorited
                  FROM unnest($1::text[], $2::text[]) AS k(u, a)
                  LEFT JOIN artwork_likes l ON l.user_id = k.u AND l.artwork_id = k.a
                  LEFT JOIN artwork_favorites f ON f.user_id = k.u AND f.artwork_id = k.a",
                 &[&users, &artworks],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    (r.column("user_id")?, r.column("artwork_id")?),
+                    (r.column("liked")?, r.column("favorited")?),
+                ))
+            })
+            .collect()
     }
 
     /// Comments of an artwork not deleted, newest first.
@@ -292,7 +302,7 @@ impl ReadModel {
                 &[&artwork, &at, &id, &limit],
             )
             .await?;
-        Ok(rows.iter().map(CommentRecord::from_row).collect())
+        rows.iter().map(CommentRecord::from_row).collect()
     }
 
     /// The artworks a user likes (or favorites) now, newest first.
@@ -323,13 +333,14 @@ impl ReadModel {
             }
         };
         let rows = self.query(sql, &[&user, &at, &id, &limit]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| MarkRecord {
-                artwork_id: r.get(0),
-                at_ms: r.get(1),
+        rows.iter()
+            .map(|r| {
+                Ok(MarkRecord {
+                    artwork_id: r.column("artwork_id")?,
+                    at_ms: r.column("occurred_at_ms")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// A user's generation jobs, newest first.
@@ -347,13 +358,13 @@ impl ReadModel {
              ORDER BY requested_at_ms DESC, request_id DESC LIMIT $4"
         );
         let rows = self.query(&sql, &[&user, &at, &id, &limit]).await?;
-        Ok(rows.iter().map(JobRecord::from_row).collect())
+        rows.iter().map(JobRecord::from_row).collect()
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueryError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM generation_jobs WHERE request_id = $1");
         let rows = self.query(&sql, &[&id]).await?;
-        Ok(rows.first().map(JobRecord::from_row))
+        rows.first().map(JobRecord::from_row).transpose()
     }
 
     /// Artworks by net likes (or views) in the hour buckets from `since_ms` on, most first;
@@ -386,6 +397,8 @@ impl ReadModel {
             }
         };
         let rows = self.query(sql, &[&since_ms, &limit]).await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter()
+            .map(|r| Ok((r.column("artwork_id")?, r.column("score")?)))
+            .collect()
     }
 }

@@ -1,5 +1,7 @@
 //! Rows of the read model, as the queries return them.
 
+use gallery_infra::Columns;
+use gallery_schemas::{ExhibitionStatus, JobStatus};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -24,40 +26,22 @@ pub struct ArtworkRecord {
 }
 
 impl ArtworkRecord {
-    pub(super) fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            exhibition_id: r.get(1),
-            title: r.get(2),
-            artist: r.get(3),
-            year: r.get(4),
-            style: r.get(5),
-            description: r.get(6),
-            image_key: r.get(7),
-            image_content_type: r.get(8),
-            image_width: r.get(9),
-            image_height: r.get(10),
-            added_at_ms: r.get(11),
-            removed: r.get(12),
-        }
-    }
-}
-
-/// Where an exhibition is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Draft,
-    Published,
-    Closed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Draft => "draft",
-            Status::Published => "published",
-            Status::Closed => "closed",
-        }
+    pub(super) fn from_row(r: &Row) -> Result<Self, QueryError> {
+        Ok(Self {
+            id: r.column("artwork_id")?,
+            exhibition_id: r.column("exhibition_id")?,
+            title: r.column("title")?,
+            artist: r.column("artist")?,
+            year: r.column("year")?,
+            style: r.column("style")?,
+            description: r.column("description")?,
+            image_key: r.column("image_key")?,
+            image_content_type: r.column("image_content_type")?,
+            image_width: r.column("image_width")?,
+            image_height: r.column("image_height")?,
+            added_at_ms: r.column("added_at_ms")?,
+            removed: r.column("removed")?,
+        })
     }
 }
 
@@ -70,7 +54,7 @@ pub struct ExhibitionRecord {
     pub description: String,
     pub opens_at_ms: i64,
     pub closes_at_ms: i64,
-    pub status: Status,
+    pub status: ExhibitionStatus,
     pub created_at_ms: i64,
     pub published_at_ms: Option<i64>,
     pub closed_at_ms: Option<i64>,
@@ -78,29 +62,22 @@ pub struct ExhibitionRecord {
 
 impl ExhibitionRecord {
     pub(super) fn from_row(r: &Row) -> Result<Self, QueryError> {
-        let status: String = r.get(6);
-        let status = match status.as_str() {
-            "draft" => Status::Draft,
-            "published" => Status::Published,
-            "closed" => Status::Closed,
-            _ => {
-                return Err(QueryError::Stored {
-                    column: "exhibitions.status",
-                    value: status,
-                });
-            }
-        };
+        let status: String = r.column("status")?;
+        let status = status.parse().map_err(|_| QueryError::Stored {
+            column: "exhibitions.status",
+            value: status,
+        })?;
         Ok(Self {
-            id: r.get(0),
-            curator_id: r.get(1),
-            title: r.get(2),
-            description: r.get(3),
-            opens_at_ms: r.get(4),
-            closes_at_ms: r.get(5),
+            id: r.column("exhibition_id")?,
+            curator_id: r.column("curator_id")?,
+            title: r.column("title")?,
+            description: r.column("description")?,
+            opens_at_ms: r.column("opens_at_ms")?,
+            closes_at_ms: r.column("closes_at_ms")?,
             status,
-            created_at_ms: r.get(7),
-            published_at_ms: r.get(8),
-            closed_at_ms: r.get(9),
+            created_at_ms: r.column("created_at_ms")?,
+            published_at_ms: r.column("published_at_ms")?,
+            closed_at_ms: r.column("closed_at_ms")?,
         })
     }
 }
@@ -125,14 +102,14 @@ pub struct CommentRecord {
 }
 
 impl CommentRecord {
-    pub(super) fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            artwork_id: r.get(1),
-            user_id: r.get(2),
-            body: r.get(3),
-            posted_at_ms: r.get(4),
-        }
+    pub(super) fn from_row(r: &Row) -> Result<Self, QueryError> {
+        Ok(Self {
+            id: r.column("comment_id")?,
+            artwork_id: r.column("artwork_id")?,
+            user_id: r.column("user_id")?,
+            body: r.column("body")?,
+            posted_at_ms: r.column("posted_at_ms")?,
+        })
     }
 }
 
@@ -157,7 +134,7 @@ pub struct JobRecord {
     pub width: i32,
     pub height: i32,
     pub degraded: bool,
-    pub status: String,
+    pub status: JobStatus,
     pub requested_at_ms: i64,
     pub cancelled_at_ms: Option<i64>,
     /// Set by the worker's terminal event; the job never changes afterwards.
@@ -206,61 +183,115 @@ pub struct FailureRecord {
     pub reason: String,
 }
 
-/// The image of five columns from `at` on (key, content type, width, height, size).
-fn image_at(r: &Row, at: usize) -> Option<ImageRecord> {
-    Some(ImageRecord {
-        key: r.get::<_, Option<String>>(at)?,
-        content_type: r.get::<_, Option<String>>(at + 1)?,
-        width: r.get::<_, Option<i32>>(at + 2)?,
-        height: r.get::<_, Option<i32>>(at + 3)?,
-        size_bytes: r.get::<_, Option<i64>>(at + 4)?,
-    })
+/// The columns of an image: key, content type, width, height, size.
+type ImageColumnNames = [&'static str; 5];
+
+const RESULT_IMAGE: ImageColumnNames = [
+    "result_image_key",
+    "result_image_content_type",
+    "result_image_width",
+    "result_image_height",
+    "result_image_size_bytes",
+];
+const RESULT_WEBP: ImageColumnNames = [
+    "result_webp_key",
+    "result_webp_content_type",
+    "result_webp_width",
+    "result_webp_height",
+    "result_webp_size_bytes",
+];
+const RESULT_THUMBNAIL: ImageColumnNames = [
+    "result_thumbnail_key",
+    "result_thumbnail_content_type",
+    "result_thumbnail_width",
+    "result_thumbnail_height",
+    "result_thumbnail_size_bytes",
+];
+
+/// The image in `columns`, if every one of them is set.
+fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<ImageRecord>, QueryError> {
+    let [key, content_type, width, height, size_bytes] = columns;
+    Ok(
+        match (
+            r.column(key)?,
+            r.column(content_type)?,
+            r.column(width)?,
+            r.column(height)?,
+            r.column(size_bytes)?,
+        ) {
+            (Some(key), Some(content_type), Some(width), Some(height), Some(size_bytes)) => {
+                Some(ImageRecord {
+                    key,
+                    content_type,
+                    width,
+                    height,
+                    size_bytes,
+                })
+            }
+            _ => None,
+        },
+    )
 }
 
 impl JobRecord {
     /// A row of `JOB_COLUMNS`.
-    pub(super) fn from_row(r: &Row) -> Self {
-        let progress = match (r.get(17), r.get(18), r.get(19)) {
+    pub(super) fn from_row(r: &Row) -> Result<Self, QueryError> {
+        let status: String = r.column("status")?;
+        let status = status.parse().map_err(|_| QueryError::Stored {
+            column: "generation_jobs.status",
+            value: status,
+        })?;
+        let progress = match (
+            r.column("progress_step")?,
+            r.column("progress_steps")?,
+            r.column("progress_at_ms")?,
+        ) {
             (Some(step), Some(steps), Some(at_ms)) => Some(ProgressRecord { step, steps, at_ms }),
             _ => None,
         };
-        let result = match (image_at(r, 20), image_at(r, 25), image_at(r, 30)) {
+        let result = match (
+            image(r, RESULT_IMAGE)?,
+            image(r, RESULT_WEBP)?,
+            image(r, RESULT_THUMBNAIL)?,
+        ) {
             (Some(image), Some(webp), Some(thumbnail)) => Some(ResultRecord {
                 image,
                 webp,
                 thumbnail,
-                cache_hit: r.get::<_, Option<bool>>(35).unwrap_or(false),
-                degraded: r.get::<_, Option<bool>>(36).unwrap_or(false),
-                steps: r.get::<_, Option<i32>>(37).unwrap_or(0),
-                duration_ms: r.get::<_, Option<i64>>(38).unwrap_or(0),
+                cache_hit: r.column::<Option<bool>>("cache_hit")?.unwrap_or(false),
+                degraded: r
+                    .column::<Option<bool>>("result_degraded")?
+                    .unwrap_or(false),
+                steps: r.column::<Option<i32>>("result_steps")?.unwrap_or(0),
+                duration_ms: r.column::<Option<i64>>("duration_ms")?.unwrap_or(0),
             }),
             _ => None,
         };
-        let failure = match (r.get(39), r.get(40)) {
+        let failure = match (r.column("failure_code")?, r.column("failure_reason")?) {
             (Some(code), Some(reason)) => Some(FailureRecord { code, reason }),
             _ => None,
         };
-        Self {
-            id: r.get(0),
-            user_id: r.get(1),
-            mode: r.get(2),
-            prompt: r.get(3),
-            negative_prompt: r.get(4),
-            style: r.get(5),
-            seed: r.get(6),
-            steps: r.get(7),
-            width: r.get(8),
-            height: r.get(9),
-            degraded: r.get(10),
-            status: r.get(11),
-            requested_at_ms: r.get(12),
-            cancelled_at_ms: r.get(13),
-            finished_at_ms: r.get(14),
-            model: r.get(15),
-            started_at_ms: r.get(16),
+        Ok(Self {
+            id: r.column("request_id")?,
+            user_id: r.column("user_id")?,
+            mode: r.column("mode")?,
+            prompt: r.column("prompt")?,
+            negative_prompt: r.column("negative_prompt")?,
+            style: r.column("style")?,
+            seed: r.column("seed")?,
+            steps: r.column("steps")?,
+            width: r.column("width")?,
+            height: r.column("height")?,
+            degraded: r.column("degraded")?,
+            status,
+            requested_at_ms: r.column("requested_at_ms")?,
+            cancelled_at_ms: r.column("cancelled_at_ms")?,
+            finished_at_ms: r.column("finished_at_ms")?,
+            model: r.column("model")?,
+            started_at_ms: r.column("started_at_ms")?,
             progress,
             result,
             failure,
-        }
+        })
     }
 }

@@ -9,7 +9,9 @@ use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
 use super::{After, CommentRecord, Mark, MarkRecord, Measure, Stats};
-use crate::error::{CqlReadError, QueryError};
+use gallery_infra::CqlError;
+
+use crate::error::QueryError;
 
 /// Prepared statements over one keyspace.
 #[derive(Debug)]
@@ -27,7 +29,7 @@ pub struct ScyllaReads {
     folding: Vec<String>,
 }
 
-fn cql<E: Into<CqlReadError>>(e: E) -> QueryError {
+fn cql<E: Into<CqlError>>(e: E) -> QueryError {
     QueryError::Cql(Box::new(e.into()))
 }
 
