@@ -229,12 +229,7 @@ fn write_side(
     media: &MediaStore,
 ) -> Result<(gallery_query_api::Writes, BacklogMonitor), StartError> {
     let publisher = KafkaPublisher::new(
-        &ProducerConfig {
-            brokers: config.kafka.brokers.clone(),
-            delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
-            queue_capacity: config.kafka.producer_queue_messages,
-            linger: Duration::from_millis(config.kafka.producer_linger_ms),
-        },
+        &ProducerConfig::from_settings(&config.kafka),
         codec.clone(),
         config.topics(),
     )
@@ -245,16 +240,16 @@ fn write_side(
         pool.clone(),
         publisher.clone(),
         keys.clone(),
-        config.account_settings(),
+        config.accounts.account_settings(),
     )?;
     let (monitor, backlog) = BacklogMonitor::new(&BacklogConfig {
-        interval: Duration::from_millis(config.generation.backlog_interval_ms),
+        interval: config.generation.backlog_interval(),
         ..BacklogConfig::new(config.kafka.brokers.clone(), config.topics())
     })?;
     let admission = BacklogAdmission {
         backlog,
-        policy: config.generation_policy(),
-        retry_after_secs: (config.generation.backlog_interval_ms / 1000).max(1) * 2,
+        policy: config.generation.policy(),
+        retry_after_secs: config.generation.retry_after_secs(),
     };
     let commands = Commands::new(publisher, pool)
         .with_images(Arc::new(gallery_commands::LimitedImages {
@@ -262,7 +257,7 @@ fn write_side(
             limits: config.media.limits,
         }))
         .with_admission(Arc::new(admission))
-        .with_limiter(Arc::new(RateLimiter::new(config.rate_limits())));
+        .with_limiter(Arc::new(RateLimiter::new(config.limits)));
     Ok((gallery_query_api::Writes { commands, accounts }, monitor))
 }
 
@@ -290,12 +285,12 @@ async fn register_schemas(codec: &EventCodec, config: &Config) -> Result<(), Sta
 
 /// Starts `roles`. Creates missing topics and brings the read model up to date first.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
-    if config.uses_dev_secret() && (roles.commands || roles.query_api) {
+    if config.auth.uses_dev_secret() && (roles.commands || roles.query_api) {
         tracing::warn!(
             "auth.jwt_secret is the built-in development secret; set GALLERY_AUTH__JWT_SECRET in production"
         );
     }
-    if config.uses_dev_media_secret() && roles.query_api {
+    if config.query_api.uses_dev_media_secret() && roles.query_api {
         tracing::warn!(
             "query_api.media_url_secret is the built-in development secret; set GALLERY_QUERY_API__MEDIA_URL_SECRET in production"
         );
@@ -355,15 +350,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     // the session serves the GraphQL reads.
     let scylla = if config.read.store == ReadStore::Scylla && (roles.projections || roles.query_api)
     {
-        let settings = config.scylla_settings();
+        let settings = &config.scylla;
         let scylla_error = |source| StartError::Scylla {
             nodes: config.scylla.nodes.clone(),
             source,
         };
-        let session = gallery_projections::scylla::connect(&settings)
+        let session = gallery_projections::scylla::connect(settings)
             .await
             .map_err(scylla_error)?;
-        gallery_projections::scylla::migrate(&session, &settings, &config.topics())
+        gallery_projections::scylla::migrate(&session, settings, &config.topics())
             .await
             .map_err(scylla_error)?;
         Some(session)
@@ -437,7 +432,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             writes,
             keys.clone(),
             feed,
-            config.query_api.settings(),
+            config.query_api.api(),
             gallery_query_api::Media {
                 store: images,
                 urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
@@ -472,9 +467,9 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             let mut scylla = ScyllaProjectorConfig::new(
                 config.kafka.brokers.clone(),
                 config.topics(),
-                config.scylla_settings(),
+                config.scylla.clone(),
             );
-            scylla.group = config.group_settings();
+            scylla.group = config.projections.group();
             scylla.max_batch = config.projections.scylla_max_batch;
             scylla.announce_to = Some(config.postgres.url.expose().to_owned());
             let projector = ScyllaProjector::new(scylla, codec.clone())?;
@@ -540,7 +535,7 @@ fn projector_config(config: &Config) -> ProjectorConfig {
         config.postgres.url.expose().to_owned(),
         config.topics(),
     );
-    projector.group = config.group_settings();
+    projector.group = config.projections.group();
     projector.max_batch = config.projections.max_batch;
     projector
 }

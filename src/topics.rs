@@ -17,7 +17,7 @@ use crate::config::Config;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Creates every topic of the deployment that does not exist yet, with its own
-/// [`min.insync.replicas`](crate::config::KafkaConfig::min_insync_replicas) whatever the
+/// [`min.insync.replicas`](gallery_schemas::settings::KafkaSettings::min_insync_replicas) whatever the
 /// broker's default, and waits (up to 15 s) until every partition has a leader that serves it:
 /// a producer started right after would otherwise meet "not leader for partition" while a new
 /// topic settles. Topics that exist keep their settings; a warning names those that ask fewer
@@ -106,7 +106,7 @@ async fn create_missing(
 }
 
 /// Topics of the deployment that ask fewer in-sync replicas of a write than
-/// [`min_insync_replicas`](crate::config::KafkaConfig::min_insync_replicas) (created by an
+/// [`min_insync_replicas`](gallery_schemas::settings::KafkaSettings::min_insync_replicas) (created by an
 /// earlier version, which asked one, or by hand): each topic and its `min.insync.replicas`.
 pub async fn weaker_than_configured(config: &Config) -> Result<Vec<(String, i32)>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::TestEnv;
 use gallery::Roles;
-use gallery::config::LimitsConfig;
 use gallery_commands::RateLimits;
 use gallery_schemas::Role;
 use serde_json::json;
@@ -55,7 +54,7 @@ async fn the_command_service_answers_as_its_openapi_document_says() {
     );
     let mut env = TestEnv::new().await;
     // Generated requests come fast: no quota, and cheap password hashes.
-    env.config.limits = LimitsConfig::from(RateLimits::UNLIMITED);
+    env.config.limits = RateLimits::UNLIMITED;
     env.config.accounts.argon2_memory_kib = 8;
     env.config.accounts.argon2_iterations = 1;
     let app = env.start(Roles::COMMANDS).await;

@@ -40,12 +40,7 @@ pub struct GenerationPolicy {
 
 impl Default for GenerationPolicy {
     fn default() -> Self {
-        Self {
-            backlog_threshold: 200,
-            overload: OverloadPolicy::Degrade,
-            degraded_max_steps: 10,
-            degraded_max_side: 256,
-        }
+        crate::settings::GenerationSettings::default().policy()
     }
 }
 

@@ -31,6 +31,7 @@ use crate::lookup::{LookupError, Marks};
 use crate::service::{
     DecodeFuture, EncodeFuture, Encoded, EventPublisher, FindFuture, PublishError, PublishFuture,
 };
+use gallery_schemas::settings::KafkaSettings;
 
 /// How often the health probe asks Kafka for metadata.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -76,9 +77,9 @@ pub struct ProducerConfig {
 
 impl ProducerConfig {
     /// librdkafka's default queue capacity.
-    pub const DEFAULT_QUEUE_CAPACITY: u32 = 100_000;
+    pub const DEFAULT_QUEUE_CAPACITY: u32 = KafkaSettings::DEFAULT_QUEUE_MESSAGES;
     /// The default `linger.ms`: a command's event waits at most this long for company.
-    pub const DEFAULT_LINGER_MS: u64 = 2;
+    pub const DEFAULT_LINGER_MS: u64 = KafkaSettings::DEFAULT_LINGER_MS;
     pub const DEFAULT_LINGER: Duration = Duration::from_millis(Self::DEFAULT_LINGER_MS);
 }
 

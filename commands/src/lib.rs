@@ -11,7 +11,8 @@
 //! `backlog` (the generation backlog and admission), `ratelimit`, `auth` and `accounts` (tokens
 //! and users), `media` (uploads and object storage), `http`, `body` and `openapi` (the HTTP
 //! service, its request bodies and its OpenAPI document), `error` (the one error model: code,
-//! status and public message of every failure), `metrics`.
+//! status and public message of every failure), `settings` (the sections of the configuration
+//! it reads, with their defaults and checks), `metrics`.
 
 pub mod accounts;
 pub mod auth;
@@ -31,6 +32,7 @@ mod ops;
 pub mod placement;
 pub mod ratelimit;
 mod service;
+pub mod settings;
 mod state;
 
 pub use accounts::{AccountError, AccountSettings, Accounts, Session};

@@ -74,8 +74,10 @@ impl From<Subject<'_>> for SubjectKey {
     }
 }
 
-/// Commands admitted per minute for each class; `0` means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Commands admitted per minute for each class; `0` means unlimited. The `limits` section of
+/// the configuration (checked by [`RateLimits::validate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimits {
     pub generation_per_minute: u32,
     pub interactions_per_minute: u32,

@@ -13,14 +13,13 @@ libfuzzer_sys::fuzz_target!(init: gallery_fuzz::init(), |data: &[u8]| {
     let Ok(config) = Config::load_toml(text, &Overrides::default()) else {
         return;
     };
-    let _ = config.group_settings();
-    let _ = config.account_settings();
+    let _ = config.projections.group();
+    let _ = config.accounts.account_settings();
     let _ = config.topics();
     let _ = config.registry();
-    let _ = config.rate_limits();
-    let _ = config.generation_policy();
-    let _ = config.scylla_settings();
+    let _ = config.generation.policy();
+    let _ = config.scylla.contact_points();
     let _ = config.painter_settings();
-    let _ = config.query_api.settings();
+    let _ = config.query_api.api();
     let _ = config.query_api.media_url_settings();
 });

@@ -84,10 +84,8 @@ pub enum ProjectionError {
         #[source]
         source: Box<CqlError>,
     },
-    #[error(
-        "scylla.keyspace {keyspace:?}: a keyspace name is 1 to 48 ASCII letters, digits or '_', starting with a letter"
-    )]
-    Keyspace { keyspace: String },
+    #[error("the Scylla settings")]
+    Settings(#[from] gallery_infra::Invalid),
     #[error("metadata lookup task failed")]
     Task(#[source] tokio::task::JoinError),
 }

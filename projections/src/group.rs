@@ -42,10 +42,7 @@ pub struct GroupSettings {
 
 impl Default for GroupSettings {
     fn default() -> Self {
-        Self {
-            session_timeout: Duration::from_secs(10),
-            instance_id: None,
-        }
+        crate::settings::ProjectionsSettings::default().group()
     }
 }
 

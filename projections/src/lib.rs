@@ -31,8 +31,8 @@
 //! projector's session loop), `consume` (reading the topics: batches, decoding, dead letters,
 //! partitions), `group` (consumer-group membership, rebalances, lag), `scylla` (the Scylla
 //! projector), `generations`, `rebuild` and `deployment` (generations of the read model, their
-//! rebuild and switch, the deployment a read model belongs to), `dead_letter`, `metrics`,
-//! `error`.
+//! rebuild and switch, the deployment a read model belongs to), `settings` (the `projections`
+//! section of the configuration), `dead_letter`, `metrics`, `error`.
 
 mod consume;
 mod dead_letter;
@@ -46,6 +46,7 @@ mod postgres;
 mod projector;
 mod rebuild;
 pub mod scylla;
+pub mod settings;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
 pub use deployment::ReadModelStore;

@@ -32,10 +32,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self {
-            capacity: 10_000,
-            ttl: Duration::from_secs(60),
-        }
+        crate::settings::QueryApiSettings::default().api().cache
     }
 }
 

@@ -65,20 +65,7 @@ pub struct ApiSettings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self {
-            consistency_timeout: Duration::from_secs(5),
-            cache: CacheSettings::default(),
-            max_depth: 16,
-            max_complexity: 500,
-            max_document_bytes: 65_536,
-            max_document_tokens: 10_000,
-            introspection: true,
-            query_timeout: Duration::from_secs(10),
-            persisted_queries: 1_000,
-            max_subscriptions_per_connection: 100,
-            max_websocket_connections: 10_000,
-            ws_init_timeout: Duration::from_secs(10),
-        }
+        crate::settings::QueryApiSettings::default().api()
     }
 }
 

@@ -1,6 +1,7 @@
 //! GraphQL over axum (async-graphql). Queries read the projections' tables; mutations call the
 //! write side's library ([`gallery_commands::Commands`] and [`gallery_commands::Accounts`]),
-//! exactly as the HTTP command service does, so they validate, authorize and fail alike.
+//! exactly as the HTTP command service does, so they validate, authorize and fail alike. Its
+//! sections of the configuration (`query_api`, `read`) are in [`settings`].
 
 mod cache;
 mod changes;
@@ -17,6 +18,7 @@ mod protect;
 mod query;
 mod read;
 mod schema;
+pub mod settings;
 mod subscription;
 mod ws;
 

@@ -24,6 +24,22 @@ pub struct DegradedLimits {
     pub max_side: u32,
 }
 
+impl DegradedLimits {
+    /// The backlog (messages) from which the painter counts as overloaded, by default: the
+    /// command side's threshold and the painter's start from the same figure.
+    pub const DEFAULT_BACKLOG_THRESHOLD: u64 = 200;
+}
+
+impl Default for DegradedLimits {
+    /// Ten steps and 256 pixels: a degraded request costs a small fraction of a full one.
+    fn default() -> Self {
+        Self {
+            max_steps: 10,
+            max_side: 256,
+        }
+    }
+}
+
 impl GenerationSize {
     /// This size within `limits`: the steps capped at `max_steps`, and the picture scaled
     /// down by [`fit`]. A size already within them comes back unchanged, so a caller tells

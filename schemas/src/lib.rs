@@ -5,7 +5,8 @@
 //! crate holds the Rust types of the events, the identifiers and texts they carry (parsed at
 //! the edge, never raw strings), the topic and group names, the statuses stored as text, the
 //! read model's name and announcements (`read_model`), the rule by which a generation is
-//! scaled down ([`generation_size`]), and the codec that frames events the Confluent way
+//! scaled down ([`generation_size`]), the `kafka` and `registry` sections of the configuration
+//! ([`settings`]), and the codec that frames events the Confluent way
 //! (magic byte, schema id, Avro body) through a schema registry.
 
 mod codec;
@@ -14,6 +15,7 @@ pub mod generation_size;
 mod ids;
 pub mod json_schema;
 pub mod read_model;
+pub mod settings;
 mod status;
 mod text;
 mod topics;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gallery::config::{ListenConfig, Secret};
+use gallery::config::Secret;
 use gallery::{Config, Roles, Running};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -63,9 +63,7 @@ impl TestEnv {
         let mut pg: tokio_postgres::Config = config.postgres.url.expose().parse().unwrap();
         pg.dbname(&db_name);
         config.postgres.url = Secret::new(pg_url(&pg));
-        config.commands = ListenConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
+        config.commands.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.query_api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.media.store_url = std::env::temp_dir()

@@ -19,7 +19,7 @@ pub fn with_scylla(mut env: TestEnv) -> TestEnv {
 
 pub async fn session(env: &TestEnv) -> Session {
     SessionBuilder::new()
-        .known_nodes(env.config.scylla_settings().nodes)
+        .known_nodes(env.config.scylla.contact_points())
         .build()
         .await
         .expect("connect to Cassandra (scripts/stack up cassandra)")

@@ -42,11 +42,7 @@ pub struct AccountSettings {
 
 impl Default for AccountSettings {
     fn default() -> Self {
-        Self {
-            access_ttl: Duration::from_secs(15 * 60),
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            hash_cost: HashCost::default(),
-        }
+        crate::settings::AccountsSettings::default().account_settings()
     }
 }
 

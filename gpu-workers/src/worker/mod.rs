@@ -172,28 +172,14 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
-    /// The defaults, for `worker_id` on `brokers`, in the deployment `topics`.
+    /// The defaults (of the `painter` section), for `worker_id` on `brokers`, in the
+    /// deployment `topics`.
     pub fn new(brokers: String, topics: Topics, worker_id: String) -> Self {
-        let group = format!("{}gpu-workers", topics.prefix());
-        Self {
-            brokers,
-            topics,
+        crate::settings::PainterSettings {
             worker_id,
-            group,
-            threads: 1,
-            max_held: 1000,
-            progress_interval: Duration::from_millis(500),
-            commit_interval: Duration::from_secs(1),
-            degradation: Degradation {
-                backlog_threshold: 200,
-                max_steps: 10,
-                max_side: 256,
-            },
-            max_prompt_chars: 1000,
-            dedup_window: 20_000,
-            thumbnail_side: 256,
-            source_limits: SourceLimits::default(),
+            ..crate::settings::PainterSettings::default()
         }
+        .worker_settings(brokers, topics, SourceLimits::default())
     }
 
     /// The producer's `transactional.id`: the worker id under the deployment's prefix, so

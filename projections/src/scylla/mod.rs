@@ -35,20 +35,48 @@ mod write;
 pub use projector::{ScyllaProjector, ScyllaProjectorConfig};
 pub use schema::{connect, migrate};
 
-/// How to reach the Scylla (or Cassandra) cluster and where the read model lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use gallery_infra::settings::{Invalid, at_least, invalid};
+
+/// How to reach the Scylla (or Cassandra) cluster and where the read model lives: the
+/// `scylla` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScyllaSettings {
-    /// Contact points, `host:port`.
-    pub nodes: Vec<String>,
+    /// Contact points, `host:port`, comma separated.
+    pub nodes: String,
     /// The keyspace of this deployment (created when missing).
     pub keyspace: String,
     /// Replicas of the keyspace (`SimpleStrategy`).
     pub replication_factor: u32,
 }
 
+impl Default for ScyllaSettings {
+    fn default() -> Self {
+        Self {
+            nodes: "127.0.0.1:9042".into(),
+            keyspace: "gallery".into(),
+            replication_factor: 1,
+        }
+    }
+}
+
 impl ScyllaSettings {
-    /// Checks the keyspace name, which is spliced into statements.
-    pub fn validate(&self) -> Result<(), crate::ProjectionError> {
+    /// The contact points, one per comma-separated entry of `nodes`.
+    pub fn contact_points(&self) -> Vec<String> {
+        self.nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Checks the nodes, the replicas and the keyspace name, which is spliced into statements.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.contact_points().is_empty() {
+            return Err(invalid("scylla.nodes", "must name at least one node"));
+        }
+        at_least("scylla.replication_factor", self.replication_factor, 1)?;
         let k = self.keyspace.as_bytes();
         let ok = (1..=48).contains(&k.len())
             && k.first().is_some_and(u8::is_ascii_alphabetic)
@@ -56,9 +84,14 @@ impl ScyllaSettings {
         if ok {
             Ok(())
         } else {
-            Err(crate::ProjectionError::Keyspace {
-                keyspace: self.keyspace.clone(),
-            })
+            Err(invalid(
+                "scylla.keyspace",
+                format!(
+                    "{:?} is not a keyspace name: 1 to 48 ASCII letters, digits or '_', \
+                     starting with a letter",
+                    self.keyspace
+                ),
+            ))
         }
     }
 }
@@ -78,10 +111,35 @@ mod tests {
 
     fn settings(keyspace: &str) -> ScyllaSettings {
         ScyllaSettings {
-            nodes: vec!["127.0.0.1:9042".into()],
             keyspace: keyspace.into(),
-            replication_factor: 1,
+            ..ScyllaSettings::default()
         }
+    }
+
+    #[test]
+    fn nodes_are_split_at_commas_and_some_are_needed() {
+        let two = ScyllaSettings {
+            nodes: " a:9042, ,b:9042 ".into(),
+            ..ScyllaSettings::default()
+        };
+        assert_eq!(two.contact_points(), vec!["a:9042", "b:9042"]);
+        assert_eq!(
+            ScyllaSettings::default().contact_points(),
+            vec!["127.0.0.1:9042".to_owned()]
+        );
+        let none = ScyllaSettings {
+            nodes: " , ".into(),
+            ..ScyllaSettings::default()
+        };
+        assert_eq!(none.validate().map_err(|e| e.key), Err("scylla.nodes"));
+        let no_replica = ScyllaSettings {
+            replication_factor: 0,
+            ..ScyllaSettings::default()
+        };
+        assert_eq!(
+            no_replica.validate().map_err(|e| e.key),
+            Err("scylla.replication_factor")
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ const TABLES: &[&str] = &[
 pub async fn connect(settings: &ScyllaSettings) -> Result<Session, ProjectionError> {
     settings.validate()?;
     SessionBuilder::new()
-        .known_nodes(&settings.nodes)
+        .known_nodes(settings.contact_points())
         .build()
         .await
         .map_err(ProjectionError::cql("connect"))

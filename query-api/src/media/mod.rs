@@ -70,12 +70,9 @@ pub struct MediaUrlSettings {
 }
 
 impl Default for MediaUrlSettings {
+    /// The development secret, an hour, URLs relative to the API.
     fn default() -> Self {
-        Self {
-            secret: MediaSecret::new(DEV_MEDIA_URL_SECRET.as_bytes()),
-            ttl: Duration::from_secs(3600),
-            public_base_url: None,
-        }
+        crate::settings::QueryApiSettings::default().media_url_settings()
     }
 }
 

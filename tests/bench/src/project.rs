@@ -263,7 +263,7 @@ pub fn run(args: &ProjectArgs) -> anyhow::Result<()> {
 
 async fn cleanup(deployment: &Deployment, keyspaces: &[String]) -> anyhow::Result<()> {
     let removed = deployment.remove().await;
-    if let Ok(session) = cql::connect(&deployment.base.scylla_settings().nodes).await {
+    if let Ok(session) = cql::connect(&deployment.base.scylla.contact_points()).await {
         for keyspace in keyspaces {
             cql::drop_keyspace(&session, keyspace).await?;
         }
@@ -544,8 +544,8 @@ async fn measure(
         m.rebuild = Some(took);
     }
     if args.measures(Only::Scylla) {
-        let settings = deployment.base.scylla_settings();
-        let session = cql::connect(&settings.nodes).await?;
+        let settings = deployment.base.scylla.clone();
+        let session = cql::connect(&settings.contact_points()).await?;
         let keyspace = &keyspaces[0];
         eprintln!("Scylla projector: applying {total} events into {keyspace}");
         let env = [
