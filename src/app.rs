@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use gallery_commands::{
-    Accounts, BacklogAdmission, BacklogConfig, BacklogMonitor, Commands, KafkaPublisher,
-    MediaStore, ProducerConfig, RateLimiter, StoreLocation, TokenKeys,
-};
-use gallery_projections::scylla::{ScyllaProjector, ScyllaProjectorConfig};
-use gallery_projections::{Projector, ProjectorConfig};
+use gallery_commands::write_side::{WriteDeps, WriteSettings, WriteSide};
+use gallery_commands::{MediaStore, StoreLocation, TokenKeys};
+use gallery_gpu_workers::settings::PainterDeps;
+use gallery_projections::settings::{Projectors, ProjectorsSettings};
+use gallery_query_api::settings::{Api, ApiDeps};
 use gallery_schemas::EventCodec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,20 +88,16 @@ pub enum StartError {
         #[source]
         source: gallery_projections::ProjectionError,
     },
-    #[error("Scylla reads")]
-    ScyllaReads(#[from] gallery_query_api::QueryError),
+    #[error("GraphQL API")]
+    Api(#[from] gallery_query_api::settings::BuildError),
+    #[error("write side")]
+    WriteSide(#[from] gallery_commands::write_side::BuildError),
     #[error("Postgres pool")]
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("image store")]
     Media(#[from] gallery_commands::MediaError),
-    #[error("signed image URLs")]
-    MediaUrls(#[from] gallery_query_api::MediaUrlError),
-    #[error("generation backlog monitor")]
-    Backlog(#[from] gallery_commands::backlog::BacklogError),
     #[error("write-side database")]
     CommandsDb(#[from] gallery_commands::db::DbError),
-    #[error("password hashing settings")]
-    Accounts(#[from] gallery_commands::accounts::HashError),
     #[error("AI painter")]
     Painter(#[from] gallery_gpu_workers::WorkerError),
     #[error("metrics")]
@@ -221,46 +216,6 @@ pub fn pg_pool(config: &Config) -> Result<Pool, StartError> {
         .build()?)
 }
 
-/// The write side's library: commands and accounts over one Kafka publisher and one pool.
-fn write_side(
-    config: &Config,
-    codec: &EventCodec,
-    keys: &Arc<TokenKeys>,
-    media: &MediaStore,
-) -> Result<(gallery_query_api::Writes, BacklogMonitor), StartError> {
-    let publisher = KafkaPublisher::new(
-        &ProducerConfig::from_settings(&config.kafka),
-        codec.clone(),
-        config.topics(),
-    )
-    .map_err(kafka_error(config))?;
-    let publisher = Arc::new(publisher);
-    let pool = pg_pool(config)?;
-    let accounts = Accounts::new(
-        pool.clone(),
-        publisher.clone(),
-        keys.clone(),
-        config.accounts.account_settings(),
-    )?;
-    let (monitor, backlog) = BacklogMonitor::new(&BacklogConfig {
-        interval: config.generation.backlog_interval(),
-        ..BacklogConfig::new(config.kafka.brokers.clone(), config.topics())
-    })?;
-    let admission = BacklogAdmission {
-        backlog,
-        policy: config.generation.policy(),
-        retry_after_secs: config.generation.retry_after_secs(),
-    };
-    let commands = Commands::new(publisher, pool)
-        .with_images(Arc::new(gallery_commands::LimitedImages {
-            store: media.clone(),
-            limits: config.media.limits,
-        }))
-        .with_admission(Arc::new(admission))
-        .with_limiter(Arc::new(RateLimiter::new(config.limits)));
-    Ok((gallery_query_api::Writes { commands, accounts }, monitor))
-}
-
 /// How long a starting role waits for the schema registry to answer (it may be starting too,
 /// or busy) before it gives up.
 const REGISTRY_PATIENCE: Duration = Duration::from_secs(60);
@@ -368,25 +323,43 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     // The command service and the GraphQL mutations share one write side: one idempotent
     // producer, one pool, one password hasher.
-    let writes = if let (true, Some(media)) = (roles.commands || roles.query_api, &media) {
-        let (writes, monitor) = write_side(config, &codec, &keys, media)?;
+    let writes = match (roles.commands || roles.query_api, &media) {
+        (true, Some(media)) => {
+            let write_side = WriteSide::build(
+                WriteSettings {
+                    kafka: &config.kafka,
+                    accounts: &config.accounts,
+                    limits: config.limits,
+                    generation: &config.generation,
+                    images: config.media.limits,
+                },
+                WriteDeps {
+                    codec: codec.clone(),
+                    pool: pg_pool(config)?,
+                    keys: keys.clone(),
+                    media: media.clone(),
+                },
+            )?;
+            Some(write_side)
+        }
+        _ => None,
+    };
+    let writes = writes.map(|w| {
         supervisor.spawn_infallible(
             "generation backlog monitor",
-            monitor.run(stopped(rx.clone())),
+            w.backlog.run(stopped(rx.clone())),
         );
-        Some(writes)
-    } else {
-        None
-    };
+        (w.commands, w.accounts)
+    });
 
-    if let (true, Some(writes)) = (roles.commands, &writes) {
-        let state = gallery_commands::http::HttpState {
-            commands: writes.commands.clone(),
+    if let (true, Some((commands, accounts))) = (roles.commands, &writes) {
+        let app = gallery_commands::http::router(gallery_commands::http::HttpState {
+            commands: commands.clone(),
             keys: keys.clone(),
-            accounts: writes.accounts.clone(),
-        };
+            accounts: accounts.clone(),
+        });
         let app = crate::edge::guard(
-            gallery_commands::http::router(state),
+            app,
             &config.http,
             crate::edge::Refusals {
                 too_large: gallery_commands::http::payload_too_large,
@@ -406,40 +379,31 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         running_commands = Some(addr);
     }
 
-    if let (true, Some(writes), Some(images)) = (roles.query_api, writes, media.clone()) {
-        let mut read = gallery_query_api::ReadModel::new(pg_pool(config)?);
-        if let Some(session) = scylla {
-            let reads = gallery_query_api::ScyllaReads::new(session, &config.scylla.keyspace)
-                .await?
-                .folding(vec![config.topics().interactions()]);
-            read = read
-                .with_interactions(gallery_query_api::InteractionStore::Scylla(Arc::new(reads)));
-        }
-        query_statements = Some(read.statements());
-        let feed = match config.read.store {
-            ReadStore::Postgres => gallery_query_api::ChangeFeed::new(),
-            ReadStore::Scylla => {
-                gallery_query_api::ChangeFeed::with_scylla(vec![config.topics().interactions()])
-            }
-        };
+    if let (true, Some((commands, accounts)), Some(images)) =
+        (roles.query_api, writes, media.clone())
+    {
+        let api = Api::build(
+            &config.query_api,
+            &config.read,
+            ApiDeps {
+                pool: pg_pool(config)?,
+                postgres_url: config.postgres.url.expose().to_owned(),
+                scylla: scylla.map(|s| (s, config.scylla.keyspace.clone())),
+                topics: config.topics(),
+                writes: gallery_query_api::Writes { commands, accounts },
+                keys: keys.clone(),
+                images,
+            },
+        )
+        .await?;
+        query_statements = Some(api.statements);
         supervisor.spawn_infallible(
             "read-model change feed",
-            feed.clone()
+            api.feed
                 .listen(config.postgres.url.expose().to_owned(), stopped(rx.clone())),
         );
-        let state = gallery_query_api::ApiState::new(
-            read,
-            writes,
-            keys.clone(),
-            feed,
-            config.query_api.api(),
-            gallery_query_api::Media {
-                store: images,
-                urls: gallery_query_api::MediaUrls::new(&config.query_api.media_url_settings())?,
-            },
-        );
         let app = crate::edge::guard(
-            gallery_query_api::router(state),
+            gallery_query_api::router(api.state),
             &config.http,
             crate::edge::Refusals {
                 too_large: gallery_query_api::payload_too_large,
@@ -460,36 +424,27 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
 
     if roles.projections {
-        let projector = Projector::new(projector_config(config), codec.clone())?;
-        supervisor.spawn_infallible("Postgres projector", projector.run(stopped(rx.clone())));
+        let projectors = Projectors::build(projectors_settings(config), codec.clone())?;
+        supervisor.spawn_infallible(
+            "Postgres projector",
+            projectors.postgres.run(stopped(rx.clone())),
+        );
         tracing::info!("projector running");
-        if config.read.store == ReadStore::Scylla {
-            let mut scylla = ScyllaProjectorConfig::new(
-                config.kafka.brokers.clone(),
-                config.topics(),
-                config.scylla.clone(),
-            );
-            scylla.group = config.projections.group();
-            scylla.max_batch = config.projections.scylla_max_batch;
-            scylla.announce_to = Some(config.postgres.url.expose().to_owned());
-            let projector = ScyllaProjector::new(scylla, codec.clone())?;
-            supervisor.spawn_infallible("Scylla projector", projector.run(stopped(rx.clone())));
+        if let Some(scylla) = projectors.scylla {
+            supervisor.spawn_infallible("Scylla projector", scylla.run(stopped(rx.clone())));
             tracing::info!(keyspace = %config.scylla.keyspace, "scylla projector running");
         }
     }
 
     if let (true, Some(media)) = (roles.painter, &media) {
-        let painters = gallery_gpu_workers::load_painters(
-            std::path::Path::new(&config.painter.models_dir),
-            config.painter.device,
-            config.painter.text_to_image,
-        );
-        let worker = gallery_gpu_workers::Worker::new(
+        let worker = gallery_gpu_workers::Worker::build(
+            &config.painter,
             config.painter_settings(),
-            codec.clone(),
-            media.object_store(),
-            matches!(media.location(), StoreLocation::S3 { .. }),
-            painters,
+            PainterDeps {
+                codec: codec.clone(),
+                store: media.object_store(),
+                content_types: matches!(media.location(), StoreLocation::S3 { .. }),
+            },
         )?;
         supervisor.spawn_infallible("painter", worker.run(stopped(rx.clone())));
         tracing::info!(worker = %config.painter.worker_id, "painter running");
@@ -515,7 +470,10 @@ pub async fn rebuild_read_model(
         .await
         .map_err(kafka_error(config))?;
     let codec = EventCodec::new(&config.registry())?;
-    Ok(gallery_projections::rebuild(projector_config(config), codec, options).await?)
+    Ok(
+        gallery_projections::rebuild(projectors_settings(config).postgres(), codec, options)
+            .await?,
+    )
 }
 
 /// Drops the generations of the read model that are no longer live (the `gallery projections
@@ -529,15 +487,14 @@ pub async fn collect_read_model_garbage(
     )
 }
 
-fn projector_config(config: &Config) -> ProjectorConfig {
-    let mut projector = ProjectorConfig::new(
-        config.kafka.brokers.clone(),
-        config.postgres.url.expose().to_owned(),
-        config.topics(),
-    );
-    projector.group = config.projections.group();
-    projector.max_batch = config.projections.max_batch;
-    projector
+/// The sections the projectors read; the Scylla read model's only with `read.store = "scylla"`.
+fn projectors_settings(config: &Config) -> ProjectorsSettings<'_> {
+    ProjectorsSettings {
+        kafka: &config.kafka,
+        postgres_url: config.postgres.url.expose(),
+        projections: &config.projections,
+        scylla: (config.read.store == ReadStore::Scylla).then_some(&config.scylla),
+    }
 }
 
 /// Prints a token for `user` (the `gallery token` command).

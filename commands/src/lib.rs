@@ -12,7 +12,7 @@
 //! and users), `media` (uploads and object storage), `http`, `body` and `openapi` (the HTTP
 //! service, its request bodies and its OpenAPI document), `error` (the one error model: code,
 //! status and public message of every failure), `settings` (the sections of the configuration
-//! it reads, with their defaults and checks), `metrics`.
+//! it reads, with their defaults and checks), `write_side` (the write side built from them), `metrics`.
 
 pub mod accounts;
 pub mod auth;
@@ -34,6 +34,7 @@ pub mod ratelimit;
 mod service;
 pub mod settings;
 mod state;
+pub mod write_side;
 
 pub use accounts::{AccountError, AccountSettings, Accounts, Session};
 pub use auth::{AuthError, Principal, TokenKeys};

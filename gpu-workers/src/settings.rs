@@ -1,5 +1,6 @@
 //! The `painter` section of the configuration: the generation worker and its models.
-//! Defaults and checks sit next to the fields; a refusal names its key.
+//! Defaults and checks sit next to the fields; a refusal names its key. [`Worker::build`] makes
+//! the painter of a role from it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,15 @@ use gallery_infra::settings::{Invalid, at_least, between, invalid, name};
 use gallery_schemas::{DegradedLimits, Prompt, Topics};
 use serde::{Deserialize, Serialize};
 
-use crate::{Degradation, DeviceChoice, SourceLimits, TextModel, WorkerSettings};
+use std::sync::Arc;
+
+use gallery_schemas::EventCodec;
+use object_store::ObjectStore;
+
+use crate::{
+    Degradation, DeviceChoice, SourceLimits, TextModel, Worker, WorkerError, WorkerSettings,
+    load_painters,
+};
 
 /// The `painter` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,6 +160,34 @@ impl PainterSettings {
             thumbnail_side: self.thumbnail_side,
             source_limits,
         }
+    }
+}
+
+/// What a painter shares with the rest of the process.
+#[derive(Debug, Clone)]
+pub struct PainterDeps {
+    pub codec: EventCodec,
+    /// Where sources are read and results stored: the process's one image store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Whether the store keeps each object's content type (as S3 does).
+    pub content_types: bool,
+}
+
+impl Worker {
+    /// The painter of a `painter` role: `worker` (its section on the deployment's brokers and
+    /// topics, see [`PainterSettings::worker_settings`]) with the models `settings` names,
+    /// loaded from its `models_dir` onto its `device`.
+    pub fn build(
+        settings: &PainterSettings,
+        worker: WorkerSettings,
+        deps: PainterDeps,
+    ) -> Result<Self, WorkerError> {
+        let painters = load_painters(
+            std::path::Path::new(&settings.models_dir),
+            settings.device,
+            settings.text_to_image,
+        );
+        Worker::new(worker, deps.codec, deps.store, deps.content_types, painters)
     }
 }
 

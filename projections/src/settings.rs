@@ -1,15 +1,18 @@
 //! The `projections` section of the configuration: how the projectors share their consumer
-//! groups and how much they apply at once. (The `scylla` section is
-//! [`crate::scylla::ScyllaSettings`].) Defaults and checks sit next to the fields.
+//! groups and how much they apply at once (the `scylla` section is
+//! [`crate::scylla::ScyllaSettings`]), with its defaults and checks next to the fields; and the
+//! projectors of a role built from the sections they read ([`Projectors::build`]).
 
 use std::time::Duration;
 
 use gallery_infra::settings::{Invalid, between, name};
 use serde::{Deserialize, Serialize};
 
-use crate::GroupSettings;
-use crate::ProjectorConfig;
-use crate::scylla::ScyllaProjectorConfig;
+use gallery_schemas::EventCodec;
+use gallery_schemas::settings::KafkaSettings;
+
+use crate::scylla::{ScyllaProjector, ScyllaProjectorConfig, ScyllaSettings};
+use crate::{GroupSettings, ProjectionError, Projector, ProjectorConfig};
 
 /// Most messages a projector batch may hold (a batch is decoded and planned in memory).
 pub const MAX_BATCH: usize = 50_000;
@@ -68,6 +71,67 @@ impl ProjectionsSettings {
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             instance_id: self.instance_id.clone(),
         }
+    }
+}
+
+/// The sections the projectors read.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectorsSettings<'a> {
+    pub kafka: &'a KafkaSettings,
+    /// The read model's database (the `postgres` section's URL).
+    pub postgres_url: &'a str,
+    pub projections: &'a ProjectionsSettings,
+    /// The Scylla read model, when the interactions are read from it (`read.store = "scylla"`).
+    pub scylla: Option<&'a ScyllaSettings>,
+}
+
+impl ProjectorsSettings<'_> {
+    /// The live Postgres projector's configuration (a rebuild starts from it too).
+    pub fn postgres(&self) -> ProjectorConfig {
+        ProjectorConfig {
+            group: self.projections.group(),
+            max_batch: self.projections.max_batch,
+            ..ProjectorConfig::new(
+                self.kafka.brokers.clone(),
+                self.postgres_url.to_owned(),
+                self.kafka.topics(),
+            )
+        }
+    }
+}
+
+/// The projectors of a `projections` role: the Postgres one, and the Scylla one when Scylla
+/// holds a read model. Cheap to build; each runs until its stop.
+#[derive(Debug)]
+pub struct Projectors {
+    pub postgres: Projector,
+    pub scylla: Option<ScyllaProjector>,
+}
+
+impl Projectors {
+    pub fn build(
+        settings: ProjectorsSettings<'_>,
+        codec: EventCodec,
+    ) -> Result<Self, ProjectionError> {
+        let postgres = Projector::new(settings.postgres(), codec.clone())?;
+        let scylla = match settings.scylla {
+            Some(scylla) => {
+                let config = ScyllaProjectorConfig {
+                    group: settings.projections.group(),
+                    max_batch: settings.projections.scylla_max_batch,
+                    // The query API's caches, subscriptions and read-your-writes follow it.
+                    announce_to: Some(settings.postgres_url.to_owned()),
+                    ..ScyllaProjectorConfig::new(
+                        settings.kafka.brokers.clone(),
+                        settings.kafka.topics(),
+                        scylla.clone(),
+                    )
+                };
+                Some(ScyllaProjector::new(config, codec)?)
+            }
+            None => None,
+        };
+        Ok(Self { postgres, scylla })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The sections of the configuration the GraphQL API reads: `query_api` (where it listens,
 //! how it protects and answers, how image URLs are signed) and `read` (which store the
 //! interactions are read from). Defaults and checks sit next to the fields; a refusal names
-//! its key.
+//! its key. [`Api::build`] makes the API of a role from them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,9 +10,19 @@ use gallery_infra::Secret;
 use gallery_infra::settings::{Invalid, between, invalid};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use gallery_commands::{MediaStore, TokenKeys};
+use gallery_schemas::Topics;
+
 use crate::guard::MAX_DEPTH_LIMIT;
 use crate::{
     ApiSettings, CacheSettings, DEV_MEDIA_URL_SECRET, MediaSecret, MediaUrlSettings, MediaUrls,
+};
+use crate::{
+    ApiState, ChangeFeed, InteractionStore, Media, MediaUrlError, QueryError, ReadModel,
+    ScyllaReads, StatementCounter, Writes,
 };
 
 /// The `query_api` section.
@@ -218,6 +228,78 @@ pub struct ReadSettings {
     /// and comments are read from (everything else is read from Postgres). With `scylla`, the
     /// projections role runs the Scylla projector besides the Postgres one.
     pub store: ReadStore,
+}
+
+/// What the API shares with the rest of the process.
+#[derive(Debug)]
+pub struct ApiDeps {
+    /// The read model's database, and its URL for the change feed's `LISTEN`.
+    pub pool: Pool,
+    pub postgres_url: String,
+    /// The session and keyspace of the Scylla read model, with `read.store = "scylla"`.
+    pub scylla: Option<(scylla::client::session::Session, String)>,
+    pub topics: Topics,
+    /// The write side the mutations run on.
+    pub writes: Writes,
+    pub keys: Arc<TokenKeys>,
+    /// The process's one image store.
+    pub images: MediaStore,
+}
+
+/// Why the API could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("Scylla reads")]
+    Scylla(#[from] QueryError),
+    #[error("signed image URLs")]
+    MediaUrls(#[from] MediaUrlError),
+}
+
+/// The GraphQL API of a `query-api` role, built: its state (for [`crate::router`]), the change
+/// feed that must listen for the read model's changes, and the count of its statements.
+#[derive(Debug)]
+pub struct Api {
+    pub state: ApiState,
+    pub feed: ChangeFeed,
+    pub statements: StatementCounter,
+}
+
+impl Api {
+    pub async fn build(
+        settings: &QueryApiSettings,
+        read: &ReadSettings,
+        deps: ApiDeps,
+    ) -> Result<Self, BuildError> {
+        let interactions = vec![deps.topics.interactions()];
+        let mut model = ReadModel::new(deps.pool);
+        let feed = match (read.store, deps.scylla) {
+            (ReadStore::Scylla, Some((session, keyspace))) => {
+                let reads = ScyllaReads::new(session, &keyspace)
+                    .await?
+                    .folding(interactions.clone());
+                model = model.with_interactions(InteractionStore::Scylla(Arc::new(reads)));
+                ChangeFeed::with_scylla(interactions)
+            }
+            _ => ChangeFeed::new(),
+        };
+        let statements = model.statements();
+        let state = ApiState::new(
+            model,
+            deps.writes,
+            deps.keys,
+            feed.clone(),
+            settings.api(),
+            Media {
+                store: deps.images,
+                urls: MediaUrls::new(&settings.media_url_settings())?,
+            },
+        );
+        Ok(Self {
+            state,
+            feed,
+            statements,
+        })
+    }
 }
 
 #[cfg(test)]
