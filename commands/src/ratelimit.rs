@@ -1,19 +1,23 @@
 //! Rate limits per subject (a user, or a client address) and per class of command.
 //!
-//! The limiter is GCRA (the generic cell rate algorithm, a token bucket kept as one instant
-//! per key): a quota of `q` per minute admits a burst of `q` commands, then one every
-//! `60 s / q`. Time comes from an injected [`Clock`], so tests are deterministic. Keys whose
-//! bucket is full again are pruned periodically: such a key behaves exactly like an absent
-//! one, so memory stays bounded by the keys active in the last minute.
+//! The limiter is `governor`'s keyed GCRA (the generic cell rate algorithm, a token bucket
+//! kept as one instant per key), one per class: a quota of `q` per minute admits a burst of
+//! `q` commands, then one every `60 s / q`. Time comes from a `governor` clock, so tests are
+//! deterministic ([`ManualClock`]). Keys whose bucket is full again are pruned periodically:
+//! such a key behaves exactly like an absent one, so memory stays bounded by the keys active in
+//! the last minute.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gallery_schemas::UserId;
+use governor::clock::{Clock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter as Gcra};
 
 /// What a limit applies to. Each class has its own quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +39,16 @@ impl CommandClass {
         CommandClass::Catalog,
         CommandClass::Auth,
     ];
+
+    /// Its place in [`CommandClass::ALL`].
+    fn index(self) -> usize {
+        match self {
+            CommandClass::Generation => 0,
+            CommandClass::Interactions => 1,
+            CommandClass::Catalog => 2,
+            CommandClass::Auth => 3,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,68 +151,30 @@ impl RateLimited {
     }
 }
 
-/// The limiter's notion of now, as time elapsed since an arbitrary fixed origin.
-pub trait Clock: Send + Sync + fmt::Debug {
-    fn now(&self) -> Duration;
-}
-
 /// The monotonic system clock.
-#[derive(Debug)]
-pub struct SystemClock {
-    origin: Instant,
-}
+pub type SystemClock = governor::clock::DefaultClock;
 
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-}
-
-/// A clock that moves only when told to (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    nanos: AtomicU64,
-}
-
-impl ManualClock {
-    pub fn advance(&self, by: Duration) {
-        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.fetch_add(by, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
-    }
-}
+/// A clock that moves only when told to (`advance`; tests). Clones share one time.
+pub type ManualClock = governor::clock::FakeRelativeClock;
 
 /// How often idle keys are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Default)]
-struct Buckets {
-    /// Theoretical arrival time of the next command, per key (GCRA state).
-    tat: HashMap<(SubjectKey, CommandClass), Duration>,
-    last_prune: Duration,
-}
+/// The buckets of one class, one per subject.
+type Buckets<C> =
+    Gcra<SubjectKey, DashMapStateStore<SubjectKey>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Admits or refuses commands per (subject, class). Cheap to share behind an `Arc`.
 pub struct RateLimiter<C: Clock = SystemClock> {
     limits: RateLimits,
     clock: C,
-    buckets: Mutex<Buckets>,
+    /// Per class (in the order of [`CommandClass::ALL`]); none for an unlimited class.
+    classes: [Option<Buckets<C>>; 4],
+    /// When the idle keys were last pruned.
+    pruned: Mutex<C::Instant>,
 }
 
-impl<C: Clock> fmt::Debug for RateLimiter<C> {
+impl<C: Clock + Clone> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("limits", &self.limits)
@@ -213,12 +189,17 @@ impl RateLimiter<SystemClock> {
     }
 }
 
-impl<C: Clock> RateLimiter<C> {
+impl<C: Clock + Clone> RateLimiter<C> {
     pub fn with_clock(limits: RateLimits, clock: C) -> Self {
+        let classes = CommandClass::ALL.map(|class| {
+            NonZeroU32::new(limits.per_minute(class))
+                .map(|q| Gcra::dashmap_with_clock(Quota::per_minute(q), clock.clone()))
+        });
         Self {
             limits,
+            pruned: Mutex::new(clock.now()),
             clock,
-            buckets: Mutex::new(Buckets::default()),
+            classes,
         }
     }
 
@@ -233,39 +214,36 @@ impl<C: Clock> RateLimiter<C> {
     /// Admits one command of `class` by `subject`, or says when to retry. An admitted command
     /// uses up quota; a refused one does not.
     pub fn check(&self, subject: Subject<'_>, class: CommandClass) -> Result<(), RateLimited> {
-        let quota = self.limits.per_minute(class);
-        if quota == 0 {
+        let Some(buckets) = &self.classes[class.index()] else {
             return Ok(());
-        }
-        let interval = Duration::from_secs(60) / quota;
-        let burst = interval.saturating_mul(quota);
-        let now = self.clock.now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if now.saturating_sub(buckets.last_prune) >= PRUNE_EVERY {
-            buckets.tat.retain(|_, tat| *tat > now);
-            buckets.last_prune = now;
-        }
-        let key = (SubjectKey::from(subject), class);
-        let tat = buckets.tat.get(&key).copied().unwrap_or(now).max(now);
-        let next = tat.saturating_add(interval);
-        let allowed_from = next.saturating_sub(burst);
-        if allowed_from > now {
-            return Err(RateLimited {
+        };
+        self.prune_when_due();
+        buckets
+            .check_key(&SubjectKey::from(subject))
+            .map_err(|not_until| RateLimited {
                 class,
-                retry_after: allowed_from.saturating_sub(now),
-            });
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
+    }
+
+    /// Forgets the keys whose bucket is full again, once every [`PRUNE_EVERY`].
+    fn prune_when_due(&self) {
+        let now = self.clock.now();
+        let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
+        if Duration::from(now.duration_since(*pruned)) < PRUNE_EVERY {
+            return;
         }
-        buckets.tat.insert(key, next);
-        Ok(())
+        *pruned = now;
+        drop(pruned);
+        for buckets in self.classes.iter().flatten() {
+            buckets.retain_recent();
+            buckets.shrink_to_fit();
+        }
     }
 
     /// How many (subject, class) keys are remembered (for tests and metrics).
     pub fn tracked_keys(&self) -> usize {
-        self.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tat
-            .len()
+        self.classes.iter().flatten().map(Buckets::len).sum()
     }
 }
 
