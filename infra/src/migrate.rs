@@ -9,6 +9,14 @@
 //!
 //! Steps are append-only: a released step is never edited, a change is a new step. Their SQL
 //! lives in `.sql` files beside the crate that owns the tables, included at compile time.
+//!
+//! Written here rather than taken from `refinery` (which runs `.sql` files on tokio-postgres
+//! too): refinery opens and commits its own transactions on the client it is given, so the
+//! read model's migrations could not commit together with the generation they are applied to
+//! (a rebuild applies every step into a new, not yet live schema, then the views are pointed
+//! at it in the same transaction), and it takes no lock, so two roles starting at once would
+//! both apply a step. Both are what this runner is for; the rest (numbered steps, a history
+//! table, SQL included at compile time) is a few lines.
 
 use tokio_postgres::Transaction;
 
