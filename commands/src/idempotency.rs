@@ -19,7 +19,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::db::DbError;
-use crate::service::Encoded;
+use crate::ports::Encoded;
 use gallery_infra::Columns;
 
 /// Namespace of the ids derived from idempotency keys.

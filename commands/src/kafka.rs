@@ -28,7 +28,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
 use crate::lookup::{LookupError, Marks};
-use crate::service::{
+use crate::ports::{
     DecodeFuture, EncodeFuture, Encoded, EventPublisher, FindFuture, PublishError, PublishFuture,
 };
 use gallery_schemas::settings::KafkaSettings;

@@ -3,12 +3,14 @@
 //!
 //! What each module owns: `decide` (the pure rules: a command and the state it needs in, events
 //! or a refusal out), `ops` (every command as a method of [`Commands`]: load the state, decide,
-//! publish, record), `service` (the [`Commands`] library and the publisher it sends through),
-//! `state` (the aggregate state commands are decided on, rows in Postgres), `db` (the
+//! publish, record), `library` (the [`Commands`] library), `ports` (what it is given: the
+//! publisher it sends through, the image store, the admission of generation requests),
+//! `repository` (the aggregate state commands are decided on, rows in Postgres), `db` (the
 //! `commands` schema: its migrations in `migrations/*.sql`, connections, errors),
 //! `idempotency` (keys, attempts and takeovers), `kafka` and `lookup` (the publisher, and the
 //! search for an earlier attempt's event), `placement` (which partition a key goes to),
-//! `backlog` (the generation backlog and admission), `ratelimit`, `auth` and `accounts` (tokens
+//! `painter_backlog` (the painter's backlog, measured, and the admission of generation requests
+//! by it), `ratelimit`, `auth` and `accounts` (tokens
 //! and users), `media` (uploads and object storage), `http`, `body` and `openapi` (the HTTP
 //! service, its request bodies and its OpenAPI document), `error` (the one error model: code,
 //! status and public message of every failure), `settings` (the sections of the configuration
@@ -16,7 +18,6 @@
 
 pub mod accounts;
 pub mod auth;
-pub mod backlog;
 pub mod body;
 pub mod db;
 pub mod decide;
@@ -24,35 +25,37 @@ mod error;
 pub mod http;
 pub mod idempotency;
 mod kafka;
+mod library;
 mod lookup;
 pub mod media;
 pub mod metrics;
 pub mod openapi;
 mod ops;
+pub mod painter_backlog;
 pub mod placement;
+mod ports;
 pub mod ratelimit;
-mod service;
+mod repository;
 pub mod settings;
-mod state;
 pub mod write_side;
 
 pub use accounts::{AccountError, AccountSettings, Accounts, Session};
 pub use auth::{AuthError, Principal, TokenKeys};
-pub use backlog::{
-    Backlog, BacklogAdmission, BacklogConfig, BacklogMonitor, GenerationPolicy, OverloadPolicy,
-};
 pub use body::BodyError;
 pub use error::{Code, CommandError};
 pub use kafka::{BrokerHealth, KafkaPublisher, ProducerConfig, producer_client_config};
+pub use library::{Accepted, Commands, Context};
 pub use lookup::LookupError;
 pub use media::{
     ImageFormat, ImageInfo, ImageLimits, LimitedImages, MediaConfig, MediaError, MediaStore,
     StoreLocation, check_image,
 };
 pub use ops::{ArtworkUpload, GenerationInput};
-pub use ratelimit::{CommandClass, RateLimited, RateLimiter, RateLimits, Subject};
-pub use service::{
-    Accepted, AdmissionPolicy, AlwaysAdmit, Commands, Context, DecodeFuture, EncodeFuture, Encoded,
-    EventPublisher, FindFuture, ImageFuture, ImageKind, ImageStore, Overload, PublishError,
-    PublishFuture,
+pub use painter_backlog::{
+    Backlog, BacklogAdmission, BacklogConfig, BacklogMonitor, GenerationPolicy, OverloadPolicy,
 };
+pub use ports::{
+    AdmissionPolicy, AlwaysAdmit, DecodeFuture, EncodeFuture, Encoded, EventPublisher, FindFuture,
+    ImageFuture, ImageKind, ImageStore, Overload, PublishError, PublishFuture,
+};
+pub use ratelimit::{CommandClass, RateLimited, RateLimiter, RateLimits, Subject};

@@ -37,7 +37,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::placement::partition_of;
-use crate::service::Encoded;
+use crate::ports::Encoded;
 
 /// Searching starts this long before the decision time, for the clocks' disagreement.
 pub const SKEW_MARGIN: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@ use gallery_schemas::EventCodec;
 use gallery_schemas::settings::KafkaSettings;
 
 use crate::accounts::HashError;
-use crate::backlog::BacklogError;
+use crate::painter_backlog::BacklogError;
 use crate::settings::{AccountsSettings, GenerationSettings};
 use crate::{
     Accounts, BacklogAdmission, BacklogConfig, BacklogMonitor, Commands, ImageLimits,

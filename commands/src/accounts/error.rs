@@ -10,7 +10,7 @@ use super::token::RandomError;
 use crate::auth::AuthError;
 use crate::body::BodyError;
 use crate::db::DbError;
-use crate::service::PublishError;
+use crate::ports::PublishError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {

@@ -28,7 +28,7 @@ pub use token::{RandomError, RefreshToken};
 
 use crate::auth::{Principal, TokenKeys};
 use crate::db::DbError;
-use crate::service::EventPublisher;
+use crate::ports::EventPublisher;
 use password::PasswordHasher;
 use rules::{RefreshDecision, RefreshRejection, decide_refresh};
 

@@ -19,7 +19,7 @@ use crate::body::BodyError;
 use crate::db::DbError;
 use crate::decide::Refusal;
 use crate::media::MediaError;
-use crate::service::PublishError;
+use crate::ports::PublishError;
 
 const INTERNAL: &str = "internal error";
 

@@ -17,8 +17,8 @@ use crate::db::DbError;
 use crate::decide::Refusal;
 use crate::idempotency::BadKey;
 use crate::media::MediaError;
+use crate::ports::PublishError;
 use crate::ratelimit::RateLimited;
-use crate::service::PublishError;
 
 /// What a client is told to wait before retrying an unavailable event store, in seconds.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;

@@ -26,9 +26,9 @@ use crate::decide::Refusal;
 use crate::decide::catalog::NewExhibition;
 use crate::error::CommandError;
 use crate::idempotency::IdempotencyKey;
+use crate::library::{Accepted, Commands, Context};
 use crate::ops::GenerationInput;
 use crate::ratelimit::CommandClass;
-use crate::service::{Accepted, Commands, Context};
 
 /// The answer to a request whose body is larger than `limit` bytes (announced or sent): the
 /// HTTP edge that serves the routes cuts every body at one limit and answers with this.

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::accounts::AccountSettings;
-use crate::service::{
+use crate::ports::{
     DecodeFuture, EncodeFuture, Encoded, EventPublisher, FindFuture, PublishError, PublishFuture,
 };
 

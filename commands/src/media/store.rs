@@ -413,12 +413,12 @@ pub struct LimitedImages {
     pub limits: ImageLimits,
 }
 
-impl crate::service::ImageStore for LimitedImages {
+impl crate::ports::ImageStore for LimitedImages {
     fn put_image(
         &self,
         bytes: Vec<u8>,
-        _kind: crate::service::ImageKind,
-    ) -> crate::service::ImageFuture<'_> {
+        _kind: crate::ports::ImageKind,
+    ) -> crate::ports::ImageFuture<'_> {
         Box::pin(async move {
             Ok(self
                 .store

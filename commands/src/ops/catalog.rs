@@ -7,9 +7,10 @@ use uuid::Uuid;
 use crate::decide::catalog::{self as rules, NewArtwork, NewExhibition};
 use crate::error::CommandError;
 use crate::idempotency::fingerprint;
+use crate::library::{Accepted, Commands, Context, now_ms};
+use crate::ports::ImageKind;
 use crate::ratelimit::CommandClass;
-use crate::service::{Accepted, Commands, Context, ImageKind, now_ms};
-use crate::state;
+use crate::repository;
 
 /// A rule deciding an exhibition-wide change (publish, close).
 type ExhibitionRule = fn(
@@ -87,7 +88,7 @@ impl Commands {
                 {
                     let mut client = self.client().await?;
                     let tx = Self::begin(&mut client).await?;
-                    let current = state::exhibition(&tx, exhibition_id).await?;
+                    let current = repository::exhibition(&tx, exhibition_id).await?;
                     rules::authorize_edit(cx.who, current.as_ref())?;
                     rules::check_artwork(&upload.details)?;
                 }
@@ -99,7 +100,7 @@ impl Commands {
                     .map_err(crate::decide::Refusal::id("artwork id"))?;
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                let current = state::exhibition(&tx, exhibition_id).await?;
+                let current = repository::exhibition(&tx, exhibition_id).await?;
                 let event = rules::add_artwork(
                     cx.who,
                     current.as_ref(),
@@ -133,8 +134,8 @@ impl Commands {
             |ids| async move {
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                let current = state::exhibition(&tx, exhibition_id).await?;
-                let artwork_in = state::artwork_exhibition(&tx, artwork_id).await?;
+                let current = repository::exhibition(&tx, exhibition_id).await?;
+                let artwork_in = repository::artwork_exhibition(&tx, artwork_id).await?;
                 let event = rules::remove_artwork(
                     cx.who,
                     current.as_ref(),
@@ -189,7 +190,7 @@ impl Commands {
             |ids| async move {
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                let current = state::exhibition(&tx, exhibition_id).await?;
+                let current = repository::exhibition(&tx, exhibition_id).await?;
                 let event = rule(
                     cx.who,
                     current.as_ref(),

@@ -8,9 +8,10 @@ use crate::decide::Refusal;
 use crate::decide::generation::{self as rules, Params};
 use crate::error::CommandError;
 use crate::idempotency::{IdempotencyKey, fingerprint};
+use crate::library::{Accepted, Commands, Context, now_ms};
+use crate::ports::ImageKind;
 use crate::ratelimit::CommandClass;
-use crate::service::{Accepted, Commands, Context, ImageKind, now_ms};
-use crate::state;
+use crate::repository;
 
 /// A generation request as a client sends it.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ impl Commands {
                 );
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                if !state::reserve_generation(&tx, request_id, &cx.who.user).await? {
+                if !repository::reserve_generation(&tx, request_id, &cx.who.user).await? {
                     return Err(Refusal::Conflict {
                         reason: "this request id is already used",
                     }
@@ -115,7 +116,7 @@ impl Commands {
             |ids| async move {
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                let current = state::generation(&tx, request_id).await?;
+                let current = repository::generation(&tx, request_id).await?;
                 let event = rules::cancel(
                     cx.who,
                     current.as_ref(),

@@ -8,9 +8,9 @@ use crate::auth::Principal;
 use crate::decide::interactions as rules;
 use crate::error::CommandError;
 use crate::idempotency::{IdempotencyKey, Ids};
+use crate::library::{Accepted, Commands, Context, now_ms};
 use crate::ratelimit::CommandClass;
-use crate::service::{Accepted, Commands, Context, now_ms};
-use crate::state;
+use crate::repository;
 
 impl Commands {
     /// The caller sets their like of `artwork`.
@@ -104,7 +104,7 @@ impl Commands {
             |ids| async move {
                 let mut client = self.client().await?;
                 let tx = Self::begin(&mut client).await?;
-                let current = state::comment(&tx, comment_id).await?;
+                let current = repository::comment(&tx, comment_id).await?;
                 let event = rules::delete_comment(
                     cx.who,
                     artwork,

@@ -53,8 +53,8 @@ pub struct BacklogAdmission {
     pub retry_after_secs: u64,
 }
 
-impl crate::service::AdmissionPolicy for BacklogAdmission {
-    fn admit(&self) -> Result<crate::decide::generation::Admission, crate::service::Overload> {
+impl crate::ports::AdmissionPolicy for BacklogAdmission {
+    fn admit(&self) -> Result<crate::decide::generation::Admission, crate::ports::Overload> {
         use crate::decide::generation::Admission as Decided;
         let backlog = self.backlog.current();
         let overloaded = backlog.is_some_and(|b| b >= self.policy.backlog_threshold);
@@ -62,7 +62,7 @@ impl crate::service::AdmissionPolicy for BacklogAdmission {
             return Ok(Decided::Normal);
         }
         match self.policy.overload {
-            OverloadPolicy::Refuse => Err(crate::service::Overload {
+            OverloadPolicy::Refuse => Err(crate::ports::Overload {
                 backlog: backlog.unwrap_or(0),
                 retry_after: self.retry_after_secs,
             }),
@@ -300,7 +300,7 @@ mod tests {
     use super::*;
 
     use crate::decide::generation::Admission;
-    use crate::service::{AdmissionPolicy, Overload};
+    use crate::ports::{AdmissionPolicy, Overload};
 
     fn admission(backlog: Option<u64>, policy: GenerationPolicy) -> Result<Admission, Overload> {
         let measured = Backlog::unknown();
