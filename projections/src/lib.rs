@@ -53,6 +53,7 @@ pub use deployment::ReadModelStore;
 pub use error::{CqlError, ProjectionError};
 pub use generations::Generation;
 pub use group::GroupSettings;
+pub use postgres::generation::{COLUMNS as JOB_COLUMNS, JobRowError, read_row as read_job_row};
 pub use postgres::{PostgresStore, migrate};
 pub use projector::{Projector, ProjectorConfig, Target};
 pub use rebuild::{

@@ -1,7 +1,7 @@
 //! The Postgres read model, and the offsets stored with it.
 
 mod catalog;
-mod generation;
+pub(crate) mod generation;
 mod interactions;
 mod users;
 

@@ -12,7 +12,7 @@ use crate::changes::{Change, ChangeFeed};
 use crate::error::QueryError;
 use crate::live::LiveStats;
 use crate::query::{ArtworkStats, GenerationJob};
-use crate::read::{JobRecord, ReadModel, Stats};
+use crate::read::{JobRow, ReadModel, Stats};
 use crate::schema::Caller;
 
 #[derive(Debug, Default)]
@@ -56,7 +56,7 @@ async fn next_change(
 }
 
 /// Whether `who` may follow `job`.
-fn allowed(who: &Principal, job: &JobRecord) -> bool {
+fn allowed(who: &Principal, job: &JobRow) -> bool {
     job.user_id == who.user.as_str() || who.role == Role::Admin
 }
 
@@ -127,7 +127,7 @@ struct JobFollower {
     read: ReadModel,
     who: Principal,
     /// The job as last sent.
-    last: Option<JobRecord>,
+    last: Option<JobRow>,
     first: bool,
     /// Nothing more to send: the job is final, or the caller may not follow it.
     done: bool,

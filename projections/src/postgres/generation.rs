@@ -14,7 +14,8 @@ use crate::fold::generation::{
 use gallery_infra::Columns;
 
 /// Every column of `generation_jobs`, in the order of [`Values::params`].
-const COLUMNS: &str = "request_id, user_id, mode, prompt, negative_prompt, style, seed, steps,
+/// Every column of a `generation_jobs` row, in the order the upsert binds them.
+pub const COLUMNS: &str = "request_id, user_id, mode, prompt, negative_prompt, style, seed, steps,
     width, height, source_image_key, degraded, status, requested_at_ms, cancelled_at_ms,
     finished_at_ms, model, started_at_ms, progress_step, progress_steps, progress_at_ms,
     result_image_key, result_image_content_type, result_image_width, result_image_height,
@@ -133,7 +134,7 @@ const RESULT_THUMBNAIL: ImageColumnNames = [
 ];
 
 /// The image in `columns`, if every one of them is set.
-fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, ProjectionError> {
+fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, JobRowError> {
     let [key, content_type, width, height, size_bytes] = columns;
     Ok(
         match (
@@ -157,13 +158,32 @@ fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, Proj
     )
 }
 
-fn read_row(r: &Row) -> Result<JobRow, ProjectionError> {
+/// A job that could not be read from its row.
+#[derive(Debug, thiserror::Error)]
+pub enum JobRowError {
+    #[error(transparent)]
+    Column(#[from] gallery_infra::ColumnError),
+    #[error("stored generation_jobs.status holds an unknown value {0:?}")]
+    Status(String),
+}
+
+impl From<JobRowError> for ProjectionError {
+    fn from(e: JobRowError) -> Self {
+        match e {
+            JobRowError::Column(c) => ProjectionError::Column(c),
+            JobRowError::Status(value) => ProjectionError::Stored {
+                table: "generation_jobs",
+                column: "status",
+                value,
+            },
+        }
+    }
+}
+
+/// The job in a row of [`COLUMNS`]: what the projector folds on and the query API serves.
+pub fn read_row(r: &Row) -> Result<JobRow, JobRowError> {
     let status: String = r.column("status")?;
-    let status: JobStatus = status.parse().map_err(|_| ProjectionError::Stored {
-        table: "generation_jobs",
-        column: "status",
-        value: status,
-    })?;
+    let status: JobStatus = status.parse().map_err(|_| JobRowError::Status(status))?;
     let progress = match (
         r.column("progress_step")?,
         r.column("progress_steps")?,

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::datetime;
 use crate::media::signed_url;
-use crate::read::{ImageRecord, JobRecord, ProgressRecord, ResultRecord};
+use crate::read::{JobResult, JobRow, Progress, StoredImage};
 
 /// What the AI painter is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -38,7 +38,7 @@ pub enum GenerationStatus {
 
 /// How far the AI painter is.
 #[derive(Debug)]
-pub struct GenerationProgress(ProgressRecord);
+pub struct GenerationProgress(Progress);
 
 /// How far the AI painter is: steps done of all.
 #[Object]
@@ -69,7 +69,7 @@ impl GenerationProgress {
 
 /// A result image in object storage, content-addressed.
 #[derive(Debug)]
-pub struct GeneratedImage(ImageRecord);
+pub struct GeneratedImage(StoredImage);
 
 /// A result image in object storage, content-addressed.
 #[Object]
@@ -109,7 +109,7 @@ impl GeneratedImage {
 /// What a completed job produced.
 #[derive(Debug)]
 pub struct GenerationResult {
-    record: ResultRecord,
+    record: JobResult,
     model: Option<String>,
 }
 
@@ -169,10 +169,10 @@ pub struct GenerationFailure {
 
 /// A generation job.
 #[derive(Debug)]
-pub struct GenerationJob(JobRecord);
+pub struct GenerationJob(JobRow);
 
-impl From<JobRecord> for GenerationJob {
-    fn from(record: JobRecord) -> Self {
+impl From<JobRow> for GenerationJob {
+    fn from(record: JobRow) -> Self {
         GenerationJob(record)
     }
 }
@@ -182,7 +182,7 @@ impl From<JobRecord> for GenerationJob {
 impl GenerationJob {
     /// The request id (a UUID).
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.0.request_id.to_string())
     }
 
     /// Who asked for it.
@@ -248,7 +248,7 @@ impl GenerationJob {
     /// The pictures, once completed.
     async fn result(&self) -> Option<GenerationResult> {
         self.0.result.clone().map(|record| GenerationResult {
-            record,
+            record: *record,
             model: self.0.model.clone(),
         })
     }

@@ -89,7 +89,7 @@ impl ViewerRoot {
             rows,
             first,
             had_cursor,
-            |j| (j.requested_at_ms, j.id.to_string()),
+            |j| (j.requested_at_ms, j.request_id.to_string()),
             GenerationJob::from,
         ))
     }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use crate::error::QueryError;
 use gallery_infra::Columns;
 pub use records::{
-    ArtworkRecord, CommentRecord, ExhibitionRecord, ImageRecord, JobRecord, MarkRecord,
-    ProgressRecord, ResultRecord, Stats,
+    ArtworkRecord, CommentRecord, ExhibitionRecord, JobResult, JobRow, MarkRecord, Progress, Stats,
+    StoredImage,
 };
 pub use scylla::ScyllaReads;
 
@@ -78,15 +78,7 @@ const ARTWORK_COLUMNS: &str = "artwork_id, exhibition_id, title, artist, year, s
     image_key, image_content_type, image_width, image_height, added_at_ms, removed";
 const EXHIBITION_COLUMNS: &str = "exhibition_id, curator_id, title, description, opens_at_ms,
     closes_at_ms, status, created_at_ms, published_at_ms, closed_at_ms";
-const JOB_COLUMNS: &str = "request_id, user_id, mode, prompt, negative_prompt, style, seed, steps,
-    width, height, degraded, status, requested_at_ms, cancelled_at_ms, finished_at_ms, model,
-    started_at_ms, progress_step, progress_steps, progress_at_ms,
-    result_image_key, result_image_content_type, result_image_width, result_image_height,
-    result_image_size_bytes, result_webp_key, result_webp_content_type, result_webp_width,
-    result_webp_height, result_webp_size_bytes, result_thumbnail_key,
-    result_thumbnail_content_type, result_thumbnail_width, result_thumbnail_height,
-    result_thumbnail_size_bytes, cache_hit, result_degraded, result_steps, duration_ms,
-    failure_code, failure_reason";
+use gallery_projections::JOB_COLUMNS;
 
 impl ReadModel {
     pub fn new(pool: Pool) -> Self {
@@ -349,7 +341,7 @@ impl ReadModel {
         user: &str,
         after: After<Uuid>,
         limit: i64,
-    ) -> Result<Vec<JobRecord>, QueryError> {
+    ) -> Result<Vec<JobRow>, QueryError> {
         let (at, id) = after.unzip();
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM generation_jobs
@@ -358,13 +350,13 @@ impl ReadModel {
              ORDER BY requested_at_ms DESC, request_id DESC LIMIT $4"
         );
         let rows = self.query(&sql, &[&user, &at, &id, &limit]).await?;
-        rows.iter().map(JobRecord::from_row).collect()
+        rows.iter().map(job_row).collect()
     }
 
-    pub async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, QueryError> {
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>, QueryError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM generation_jobs WHERE request_id = $1");
         let rows = self.query(&sql, &[&id]).await?;
-        rows.first().map(JobRecord::from_row).transpose()
+        rows.first().map(job_row).transpose()
     }
 
     /// Artworks by net likes (or views) in the hour buckets from `since_ms` on, most first;
@@ -401,4 +393,15 @@ impl ReadModel {
             .map(|r| Ok((r.column("artwork_id")?, r.column("score")?)))
             .collect()
     }
+}
+
+/// A job of a `generation_jobs` row of [`JOB_COLUMNS`].
+fn job_row(r: &tokio_postgres::Row) -> Result<JobRow, QueryError> {
+    gallery_projections::read_job_row(r).map_err(|e| match e {
+        gallery_projections::JobRowError::Column(c) => QueryError::Column(c),
+        gallery_projections::JobRowError::Status(value) => QueryError::Stored {
+            column: "generation_jobs.status",
+            value,
+        },
+    })
 }
