@@ -12,8 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
 use gallery_schemas::UserId;
-use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -22,112 +20,15 @@ use crate::db::DbError;
 use crate::ports::Encoded;
 use gallery_infra::Columns;
 
-/// Namespace of the ids derived from idempotency keys.
-const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6761_6c6c_6572_7900_6964_656d_706f_7465);
+mod key;
+mod lease;
 
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 200;
-
-/// A client-supplied idempotency key: 1 to 200 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-/// Why a key is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters")]
-pub struct BadKey;
-
-impl IdempotencyKey {
-    pub fn parse(raw: &str) -> Result<Self, BadKey> {
-        let ok = !raw.is_empty()
-            && raw.len() <= MAX_KEY_LEN
-            && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(BadKey)
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Ids for one command: derived from (user, key) when keyed, fresh otherwise. A keyed
-/// command's ids also carry the attempt that claimed the key.
-#[derive(Debug, Clone)]
-pub struct Ids {
-    seed: Option<String>,
-    attempt: Option<Attempt>,
-}
-
-impl Ids {
-    pub fn fresh() -> Self {
-        Self {
-            seed: None,
-            attempt: None,
-        }
-    }
-
-    pub fn keyed(user: &UserId, key: &IdempotencyKey) -> Self {
-        Self {
-            seed: Some(format!("{}\u{0}{}", user.as_str(), key.as_str())),
-            attempt: None,
-        }
-    }
-
-    /// The ids of `attempt`'s command.
-    pub(crate) fn of_attempt(attempt: Attempt) -> Self {
-        Self {
-            attempt: Some(attempt.clone()),
-            ..Self::keyed(&attempt.user, &attempt.key)
-        }
-    }
-
-    /// The attempt that claimed the key, for a keyed command.
-    pub(crate) fn attempt(&self) -> Option<&Attempt> {
-        self.attempt.as_ref()
-    }
-
-    /// The id named `purpose` ("event", "comment", ...): stable for a keyed command.
-    pub fn id(&self, purpose: &str) -> Uuid {
-        match &self.seed {
-            Some(seed) => Uuid::new_v5(&ID_NAMESPACE, format!("{seed}\u{0}{purpose}").as_bytes()),
-            None => Uuid::now_v7(),
-        }
-    }
-
-    /// A random-looking seed for generation; stable for a keyed command.
-    pub fn seed(&self) -> i64 {
-        let id = self.id("seed");
-        let bytes = id.as_bytes();
-        let mut n = [0u8; 8];
-        n.copy_from_slice(&bytes[..8]);
-        // Non-negative and within 2^53, so it survives JSON clients intact.
-        i64::from_be_bytes(n) & ((1_i64 << 53) - 1)
-    }
-}
-
-/// A fingerprint of a request: the command's name and its canonical body.
-pub fn fingerprint(command: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(command.as_bytes());
-    h.update([0]);
-    h.update(body);
-    hex::encode(h.finalize())
-}
-
-/// Namespace (first key) of the advisory locks that mark a process as alive.
-const LEASE_NAMESPACE: i32 = 0x6964_656d; // "idem"
+pub use key::{BadKey, IdempotencyKey, Ids, MAX_KEY_LEN, fingerprint};
+use lease::{LEASE_NAMESPACE, Lease};
 
 /// After this long, a claim stored by a version before attempts and leases counts as dead
 /// (that version's rule), so that a rolling upgrade takes over none of its live attempts.
 const LEGACY_STALE_SECS: u32 = 60;
-
-/// How many random lease ids a process tries before it gives up (ids collide with
-/// probability 2^-31 each).
-const LEASE_TRIES: usize = 8;
 
 /// The attempt a claim belongs to. Each attempt at a keyed command has its own id; a
 /// takeover replaces it, and every later write of the replaced attempt is refused (fenced).
@@ -551,118 +452,4 @@ fn pending(row: &tokio_postgres::Row) -> Result<Option<Pending>, DbError> {
         }),
         _ => None,
     })
-}
-
-/// This process's lease: a session-level advisory lock `(LEASE_NAMESPACE, id)` held on a
-/// connection taken out of the pool for good, re-established (by a claim) when that
-/// connection closes.
-#[derive(Debug)]
-struct Lease {
-    pool: Pool,
-    held: Mutex<Option<Held>>,
-}
-
-struct Held {
-    id: i32,
-    client: Arc<deadpool_postgres::ClientWrapper>,
-}
-
-impl std::fmt::Debug for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Held")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Lease {
-    fn new(pool: Pool) -> Self {
-        Self {
-            pool,
-            held: Mutex::new(None),
-        }
-    }
-
-    /// The id of the lease this process holds, taking it first if needed.
-    async fn id(&self) -> Result<i32, DbError> {
-        let mut held = self.held.lock().await;
-        if let Some(h) = held.as_ref()
-            && !h.client.is_closed()
-        {
-            return Ok(h.id);
-        }
-        // Keep the id across a reconnection, so attempts claimed before stay alive.
-        let previous = held.take().map(|h| h.id);
-        let client = deadpool_postgres::Object::take(self.pool.get().await?);
-        let candidates = previous
-            .into_iter()
-            .chain(std::iter::repeat_with(random_lease_id))
-            .take(LEASE_TRIES);
-        for id in candidates {
-            let row = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, $2) AS locked",
-                    &[&LEASE_NAMESPACE, &id],
-                )
-                .await
-                .map_err(DbError::pg("take the process lease"))?;
-            if row.column::<bool>("locked")? {
-                tracing::debug!(lease = id, "holding the idempotency lease");
-                *held = Some(Held {
-                    id,
-                    client: Arc::new(client),
-                });
-                return Ok(id);
-            }
-        }
-        Err(DbError::NoLease { tries: LEASE_TRIES })
-    }
-
-    /// The lease's connection, without waiting for the pool: an error when it is lost.
-    async fn connection(&self) -> Result<Arc<deadpool_postgres::ClientWrapper>, DbError> {
-        match self.held.lock().await.as_ref() {
-            Some(h) if !h.client.is_closed() => Ok(h.client.clone()),
-            _ => Err(DbError::LeaseLost),
-        }
-    }
-}
-
-/// A random non-negative lease id.
-fn random_lease_id() -> i32 {
-    let bytes = Uuid::new_v4().into_bytes();
-    i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & i32::MAX
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_visible_ascii_of_bounded_length() {
-        assert!(IdempotencyKey::parse("order-42_a.b").is_ok());
-        assert_eq!(IdempotencyKey::parse(""), Err(BadKey));
-        assert_eq!(IdempotencyKey::parse("has space"), Err(BadKey));
-        assert_eq!(IdempotencyKey::parse(&"k".repeat(201)), Err(BadKey));
-    }
-
-    #[test]
-    fn keyed_ids_are_stable_per_user_key_and_purpose() {
-        let ada = UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}"));
-        let bob = UserId::parse("bob").unwrap_or_else(|e| unreachable!("{e}"));
-        let key = IdempotencyKey::parse("k1").unwrap_or_else(|e| unreachable!("{e}"));
-        let a = Ids::keyed(&ada, &key);
-        assert_eq!(a.id("event"), Ids::keyed(&ada, &key).id("event"));
-        assert_ne!(a.id("event"), a.id("comment"));
-        assert_ne!(a.id("event"), Ids::keyed(&bob, &key).id("event"));
-        assert_eq!(a.seed(), Ids::keyed(&ada, &key).seed());
-        assert!(a.seed() >= 0);
-        assert_ne!(Ids::fresh().id("event"), Ids::fresh().id("event"));
-    }
-
-    #[test]
-    fn fingerprints_tell_requests_apart() {
-        assert_eq!(fingerprint("like", b"{}"), fingerprint("like", b"{}"));
-        assert_ne!(fingerprint("like", b"{}"), fingerprint("unlike", b"{}"));
-        assert_ne!(fingerprint("a", b"bc"), fingerprint("ab", b"c"));
-    }
 }
