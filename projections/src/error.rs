@@ -108,3 +108,34 @@ impl ProjectionError {
         move |source| ProjectionError::Kafka { context, source }
     }
 }
+
+/// A row of the read model that could not be read: a column missing or of another type, or a
+/// stored value this version does not know.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error(transparent)]
+    Column(#[from] gallery_infra::ColumnError),
+    #[error("stored {table}.{column} holds an unknown value {value:?}")]
+    Unknown {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
+}
+
+impl From<RowError> for ProjectionError {
+    fn from(e: RowError) -> Self {
+        match e {
+            RowError::Column(c) => ProjectionError::Column(c),
+            RowError::Unknown {
+                table,
+                column,
+                value,
+            } => ProjectionError::Stored {
+                table,
+                column,
+                value,
+            },
+        }
+    }
+}

@@ -50,10 +50,11 @@ pub mod settings;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, headers as dead_letter_headers};
 pub use deployment::ReadModelStore;
-pub use error::{CqlError, ProjectionError};
+pub use error::{CqlError, ProjectionError, RowError};
 pub use generations::Generation;
 pub use group::GroupSettings;
-pub use postgres::generation::{COLUMNS as JOB_COLUMNS, JobRowError, read_row as read_job_row};
+pub use postgres::catalog::{EXHIBITION_COLUMNS, read_exhibition as read_exhibition_row};
+pub use postgres::generation::{COLUMNS as JOB_COLUMNS, read_row as read_job_row};
 pub use postgres::{PostgresStore, migrate};
 pub use projector::{Projector, ProjectorConfig, Target};
 pub use rebuild::{

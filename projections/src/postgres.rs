@@ -1,6 +1,6 @@
 //! The Postgres read model, and the offsets stored with it.
 
-mod catalog;
+pub(crate) mod catalog;
 pub(crate) mod generation;
 mod interactions;
 mod users;

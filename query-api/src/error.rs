@@ -18,8 +18,12 @@ pub enum QueryError {
         argument: &'static str,
         reason: &'static str,
     },
-    #[error("read model holds an unknown {column} {value:?}")]
-    Stored { column: &'static str, value: String },
+    #[error("read model holds an unknown {table}.{column} {value:?}")]
+    Stored {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
     /// A row lacks a column the code reads, or holds it in another type (a schema change).
     #[error("read model row")]
     Column(#[from] gallery_infra::ColumnError),
@@ -106,4 +110,21 @@ pub(crate) fn command_error(e: impl Into<CommandError>) -> async_graphql::Error 
             x.set("retryAfter", secs);
         }
     })
+}
+
+impl From<gallery_projections::RowError> for QueryError {
+    fn from(e: gallery_projections::RowError) -> Self {
+        match e {
+            gallery_projections::RowError::Column(c) => QueryError::Column(c),
+            gallery_projections::RowError::Unknown {
+                table,
+                column,
+                value,
+            } => QueryError::Stored {
+                table,
+                column,
+                value,
+            },
+        }
+    }
 }

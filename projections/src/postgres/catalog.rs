@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Transaction;
+use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
-use crate::error::ProjectionError;
+use crate::error::{ProjectionError, RowError};
 use crate::fold::catalog::{ArtworkRow, CatalogBatch, ExhibitionRow, ExhibitionStatus};
 use gallery_infra::Columns;
 
@@ -74,44 +74,51 @@ pub(super) async fn apply(
     Ok(())
 }
 
+/// Every column of an `exhibitions` row.
+pub const EXHIBITION_COLUMNS: &str = "exhibition_id, curator_id, title, description, opens_at_ms,
+    closes_at_ms, status, created_at_ms, published_at_ms, closed_at_ms";
+
+/// The exhibition in a row of [`EXHIBITION_COLUMNS`]: what the projector folds on and the query
+/// API serves.
+pub fn read_exhibition(r: &Row) -> Result<ExhibitionRow, RowError> {
+    let status: String = r.column("status")?;
+    let status: ExhibitionStatus = status.parse().map_err(|_| RowError::Unknown {
+        table: "exhibitions",
+        column: "status",
+        value: status,
+    })?;
+    Ok(ExhibitionRow {
+        exhibition_id: r.column("exhibition_id")?,
+        curator_id: r.column("curator_id")?,
+        title: r.column("title")?,
+        description: r.column("description")?,
+        opens_at_ms: r.column("opens_at_ms")?,
+        closes_at_ms: r.column("closes_at_ms")?,
+        status,
+        created_at_ms: r.column("created_at_ms")?,
+        published_at_ms: r.column("published_at_ms")?,
+        closed_at_ms: r.column("closed_at_ms")?,
+    })
+}
+
 async fn read_exhibitions(
     tx: &Transaction<'_>,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, ExhibitionRow>, ProjectionError> {
     let rows = tx
         .query(
-            "SELECT exhibition_id, curator_id, title, description, opens_at_ms, closes_at_ms,
-                    status, created_at_ms, published_at_ms, closed_at_ms
-             FROM exhibitions WHERE exhibition_id = ANY($1)
-             ORDER BY exhibition_id FOR UPDATE",
+            &format!(
+                "SELECT {EXHIBITION_COLUMNS} FROM exhibitions WHERE exhibition_id = ANY($1)
+                 ORDER BY exhibition_id FOR UPDATE"
+            ),
             &[&ids],
         )
         .await
         .map_err(ProjectionError::pg("read exhibitions"))?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let status: String = r.column("status")?;
-        let status: ExhibitionStatus = status.parse().map_err(|_| ProjectionError::Stored {
-            table: "exhibitions",
-            column: "status",
-            value: status,
-        })?;
-        let id: Uuid = r.column("exhibition_id")?;
-        out.insert(
-            id,
-            ExhibitionRow {
-                exhibition_id: id,
-                curator_id: r.column("curator_id")?,
-                title: r.column("title")?,
-                description: r.column("description")?,
-                opens_at_ms: r.column("opens_at_ms")?,
-                closes_at_ms: r.column("closes_at_ms")?,
-                status,
-                created_at_ms: r.column("created_at_ms")?,
-                published_at_ms: r.column("published_at_ms")?,
-                closed_at_ms: r.column("closed_at_ms")?,
-            },
-        );
+        let row = read_exhibition(&r)?;
+        out.insert(row.exhibition_id, row);
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
-use crate::error::ProjectionError;
+use crate::error::{ProjectionError, RowError};
 use crate::fold::generation::{
     Failure, GenerationBatch, JobResult, JobRow, JobStatus, Progress, StoredImage,
 };
@@ -134,7 +134,7 @@ const RESULT_THUMBNAIL: ImageColumnNames = [
 ];
 
 /// The image in `columns`, if every one of them is set.
-fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, JobRowError> {
+fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, RowError> {
     let [key, content_type, width, height, size_bytes] = columns;
     Ok(
         match (
@@ -158,32 +158,14 @@ fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, JobR
     )
 }
 
-/// A job that could not be read from its row.
-#[derive(Debug, thiserror::Error)]
-pub enum JobRowError {
-    #[error(transparent)]
-    Column(#[from] gallery_infra::ColumnError),
-    #[error("stored generation_jobs.status holds an unknown value {0:?}")]
-    Status(String),
-}
-
-impl From<JobRowError> for ProjectionError {
-    fn from(e: JobRowError) -> Self {
-        match e {
-            JobRowError::Column(c) => ProjectionError::Column(c),
-            JobRowError::Status(value) => ProjectionError::Stored {
-                table: "generation_jobs",
-                column: "status",
-                value,
-            },
-        }
-    }
-}
-
 /// The job in a row of [`COLUMNS`]: what the projector folds on and the query API serves.
-pub fn read_row(r: &Row) -> Result<JobRow, JobRowError> {
+pub fn read_row(r: &Row) -> Result<JobRow, RowError> {
     let status: String = r.column("status")?;
-    let status: JobStatus = status.parse().map_err(|_| JobRowError::Status(status))?;
+    let status: JobStatus = status.parse().map_err(|_| RowError::Unknown {
+        table: "generation_jobs",
+        column: "status",
+        value: status,
+    })?;
     let progress = match (
         r.column("progress_step")?,
         r.column("progress_steps")?,

@@ -7,7 +7,7 @@ use async_graphql::{Context, Enum, ID, Object};
 use time::OffsetDateTime;
 
 use super::{Artwork, datetime};
-use crate::read::ExhibitionRecord;
+use crate::read::ExhibitionRow;
 
 /// Where an exhibition is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -29,10 +29,10 @@ impl ExhibitionStatus {
 
 /// An exhibition of artworks, built by a curator.
 #[derive(Debug)]
-pub struct Exhibition(Arc<ExhibitionRecord>);
+pub struct Exhibition(Arc<ExhibitionRow>);
 
-impl From<Arc<ExhibitionRecord>> for Exhibition {
-    fn from(record: Arc<ExhibitionRecord>) -> Self {
+impl From<Arc<ExhibitionRow>> for Exhibition {
+    fn from(record: Arc<ExhibitionRow>) -> Self {
         Exhibition(record)
     }
 }
@@ -41,7 +41,7 @@ impl From<Arc<ExhibitionRecord>> for Exhibition {
 impl Exhibition {
     /// The exhibition's id (a UUID).
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.0.exhibition_id.to_string())
     }
 
     /// The curator who created it (a user id).
@@ -90,6 +90,6 @@ impl Exhibition {
         #[graphql(desc = "How many (1 to 100, default 20).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Artwork>> {
-        super::artwork::page(ctx, Some(self.0.id), first, after).await
+        super::artwork::page(ctx, Some(self.0.exhibition_id), first, after).await
     }
 }

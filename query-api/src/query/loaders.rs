@@ -8,7 +8,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::error::QueryError;
-use crate::read::{ArtworkRecord, ExhibitionRecord, ReadModel, Stats};
+use crate::read::{ArtworkRecord, ExhibitionRow, ReadModel, Stats};
 
 /// Every loader of the read model, batched per kind of key.
 #[derive(Debug, Clone)]
@@ -84,18 +84,18 @@ impl Loader<ArtworkOf> for ReadLoader {
 }
 
 impl Loader<ExhibitionOf> for ReadLoader {
-    type Value = Arc<ExhibitionRecord>;
+    type Value = Arc<ExhibitionRow>;
     type Error = Shared;
 
     async fn load(
         &self,
         keys: &[ExhibitionOf],
-    ) -> Result<HashMap<ExhibitionOf, Arc<ExhibitionRecord>>, Shared> {
+    ) -> Result<HashMap<ExhibitionOf, Arc<ExhibitionRow>>, Shared> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = self.read.exhibitions(&ids).await.map_err(Arc::new)?;
         Ok(rows
             .into_iter()
-            .map(|r| (ExhibitionOf(r.id), Arc::new(r)))
+            .map(|r| (ExhibitionOf(r.exhibition_id), Arc::new(r)))
             .collect())
     }
 }

@@ -179,7 +179,7 @@ impl QueryRoot {
             rows,
             first,
             had_cursor,
-            |r| (r.opens_at_ms, r.id.to_string()),
+            |r| (r.opens_at_ms, r.exhibition_id.to_string()),
             |r| Exhibition::from(std::sync::Arc::new(r)),
         ))
     }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::error::QueryError;
 use gallery_infra::Columns;
 pub use records::{
-    ArtworkRecord, CommentRecord, ExhibitionRecord, JobResult, JobRow, MarkRecord, Progress, Stats,
+    ArtworkRecord, CommentRecord, ExhibitionRow, JobResult, JobRow, MarkRecord, Progress, Stats,
     StoredImage,
 };
 pub use scylla::ScyllaReads;
@@ -76,8 +76,7 @@ pub struct ReadModel {
 
 const ARTWORK_COLUMNS: &str = "artwork_id, exhibition_id, title, artist, year, style, description,
     image_key, image_content_type, image_width, image_height, added_at_ms, removed";
-const EXHIBITION_COLUMNS: &str = "exhibition_id, curator_id, title, description, opens_at_ms,
-    closes_at_ms, status, created_at_ms, published_at_ms, closed_at_ms";
+use gallery_projections::EXHIBITION_COLUMNS;
 use gallery_projections::JOB_COLUMNS;
 
 impl ReadModel {
@@ -189,11 +188,13 @@ impl ReadModel {
         rows.iter().map(ArtworkRecord::from_row).collect()
     }
 
-    pub async fn exhibitions(&self, ids: &[Uuid]) -> Result<Vec<ExhibitionRecord>, QueryError> {
+    pub async fn exhibitions(&self, ids: &[Uuid]) -> Result<Vec<ExhibitionRow>, QueryError> {
         let sql =
             format!("SELECT {EXHIBITION_COLUMNS} FROM exhibitions WHERE exhibition_id = ANY($1)");
         let rows = self.query(&sql, &[&ids]).await?;
-        rows.iter().map(ExhibitionRecord::from_row).collect()
+        rows.iter()
+            .map(|r| Ok(gallery_projections::read_exhibition_row(r)?))
+            .collect()
     }
 
     /// Exhibitions by schedule (opening first), optionally in one status.
@@ -202,7 +203,7 @@ impl ReadModel {
         status: Option<&str>,
         after: After<Uuid>,
         limit: i64,
-    ) -> Result<Vec<ExhibitionRecord>, QueryError> {
+    ) -> Result<Vec<ExhibitionRow>, QueryError> {
         let (at, id) = after.unzip();
         let sql = format!(
             "SELECT {EXHIBITION_COLUMNS} FROM exhibitions
@@ -211,7 +212,9 @@ impl ReadModel {
              ORDER BY opens_at_ms, exhibition_id LIMIT $4"
         );
         let rows = self.query(&sql, &[&status, &at, &id, &limit]).await?;
-        rows.iter().map(ExhibitionRecord::from_row).collect()
+        rows.iter()
+            .map(|r| Ok(gallery_projections::read_exhibition_row(r)?))
+            .collect()
     }
 
     pub async fn stats(&self, ids: &[String]) -> Result<Vec<(String, Stats)>, QueryError> {
@@ -350,13 +353,17 @@ impl ReadModel {
              ORDER BY requested_at_ms DESC, request_id DESC LIMIT $4"
         );
         let rows = self.query(&sql, &[&user, &at, &id, &limit]).await?;
-        rows.iter().map(job_row).collect()
+        rows.iter()
+            .map(|r| Ok(gallery_projections::read_job_row(r)?))
+            .collect()
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>, QueryError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM generation_jobs WHERE request_id = $1");
         let rows = self.query(&sql, &[&id]).await?;
-        rows.first().map(job_row).transpose()
+        rows.first()
+            .map(|r| Ok(gallery_projections::read_job_row(r)?))
+            .transpose()
     }
 
     /// Artworks by net likes (or views) in the hour buckets from `since_ms` on, most first;
@@ -393,15 +400,4 @@ impl ReadModel {
             .map(|r| Ok((r.column("artwork_id")?, r.column("score")?)))
             .collect()
     }
-}
-
-/// A job of a `generation_jobs` row of [`JOB_COLUMNS`].
-fn job_row(r: &tokio_postgres::Row) -> Result<JobRow, QueryError> {
-    gallery_projections::read_job_row(r).map_err(|e| match e {
-        gallery_projections::JobRowError::Column(c) => QueryError::Column(c),
-        gallery_projections::JobRowError::Status(value) => QueryError::Stored {
-            column: "generation_jobs.status",
-            value,
-        },
-    })
 }

@@ -1,7 +1,6 @@
 //! Rows of the read model, as the queries return them.
 
 use gallery_infra::Columns;
-use gallery_schemas::ExhibitionStatus;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -45,42 +44,9 @@ impl ArtworkRecord {
     }
 }
 
-/// An exhibition.
-#[derive(Debug, Clone)]
-pub struct ExhibitionRecord {
-    pub id: Uuid,
-    pub curator_id: String,
-    pub title: String,
-    pub description: String,
-    pub opens_at_ms: i64,
-    pub closes_at_ms: i64,
-    pub status: ExhibitionStatus,
-    pub created_at_ms: i64,
-    pub published_at_ms: Option<i64>,
-    pub closed_at_ms: Option<i64>,
-}
-
-impl ExhibitionRecord {
-    pub(super) fn from_row(r: &Row) -> Result<Self, QueryError> {
-        let status: String = r.column("status")?;
-        let status = status.parse().map_err(|_| QueryError::Stored {
-            column: "exhibitions.status",
-            value: status,
-        })?;
-        Ok(Self {
-            id: r.column("exhibition_id")?,
-            curator_id: r.column("curator_id")?,
-            title: r.column("title")?,
-            description: r.column("description")?,
-            opens_at_ms: r.column("opens_at_ms")?,
-            closes_at_ms: r.column("closes_at_ms")?,
-            status,
-            created_at_ms: r.column("created_at_ms")?,
-            published_at_ms: r.column("published_at_ms")?,
-            closed_at_ms: r.column("closed_at_ms")?,
-        })
-    }
-}
+/// An exhibition: the projector's row, read with its reader
+/// (`gallery_projections::read_exhibition_row`).
+pub use gallery_projections::fold::catalog::ExhibitionRow;
 
 /// An artwork's counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -253,7 +253,8 @@ impl ScyllaReads {
         for row in rows.rows::<(String, String, String, i64)>().map_err(cql)? {
             let (id, user_id, body, posted_at_ms) = row.map_err(cql)?;
             let id = Uuid::parse_str(&id).map_err(|_| QueryError::Stored {
-                column: "artwork_comments.comment_id",
+                table: "artwork_comments",
+                column: "comment_id",
                 value: id.clone(),
             })?;
             out.push(CommentRecord {
