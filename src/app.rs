@@ -340,23 +340,23 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                     media: media.clone(),
                 },
             )?;
-            Some(write_side)
+            supervisor.spawn_infallible(
+                "generation backlog monitor",
+                write_side.backlog.run(stopped(rx.clone())),
+            );
+            Some(gallery_query_api::Writes {
+                commands: write_side.commands,
+                accounts: write_side.accounts,
+            })
         }
         _ => None,
     };
-    let writes = writes.map(|w| {
-        supervisor.spawn_infallible(
-            "generation backlog monitor",
-            w.backlog.run(stopped(rx.clone())),
-        );
-        (w.commands, w.accounts)
-    });
 
-    if let (true, Some((commands, accounts))) = (roles.commands, &writes) {
+    if let (true, Some(writes)) = (roles.commands, &writes) {
         let app = gallery_commands::http::router(gallery_commands::http::HttpState {
-            commands: commands.clone(),
+            commands: writes.commands.clone(),
             keys: keys.clone(),
-            accounts: accounts.clone(),
+            accounts: writes.accounts.clone(),
         });
         let app = crate::edge::guard(
             app,
@@ -379,9 +379,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         running_commands = Some(addr);
     }
 
-    if let (true, Some((commands, accounts)), Some(images)) =
-        (roles.query_api, writes, media.clone())
-    {
+    if let (true, Some(writes), Some(images)) = (roles.query_api, writes, media.clone()) {
         let api = Api::build(
             &config.query_api,
             &config.read,
@@ -390,7 +388,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 postgres_url: config.postgres.url.expose().to_owned(),
                 scylla: scylla.map(|s| (s, config.scylla.keyspace.clone())),
                 topics: config.topics(),
-                writes: gallery_query_api::Writes { commands, accounts },
+                writes,
                 keys: keys.clone(),
                 images,
             },

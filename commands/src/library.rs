@@ -276,29 +276,25 @@ impl Commands {
         let found = self.look_up(&pending).await?;
         let mut client = self.client().await?;
         let tx = Self::begin(&mut client).await?;
-        let position = match found {
-            Some(position) => {
-                took_over(Takeover::FoundInLog);
-                tracing::info!(
-                    event_id = %event.event_id(), topic = %position.topic,
-                    partition = position.partition, offset = position.offset,
-                    "found the event of a dead attempt in the log; not sending it again"
-                );
-                position
-            }
-            None => {
-                let position = self
-                    .send_decided(Through::Lease, attempt, &pending.message, false)
-                    .await?;
-                took_over(Takeover::SentAgain);
-                tracing::info!(
-                    event_id = %event.event_id(), topic = %position.topic,
-                    partition = position.partition, offset = position.offset,
-                    "sent the event of a dead attempt"
-                );
-                position
-            }
+        let (position, outcome, what) = match found {
+            Some(position) => (
+                position,
+                Takeover::FoundInLog,
+                "found the event of a dead attempt in the log; not sending it again",
+            ),
+            None => (
+                self.send_decided(Through::Lease, attempt, &pending.message, false)
+                    .await?,
+                Takeover::SentAgain,
+                "sent the event of a dead attempt",
+            ),
         };
+        took_over(outcome);
+        tracing::info!(
+            event_id = %event.event_id(), topic = %position.topic,
+            partition = position.partition, offset = position.offset,
+            "{what}"
+        );
         self.record(Some(attempt), tx, &event, position, pending.result_id)
             .await
     }

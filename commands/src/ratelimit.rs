@@ -10,7 +10,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 use gallery_schemas::UserId;
@@ -226,10 +226,15 @@ impl<C: Clock + Clone> RateLimiter<C> {
             })
     }
 
-    /// Forgets the keys whose bucket is full again, once every [`PRUNE_EVERY`].
+    /// Forgets the keys whose bucket is full again, once every [`PRUNE_EVERY`]. A check never
+    /// waits for another's pruning: while one prunes, the others go on.
     fn prune_when_due(&self) {
+        let mut pruned = match self.pruned.try_lock() {
+            Ok(pruned) => pruned,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         let now = self.clock.now();
-        let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
         if Duration::from(now.duration_since(*pruned)) < PRUNE_EVERY {
             return;
         }

@@ -123,6 +123,22 @@ pub enum RowError {
     },
 }
 
+/// A stored value of `table.column` that parses as a `T` (a status kept as text); a value this
+/// version does not know is [`RowError::Unknown`].
+pub(crate) fn stored<T: std::str::FromStr>(
+    r: &tokio_postgres::Row,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T, RowError> {
+    use gallery_infra::Columns;
+    let value: String = r.column(column)?;
+    value.parse().map_err(|_| RowError::Unknown {
+        table,
+        column,
+        value,
+    })
+}
+
 impl From<RowError> for ProjectionError {
     fn from(e: RowError) -> Self {
         match e {

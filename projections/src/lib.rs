@@ -55,7 +55,7 @@ pub use generations::Generation;
 pub use group::GroupSettings;
 pub use postgres::catalog::{EXHIBITION_COLUMNS, read_exhibition as read_exhibition_row};
 pub use postgres::generation::{COLUMNS as JOB_COLUMNS, read_row as read_job_row};
-pub use postgres::{PostgresStore, migrate};
+pub use postgres::{PostgresStore, migrate, offsets_of};
 pub use projector::{Projector, ProjectorConfig, Target};
 pub use rebuild::{
     GarbageReport, RebuildOptions, RebuildReport, SWITCH_WINDOW, collect_garbage, rebuild,

@@ -7,7 +7,7 @@ mod users;
 
 use std::collections::{BTreeSet, HashMap};
 
-use gallery_infra::Migrations;
+use gallery_infra::{ColumnError, Migrations};
 use gallery_schemas::read_model::{self, TopicPartition};
 use gallery_schemas::{Event, Position, Topics};
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Transaction};
@@ -110,11 +110,12 @@ pub(crate) async fn offsets_in(
         )
         .await
         .map_err(ProjectionError::pg("read offsets"))?;
-    offsets_of(&rows)
+    Ok(offsets_of(&rows)?)
 }
 
-/// Rows of `topic, partition, next_offset`, by partition.
-fn offsets_of(rows: &[Row]) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
+/// Rows of `projection_offsets` (`topic, partition, next_offset`), by partition: the
+/// projector's positions, as it resumes from them and the query API waits for them.
+pub fn offsets_of(rows: &[Row]) -> Result<HashMap<TopicPartition, i64>, ColumnError> {
     rows.iter()
         .map(|r| {
             Ok((
@@ -251,7 +252,7 @@ impl PostgresStore {
             )
             .await
             .map_err(ProjectionError::pg("read offsets"))?;
-        offsets_of(&rows)
+        Ok(offsets_of(&rows)?)
     }
 
     /// Applies `batch` and records its offsets in one transaction. Messages below the stored
@@ -318,7 +319,7 @@ impl PostgresStore {
             )
             .await
             .map_err(ProjectionError::pg("lock offsets"))?;
-        offsets_of(&rows)
+        Ok(offsets_of(&rows)?)
     }
 }
 

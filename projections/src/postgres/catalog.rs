@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
-use crate::error::{ProjectionError, RowError};
+use crate::error::{ProjectionError, RowError, stored};
 use crate::fold::catalog::{ArtworkRow, CatalogBatch, ExhibitionRow, ExhibitionStatus};
 use gallery_infra::Columns;
 
@@ -81,12 +81,7 @@ pub const EXHIBITION_COLUMNS: &str = "exhibition_id, curator_id, title, descript
 /// The exhibition in a row of [`EXHIBITION_COLUMNS`]: what the projector folds on and the query
 /// API serves.
 pub fn read_exhibition(r: &Row) -> Result<ExhibitionRow, RowError> {
-    let status: String = r.column("status")?;
-    let status: ExhibitionStatus = status.parse().map_err(|_| RowError::Unknown {
-        table: "exhibitions",
-        column: "status",
-        value: status,
-    })?;
+    let status: ExhibitionStatus = stored(r, "exhibitions", "status")?;
     Ok(ExhibitionRow {
         exhibition_id: r.column("exhibition_id")?,
         curator_id: r.column("curator_id")?,

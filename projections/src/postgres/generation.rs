@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
-use crate::error::{ProjectionError, RowError};
+use crate::error::{ProjectionError, RowError, stored};
 use crate::fold::generation::{
     Failure, GenerationBatch, JobResult, JobRow, JobStatus, Progress, StoredImage,
 };
@@ -160,12 +160,7 @@ fn image(r: &Row, columns: ImageColumnNames) -> Result<Option<StoredImage>, RowE
 
 /// The job in a row of [`COLUMNS`]: what the projector folds on and the query API serves.
 pub fn read_row(r: &Row) -> Result<JobRow, RowError> {
-    let status: String = r.column("status")?;
-    let status: JobStatus = status.parse().map_err(|_| RowError::Unknown {
-        table: "generation_jobs",
-        column: "status",
-        value: status,
-    })?;
+    let status: JobStatus = stored(r, "generation_jobs", "status")?;
     let progress = match (
         r.column("progress_step")?,
         r.column("progress_steps")?,

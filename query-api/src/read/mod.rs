@@ -154,14 +154,7 @@ impl ReadModel {
                 &[&topics, &numbers, &crate::changes::PROJECTION],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    (r.column("topic")?, r.column("partition")?),
-                    r.column("next_offset")?,
-                ))
-            })
-            .collect()
+        Ok(gallery_projections::offsets_of(&rows)?)
     }
 
     pub async fn artworks(&self, ids: &[String]) -> Result<Vec<ArtworkRecord>, QueryError> {
