@@ -81,18 +81,18 @@ async fn a_stopped_kafka_fails_commands_fast_and_they_recover_when_it_returns() 
     .await
     .unwrap();
 
-    // Every command while Kafka is gone is refused at once, and none claims success.
+    // Every command while Kafka is gone is refused at once, and none claims success. "At
+    // once" is well within the delivery timeout (10 s), which a command waiting on Kafka
+    // would take: a quarter of it, for this shared two-core machine, where a refusal has
+    // been seen to take 1.9 s under the suite's load (typically milliseconds).
+    let fast = env.config.kafka.delivery_timeout() / 4;
     let mut slowest = Duration::ZERO;
     for i in 0..10 {
         let answer = like(&app, &ada, &format!("down-{i}")).await;
         assert_eq!(answer.status, 503, "{}", answer.body);
         assert_eq!(answer.code(), Some("UNAVAILABLE"));
         assert_eq!(answer.retry_after, Some(1));
-        assert!(
-            answer.took < Duration::from_secs(1),
-            "a refusal took {:?}",
-            answer.took
-        );
+        assert!(answer.took < fast, "a refusal took {:?}", answer.took);
         slowest = slowest.max(answer.took);
     }
     eprintln!("slowest refusal while Kafka was down: {slowest:?}");
@@ -111,7 +111,7 @@ async fn a_stopped_kafka_fails_commands_fast_and_they_recover_when_it_returns() 
                 accepted += 1;
                 break;
             }
-            503 => assert!(answer.took < Duration::from_secs(1), "{:?}", answer.took),
+            503 => assert!(answer.took < fast, "{:?}", answer.took),
             other => panic!("unexpected {other}: {}", answer.body),
         }
         assert!(

@@ -537,3 +537,57 @@ async fn a_claim_of_an_earlier_version_is_taken_over_by_its_rule() {
     assert_eq!(body["eventId"], ids("ada", key).id("event").to_string());
     app.stop().await;
 }
+
+/// The checks of these tests and of the soak read the log to its high watermark: a mark's
+/// transaction left open by a process that died (until Kafka aborts it) holds back readers of
+/// committed events, but what was acknowledged after it is read once the transaction ends, and
+/// the mark itself is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_read_waits_out_an_open_transaction_and_reads_what_was_acknowledged_after_it() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use rdkafka::producer::{DefaultProducerContext, NoCustomPartitioner};
+
+    let env = TestEnv::new().await;
+    gallery::topics::ensure_topics(&env.config).await.unwrap();
+    let topic = env.config.topics().interactions();
+    let brokers = &env.config.kafka.brokers;
+    let producer = |extra: &[(&str, String)]| {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers).set("acks", "all");
+        for (k, v) in extra {
+            config.set(*k, v);
+        }
+        config
+            .create::<ThreadedProducer<DefaultProducerContext, NoCustomPartitioner>>()
+            .unwrap()
+    };
+    let send = |p: &ThreadedProducer<_, _>, value: &str| {
+        p.send(
+            BaseRecord::<[u8], _>::to(&topic)
+                .partition(0)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+        p.flush(Duration::from_secs(30)).unwrap();
+    };
+    let open = producer(&[(
+        "transactional.id",
+        format!("test-open-{}", uuid::Uuid::new_v4()),
+    )]);
+    open.init_transactions(Duration::from_secs(30)).unwrap();
+    open.begin_transaction().unwrap();
+    send(&open, "held open");
+    let plain = producer(&[]);
+    send(&plain, "acknowledged after it");
+
+    let aborting = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        open.abort_transaction(Duration::from_secs(30)).unwrap();
+    });
+    let read = common::log::read_raw(brokers, &topic);
+    aborting.join().unwrap();
+    let values: Vec<&[u8]> = read.iter().map(|m| m.value.as_slice()).collect();
+    assert_eq!(values, [b"acknowledged after it".as_slice()]);
+}

@@ -16,6 +16,11 @@ use super::TestEnv;
 /// Asks `question` of the cluster at `brokers` until it has an answer (`Some`): every 200 ms,
 /// for a minute at most. While a node is gone, the metadata may still name it, and what it led
 /// has no answer until another node leads.
+///
+/// The client reads uncommitted (librdkafka's default is `read_committed`), so the watermarks
+/// it is given are high watermarks, not last stable offsets: a transaction left open (a mark
+/// of a command process killed during a takeover's search, until Kafka aborts it) does not
+/// hide what was acknowledged after it.
 pub fn ask<T, E: std::fmt::Debug>(
     brokers: &str,
     what: &str,
@@ -23,6 +28,7 @@ pub fn ask<T, E: std::fmt::Debug>(
 ) -> T {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -39,7 +45,8 @@ pub fn ask<T, E: std::fmt::Debug>(
     }
 }
 
-/// The end offsets of `topic`'s partitions.
+/// The end offsets (high watermarks) of `topic`'s partitions: every acknowledged message is
+/// below them.
 pub fn end_offsets(brokers: &str, topic: &str) -> HashMap<i32, i64> {
     ask(
         brokers,
@@ -94,7 +101,9 @@ pub struct Raw {
 
 /// Every message of `topic` up to its end now, as readers of committed events see it
 /// (`read_committed`): transaction markers, and the aborted messages of the painter's
-/// transactions and of the takeovers' marks, are skipped.
+/// transactions and of the takeovers' marks, are skipped. The end is the high watermark, so a
+/// transaction still open below it is waited for (Kafka ends it within its timeout), and what
+/// was acknowledged after it is read.
 pub fn read_raw(brokers: &str, topic: &str) -> Vec<Raw> {
     let ends = end_offsets(brokers, topic);
     let consumer = super::reader_from_start(brokers, topic, ends.keys().copied());

@@ -178,7 +178,9 @@ impl TestEnv {
         }
     }
 
-    /// End offsets (high watermarks) of every partition of `topic`.
+    /// End offsets of every partition of `topic` as readers of committed events see them:
+    /// last stable offsets (librdkafka reads `read_committed` by default), which are the high
+    /// watermarks unless a transaction is open.
     pub fn end_offsets(&self, topic: &str) -> HashMap<i32, i64> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.config.kafka.brokers)
