@@ -127,7 +127,7 @@ fn media_limits_are_validated_and_read_from_a_file() {
     let file = dir.path().join("media.toml");
     let toml = "[media]\nstore_url = \"s3://art/prod\"\n[media.limits]\nmax_side = 4096\n";
     assert!(std::fs::write(&file, toml).is_ok());
-    let c = Config::load(Some(&file), &Overrides::default());
+    let c = apart_from_other_variables(|| Config::load(Some(&file), &Overrides::default()));
     let c = c.unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(c.media.store_url, "s3://art/prod");
     assert_eq!(c.media.limits.max_side, 4096);
@@ -433,6 +433,21 @@ fn flags_override_defaults() {
         }),
         ..Overrides::default()
     };
-    let c = Config::load(None, &overrides).map(|c| c.kafka.brokers);
-    assert_eq!(c.ok().as_deref(), Some("10.0.0.1:9092"));
+    let c = apart_from_other_variables(|| Config::load(None, &overrides))
+        .map(|c| c.kafka.brokers)
+        .map_err(|e| e.to_string());
+    assert_eq!(c.as_deref(), Ok("10.0.0.1:9092"));
+}
+
+/// Runs `load` while no other test has set variables: the environment is the process's, the
+/// tests that set variables do it in a `figment::Jail`, and a jail holds a lock while it runs
+/// (a `GALLERY_KAFKA__NOPE` set by one was seen here, failing the load).
+#[allow(clippy::result_large_err)] // the closure's error type is figment's own
+fn apart_from_other_variables<T>(load: impl FnOnce() -> T) -> T {
+    let mut out = None;
+    figment::Jail::expect_with(|_| {
+        out = Some(load());
+        Ok(())
+    });
+    out.unwrap_or_else(|| unreachable!("the jail runs its closure"))
 }
