@@ -600,11 +600,12 @@ async fn a_column_of_another_type_is_an_error_naming_it() {
             "CREATE TABLE artworks (
                  artwork_id text, exhibition_id uuid, title text, artist text, year integer,
                  style text, description text, image_key text, image_content_type text,
-                 image_width bigint, image_height integer, added_at_ms bigint, removed boolean
+                 image_width bigint, image_height integer, added_by text, added_at_ms bigint,
+                 removed_at_ms bigint
              );
              INSERT INTO artworks VALUES ('irises', '00000000-0000-0000-0000-000000000001',
-                 'Irises', 'Van Gogh', 1889, NULL, '', 'irises.png', 'image/png', 512, 512, 0,
-                 false);",
+                 'Irises', 'Van Gogh', 1889, NULL, '', 'irises.png', 'image/png', 512, 512,
+                 'curator', 0, NULL);",
         )
         .await
         .unwrap();

@@ -53,8 +53,12 @@ pub use deployment::ReadModelStore;
 pub use error::{CqlError, ProjectionError, RowError};
 pub use generations::Generation;
 pub use group::GroupSettings;
-pub use postgres::catalog::{EXHIBITION_COLUMNS, read_exhibition as read_exhibition_row};
+pub use postgres::catalog::{
+    ARTWORK_COLUMNS, EXHIBITION_COLUMNS, read_artwork as read_artwork_row,
+    read_exhibition as read_exhibition_row,
+};
 pub use postgres::generation::{COLUMNS as JOB_COLUMNS, read_row as read_job_row};
+pub use postgres::interactions::{COMMENT_COLUMNS, read_comment as read_comment_row};
 pub use postgres::{PostgresStore, migrate, offsets_of};
 pub use projector::{Projector, ProjectorConfig, Target};
 pub use rebuild::{

@@ -2,7 +2,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod generation;
-mod interactions;
+pub(crate) mod interactions;
 mod users;
 
 use std::collections::{BTreeSet, HashMap};

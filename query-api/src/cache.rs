@@ -19,7 +19,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::changes::{Change, ChangeObserver};
-use crate::read::{ArtworkRecord, Stats};
+use crate::read::{ArtworkRow, Stats};
 
 /// How the cache is sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ struct Flagged {
 /// (artwork id, user id).
 #[derive(Debug, Clone)]
 pub struct HotCache {
-    details: Cache<String, Option<Arc<ArtworkRecord>>>,
+    details: Cache<String, Option<Arc<ArtworkRow>>>,
     stats: Cache<String, Stats>,
     flags: Cache<(String, String), Flagged>,
     /// The epoch of each artwork's last change.
@@ -121,7 +121,7 @@ impl HotCache {
         self.stats.get(id).await
     }
 
-    pub async fn details(&self, id: &str) -> Option<Option<Arc<ArtworkRecord>>> {
+    pub async fn details(&self, id: &str) -> Option<Option<Arc<ArtworkRow>>> {
         if !self.on() {
             return None;
         }
@@ -176,7 +176,7 @@ impl HotCache {
         }
     }
 
-    pub async fn put_details(&self, id: &str, record: Option<Arc<ArtworkRecord>>, read_at: Epoch) {
+    pub async fn put_details(&self, id: &str, record: Option<Arc<ArtworkRow>>, read_at: Epoch) {
         if self.on() {
             self.details.insert(id.to_owned(), record).await;
             if self.epoch.load(Ordering::Acquire) != read_at.0 {

@@ -13,9 +13,9 @@ pub struct StoredComment {
     pub deleted: bool,
 }
 
-/// A comment to insert.
+/// A comment as posted: a row of `comments` to insert, and what the query API shows of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewComment {
+pub struct CommentRow {
     pub comment_id: Uuid,
     pub artwork_id: String,
     pub user_id: String,
@@ -33,7 +33,7 @@ pub struct Deletion {
 
 #[derive(Debug, Clone)]
 enum Fact {
-    Posted(NewComment),
+    Posted(CommentRow),
     Deleted(Deletion),
 }
 
@@ -46,7 +46,7 @@ pub struct CommentBatch {
 /// What to write for one batch: inserts first, then deletions.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CommentPlan {
-    pub inserts: Vec<NewComment>,
+    pub inserts: Vec<CommentRow>,
     pub deletions: Vec<Deletion>,
     /// Change of the comment count per artwork (non-zero only).
     pub count_deltas: BTreeMap<String, i64>,
@@ -54,7 +54,7 @@ pub struct CommentPlan {
 
 impl CommentBatch {
     pub fn add_posted(&mut self, e: &CommentPosted) {
-        self.facts.push(Fact::Posted(NewComment {
+        self.facts.push(Fact::Posted(CommentRow {
             comment_id: e.comment_id,
             artwork_id: e.artwork_id.as_str().to_owned(),
             user_id: e.user_id.as_str().to_owned(),

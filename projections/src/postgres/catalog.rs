@@ -118,43 +118,50 @@ async fn read_exhibitions(
     Ok(out)
 }
 
+/// Every column of an `artworks` row.
+pub const ARTWORK_COLUMNS: &str = "artwork_id, exhibition_id, title, artist, year, style,
+    description, image_key, image_content_type, image_width, image_height, added_by,
+    added_at_ms, removed_at_ms";
+
+/// The artwork in a row of [`ARTWORK_COLUMNS`]: what the projector folds on and the query API
+/// serves.
+pub fn read_artwork(r: &Row) -> Result<ArtworkRow, RowError> {
+    Ok(ArtworkRow {
+        artwork_id: r.column("artwork_id")?,
+        exhibition_id: r.column("exhibition_id")?,
+        title: r.column("title")?,
+        artist: r.column("artist")?,
+        year: r.column("year")?,
+        style: r.column("style")?,
+        description: r.column("description")?,
+        image_key: r.column("image_key")?,
+        image_content_type: r.column("image_content_type")?,
+        image_width: r.column("image_width")?,
+        image_height: r.column("image_height")?,
+        added_by: r.column("added_by")?,
+        added_at_ms: r.column("added_at_ms")?,
+        removed_at_ms: r.column("removed_at_ms")?,
+    })
+}
+
 async fn read_artworks(
     tx: &Transaction<'_>,
     ids: &[String],
 ) -> Result<HashMap<String, ArtworkRow>, ProjectionError> {
     let rows = tx
         .query(
-            "SELECT artwork_id, exhibition_id, title, artist, year, style, description,
-                    image_key, image_content_type, image_width, image_height, added_by,
-                    added_at_ms, removed_at_ms
-             FROM artworks WHERE artwork_id = ANY($1)
-             ORDER BY artwork_id FOR UPDATE",
+            &format!(
+                "SELECT {ARTWORK_COLUMNS} FROM artworks WHERE artwork_id = ANY($1)
+                 ORDER BY artwork_id FOR UPDATE"
+            ),
             &[&ids],
         )
         .await
         .map_err(ProjectionError::pg("read artworks"))?;
-    rows.into_iter()
-        .map(|r| {
-            let id: String = r.column("artwork_id")?;
-            Ok((
-                id.clone(),
-                ArtworkRow {
-                    artwork_id: id,
-                    exhibition_id: r.column("exhibition_id")?,
-                    title: r.column("title")?,
-                    artist: r.column("artist")?,
-                    year: r.column("year")?,
-                    style: r.column("style")?,
-                    description: r.column("description")?,
-                    image_key: r.column("image_key")?,
-                    image_content_type: r.column("image_content_type")?,
-                    image_width: r.column("image_width")?,
-                    image_height: r.column("image_height")?,
-                    added_by: r.column("added_by")?,
-                    added_at_ms: r.column("added_at_ms")?,
-                    removed_at_ms: r.column("removed_at_ms")?,
-                },
-            ))
-        })
-        .collect()
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let row = read_artwork(&r)?;
+        out.insert(row.artwork_id.clone(), row);
+    }
+    Ok(out)
 }

@@ -14,15 +14,29 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tokio_postgres::Transaction;
+use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
 use super::Batch;
-use crate::error::ProjectionError;
-use crate::fold::comments::{CommentBatch, StoredComment};
+use crate::error::{ProjectionError, RowError};
+use crate::fold::comments::{CommentBatch, CommentRow, StoredComment};
 use crate::fold::views::ViewBatch;
 use crate::fold::{Position, SetBatch, SetEvent, SetFact, SetKey, SetKind, SetPlan, StatsDelta};
 use gallery_infra::Columns;
+
+/// The columns of a `comments` row as posted (its deletion aside).
+pub const COMMENT_COLUMNS: &str = "comment_id, artwork_id, user_id, body, posted_at_ms";
+
+/// The comment in a row of [`COMMENT_COLUMNS`], as the query API serves it.
+pub fn read_comment(r: &Row) -> Result<CommentRow, RowError> {
+    Ok(CommentRow {
+        comment_id: r.column("comment_id")?,
+        artwork_id: r.column("artwork_id")?,
+        user_id: r.column("user_id")?,
+        body: r.column("body")?,
+        posted_at_ms: r.column("posted_at_ms")?,
+    })
+}
 
 /// The table of one kind of set fact; the kind's mark names it in `set_event_positions`.
 struct SetTable {
@@ -293,9 +307,11 @@ async fn apply_comments(
             at.push(c.posted_at_ms);
         }
         tx.execute(
-            "INSERT INTO comments (comment_id, artwork_id, user_id, body, posted_at_ms)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-             ON CONFLICT (comment_id) DO NOTHING",
+            &format!(
+                "INSERT INTO comments ({COMMENT_COLUMNS})
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                 ON CONFLICT (comment_id) DO NOTHING"
+            ),
             &[&ids, &artworks, &users, &bodies, &at],
         )
         .await

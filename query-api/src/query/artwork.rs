@@ -14,13 +14,13 @@ use super::{Exhibition, datetime, gql, loader, read, shared, viewer_id};
 use crate::cache::HotCache;
 use crate::consistency::Reached;
 use crate::media::signed_url;
-use crate::read::{ArtworkRecord, CommentRecord, Stats};
+use crate::read::{ArtworkRow, CommentRow, Stats};
 
 /// A painting in the gallery.
 #[derive(Debug)]
 pub struct Artwork {
     id: String,
-    record: OnceCell<Option<Arc<ArtworkRecord>>>,
+    record: OnceCell<Option<Arc<ArtworkRow>>>,
 }
 
 impl Artwork {
@@ -32,14 +32,14 @@ impl Artwork {
         }
     }
 
-    pub fn from_record(record: ArtworkRecord) -> Self {
+    pub fn from_record(record: ArtworkRow) -> Self {
         Self {
-            id: record.id.clone(),
+            id: record.artwork_id.clone(),
             record: OnceCell::new_with(Some(Some(Arc::new(record)))),
         }
     }
 
-    async fn record(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&ArtworkRecord>> {
+    async fn record(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&ArtworkRow>> {
         let record = self
             .record
             .get_or_try_init(|| async {
@@ -217,7 +217,10 @@ impl Artwork {
 
     /// Whether the curator took it out of its exhibition.
     async fn removed(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(self.record(ctx).await?.is_some_and(|r| r.removed))
+        Ok(self
+            .record(ctx)
+            .await?
+            .is_some_and(|r| r.removed_at_ms.is_some()))
     }
 
     /// The exhibition it belongs to.
@@ -270,7 +273,7 @@ impl Artwork {
             rows,
             first,
             had_cursor,
-            |c| (c.posted_at_ms, c.id.to_string()),
+            |c| (c.posted_at_ms, c.comment_id.to_string()),
             Comment,
         ))
     }
@@ -294,20 +297,20 @@ pub(super) async fn page(
         rows,
         first,
         had_cursor,
-        |r| (r.added_at_ms, r.id.clone()),
+        |r| (r.added_at_ms, r.artwork_id.clone()),
         Artwork::from_record,
     ))
 }
 
 /// A comment on an artwork.
 #[derive(Debug)]
-pub struct Comment(CommentRecord);
+pub struct Comment(CommentRow);
 
 #[Object]
 impl Comment {
     /// The comment's id.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.0.comment_id.to_string())
     }
 
     /// The artwork it is about.

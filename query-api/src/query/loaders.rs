@@ -8,7 +8,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::error::QueryError;
-use crate::read::{ArtworkRecord, ExhibitionRow, ReadModel, Stats};
+use crate::read::{ArtworkRow, ExhibitionRow, ReadModel, Stats};
 
 /// Every loader of the read model, batched per kind of key.
 #[derive(Debug, Clone)]
@@ -67,18 +67,18 @@ impl Loader<FlagsOf> for ReadLoader {
 }
 
 impl Loader<ArtworkOf> for ReadLoader {
-    type Value = Arc<ArtworkRecord>;
+    type Value = Arc<ArtworkRow>;
     type Error = Shared;
 
     async fn load(
         &self,
         keys: &[ArtworkOf],
-    ) -> Result<HashMap<ArtworkOf, Arc<ArtworkRecord>>, Shared> {
+    ) -> Result<HashMap<ArtworkOf, Arc<ArtworkRow>>, Shared> {
         let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
         let rows = self.read.artworks(&ids).await.map_err(Arc::new)?;
         Ok(rows
             .into_iter()
-            .map(|r| (ArtworkOf(r.id.clone()), Arc::new(r)))
+            .map(|r| (ArtworkOf(r.artwork_id.clone()), Arc::new(r)))
             .collect())
     }
 }

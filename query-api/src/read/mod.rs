@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::error::QueryError;
 use gallery_infra::Columns;
 pub use records::{
-    ArtworkRecord, CommentRecord, ExhibitionRow, JobResult, JobRow, MarkRecord, Progress, Stats,
+    ArtworkRow, CommentRow, ExhibitionRow, JobResult, JobRow, MarkRecord, Progress, Stats,
     StoredImage,
 };
 pub use scylla::ScyllaReads;
@@ -74,10 +74,7 @@ pub struct ReadModel {
     statements: StatementCounter,
 }
 
-const ARTWORK_COLUMNS: &str = "artwork_id, exhibition_id, title, artist, year, style, description,
-    image_key, image_content_type, image_width, image_height, added_at_ms, removed";
-use gallery_projections::EXHIBITION_COLUMNS;
-use gallery_projections::JOB_COLUMNS;
+use gallery_projections::{ARTWORK_COLUMNS, COMMENT_COLUMNS, EXHIBITION_COLUMNS, JOB_COLUMNS};
 
 impl ReadModel {
     pub fn new(pool: Pool) -> Self {
@@ -157,10 +154,13 @@ impl ReadModel {
         Ok(gallery_projections::offsets_of(&rows)?)
     }
 
-    pub async fn artworks(&self, ids: &[String]) -> Result<Vec<ArtworkRecord>, QueryError> {
+    pub async fn artworks(&self, ids: &[String]) -> Result<Vec<ArtworkRow>, QueryError> {
         let sql = format!("SELECT {ARTWORK_COLUMNS} FROM artworks WHERE artwork_id = ANY($1)");
         let rows = self.query(&sql, &[&ids]).await?;
-        rows.iter().map(ArtworkRecord::from_row).collect()
+        Ok(rows
+            .iter()
+            .map(gallery_projections::read_artwork_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Artworks not removed, newest first, optionally of one exhibition.
@@ -169,7 +169,7 @@ impl ReadModel {
         exhibition: Option<Uuid>,
         after: After<String>,
         limit: i64,
-    ) -> Result<Vec<ArtworkRecord>, QueryError> {
+    ) -> Result<Vec<ArtworkRow>, QueryError> {
         let (at, id) = after.unzip();
         let sql = format!(
             "SELECT {ARTWORK_COLUMNS} FROM artworks
@@ -178,7 +178,10 @@ impl ReadModel {
              ORDER BY added_at_ms DESC, artwork_id DESC LIMIT $4"
         );
         let rows = self.query(&sql, &[&exhibition, &at, &id, &limit]).await?;
-        rows.iter().map(ArtworkRecord::from_row).collect()
+        Ok(rows
+            .iter()
+            .map(gallery_projections::read_artwork_row)
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn exhibitions(&self, ids: &[Uuid]) -> Result<Vec<ExhibitionRow>, QueryError> {
@@ -275,22 +278,23 @@ impl ReadModel {
         artwork: &str,
         after: After<Uuid>,
         limit: i64,
-    ) -> Result<Vec<CommentRecord>, QueryError> {
+    ) -> Result<Vec<CommentRow>, QueryError> {
         if let InteractionStore::Scylla(s) = &self.interactions {
             self.statements.bump();
             return s.comments_page(artwork, after, limit).await;
         }
         let (at, id) = after.unzip();
-        let rows = self
-            .query(
-                "SELECT comment_id, artwork_id, user_id, body, posted_at_ms FROM comments
-                 WHERE artwork_id = $1 AND NOT deleted
-                   AND ($2::bigint IS NULL OR (posted_at_ms, comment_id) < ($2, $3::uuid))
-                 ORDER BY posted_at_ms DESC, comment_id DESC LIMIT $4",
-                &[&artwork, &at, &id, &limit],
-            )
-            .await?;
-        rows.iter().map(CommentRecord::from_row).collect()
+        let sql = format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments
+             WHERE artwork_id = $1 AND NOT deleted
+               AND ($2::bigint IS NULL OR (posted_at_ms, comment_id) < ($2, $3::uuid))
+             ORDER BY posted_at_ms DESC, comment_id DESC LIMIT $4"
+        );
+        let rows = self.query(&sql, &[&artwork, &at, &id, &limit]).await?;
+        Ok(rows
+            .iter()
+            .map(gallery_projections::read_comment_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// The artworks a user likes (or favorites) now, newest first.

@@ -8,7 +8,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
-use super::{After, CommentRecord, Mark, MarkRecord, Measure, Stats};
+use super::{After, CommentRow, Mark, MarkRecord, Measure, Stats};
 use gallery_infra::CqlError;
 
 use crate::error::QueryError;
@@ -232,7 +232,7 @@ impl ScyllaReads {
         artwork: &str,
         after: After<Uuid>,
         n: i64,
-    ) -> Result<Vec<CommentRecord>, QueryError> {
+    ) -> Result<Vec<CommentRow>, QueryError> {
         let result = match after {
             None => {
                 self.session
@@ -257,8 +257,8 @@ impl ScyllaReads {
                 column: "comment_id",
                 value: id.clone(),
             })?;
-            out.push(CommentRecord {
-                id,
+            out.push(CommentRow {
+                comment_id: id,
                 artwork_id: artwork.to_owned(),
                 user_id,
                 body,

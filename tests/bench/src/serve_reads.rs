@@ -132,8 +132,8 @@ pub async fn cache(
     loop {
         let rows = read.artworks_page(None, after, 100).await?;
         let Some(last) = rows.last() else { break };
-        after = Some((last.added_at_ms, last.id.clone()));
-        order.extend(rows.into_iter().map(|r| r.id));
+        after = Some((last.added_at_ms, last.artwork_id.clone()));
+        order.extend(rows.into_iter().map(|r| r.artwork_id));
     }
     let state = Arc::new(Cached {
         keys,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use crate::fold::StatsDelta;
-use crate::fold::comments::NewComment;
+use crate::fold::comments;
 use crate::fold::sets::{Position, SetEvent, SetFact, SetKey, SetKind};
 
 /// An artwork's partition: its counts, its hourly net likes and views, and how far the
@@ -120,7 +120,7 @@ pub enum DerivedRow {
     /// A comment, and its entry in its artwork's list, decided by the posting at
     /// `posted_offset`.
     Comment {
-        comment: NewComment,
+        comment: comments::CommentRow,
         posted_offset: i64,
     },
     /// A comment's deletion, decided by the fact at `deleted_offset`, and the removal of its
