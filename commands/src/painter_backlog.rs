@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use gallery_infra::kafka::Progress;
 use gallery_schemas::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -75,25 +76,12 @@ impl crate::ports::AdmissionPolicy for BacklogAdmission {
     }
 }
 
-/// Offsets of one partition, as needed to compute its lag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionOffsets {
-    pub low: i64,
-    pub high: i64,
-    /// The group's committed offset, if it has one.
-    pub committed: Option<i64>,
-}
-
-/// Sum over partitions of the high watermark minus the group's committed offset (or minus the
-/// low watermark without a commit); a commit outside the watermarks is clamped into them.
-pub fn lag(partitions: &[PartitionOffsets]) -> u64 {
-    partitions
-        .iter()
-        .map(|p| {
-            let from = p.committed.unwrap_or(p.low).clamp(p.low, p.high.max(p.low));
-            u64::try_from(p.high.saturating_sub(from)).unwrap_or(0)
-        })
-        .sum()
+/// The painters' lag over `partitions`: per partition from the group's committed offset (the
+/// low watermark without a commit, a commit outside the log clamped into it) to the end a
+/// `read_committed` painter reaches (the last stable offset, which librdkafka's default
+/// isolation gives as the partition's upper watermark).
+pub fn lag(partitions: &[Progress]) -> u64 {
+    partitions.iter().map(Progress::lag).sum()
 }
 
 /// The latest measured backlog; cheap to clone and read from any thread.
@@ -212,10 +200,10 @@ impl Measurer {
                         Offset::Offset(o) => Some(o),
                         _ => None,
                     });
-            offsets.push(PartitionOffsets {
-                low,
-                high,
-                committed,
+            offsets.push(Progress {
+                start: low,
+                end: high,
+                position: committed,
             });
         }
         Ok(lag(&offsets))
@@ -352,27 +340,27 @@ mod tests {
     #[test]
     fn lag_sums_high_minus_commit_or_low() {
         let parts = [
-            PartitionOffsets {
-                low: 0,
-                high: 10,
-                committed: Some(4),
+            Progress {
+                start: 0,
+                end: 10,
+                position: Some(4),
             },
-            PartitionOffsets {
-                low: 3,
-                high: 7,
-                committed: None,
+            Progress {
+                start: 3,
+                end: 7,
+                position: None,
             },
             // A commit below the low watermark (deleted records) counts from the low one.
-            PartitionOffsets {
-                low: 5,
-                high: 6,
-                committed: Some(1),
+            Progress {
+                start: 5,
+                end: 6,
+                position: Some(1),
             },
             // An empty partition.
-            PartitionOffsets {
-                low: 0,
-                high: 0,
-                committed: None,
+            Progress {
+                start: 0,
+                end: 0,
+                position: None,
             },
         ];
         assert_eq!(lag(&parts), 6 + 4 + 1);

@@ -2,12 +2,15 @@
 //! crate: the Postgres migration runner ([`migrate`]), rows read by column name ([`row`]),
 //! the restart with backoff of every long-running session ([`restart`]), what every crate's
 //! settings share ([`settings`]: the refusal of a value with its key, the range and name checks,
-//! secrets, the `postgres` section) and, with the `cql`
-//! feature, the one error type of CQL calls (`cql`). Nothing here knows an event, a table or a topic of
+//! secrets, the `postgres` section), with the `cql` feature the one error type of CQL calls
+//! (`cql`), and with the `kafka` feature the rebalance callback of every consumer-group
+//! member and the lag of a partition (`kafka`). Nothing here knows an event, a table or a topic of
 //! Gallery's: the crates that own them call it.
 
 #[cfg(feature = "cql")]
 pub mod cql;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod migrate;
 pub mod restart;
 pub mod row;

@@ -18,9 +18,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rdkafka::consumer::{
-    BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
-};
+use gallery_infra::kafka::{self, Progress};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -66,17 +65,6 @@ struct State {
     owned: HashSet<TopicPartition>,
 }
 
-/// Where a partition stands, from the consumer's statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Progress {
-    /// The last stable offset: the end of what a `read_committed` consumer may read.
-    stable: i64,
-    /// The consumer's position: after the last message handed over, or after the
-    /// transaction markers (and aborted messages) it has read past, which are never handed
-    /// over.
-    position: Option<i64>,
-}
-
 impl Membership {
     /// A membership that resumes at `stored` and owns nothing yet; it reports the lag of
     /// `projection` in `store` (see [`crate::metrics::LAG`]) from the consumer's statistics.
@@ -120,11 +108,15 @@ impl Membership {
             };
             let stored = state.resume_at.get(tp).copied().unwrap_or(0);
             let all_stored = state.received.get(tp).is_none_or(|r| *r <= stored);
+            // The consumer's position is past the transaction markers (and aborted messages)
+            // it has read, which are never handed over, so it counts once every message
+            // handed over is stored.
             let held = match p.position {
                 Some(position) if all_stored => stored.max(position),
                 _ => stored,
             };
-            *lag.entry(tp.0.clone()).or_insert(0) += (p.stable - held).max(0);
+            *lag.entry(tp.0.clone()).or_insert(0) +=
+                i64::try_from(p.at(held).lag()).unwrap_or(i64::MAX);
         }
         lag
     }
@@ -234,21 +226,8 @@ impl ClientContext for GroupContext {
     // handed over and [`Membership::received`].
     fn stats(&self, statistics: Statistics) {
         let (projection, store) = &self.0.labels;
-        let progress: HashMap<TopicPartition, Progress> = statistics
-            .topics
-            .iter()
-            .flat_map(|(topic, t)| {
-                t.partitions
-                    .values()
-                    .filter(|p| p.partition >= 0 && p.ls_offset >= 0)
-                    .map(move |p| {
-                        let progress = Progress {
-                            stable: p.ls_offset,
-                            position: (p.app_offset >= 0).then_some(p.app_offset),
-                        };
-                        ((topic.clone(), p.partition), progress)
-                    })
-            })
+        let progress: HashMap<TopicPartition, Progress> = kafka::progress(&statistics)
+            .map(|p| ((p.topic, p.partition), p.progress))
             .collect();
         for (topic, lag) in self.0.lag(&progress) {
             // A message count as a float gauge: exact up to 2^53.
@@ -271,47 +250,23 @@ impl ConsumerContext for GroupContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        let result = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.0.assigned(tpl);
-                tracing::info!(partitions = ?describe(tpl), "partitions assigned");
-                if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(partitions = ?describe(tpl), lost = consumer.assignment_lost(), "partitions revoked");
-                if cooperative {
-                    self.0.revoked(tpl);
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    self.0.revoke_all();
-                    consumer.unassign()
-                }
-            }
-            other => {
-                tracing::error!(error = ?other, "rebalance failed; letting go of every partition");
-                self.0.revoke_all();
-                consumer.unassign()
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "applying a rebalance failed");
+        if let Err((step, e)) = kafka::rebalance(self, consumer, err, tpl) {
+            tracing::error!(error = %e, ?step, "applying a rebalance failed");
         }
     }
 }
 
-fn describe(tpl: &TopicPartitionList) -> Vec<String> {
-    tpl.elements()
-        .iter()
-        .map(|e| format!("{}/{}", e.topic(), e.partition()))
-        .collect()
+impl kafka::Member for GroupContext {
+    fn assigned(&self, _: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        self.0.assigned(tpl);
+    }
+
+    fn revoked(&self, _: &BaseConsumer<Self>, revoked: kafka::Revoked<'_>) {
+        match revoked {
+            kafka::Revoked::These(tpl) => self.0.revoked(tpl),
+            kafka::Revoked::All(_) => self.0.revoke_all(),
+        }
+    }
 }
 
 /// A consumer of `group` over `topics`, placing assigned partitions by `membership`. Offsets
@@ -416,7 +371,8 @@ mod tests {
         of.iter()
             .map(|(t, p, stable, position)| {
                 let progress = Progress {
-                    stable: *stable,
+                    start: 0,
+                    end: *stable,
                     position: *position,
                 };
                 (((*t).to_owned(), *p), progress)

@@ -8,10 +8,11 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gallery_infra::kafka;
 use gallery_schemas::{Event, EventCodec};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -98,29 +99,12 @@ impl std::fmt::Debug for WorkerContext {
 
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: Statistics) {
-        // What is not read yet: the last stable offset minus the read position, summed over
-        // the partitions this worker reads.
-        let lag: i64 = statistics
-            .topics
-            .get(&self.settings.topic)
-            .map(|t| {
-                t.partitions
-                    .values()
-                    .filter(|p| p.partition >= 0 && p.desired)
-                    .map(|p| {
-                        let position = [p.app_offset, p.committed_offset, p.lo_offset]
-                            .into_iter()
-                            .find(|o| *o >= 0);
-                        match position {
-                            Some(pos) if p.ls_offset >= pos => p.ls_offset - pos,
-                            _ => 0,
-                        }
-                    })
-                    .sum()
-            })
-            .unwrap_or(0);
-        self.lag
-            .store(u64::try_from(lag).unwrap_or(0), Ordering::Relaxed);
+        // What is not read yet, summed over the partitions this worker reads.
+        let lag: u64 = kafka::progress(&statistics)
+            .filter(|p| p.assigned && p.topic == self.settings.topic)
+            .map(|p| p.progress.lag())
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
     }
 }
 
@@ -131,53 +115,50 @@ impl ConsumerContext for WorkerContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            let assigned = match self.catch_up(consumer, tpl) {
-                Ok(assigned) => assigned,
-                Err(e) => {
-                    tracing::error!(error = %e, "catch-up failed; the session restarts");
-                    let _ = self.inbound.send(Inbound::Failed(e));
-                    Vec::new()
-                }
-            };
-            for a in &assigned {
-                let _ = tpl.set_partition_offset(
-                    &self.settings.topic,
-                    a.partition,
-                    Offset::Offset(a.committed),
-                );
-            }
-            if !assigned.is_empty() {
-                let _ = self.inbound.send(Inbound::Assigned(assigned));
-            }
-            let result = if cooperative {
-                consumer.incremental_assign(tpl)
-            } else {
-                consumer.assign(tpl)
-            };
-            if let Err(e) = result {
+        match kafka::rebalance(self, consumer, err, tpl) {
+            Ok(()) => {}
+            Err((kafka::Step::Assign, e)) => {
                 let _ = self.inbound.send(Inbound::Failed(WorkerError::Kafka {
                     context: "assign partitions",
                     source: e,
                 }));
             }
-            return;
+            Err((kafka::Step::Unassign, e)) => {
+                tracing::warn!(error = %e, "unassign failed");
+            }
         }
-        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-            tracing::warn!(?err, "rebalance error; dropping the assignment");
-        }
-        let partitions: Vec<i32> = if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-            tpl.elements().iter().map(|e| e.partition()).collect()
-        } else {
-            consumer
-                .assignment()
-                .map(|a| a.elements().iter().map(|e| e.partition()).collect())
-                .unwrap_or_default()
+    }
+}
+
+impl kafka::Member for WorkerContext {
+    fn assigned(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let assigned = match self.catch_up(consumer, tpl) {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                tracing::error!(error = %e, "catch-up failed; the session restarts");
+                let _ = self.inbound.send(Inbound::Failed(e));
+                Vec::new()
+            }
         };
+        for a in &assigned {
+            let _ = tpl.set_partition_offset(
+                &self.settings.topic,
+                a.partition,
+                Offset::Offset(a.committed),
+            );
+        }
+        if !assigned.is_empty() {
+            let _ = self.inbound.send(Inbound::Assigned(assigned));
+        }
+    }
+
+    fn revoked(&self, _: &BaseConsumer<Self>, revoked: kafka::Revoked<'_>) {
+        let partitions: Vec<i32> = revoked
+            .partitions()
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
         let (done, acked) = sync_channel(1);
         if self
             .inbound
@@ -192,19 +173,6 @@ impl ConsumerContext for WorkerContext {
                 ?partitions,
                 "the session did not confirm the revocation in time"
             );
-        }
-        tracing::info!(
-            ?partitions,
-            lost = consumer.assignment_lost(),
-            "partitions revoked"
-        );
-        let result = if cooperative {
-            consumer.incremental_unassign(tpl)
-        } else {
-            consumer.unassign()
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "unassign failed");
         }
     }
 }
