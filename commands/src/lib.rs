@@ -24,6 +24,7 @@ pub mod decide;
 mod error;
 pub mod http;
 pub mod idempotency;
+pub mod input;
 mod kafka;
 mod library;
 mod lookup;

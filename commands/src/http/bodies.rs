@@ -1,7 +1,7 @@
 //! The JSON bodies of the command routes and the forms of the upload routes, as the OpenAPI
 //! document shows them; each converts into the input of its command.
 
-use gallery_schemas::{Description, GenerationMode, PersonName, Prompt, StyleName, Title};
+use gallery_schemas::{Description, PersonName, Prompt, StyleName, Title};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -191,20 +191,16 @@ pub(crate) fn add_artwork_form() -> Value {
 
 impl From<TextToImageBody> for GenerationInput {
     fn from(input: TextToImageBody) -> Self {
-        GenerationInput {
-            mode: GenerationMode::TextToImage,
-            params: Params {
-                prompt: Some(input.prompt),
-                negative_prompt: input.negative_prompt,
-                style: input.style,
-                seed: input.seed,
-                steps: input.steps,
-                width: input.width,
-                height: input.height,
-            },
-            photo: None,
-            request_id: input.request_id,
-        }
+        let params = Params {
+            prompt: Some(input.prompt),
+            negative_prompt: input.negative_prompt,
+            style: input.style,
+            seed: input.seed,
+            steps: input.steps,
+            width: input.width,
+            height: input.height,
+        };
+        GenerationInput::text_to_image(params, input.request_id)
     }
 }
 

@@ -2,15 +2,14 @@
 //! cannot be read, or lacks a field, is a [`BodyError`].
 
 use axum::extract::Multipart;
-use gallery_schemas::GenerationMode;
 
 use super::bodies::whole;
-use super::uuid;
 use crate::body::BodyError;
 use crate::decide::Refusal;
 use crate::decide::catalog::NewArtwork;
 use crate::decide::generation::Params;
 use crate::error::CommandError;
+use crate::input::request_id;
 use crate::ops::{ArtworkUpload, GenerationInput};
 
 /// The fields of a multipart form: text fields by name, and one file.
@@ -92,23 +91,19 @@ pub async fn artwork_upload(multipart: Multipart) -> Result<ArtworkUpload, Comma
 /// unchecked (the command checks them), and its photo, as sent.
 pub async fn image_to_image_input(multipart: Multipart) -> Result<GenerationInput, CommandError> {
     let mut form = Form::read(multipart, "photo").await?;
-    let request_id = form
-        .text("requestId")
-        .filter(|s| !s.is_empty())
-        .map(|raw| uuid("requestId", &raw))
-        .transpose()?;
-    Ok(GenerationInput {
-        mode: GenerationMode::ImageToImage,
-        params: Params {
-            prompt: form.text("prompt"),
-            negative_prompt: form.text("negativePrompt"),
-            style: form.required("style")?,
-            seed: form.number("seed")?,
-            steps: form.number("steps")?,
-            width: form.number("width")?,
-            height: form.number("height")?,
-        },
-        photo: Some(form.file("photo")?),
+    let request_id = request_id(form.text("requestId").filter(|s| !s.is_empty()).as_deref())?;
+    let params = Params {
+        prompt: form.text("prompt"),
+        negative_prompt: form.text("negativePrompt"),
+        style: form.required("style")?,
+        seed: form.number("seed")?,
+        steps: form.number("steps")?,
+        width: form.number("width")?,
+        height: form.number("height")?,
+    };
+    Ok(GenerationInput::image_to_image(
+        params,
+        form.file("photo")?,
         request_id,
-    })
+    ))
 }

@@ -13,8 +13,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use gallery_schemas::ArtworkId;
-use uuid::Uuid;
 
 pub use self::bodies::{CommentBody, ExhibitionBody, TextToImageBody};
 pub(crate) use self::bodies::{add_artwork_form, image_to_image_form};
@@ -26,6 +24,7 @@ use crate::decide::Refusal;
 use crate::decide::catalog::NewExhibition;
 use crate::error::CommandError;
 use crate::idempotency::IdempotencyKey;
+use crate::input::{artwork_id as artwork, uuid};
 use crate::library::{Accepted, Commands, Context};
 use crate::ops::GenerationInput;
 use crate::ratelimit::CommandClass;
@@ -165,22 +164,6 @@ impl Caller {
             key: self.key.as_ref(),
         }
     }
-}
-
-fn artwork(raw: &str) -> Result<ArtworkId, CommandError> {
-    ArtworkId::parse(raw).map_err(|source| CommandError::InvalidInput {
-        field: "artwork id",
-        source,
-    })
-}
-
-fn uuid(field: &'static str, raw: &str) -> Result<Uuid, CommandError> {
-    Uuid::parse_str(raw).map_err(|_| {
-        CommandError::Refused(Refusal::Rule {
-            field,
-            rule: "must be a UUID",
-        })
-    })
 }
 
 macro_rules! set_fact {

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, InputObject, Object, Upload};
 use gallery_commands::GenerationInput;
 use gallery_commands::decide::generation::Params;
-use gallery_schemas::GenerationMode;
+use gallery_commands::input::request_id;
 
 use super::{Call, CommandResult, reply, upload_bytes, uuid, writes};
 
@@ -12,18 +12,8 @@ use super::{Call, CommandResult, reply, upload_bytes, uuid, writes};
 pub struct TextToImageInput {
     /// What to paint.
     pub prompt: String,
-    /// What to keep out of the picture.
-    pub negative_prompt: Option<String>,
-    /// The painting style.
-    pub style: String,
-    /// The random seed; chosen by the server when left out.
-    pub seed: Option<i64>,
-    /// Denoising steps, 1 to 50 (20 when left out).
-    pub steps: Option<i32>,
-    /// Width in pixels, 64 to 1024, a multiple of 8 (512 when left out).
-    pub width: Option<i32>,
-    /// Height in pixels, 64 to 1024, a multiple of 8 (512 when left out).
-    pub height: Option<i32>,
+    #[graphql(flatten)]
+    pub painting: PaintingInput,
     /// A client-chosen id (a UUID): sending the same one again returns the original result.
     pub request_id: Option<ID>,
 }
@@ -33,6 +23,15 @@ pub struct TextToImageInput {
 pub struct ImageToImageInput {
     /// What to make of the photo, if anything beyond the style.
     pub prompt: Option<String>,
+    #[graphql(flatten)]
+    pub painting: PaintingInput,
+    /// A client-chosen id (a UUID): sending the same one again returns the original result.
+    pub request_id: Option<ID>,
+}
+
+/// How to paint, the same for both kinds of request (its fields are the requests' own).
+#[derive(Debug, InputObject)]
+pub struct PaintingInput {
     /// What to keep out of the picture.
     pub negative_prompt: Option<String>,
     /// The painting style.
@@ -45,8 +44,26 @@ pub struct ImageToImageInput {
     pub width: Option<i32>,
     /// Height in pixels, 64 to 1024, a multiple of 8 (512 when left out).
     pub height: Option<i32>,
-    /// A client-chosen id (a UUID): sending the same one again returns the original result.
-    pub request_id: Option<ID>,
+}
+
+impl PaintingInput {
+    /// The command's parameters: these, and `prompt`.
+    fn params(self, prompt: Option<String>) -> Params {
+        Params {
+            prompt,
+            negative_prompt: self.negative_prompt,
+            style: self.style,
+            seed: self.seed,
+            steps: self.steps,
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// The request id a client chose, if any.
+fn chosen(id: Option<&ID>) -> Result<Option<uuid::Uuid>, gallery_commands::CommandError> {
+    request_id(id.map(|id| id.as_str()))
 }
 
 /// Generation requests.
@@ -69,24 +86,9 @@ impl GenerationMutations {
         reply(
             async {
                 let call = Call::of(ctx, idempotency_key)?;
-                let request_id = input
-                    .request_id
-                    .map(|raw| uuid("requestId", &raw))
-                    .transpose()?;
-                let request = GenerationInput {
-                    mode: GenerationMode::TextToImage,
-                    params: Params {
-                        prompt: Some(input.prompt),
-                        negative_prompt: input.negative_prompt,
-                        style: input.style,
-                        seed: input.seed,
-                        steps: input.steps,
-                        width: input.width,
-                        height: input.height,
-                    },
-                    photo: None,
-                    request_id,
-                };
+                let request_id = chosen(input.request_id.as_ref())?;
+                let params = input.painting.params(Some(input.prompt));
+                let request = GenerationInput::text_to_image(params, request_id);
                 w.commands.request_generation(&call.cx(), request).await
             }
             .await,
@@ -107,24 +109,10 @@ impl GenerationMutations {
         reply(
             async {
                 let call = Call::of(ctx, idempotency_key)?;
-                let request_id = input
-                    .request_id
-                    .map(|raw| uuid("requestId", &raw))
-                    .transpose()?;
-                let request = GenerationInput {
-                    mode: GenerationMode::ImageToImage,
-                    params: Params {
-                        prompt: input.prompt,
-                        negative_prompt: input.negative_prompt,
-                        style: input.style,
-                        seed: input.seed,
-                        steps: input.steps,
-                        width: input.width,
-                        height: input.height,
-                    },
-                    photo: Some(upload_bytes(ctx, &photo, "photo").await?),
-                    request_id,
-                };
+                let request_id = chosen(input.request_id.as_ref())?;
+                let params = input.painting.params(input.prompt);
+                let photo = upload_bytes(ctx, &photo, "photo").await?;
+                let request = GenerationInput::image_to_image(params, photo, request_id);
                 w.commands.request_generation(&call.cx(), request).await
             }
             .await,

@@ -14,11 +14,10 @@ use std::io::Read;
 
 use async_graphql::{Context, ErrorExtensions, MergedObject, Upload};
 use gallery_commands::idempotency::IdempotencyKey;
+use gallery_commands::input::{artwork_id, uuid};
 use gallery_commands::{
-    Accepted, Accounts, AuthError, BodyError, CommandError, Commands, Principal, decide::Refusal,
+    Accepted, Accounts, AuthError, BodyError, CommandError, Commands, Principal,
 };
-use gallery_schemas::ArtworkId;
-use uuid::Uuid;
 
 use crate::error::command_error;
 use crate::schema::Caller;
@@ -86,22 +85,6 @@ fn parse_key(key: Option<String>) -> Result<Option<IdempotencyKey>, CommandError
 /// The GraphQL answer to a command.
 fn reply(result: Result<Accepted, CommandError>) -> async_graphql::Result<CommandResult> {
     result.map(CommandResult::from).map_err(command_error)
-}
-
-fn artwork_id(raw: &str) -> Result<ArtworkId, CommandError> {
-    ArtworkId::parse(raw).map_err(|source| CommandError::InvalidInput {
-        field: "artwork id",
-        source,
-    })
-}
-
-fn uuid(field: &'static str, raw: &str) -> Result<Uuid, CommandError> {
-    Uuid::parse_str(raw).map_err(|_| {
-        CommandError::Refused(Refusal::Rule {
-            field,
-            rule: "must be a UUID",
-        })
-    })
 }
 
 /// The bytes of an uploaded file (multipart request spec). The file is spooled to disk by the
