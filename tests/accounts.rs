@@ -14,8 +14,7 @@ use gallery_commands::{
     AccountError, Accounts, CommandError, KafkaPublisher, ProducerConfig, TokenKeys,
 };
 use gallery_schemas::{Event, EventCodec, Role};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use serde_json::{Value, json};
 
@@ -221,15 +220,7 @@ async fn user_registered_lands_on_the_users_topic_without_credentials() {
     assert_eq!(status, 201);
 
     let topic = env.config.topics().users();
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}users-probe", env.config.kafka.topic_prefix),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let consumer = common::kafka::reader(&env, "users-probe");
     consumer.subscribe(&[&topic]).unwrap();
     let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
         .await

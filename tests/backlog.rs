@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::TestEnv;
 use gallery_commands::{BacklogConfig, BacklogMonitor};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,23 +28,18 @@ async fn the_backlog_is_the_workers_lag_on_the_generation_topic() {
     assert_eq!(monitor.refresh().await.unwrap(), 0, "an empty topic");
 
     // 25 requests: 15 on partition 0, 10 on partition 1.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = common::kafka::producer(&brokers);
     for i in 0..25 {
         let partition = if i < 15 { 0 } else { 1 };
         let key = format!("request-{i}");
-        producer
-            .send(
-                FutureRecord::to(&topic)
-                    .partition(partition)
-                    .key(&key)
-                    .payload("request"),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        common::kafka::send(
+            &producer,
+            &topic,
+            Some(partition),
+            key.as_bytes(),
+            b"request",
+        )
+        .await;
     }
     assert_eq!(monitor.refresh().await.unwrap(), 25, "no commit: all of it");
 
@@ -75,16 +69,7 @@ async fn the_backlog_is_the_workers_lag_on_the_generation_topic() {
     let task = tokio::spawn(monitor.run(async move {
         let _ = stopped.await;
     }));
-    producer
-        .send(
-            FutureRecord::to(&topic)
-                .partition(1)
-                .key("one-more")
-                .payload("request"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    common::kafka::send(&producer, &topic, Some(1), b"one-more", b"request").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while backlog.current() != Some(6) {
         assert!(

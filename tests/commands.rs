@@ -11,8 +11,7 @@ use std::time::Duration;
 use common::{TestEnv, future, offsets, send};
 use gallery::Roles;
 use gallery_schemas::Role;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -107,16 +106,7 @@ async fn every_event_lands_on_its_topic_readable_by_any_confluent_consumer() {
     assert_eq!(status, 201, "{body}");
 
     // A consumer that knows nothing of Gallery: Confluent framing, schemas from the registry.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}generic-reader", env.config.kafka.topic_prefix),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
+    let consumer = common::kafka::reader(&env, "generic-reader");
     let topics = env.config.topics();
     let names: Vec<String> = [
         topics.users(),

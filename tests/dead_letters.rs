@@ -9,25 +9,12 @@ use std::time::Duration;
 use common::TestEnv;
 use gallery::Roles;
 use gallery_projections::dead_letter_headers as h;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 async fn produce_raw(env: &TestEnv, topic: &str, key: &str, payload: &[u8]) -> (i32, i64) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .create()
-        .unwrap();
-    let d = producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-    (d.partition, d.offset)
+    let producer = common::kafka::producer(&env.config.kafka.brokers);
+    common::kafka::send(&producer, topic, None, key.as_bytes(), payload).await
 }
 
 fn header<'a>(m: &'a rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
@@ -52,15 +39,7 @@ async fn invalid_messages_are_dead_lettered_and_the_projector_goes_on() {
     // Not framed at all.
     let garbage = produce_raw(&env, &topic, "mona-lisa", b"{\"liked\": true}").await;
     // Framed with a registered schema id, but the Avro body is cut short.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}probe", env.config.kafka.topic_prefix),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let consumer = common::kafka::reader(&env, "probe");
     consumer.subscribe(&[&topic]).unwrap();
     let frame = loop {
         let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
@@ -82,15 +61,7 @@ async fn invalid_messages_are_dead_lettered_and_the_projector_goes_on() {
     assert_eq!(app.artwork_likes(Some(&ada), "mona-lisa").await, (1, false));
 
     // Both poison messages are on the dead-letter topic, with reason and position.
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}dlq-reader", env.config.kafka.topic_prefix),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let dlq = common::kafka::reader(&env, "dlq-reader");
     dlq.subscribe(&[&env.config.topics().dead_letters()])
         .unwrap();
     let mut found = vec![];

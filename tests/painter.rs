@@ -536,19 +536,9 @@ async fn dead_letters(
     quiet: Duration,
 ) -> Vec<(String, i32, i64, String, Vec<u8>, Vec<u8>)> {
     use gallery_schemas::dead_letter_headers as h;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::consumer::Consumer;
     use rdkafka::message::{Headers, Message};
-    let reader: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}dlq-reader", env.config.kafka.topic_prefix),
-        )
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let reader = common::kafka::reader(env, "dlq-reader");
     reader
         .subscribe(&[&env.config.topics().dead_letters()])
         .unwrap();

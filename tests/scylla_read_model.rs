@@ -17,7 +17,6 @@ use gallery::Roles;
 use gallery::config::ReadStore;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use scylla::client::session::Session;
 use serde_json::{Value, json};
@@ -348,22 +347,9 @@ async fn produce_again(env: &TestEnv, topic: &str, partition: i32, offset: i64) 
             None => panic!("no message at {topic}/{partition}@{offset}"),
         }
     };
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .create()
-        .unwrap();
-    let d = producer
-        .send(
-            FutureRecord::to(topic)
-                .partition(partition)
-                .key(&key)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-    d.offset
+    let producer = common::kafka::producer(&env.config.kafka.brokers);
+    let (_, copy) = common::kafka::send(&producer, topic, Some(partition), &key, &payload).await;
+    copy
 }
 
 /// (artwork, user) -> liked, and every artwork's likes, as stored in Scylla.

@@ -8,26 +8,13 @@ mod common;
 use common::{TestEnv, future, png, post_form};
 use gallery::Roles;
 use gallery_schemas::{Event, EventCodec, Role};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use serde_json::{Value, json};
 
 /// Every event on `topic`, decoded.
 async fn events(env: &TestEnv, topic: &str, at_least: usize) -> Vec<Event> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka.brokers)
-        .set(
-            "group.id",
-            format!(
-                "{}reader-{}",
-                env.config.kafka.topic_prefix,
-                uuid::Uuid::new_v4()
-            ),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let consumer = common::kafka::reader(env, &format!("reader-{}", uuid::Uuid::new_v4()));
     consumer.subscribe(&[topic]).unwrap();
     let codec = EventCodec::new(&env.config.registry()).unwrap();
     let mut out = vec![];

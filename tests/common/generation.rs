@@ -35,12 +35,7 @@ pub struct Requests {
 
 impl Requests {
     pub fn new(config: &Config) -> Self {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &config.kafka.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()
-            .unwrap();
+        let producer = super::kafka::producer(&config.kafka.brokers);
         Self {
             producer,
             codec: EventCodec::new(&config.registry()).unwrap(),

@@ -4,6 +4,7 @@
 
 pub mod facts;
 pub mod generation;
+pub mod kafka;
 pub mod log;
 pub mod private_stack;
 pub mod scylla;
