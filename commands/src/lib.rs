@@ -5,14 +5,17 @@
 //! or a refusal out), `ops` (every command as a method of [`Commands`]: load the state, decide,
 //! publish, record), `library` (the [`Commands`] library), `ports` (what it is given: the
 //! publisher it sends through, the image store, the admission of generation requests),
-//! `repository` (the aggregate state commands are decided on, rows in Postgres), `db` (the
+//! `repository` (the aggregate state commands are decided on, rows in Postgres; its
+//! statements, and the idempotency store's, are files of `sql/`, one per statement, named by
+//! what it does and loaded at compile time), `db` (the
 //! `commands` schema: its migrations in `migrations/*.sql`, connections, errors),
 //! `idempotency` (keys, attempts and takeovers), `kafka` and `lookup` (the publisher, and the
 //! search for an earlier attempt's event), `placement` (which partition a key goes to),
 //! `painter_backlog` (the painter's backlog, measured, and the admission of generation requests
 //! by it), `ratelimit`, `auth` and `accounts` (tokens
 //! and users), `media` (uploads and object storage), `http`, `body` and `openapi` (the HTTP
-//! service, its request bodies and its OpenAPI document), `error` (the one error model: code,
+//! service, its request bodies and its OpenAPI document), `input` (the one conversion from what
+//! a client sends, over HTTP or GraphQL, to a command's input), `error` (the one error model: code,
 //! status and public message of every failure), `settings` (the sections of the configuration
 //! it reads, with their defaults and checks), `write_side` (the write side built from them), `metrics`.
 

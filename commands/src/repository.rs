@@ -18,11 +18,7 @@ pub async fn exhibition(
     id: Uuid,
 ) -> Result<Option<ExhibitionState>, DbError> {
     let row = tx
-        .query_opt(
-            "SELECT curator_id, status, artworks FROM commands.exhibitions
-             WHERE exhibition_id = $1 FOR UPDATE",
-            &[&id],
-        )
+        .query_opt(include_str!("../sql/read_exhibition.sql"), &[&id])
         .await
         .map_err(DbError::pg("read exhibition"))?;
     let Some(r) = row else { return Ok(None) };
@@ -50,8 +46,7 @@ pub async fn artwork_exhibition(
 ) -> Result<Option<Uuid>, DbError> {
     let row = tx
         .query_opt(
-            "SELECT exhibition_id FROM commands.artworks
-             WHERE artwork_id = $1 AND NOT removed FOR UPDATE",
+            include_str!("../sql/read_artwork.sql"),
             &[&artwork.as_str()],
         )
         .await
@@ -61,11 +56,7 @@ pub async fn artwork_exhibition(
 
 pub async fn comment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<CommentState>, DbError> {
     let row = tx
-        .query_opt(
-            "SELECT artwork_id, author_id, deleted FROM commands.comments
-             WHERE comment_id = $1 FOR UPDATE",
-            &[&id],
-        )
+        .query_opt(include_str!("../sql/read_comment.sql"), &[&id])
         .await
         .map_err(DbError::pg("read comment"))?;
     let Some(r) = row else { return Ok(None) };
@@ -84,11 +75,7 @@ pub async fn comment(tx: &Transaction<'_>, id: Uuid) -> Result<Option<CommentSta
 
 pub async fn generation(tx: &Transaction<'_>, id: Uuid) -> Result<Option<RequestState>, DbError> {
     let row = tx
-        .query_opt(
-            "SELECT user_id, cancelled FROM commands.generations
-             WHERE request_id = $1 FOR UPDATE",
-            &[&id],
-        )
+        .query_opt(include_str!("../sql/read_generation.sql"), &[&id])
         .await
         .map_err(DbError::pg("read generation"))?;
     let Some(r) = row else { return Ok(None) };
@@ -106,33 +93,22 @@ pub async fn generation(tx: &Transaction<'_>, id: Uuid) -> Result<Option<Request
 pub async fn record(tx: &Transaction<'_>, event: &Event) -> Result<(), DbError> {
     let (sql, params, what): (&str, &[&(dyn ToSql + Sync)], &'static str) = match event {
         Event::ExhibitionCreated(e) => (
-            "INSERT INTO commands.exhibitions (exhibition_id, curator_id, status)
-             VALUES ($1, $2, 'draft') ON CONFLICT DO NOTHING",
+            include_str!("../sql/record_exhibition.sql"),
             &[&e.exhibition_id, &e.curator_id.as_str()],
             "record exhibition",
         ),
         Event::ArtworkAdded(e) => (
-            "WITH a AS (
-                 INSERT INTO commands.artworks (artwork_id, exhibition_id) VALUES ($2, $1)
-                 ON CONFLICT (artwork_id) DO UPDATE SET removed = false
-                 WHERE commands.artworks.removed RETURNING 1)
-             UPDATE commands.exhibitions SET artworks = artworks + (SELECT count(*) FROM a)
-             WHERE exhibition_id = $1",
+            include_str!("../sql/record_artwork.sql"),
             &[&e.exhibition_id, &e.artwork_id.as_str()],
             "record artwork",
         ),
         Event::ArtworkRemoved(e) => (
-            "WITH a AS (
-                 UPDATE commands.artworks SET removed = true
-                 WHERE artwork_id = $2 AND exhibition_id = $1 AND NOT removed RETURNING 1)
-             UPDATE commands.exhibitions SET artworks = artworks - (SELECT count(*) FROM a)
-             WHERE exhibition_id = $1",
+            include_str!("../sql/record_artwork_removal.sql"),
             &[&e.exhibition_id, &e.artwork_id.as_str()],
             "record removal",
         ),
         Event::ExhibitionPublished(e) => (
-            "UPDATE commands.exhibitions SET status = 'published'
-             WHERE exhibition_id = $1 AND status = 'draft'",
+            include_str!("../sql/record_publication.sql"),
             &[&e.exhibition_id],
             "record publication",
         ),
@@ -142,8 +118,7 @@ pub async fn record(tx: &Transaction<'_>, event: &Event) -> Result<(), DbError> 
             "record closing",
         ),
         Event::CommentPosted(e) => (
-            "INSERT INTO commands.comments (comment_id, artwork_id, author_id)
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            include_str!("../sql/record_comment.sql"),
             &[&e.comment_id, &e.artwork_id.as_str(), &e.user_id.as_str()],
             "record comment",
         ),
@@ -161,8 +136,7 @@ pub async fn record(tx: &Transaction<'_>, event: &Event) -> Result<(), DbError> 
         // for an event re-sent by a takeover, whose first attempt's reservation may have
         // rolled back.
         Event::GenerationRequested(e) => (
-            "INSERT INTO commands.generations (request_id, user_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING",
+            include_str!("../sql/record_generation.sql"),
             &[&e.request_id, &e.user_id.as_str()],
             "record generation request",
         ),
@@ -184,8 +158,7 @@ pub async fn reserve_generation(
 ) -> Result<bool, DbError> {
     let n = tx
         .execute(
-            "INSERT INTO commands.generations (request_id, user_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING",
+            include_str!("../sql/record_generation.sql"),
             &[&request_id, &user.as_str()],
         )
         .await

@@ -157,10 +157,7 @@ impl Idempotency {
         for _ in 0..3 {
             let inserted = client
                 .execute(
-                    "INSERT INTO commands.idempotency_keys
-                         (user_id, key, request_hash, owner, attempt, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-                     ON CONFLICT DO NOTHING",
+                    include_str!("../../sql/claim_key.sql"),
                     &[
                         &user.as_str(),
                         &key.as_str(),
@@ -258,11 +255,7 @@ impl Idempotency {
         let n = self
             .execute(
                 through,
-                "UPDATE commands.idempotency_keys
-                 SET topic = $4, message_key = $5, payload = $6, result_id = $7,
-                     decided_at = now(), expires_at = now() + make_interval(secs => $8)
-                 WHERE user_id = $1 AND key = $2 AND attempt = $3
-                   AND response IS NULL AND payload IS NULL",
+                include_str!("../../sql/store_decided_event.sql"),
                 &[
                     &attempt.user.as_str(),
                     &attempt.key.as_str(),
@@ -325,8 +318,7 @@ impl Idempotency {
         self.settle(
             through,
             attempt,
-            "DELETE FROM commands.idempotency_keys
-             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL",
+            include_str!("../../sql/release_key.sql"),
             "release idempotency key",
         )
         .await
@@ -338,9 +330,7 @@ impl Idempotency {
         self.settle(
             Through::Pool,
             attempt,
-            "DELETE FROM commands.idempotency_keys
-             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL
-               AND payload IS NULL",
+            include_str!("../../sql/release_undecided_key.sql"),
             "release idempotency key",
         )
         .await?;
@@ -353,8 +343,7 @@ impl Idempotency {
         self.settle(
             through,
             attempt,
-            "UPDATE commands.idempotency_keys SET owner = NULL
-             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL",
+            include_str!("../../sql/give_up_key.sql"),
             "give up idempotency key",
         )
         .await
@@ -373,9 +362,7 @@ impl Idempotency {
     ) -> Result<(), DbError> {
         self.execute(
             through,
-            "UPDATE commands.idempotency_keys
-             SET owner = NULL, unsettled_until = now() + make_interval(secs => $4)
-             WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL",
+            include_str!("../../sql/give_up_key_after_failed_send.sql"),
             &[
                 &attempt.user.as_str(),
                 &attempt.key.as_str(),
@@ -432,8 +419,7 @@ pub(crate) enum Through {
 }
 
 /// Stores a result, only for the attempt that owns the claim.
-const COMPLETE: &str = "UPDATE commands.idempotency_keys SET response = $4
-                        WHERE user_id = $1 AND key = $2 AND attempt = $3";
+const COMPLETE: &str = include_str!("../../sql/complete_key.sql");
 
 /// The decided event of a claim row, if any.
 fn pending(row: &tokio_postgres::Row) -> Result<Option<Pending>, DbError> {

@@ -1,0 +1,3 @@
+DELETE FROM commands.idempotency_keys
+WHERE user_id = $1 AND key = $2 AND attempt = $3 AND response IS NULL
+  AND payload IS NULL
