@@ -107,18 +107,17 @@ async fn call(
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| CodecError::RegistryUnavailable {
-            message: e.to_string(),
-        })?;
+        .map_err(|e| CodecError::RegistryUnavailable(RegistryFailure::NoAnswer(e)))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
     if status.is_server_error() {
-        return Err(CodecError::RegistryUnavailable {
-            message: format!("{status}: {text}"),
-        });
+        return Err(CodecError::RegistryUnavailable(RegistryFailure::Answered {
+            status: status.as_u16(),
+            body: text,
+        }));
     }
     Err(CodecError::Refused {
         subject: subject.to_owned(),
@@ -167,8 +166,8 @@ pub struct RegistryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     /// The registry could not be reached or answered with a transient error; try again.
-    #[error("schema registry unavailable: {message}")]
-    RegistryUnavailable { message: String },
+    #[error("schema registry unavailable")]
+    RegistryUnavailable(#[source] RegistryFailure),
     /// The bytes are not a valid event: a poison message, to be dead-lettered.
     #[error("invalid event: {reason}")]
     Invalid { reason: String },
@@ -182,21 +181,34 @@ pub enum CodecError {
         status: u16,
         reason: String,
     },
-    #[error("could not set up the schema registry client: {message}")]
-    Setup { message: String },
+    #[error("could not set up the schema registry client")]
+    Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why the schema registry gave no usable answer (the source of
+/// [`CodecError::RegistryUnavailable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryFailure {
+    /// The request had no answer: the connection failed or timed out.
+    #[error("no answer")]
+    NoAnswer(#[source] reqwest::Error),
+    /// The registry answered with an error of its own (a server error).
+    #[error("answered {status}: {body}")]
+    Answered { status: u16, body: String },
+    /// The registry client of the encoder or decoder failed in a way it calls retriable.
+    #[error("the registry client failed")]
+    Client(#[source] SRCError),
 }
 
 impl CodecError {
     /// True when retrying the same bytes later may succeed (the registry was unreachable).
     pub fn is_transient(&self) -> bool {
-        matches!(self, CodecError::RegistryUnavailable { .. })
+        matches!(self, CodecError::RegistryUnavailable(_))
     }
 
     fn from_registry(e: SRCError) -> Self {
         if e.retriable {
-            CodecError::RegistryUnavailable {
-                message: e.to_string(),
-            }
+            CodecError::RegistryUnavailable(RegistryFailure::Client(e))
         } else {
             CodecError::Invalid {
                 reason: e.to_string(),
@@ -256,9 +268,7 @@ impl EventCodec {
                 .no_proxy()
                 .set_timeout(config.timeout)
                 .build()
-                .map_err(|e| CodecError::Setup {
-                    message: e.to_string(),
-                })
+                .map_err(|e| CodecError::Setup(Box::new(e)))
         };
         Ok(Self {
             encoder: Arc::new(AvroEncoder::new(settings()?)),
@@ -281,9 +291,7 @@ impl EventCodec {
             .timeout(self.registry.timeout)
             .no_proxy()
             .build()
-            .map_err(|e| CodecError::Setup {
-                message: e.to_string(),
-            })?;
+            .map_err(|e| CodecError::Setup(Box::new(e)))?;
         let base = self.registry.url.trim_end_matches('/');
         for (record, schema) in SCHEMAS {
             let topic = topics.of(stream_of(record).ok_or_else(|| CodecError::UnknownRecord {
@@ -513,6 +521,26 @@ pub fn from_avro(name: &str, value: &Value) -> Result<Event, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_transient_and_keeps_the_transport_error() {
+        // Nothing listens on the discard port: the connection is refused at once.
+        let config = RegistryConfig {
+            url: "http://127.0.0.1:9".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let codec = EventCodec::new(&config).unwrap_or_else(|e| unreachable!("{e}"));
+        let Err(e) = codec.register_all(&Topics::new("t.")).await else {
+            unreachable!("nothing answers")
+        };
+        assert!(e.is_transient(), "{e:?}");
+        let failure =
+            std::error::Error::source(&e).and_then(|s| s.downcast_ref::<RegistryFailure>());
+        let Some(RegistryFailure::NoAnswer(cause)) = failure else {
+            unreachable!("{e:?}")
+        };
+        assert!(cause.is_connect(), "{cause:?}");
+    }
 
     /// Avro's zig-zag varint.
     fn long(n: i64) -> Vec<u8> {

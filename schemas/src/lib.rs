@@ -21,8 +21,8 @@ mod text;
 mod topics;
 
 pub use codec::{
-    CodecError, EventCodec, MAX_DECODE_ALLOCATION, RegistryConfig, SCHEMAS, decode_body, frame,
-    from_avro, schema_of, stream_of, to_avro, unframe,
+    CodecError, EventCodec, MAX_DECODE_ALLOCATION, RegistryConfig, RegistryFailure, SCHEMAS,
+    decode_body, frame, from_avro, schema_of, stream_of, to_avro, unframe,
 };
 pub use events::{
     ArtworkAdded, ArtworkRemoved, ArtworkViewed, CommentDeleted, CommentPosted, Event,

@@ -8,7 +8,7 @@ use super::*;
 use crate::accounts::rules::{InvalidInput, PasswordError, RefreshRejection};
 use crate::ratelimit::CommandClass;
 use axum::extract::rejection::JsonRejection;
-use gallery_schemas::{CodecError, UserId};
+use gallery_schemas::{CodecError, RegistryFailure, UserId};
 
 fn ada() -> UserId {
     UserId::parse("ada").unwrap_or_else(|e| unreachable!("{e}"))
@@ -381,9 +381,10 @@ fn an_internal_error_is_logged_with_its_whole_cause_chain() {
 
 #[test]
 fn a_publish_failure_keeps_its_cause_and_shows_none_of_it() {
-    let registry = CodecError::RegistryUnavailable {
-        message: "registry at 10.1.2.3 timed out".into(),
-    };
+    let registry = CodecError::RegistryUnavailable(RegistryFailure::Answered {
+        status: 504,
+        body: "registry at 10.1.2.3 timed out".into(),
+    });
     let e = CommandError::from(PublishError::Registry(registry));
     assert_eq!(e.code(), "UNAVAILABLE");
     assert!(

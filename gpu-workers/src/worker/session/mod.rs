@@ -328,7 +328,7 @@ impl Session {
                 self.topic
             ),
             Err(e) if e.is_transient() => {
-                tracing::warn!(partition, offset, error = %e, "schema registry unavailable; waiting");
+                tracing::warn!(partition, offset, error = %e, source = ?std::error::Error::source(&e), "schema registry unavailable; waiting");
                 self.stalled = Some(record);
                 return;
             }
