@@ -108,8 +108,7 @@ pub(crate) async fn ensure_layout(
         .map_err(ProjectionError::pg("create first generation"))?;
     let legacy: Vec<String> = tx
         .query(
-            "SELECT tablename::text AS tablename FROM pg_tables
-             WHERE schemaname = 'public' AND tablename = ANY($1)",
+            include_str!("../sql/find_tables_from_before_generations.sql"),
             &[&LEGACY_TABLES],
         )
         .await
@@ -128,8 +127,7 @@ pub(crate) async fn ensure_layout(
         tracing::info!(generation = %first, tables = legacy.len(), "moved the read model into its first generation");
     }
     tx.execute(
-        "INSERT INTO public.read_model_generations (schema_name, number, state, switched_at)
-         VALUES ($1, $2, 'live', now())",
+        include_str!("../sql/record_first_generation.sql"),
         &[&first.to_string(), &(first.0 as i32)],
     )
     .await
@@ -177,11 +175,7 @@ pub(crate) async fn claim(tx: &Transaction<'_>, topics: &Topics) -> Result<(), P
 /// The topics the offsets of every generation name.
 async fn topics_held(tx: &Transaction<'_>) -> Result<Vec<String>, ProjectionError> {
     let generations = tx
-        .query(
-            "SELECT schema_name FROM public.read_model_generations
-             WHERE to_regclass(schema_name || '.projection_offsets') IS NOT NULL",
-            &[],
-        )
+        .query(include_str!("../sql/list_generations.sql"), &[])
         .await
         .map_err(ProjectionError::pg("list generations"))?;
     let mut topics = Vec::new();
@@ -249,8 +243,7 @@ pub(crate) async fn create(tx: &Transaction<'_>) -> Result<Generation, Projectio
         .await
         .map_err(ProjectionError::pg("create generation schema"))?;
     tx.execute(
-        "INSERT INTO public.read_model_generations (schema_name, number, state)
-         VALUES ($1, $2, 'building')",
+        include_str!("../sql/record_new_generation.sql"),
         &[&generation.to_string(), &number],
     )
     .await
@@ -280,10 +273,7 @@ pub(crate) async fn switch(
     .await
     .map_err(ProjectionError::pg("switch live generation"))?;
     tx.execute(
-        "UPDATE public.read_model_generations
-         SET state = CASE WHEN schema_name = $2 THEN 'live' ELSE 'retired' END,
-             switched_at = CASE WHEN schema_name = $2 THEN now() ELSE switched_at END
-         WHERE schema_name IN ($1, $2)",
+        include_str!("../sql/record_switch.sql"),
         &[&from.to_string(), &to.to_string()],
     )
     .await
@@ -298,8 +288,7 @@ pub(crate) async fn mark_failed(
 ) -> Result<(), ProjectionError> {
     client
         .execute(
-            "UPDATE public.read_model_generations SET state = 'failed'
-             WHERE schema_name = $1 AND state = 'building'",
+            include_str!("../sql/mark_generation_failed.sql"),
             &[&generation.to_string()],
         )
         .await
@@ -314,11 +303,7 @@ pub(crate) async fn sort_building(
     tx: &Transaction<'_>,
 ) -> Result<(Vec<Generation>, Vec<Generation>), ProjectionError> {
     let rows = tx
-        .query(
-            "SELECT schema_name, number FROM public.read_model_generations
-             WHERE state = 'building' ORDER BY number",
-            &[],
-        )
+        .query(include_str!("../sql/list_building_generations.sql"), &[])
         .await
         .map_err(ProjectionError::pg("list building generations"))?;
     let (mut held, mut abandoned) = (Vec::new(), Vec::new());
@@ -350,9 +335,7 @@ pub(crate) async fn drop_unused(
 ) -> Result<Vec<Generation>, ProjectionError> {
     let rows = tx
         .query(
-            "SELECT schema_name FROM public.read_model_generations
-             WHERE state IN ('retired', 'failed') AND ($1::text IS NULL OR schema_name = $1)
-             ORDER BY number",
+            include_str!("../sql/list_unused_generations.sql"),
             &[&only.map(ToString::to_string)],
         )
         .await
@@ -381,10 +364,7 @@ pub(crate) async fn views_missing(
 ) -> Result<bool, ProjectionError> {
     let row = tx
         .query_one(
-            "SELECT count(*) AS missing FROM pg_tables t
-             WHERE t.schemaname = $1 AND t.tablename <> 'schema_migrations'
-               AND NOT EXISTS (SELECT 1 FROM pg_views v
-                               WHERE v.schemaname = 'public' AND v.viewname = t.tablename)",
+            include_str!("../sql/check_read_model_views.sql"),
             &[&generation.to_string()],
         )
         .await
@@ -400,11 +380,7 @@ pub(crate) async fn point_views(
 ) -> Result<(), ProjectionError> {
     let rows = tx
         .query(
-            "SELECT DISTINCT t.tablename::text AS tablename, t.schemaname = $1 AS ours
-             FROM pg_tables t
-             JOIN public.read_model_generations g ON g.schema_name = t.schemaname
-             WHERE t.tablename <> 'schema_migrations'
-             ORDER BY 1, 2",
+            include_str!("../sql/list_read_model_tables.sql"),
             &[&generation.to_string()],
         )
         .await

@@ -27,7 +27,9 @@
 //!
 //! What each module owns: `fold` (the pure folds, of both read models), `postgres` (the read
 //! model's tables in Postgres: the batch, its writes per table in `postgres/`, the stored
-//! offsets, connections; the migrations are `migrations/*.sql`), `projector` (the Postgres
+//! offsets, connections; the migrations are `migrations/*.sql`, and every statement longer
+//! than a line that is not composed from column lists is a file of `sql/`, named by what it
+//! does and loaded at compile time), `projector` (the Postgres
 //! projector's session loop), `consume` (reading the topics: batches, decoding, dead letters,
 //! partitions), `group` (consumer-group membership, rebalances, lag), `scylla` (the Scylla
 //! projector), `generations`, `rebuild` and `deployment` (generations of the read model, their

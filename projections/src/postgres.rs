@@ -245,11 +245,7 @@ impl PostgresStore {
         client: &impl GenericClient,
     ) -> Result<HashMap<TopicPartition, i64>, ProjectionError> {
         let rows = client
-            .query(
-                "SELECT topic, partition, next_offset FROM projection_offsets
-                 WHERE projection = $1",
-                &[&self.projection],
-            )
+            .query(include_str!("../sql/read_offsets.sql"), &[&self.projection])
             .await
             .map_err(ProjectionError::pg("read offsets"))?;
         Ok(offsets_of(&rows)?)
@@ -273,10 +269,7 @@ impl PostgresStore {
             offsets.push(*o);
         }
         tx.execute(
-            "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-             SELECT $1, t, p, o FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS x(t, p, o)
-             ON CONFLICT (projection, topic, partition)
-             DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset, excluded.next_offset)",
+            include_str!("../sql/store_offsets.sql"),
             &[&self.projection, &topics, &partitions, &offsets],
         )
         .await
@@ -301,20 +294,14 @@ impl PostgresStore {
         let (topics, numbers): (Vec<&str>, Vec<i32>) =
             partitions.iter().map(|(t, p)| (t.as_str(), *p)).unzip();
         tx.execute(
-            "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-             SELECT $1, t, p, 0 FROM unnest($2::text[], $3::integer[]) AS x(t, p)
-             ON CONFLICT DO NOTHING",
+            include_str!("../sql/create_offset_rows.sql"),
             &[&self.projection, &topics, &numbers],
         )
         .await
         .map_err(ProjectionError::pg("create offset rows"))?;
         let rows = tx
             .query(
-                "SELECT o.topic, o.partition, o.next_offset FROM projection_offsets o
-                 JOIN unnest($2::text[], $3::integer[]) AS x(t, p)
-                   ON o.topic = x.t AND o.partition = x.p
-                 WHERE o.projection = $1
-                 ORDER BY o.topic, o.partition FOR UPDATE OF o",
+                include_str!("../sql/lock_offsets.sql"),
                 &[&self.projection, &topics, &numbers],
             )
             .await

@@ -1,7 +1,9 @@
 //! GraphQL over axum (async-graphql). Queries read the projections' tables; mutations call the
 //! write side's library ([`gallery_commands::Commands`] and [`gallery_commands::Accounts`]),
 //! exactly as the HTTP command service does, so they validate, authorize and fail alike. Its
-//! sections of the configuration (`query_api`, `read`) are in [`settings`].
+//! sections of the configuration (`query_api`, `read`) are in [`settings`]. The read model's
+//! statements longer than a line, unless composed from the projector's column lists, are files
+//! of `sql/`, named by what they read and loaded at compile time.
 
 mod cache;
 mod changes;

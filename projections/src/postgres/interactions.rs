@@ -66,11 +66,7 @@ pub(super) async fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), Pro
         if !plan.bucket_deltas.is_empty() {
             let (artworks, hours, deltas) = unzip_buckets(&plan.bucket_deltas);
             tx.execute(
-                "INSERT INTO like_buckets (hour_ms, artwork_id, net_likes)
-                 SELECT h, a, d FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(a, h, d)
-                 ORDER BY h, a
-                 ON CONFLICT (hour_ms, artwork_id)
-                 DO UPDATE SET net_likes = like_buckets.net_likes + excluded.net_likes",
+                include_str!("../../sql/update_like_buckets.sql"),
                 &[&artworks, &hours, &deltas],
             )
             .await
@@ -146,14 +142,7 @@ async fn apply_sets(
         },
         async {
             tx.query(
-                "SELECT p.artwork_id, p.event_id, p.topic, p.partition, p.message_offset
-                 FROM unnest($1::text[], $2::uuid[]) AS k(a, e)
-                 CROSS JOIN LATERAL (
-                     SELECT artwork_id, event_id, topic, partition, message_offset
-                     FROM set_event_positions
-                     WHERE artwork_id = k.a AND mark = $3 AND event_id = k.e
-                     LIMIT 1
-                 ) p",
+                include_str!("../../sql/read_set_event_positions.sql"),
                 &[&event_artworks, &event_ids, &t.kind.mark()],
             )
             .await
@@ -250,12 +239,7 @@ async fn insert_positions(
         offsets.push(at.offset);
     }
     tx.execute(
-        "INSERT INTO set_event_positions
-             (artwork_id, mark, event_id, topic, partition, message_offset)
-         SELECT a, $1, e, t, p, o
-         FROM unnest($2::text[], $3::uuid[], $4::text[], $5::integer[], $6::bigint[])
-              AS x(a, e, t, p, o)
-         ON CONFLICT (artwork_id, mark, event_id) DO NOTHING",
+        include_str!("../../sql/remember_set_event_positions.sql"),
         &[&t.kind.mark(), &a, &ids, &topics, &partitions, &offsets],
     )
     .await
@@ -269,15 +253,7 @@ async fn apply_comments(
 ) -> Result<BTreeMap<String, i64>, ProjectionError> {
     let ids = batch.ids();
     let rows = tx
-        .query(
-            "SELECT c.comment_id, c.artwork_id, c.deleted
-             FROM unnest($1::uuid[]) AS k(id)
-             CROSS JOIN LATERAL (
-                 SELECT comment_id, artwork_id, deleted FROM comments WHERE comment_id = k.id
-                 FOR UPDATE
-             ) c",
-            &[&ids],
-        )
+        .query(include_str!("../../sql/read_comments.sql"), &[&ids])
         .await
         .map_err(ProjectionError::pg("read comments"))?;
     let stored: HashMap<Uuid, StoredComment> = rows
@@ -327,9 +303,7 @@ async fn apply_comments(
             at.push(d.deleted_at_ms);
         }
         tx.execute(
-            "UPDATE comments c SET deleted = true, deleted_by = d.by, deleted_at_ms = d.at
-             FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(id, by, at)
-             WHERE c.comment_id = d.id AND NOT c.deleted",
+            include_str!("../../sql/delete_comments.sql"),
             &[&ids, &by, &at],
         )
         .await
@@ -344,13 +318,7 @@ async fn apply_views(
 ) -> Result<BTreeMap<String, i64>, ProjectionError> {
     let ids = batch.ids();
     let rows = tx
-        .query(
-            "SELECT v.event_id FROM unnest($1::uuid[]) AS k(id)
-             CROSS JOIN LATERAL (
-                 SELECT event_id FROM artwork_views WHERE event_id = k.id LIMIT 1
-             ) v",
-            &[&ids],
-        )
+        .query(include_str!("../../sql/read_views.sql"), &[&ids])
         .await
         .map_err(ProjectionError::pg("read views"))?;
     let stored: HashSet<Uuid> = rows
@@ -372,19 +340,14 @@ async fn apply_views(
         at.push(v.viewed_at_ms);
     }
     tx.execute(
-        "INSERT INTO artwork_views (event_id, artwork_id, user_id, viewed_at_ms)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])",
+        include_str!("../../sql/insert_views.sql"),
         &[&ids, &artworks, &users, &at],
     )
     .await
     .map_err(ProjectionError::pg("insert views"))?;
     let (artworks, hours, deltas) = unzip_buckets(&plan.bucket_deltas);
     tx.execute(
-        "INSERT INTO view_buckets (hour_ms, artwork_id, views)
-         SELECT h, a, d FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(a, h, d)
-         ORDER BY h, a
-         ON CONFLICT (hour_ms, artwork_id)
-         DO UPDATE SET views = view_buckets.views + excluded.views",
+        include_str!("../../sql/update_view_buckets.sql"),
         &[&artworks, &hours, &deltas],
     )
     .await
@@ -408,22 +371,13 @@ async fn apply_stats(
         views.push(d.views);
     }
     tx.execute(
-        "INSERT INTO artwork_stats (artwork_id)
-         SELECT unnest($1::text[]) ORDER BY 1
-         ON CONFLICT (artwork_id) DO NOTHING",
+        include_str!("../../sql/create_stats_rows.sql"),
         &[&artworks],
     )
     .await
     .map_err(ProjectionError::pg("create stats rows"))?;
     tx.execute(
-        "UPDATE artwork_stats s
-         SET like_count = s.like_count + d.likes,
-             favorite_count = s.favorite_count + d.favorites,
-             comment_count = s.comment_count + d.comments,
-             view_count = s.view_count + d.views
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-              AS d(artwork_id, likes, favorites, comments, views)
-         WHERE s.artwork_id = d.artwork_id",
+        include_str!("../../sql/update_stats.sql"),
         &[&artworks, &likes, &favorites, &comments, &views],
     )
     .await

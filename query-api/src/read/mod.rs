@@ -144,10 +144,7 @@ impl ReadModel {
             partitions.iter().map(|(t, p)| (t.as_str(), *p)).unzip();
         let rows = self
             .query(
-                "SELECT o.topic, o.partition, o.next_offset FROM projection_offsets o
-                 JOIN unnest($1::text[], $2::integer[]) AS x(t, p)
-                   ON o.topic = x.t AND o.partition = x.p
-                 WHERE o.projection = $3",
+                include_str!("../../sql/projected_offsets.sql"),
                 &[&topics, &numbers, &crate::changes::PROJECTION],
             )
             .await?;
@@ -219,11 +216,7 @@ impl ReadModel {
             return s.stats(ids).await;
         }
         let rows = self
-            .query(
-                "SELECT artwork_id, like_count, favorite_count, comment_count, view_count
-                 FROM artwork_stats WHERE artwork_id = ANY($1)",
-                &[&ids],
-            )
+            .query(include_str!("../../sql/artwork_stats.sql"), &[&ids])
             .await?;
         rows.iter()
             .map(|r| {
@@ -253,12 +246,7 @@ impl ReadModel {
             pairs.iter().map(|(u, a)| (u.as_str(), a.as_str())).unzip();
         let rows = self
             .query(
-                "SELECT k.u AS user_id, k.a AS artwork_id,
-                        COALESCE(l.liked, false) AS liked,
-                        COALESCE(f.favorited, false) AS favorited
-                 FROM unnest($1::text[], $2::text[]) AS k(u, a)
-                 LEFT JOIN artwork_likes l ON l.user_id = k.u AND l.artwork_id = k.a
-                 LEFT JOIN artwork_favorites f ON f.user_id = k.u AND f.artwork_id = k.a",
+                include_str!("../../sql/user_flags.sql"),
                 &[&users, &artworks],
             )
             .await?;
@@ -312,16 +300,10 @@ impl ReadModel {
         let (at, id) = after.unzip();
         let sql = match mark {
             Mark::Likes => {
-                "SELECT artwork_id, occurred_at_ms FROM artwork_likes
-                 WHERE user_id = $1 AND liked
-                   AND ($2::bigint IS NULL OR (occurred_at_ms, artwork_id) < ($2, $3::text))
-                 ORDER BY occurred_at_ms DESC, artwork_id DESC LIMIT $4"
+                include_str!("../../sql/liked_page.sql")
             }
             Mark::Favorites => {
-                "SELECT artwork_id, occurred_at_ms FROM artwork_favorites
-                 WHERE user_id = $1 AND favorited
-                   AND ($2::bigint IS NULL OR (occurred_at_ms, artwork_id) < ($2, $3::text))
-                 ORDER BY occurred_at_ms DESC, artwork_id DESC LIMIT $4"
+                include_str!("../../sql/favorited_page.sql")
             }
         };
         let rows = self.query(sql, &[&user, &at, &id, &limit]).await?;
@@ -382,14 +364,10 @@ impl ReadModel {
         }
         let sql = match measure {
             Measure::Likes => {
-                "SELECT artwork_id, sum(net_likes)::bigint AS score FROM like_buckets
-                 WHERE hour_ms >= $1 GROUP BY artwork_id HAVING sum(net_likes) > 0
-                 ORDER BY score DESC, artwork_id COLLATE \"C\" LIMIT $2"
+                include_str!("../../sql/popular_by_likes.sql")
             }
             Measure::Views => {
-                "SELECT artwork_id, sum(views)::bigint AS score FROM view_buckets
-                 WHERE hour_ms >= $1 GROUP BY artwork_id HAVING sum(views) > 0
-                 ORDER BY score DESC, artwork_id COLLATE \"C\" LIMIT $2"
+                include_str!("../../sql/popular_by_views.sql")
             }
         };
         let rows = self.query(sql, &[&since_ms, &limit]).await?;
