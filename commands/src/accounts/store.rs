@@ -82,8 +82,7 @@ pub(crate) async fn insert_user(
 ) -> Result<bool, StoreError> {
     let inserted = c
         .execute(
-            "INSERT INTO commands.users (user_id, display_name, password_hash, role)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            include_str!("../../sql/insert_user.sql"),
             &[
                 &account.id.as_str(),
                 &account.display_name.as_str(),
@@ -163,8 +162,7 @@ pub(crate) async fn insert_refresh(
     expires_at: SystemTime,
 ) -> Result<(), StoreError> {
     c.execute(
-        "INSERT INTO commands.refresh_tokens (token_hash, user_id, family_id, expires_at)
-         VALUES ($1, $2, $3, $4)",
+        include_str!("../../sql/insert_refresh_token.sql"),
         &[&digest.as_slice(), &user.as_str(), &family_id, &expires_at],
     )
     .await
@@ -220,8 +218,7 @@ pub(crate) async fn revoke_family(
     family_id: Uuid,
 ) -> Result<u64, StoreError> {
     Ok(c.execute(
-        "UPDATE commands.refresh_tokens SET revoked = true
-             WHERE family_id = $1 AND NOT revoked",
+        include_str!("../../sql/revoke_refresh_family.sql"),
         &[&family_id],
     )
     .await
