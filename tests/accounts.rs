@@ -21,15 +21,7 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "correct horse battery";
 
 async fn post(app: &App, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(app.commands_url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    common::send(app, "POST", path, None, None, Some(body)).await
 }
 
 async fn register(app: &App, username: &str, password: &str, name: &str) -> (u16, Value) {

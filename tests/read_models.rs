@@ -19,17 +19,7 @@ async fn send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> Value {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = app.http.request(method, app.commands_url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (status, body) = common::send(app, method, path, token, None, body).await;
     assert!((200..300).contains(&status), "{path}: {status} {body}");
     body
 }

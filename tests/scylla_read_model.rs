@@ -24,18 +24,8 @@ use tokio::process::{Child, Command};
 
 /// Sends a command, asserting a 202; returns its body.
 async fn send(app: &App, method: &str, path: &str, token: Option<&str>, body: Value) -> Value {
-    let url = app.commands_url(path);
-    let mut req = match method {
-        "PUT" => app.http.put(url),
-        "DELETE" => app.http.delete(url),
-        _ => app.http.post(url).json(&body),
-    };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let body = (method == "POST").then_some(body);
+    let (status, body) = common::send(app, method, path, token, None, body).await;
     assert_eq!(status, 202, "{method} {path}: {body}");
     body
 }
