@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::loaders::{ArtworkOf, ExhibitionOf, FlagsOf, StatsOf};
-use super::page::{self, First};
+use super::page;
 use super::{Exhibition, datetime, gql, loader, read, shared, viewer_id};
 use crate::cache::HotCache;
 use crate::consistency::Reached;
@@ -262,20 +262,17 @@ impl Artwork {
         #[graphql(desc = "How many (1 to 100, default 20).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Comment>> {
-        let first = First::parse(first).map_err(gql)?;
-        let after = page::decode_uuid(after.as_deref()).map_err(gql)?;
-        let had_cursor = after.is_some();
-        let rows = read(ctx)?
-            .comments_page(&self.id, after, first.fetch())
-            .await
-            .map_err(gql)?;
-        Ok(page::connection(
-            rows,
+        let read = read(ctx)?;
+        page::load(
             first,
-            had_cursor,
+            after.as_deref(),
+            page::decode_uuid,
+            |after, n| read.comments_page(&self.id, after, n),
             |c| (c.posted_at_ms, c.comment_id.to_string()),
             Comment,
-        ))
+        )
+        .await
+        .map_err(gql)
     }
 }
 
@@ -286,20 +283,17 @@ pub(super) async fn page(
     first: Option<i32>,
     after: Option<String>,
 ) -> async_graphql::Result<Connection<String, Artwork>> {
-    let first = First::parse(first).map_err(gql)?;
-    let after = page::decode(after.as_deref()).map_err(gql)?;
-    let had_cursor = after.is_some();
-    let rows = read(ctx)?
-        .artworks_page(exhibition, after, first.fetch())
-        .await
-        .map_err(gql)?;
-    Ok(page::connection(
-        rows,
+    let read = read(ctx)?;
+    page::load(
         first,
-        had_cursor,
+        after.as_deref(),
+        page::decode,
+        |after, n| read.artworks_page(exhibition, after, n),
         |r| (r.added_at_ms, r.artwork_id.clone()),
         Artwork::from_record,
-    ))
+    )
+    .await
+    .map_err(gql)
 }
 
 /// A comment on an artwork.

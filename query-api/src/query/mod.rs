@@ -168,20 +168,17 @@ impl QueryRoot {
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
         #[graphql(desc = "Only exhibitions in this status.")] status: Option<ExhibitionStatus>,
     ) -> async_graphql::Result<Connection<String, Exhibition>> {
-        let first = First::parse(first).map_err(gql)?;
-        let after = page::decode_uuid(after.as_deref()).map_err(gql)?;
-        let had_cursor = after.is_some();
-        let rows = read(ctx)?
-            .exhibitions_page(status.map(ExhibitionStatus::stored), after, first.fetch())
-            .await
-            .map_err(gql)?;
-        Ok(page::connection(
-            rows,
+        let read = read(ctx)?;
+        page::load(
             first,
-            had_cursor,
+            after.as_deref(),
+            page::decode_uuid,
+            |after, n| read.exhibitions_page(status.map(ExhibitionStatus::stored), after, n),
             |r| (r.opens_at_ms, r.exhibition_id.to_string()),
             |r| Exhibition::from(std::sync::Arc::new(r)),
-        ))
+        )
+        .await
+        .map_err(gql)
     }
 
     /// The signed-in user's likes, favorites and generations. Needs a bearer token.

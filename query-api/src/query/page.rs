@@ -1,6 +1,8 @@
 //! Relay-style pages: `first` (default 20, at most 100) and `after`, an opaque cursor that is
 //! the base64 of the sort key (a time in milliseconds and the id that breaks ties).
 
+use std::future::Future;
+
 use async_graphql::OutputType;
 use async_graphql::connection::{Connection, Edge};
 use base64::Engine;
@@ -75,6 +77,31 @@ pub fn decode_uuid(cursor: Option<&str>) -> Result<Option<(i64, Uuid)>, QueryErr
                 .map_err(|_| bad_cursor())
         })
         .transpose()
+}
+
+/// A cursor's decoder: [`decode`] or [`decode_uuid`].
+pub type Decode<I> = fn(Option<&str>) -> Result<Option<(i64, I)>, QueryError>;
+
+/// One page of a list: `first` and the cursor `after` checked (`decode` reads the cursor's
+/// id), the rows read by `read(after, how many to fetch)`, and the page built from them as
+/// [`connection`] builds it.
+pub async fn load<I, R, N, Fut>(
+    first: Option<i32>,
+    after: Option<&str>,
+    decode: Decode<I>,
+    read: impl FnOnce(Option<(i64, I)>, i64) -> Fut,
+    key: impl Fn(&R) -> (i64, String),
+    node: impl Fn(R) -> N,
+) -> Result<Connection<String, N>, QueryError>
+where
+    N: OutputType,
+    Fut: Future<Output = Result<Vec<R>, QueryError>>,
+{
+    let first = First::parse(first)?;
+    let after = decode(after)?;
+    let had_cursor = after.is_some();
+    let rows = read(after, first.fetch()).await?;
+    Ok(connection(rows, first, had_cursor, key, node))
 }
 
 /// A page from rows fetched with [`First::fetch`]: `key` gives each row's sort key.

@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object};
 use time::OffsetDateTime;
 
 use super::generation::GenerationJob;
-use super::page::{self, First};
+use super::page;
 use super::{Artwork, datetime, gql, read};
 use crate::read::{Mark, MarkRecord};
 
@@ -27,20 +27,17 @@ impl ViewerRoot {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, MarkedArtwork>> {
-        let first = First::parse(first).map_err(gql)?;
-        let after = page::decode(after.as_deref()).map_err(gql)?;
-        let had_cursor = after.is_some();
-        let rows = read(ctx)?
-            .marks_page(mark, &self.user, after, first.fetch())
-            .await
-            .map_err(gql)?;
-        Ok(page::connection(
-            rows,
+        let read = read(ctx)?;
+        page::load(
             first,
-            had_cursor,
+            after.as_deref(),
+            page::decode,
+            |after, n| read.marks_page(mark, &self.user, after, n),
             |m| (m.at_ms, m.artwork_id.clone()),
             MarkedArtwork,
-        ))
+        )
+        .await
+        .map_err(gql)
     }
 }
 
@@ -78,20 +75,17 @@ impl ViewerRoot {
         #[graphql(desc = "How many (1 to 100, default 20).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, GenerationJob>> {
-        let first = First::parse(first).map_err(gql)?;
-        let after = page::decode_uuid(after.as_deref()).map_err(gql)?;
-        let had_cursor = after.is_some();
-        let rows = read(ctx)?
-            .jobs_page(&self.user, after, first.fetch())
-            .await
-            .map_err(gql)?;
-        Ok(page::connection(
-            rows,
+        let read = read(ctx)?;
+        page::load(
             first,
-            had_cursor,
+            after.as_deref(),
+            page::decode_uuid,
+            |after, n| read.jobs_page(&self.user, after, n),
             |j| (j.requested_at_ms, j.request_id.to_string()),
             GenerationJob::from,
-        ))
+        )
+        .await
+        .map_err(gql)
     }
 }
 
