@@ -25,8 +25,12 @@ pub enum WorkerError {
         #[source]
         source: gallery_schemas::CodecError,
     },
-    #[error("catching up on partition {partition} failed: {reason}")]
-    CatchUp { partition: i32, reason: String },
+    #[error("catching up on partition {partition} did not reach offset {end} within {timeout:?}")]
+    CatchUpTimedOut {
+        partition: i32,
+        end: i64,
+        timeout: std::time::Duration,
+    },
     #[error("could not start the paint threads")]
     Threads(#[source] std::io::Error),
     #[error("a blocking Kafka call did not finish")]

@@ -82,7 +82,6 @@ impl Scanner {
             return Ok(());
         }
         let topic = &self.topic;
-        let failed = |reason: String| WorkerError::CatchUp { partition, reason };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(start))
             .map_err(WorkerError::kafka("scan position"))?;
@@ -92,7 +91,11 @@ impl Scanner {
         let deadline = Instant::now() + timeout;
         let outcome = loop {
             if Instant::now() > deadline {
-                break Err(failed(format!("did not reach offset {end} in time")));
+                break Err(WorkerError::CatchUpTimedOut {
+                    partition,
+                    end,
+                    timeout,
+                });
             }
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
@@ -142,7 +145,7 @@ impl Scanner {
             match self.runtime.block_on(self.codec.decode(payload)) {
                 Ok(event) => return Ok(Some(event)),
                 Err(e) if e.is_transient() && Instant::now() < deadline => {
-                    tracing::warn!(partition, error = %e, "scan: registry unavailable; retrying");
+                    tracing::warn!(partition, error = %e, source = ?std::error::Error::source(&e), "scan: registry unavailable; retrying");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
