@@ -129,20 +129,13 @@ impl Commands {
         event: Event,
         id: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        let message = self.publisher.encode(&event).await?;
-        let Some(attempt) = ids.attempt() else {
-            let position = self.publisher.send(&message).await?;
-            return Ok(accepted(&event, position, id));
-        };
-        let message = self.prepare(Through::Pool, attempt, message, &id).await?;
-        let position = self
-            .send_decided(Through::Pool, attempt, &message, true)
-            .await?;
+        let (position, attempt) = self.send_event(ids, Through::Pool, &event, &id).await?;
         let done = accepted(&event, position, id);
-        if let Err(e) = self
-            .idempotency
-            .complete(attempt, &stored_result(&done)?)
-            .await
+        if let Some(attempt) = attempt
+            && let Err(e) = self
+                .idempotency
+                .complete(attempt, &stored_result(&done)?)
+                .await
         {
             // The command is done; a retry once the claim expires finds the event in the
             // log and answers with its position.
@@ -161,16 +154,27 @@ impl Commands {
         event: Event,
         id: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        let message = self.publisher.encode(&event).await?;
+        let (position, attempt) = self.send_event(ids, Through::Lease, &event, &id).await?;
+        self.record(attempt, tx, &event, position, id).await
+    }
+
+    /// Encodes and sends `event`; for a keyed command, first keeps the message with its claim
+    /// (written `through` the pool or the lease), and settles the claim if the send fails.
+    /// Returns where the event landed and the attempt, if keyed.
+    async fn send_event<'i>(
+        &self,
+        ids: &'i Ids,
+        through: Through,
+        event: &Event,
+        id: &Option<String>,
+    ) -> Result<(Position, Option<&'i Attempt>), CommandError> {
+        let message = self.publisher.encode(event).await?;
         let Some(attempt) = ids.attempt() else {
-            let position = self.publisher.send(&message).await?;
-            return self.record(None, tx, &event, position, id).await;
+            return Ok((self.publisher.send(&message).await?, None));
         };
-        let message = self.prepare(Through::Lease, attempt, message, &id).await?;
-        let position = self
-            .send_decided(Through::Lease, attempt, &message, true)
-            .await?;
-        self.record(Some(attempt), tx, &event, position, id).await
+        let message = self.prepare(through, attempt, message, id).await?;
+        let position = self.send_decided(through, attempt, &message, true).await?;
+        Ok((position, Some(attempt)))
     }
 
     /// Keeps the event `attempt` decided with its claim, before anything is sent.

@@ -95,7 +95,7 @@ pub fn rebalance<M: Member>(
 }
 
 /// `topic/partition` of each partition of `tpl`, for the logs.
-pub fn describe(tpl: &TopicPartitionList) -> Vec<String> {
+fn describe(tpl: &TopicPartitionList) -> Vec<String> {
     tpl.elements()
         .iter()
         .map(|e| format!("{}/{}", e.topic(), e.partition()))
